@@ -1,0 +1,96 @@
+"""Final-answer extraction and equivalence, shared by prepare, distill and bench.
+
+Both styles end a solution with `#### <answer>` (the Chain of Draft paper's format). MATH solutions also carry
+the answer in the last `\\boxed{}`, which is the fallback when no `####` is present.
+"""
+
+from __future__ import annotations
+
+import re
+
+SCENARIOS = ("easy", "medium", "hard")
+SEPARATOR = "####"
+
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` or `\\fbox{...}` in `text`, nested braces included."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        # `\boxed 5`: the argument is the next token.
+        rest = text[start:].split(maxsplit=1)
+        return rest[1].split("$")[0].strip() if len(rest) > 1 else None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j].strip()
+    return None
+
+
+def extract_answer(text: str, scenario: str) -> str | None:
+    """The final answer of a solution: the text after the last `####`, else (MATH) the last `\\boxed{}`."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {list(SCENARIOS)}, got {scenario!r}")
+    if SEPARATOR in text:
+        answer = text.rsplit(SEPARATOR, 1)[1].strip()
+        # The answer is the first line after the separator; a model may ramble on afterwards.
+        answer = answer.splitlines()[0].strip() if answer else ""
+        answer = answer.strip().rstrip(".").strip()
+        if answer.startswith("$") and answer.endswith("$") and len(answer) > 1:
+            answer = answer[1:-1].strip()
+        boxed = last_boxed(answer)
+        return (boxed if boxed is not None else answer) or None
+    if scenario == "easy":
+        return None
+    return last_boxed(text)
+
+
+def normalize_number(text: str) -> str | None:
+    """`$1,080.00` -> `1080`; None when `text` is not a plain number."""
+    t = text.strip().replace(",", "").replace("$", "").replace("\\$", "").replace(" ", "")
+    t = t.rstrip(".")
+    if t.endswith("%"):
+        t = t[:-1]
+    if not _NUMBER.match(t):
+        return None
+    if "." in t:
+        t = t.rstrip("0").rstrip(".")
+    sign = "-" if t.startswith("-") else ""
+    t = t.lstrip("+-").lstrip("0") or "0"
+    if t.startswith("."):
+        t = "0" + t
+    return "0" if t == "0" else sign + t
+
+
+def is_equivalent(prediction: str | None, reference: str, scenario: str = "hard") -> bool:
+    """Whether a predicted answer equals the reference: numbers after normalisation, else (MATH) LaTeX
+    equivalence through `math-verify`."""
+    if prediction is None:
+        return False
+    if prediction.strip() == reference.strip():
+        return True
+    a, b = normalize_number(prediction), normalize_number(reference)
+    if a is not None and b is not None:
+        return a == b
+    if scenario == "easy":
+        return False
+    return _math_verify(prediction, reference)
+
+
+def _math_verify(prediction: str, reference: str) -> bool:
+    from math_verify import parse, verify
+
+    try:
+        gold = parse(f"${reference}$")
+        pred = parse(f"${prediction}$")
+        return bool(gold) and bool(pred) and bool(verify(gold, pred))
+    except Exception:  # math-verify raises on pathological LaTeX; an unparseable answer is not equivalent
+        return False

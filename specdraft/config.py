@@ -1,0 +1,176 @@
+"""Typed configuration, validated against `config.schema.yaml` (the one source of defaults)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: float
+    learning_rate: float
+    batch_size: int
+    gradient_accumulation_steps: int
+    max_length: int
+    lora: LoraConfig
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str
+    path: str
+    name: str | None
+    revision: str | None
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    intermediate_size: int
+    vocab_multiple: int
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    vocab_size: int
+    max_position_embeddings: int
+    target: ModelShape
+    draft: ModelShape
+    pretrain_steps: int
+    pretrain_batch_size: int
+    pretrain_learning_rate: float
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    source: str
+    target: str
+    draft: str
+    dtype: str
+    device: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    gsm8k: SourceConfig
+    math: SourceConfig
+    num_train: int
+    num_test: int
+    max_loss_share: float
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    enabled: bool
+    style: str
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    max_new_tokens: int
+    batch_size: int
+    temperature: float
+    keep_only_correct: bool
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    num_problems: int
+    num_speculative_tokens: tuple[int, ...]
+    max_new_tokens: int
+    temperature: float
+
+
+@dataclass(frozen=True)
+class Config:
+    styles: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    seed: int
+    baseline: BaselineConfig
+    models: ModelsConfig
+    tiny: TinyConfig
+    data: DataConfig
+    train_target: TrainingConfig
+    train_draft: TrainingConfig
+    distill: DistillConfig
+    bench: BenchConfig
+
+
+class ConfigError(ValueError):
+    """A configuration value the schema rejects; the message names the key and what is allowed."""
+
+
+def validate(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate `config` against the schema and return a copy with every default filled in.
+
+    The jsonschema FAQ's default-filling validator, as `snakemake.utils.validate(set_default=True)` uses,
+    but with an error that names the key and the allowed values instead of dumping the schema.
+    """
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator_class = jsonschema.Draft202012Validator
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if "default" in prop:
+                    instance.setdefault(name, deepcopy(prop["default"]))
+        yield from validate_properties(validator, properties, instance, subschema)
+
+    filling = jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+    filled = deepcopy(config)
+    error = jsonschema.exceptions.best_match(filling(schema).iter_errors(filled))
+    if error is not None:
+        raise ConfigError(_describe(error)) from None
+    return filled
+
+
+def _describe(error) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    message = error.message
+    if error.validator == "enum":
+        message = f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    elif error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        message = f"unknown key(s) {unknown}; allowed keys: {allowed}"
+    return f"invalid config at {key}: {message}"
+
+
+def load_config(config: dict[str, Any]) -> Config:
+    """Validate a raw configuration dictionary (e.g. Snakemake's `config`) and build the typed `Config`."""
+    return _build(Config, validate(config))
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        value, hint = values[field.name], hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value)
+        elif typing.get_origin(hint) is tuple:
+            value = tuple(value)
+        kwargs[field.name] = value
+    return cls(**kwargs)

@@ -1,0 +1,1 @@
+"""Scenario data: sources, style rewriters and the prepare stage."""

@@ -1,0 +1,179 @@
+"""Speculative decoding over Hugging Face causal LMs (batch 1), and the plain autoregressive reference.
+
+Each step the draft proposes k tokens with its own KV cache, the target verifies them in one forward over
+k+1 positions, and both caches are cropped back past the first rejection. Every cache holds the KV of
+`seq[:-1]` or less; what a model has not seen yet is fed at its next forward, so no separate prefill or
+catch-up path exists and rollback is one `crop` per cache.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from specdraft.verification import probabilities, rejection_sample, verify_greedy
+
+
+@dataclass
+class SpecStats:
+    """Counts over the steps of one or more generations (vLLM's definitions)."""
+
+    num_proposed: int = 0
+    num_accepted: int = 0
+    num_steps: int = 0
+    # num_accepted_per_position[i]: steps whose proposal was accepted up to and including position i.
+    num_accepted_per_position: list[int] = field(default_factory=list)
+
+    def observe(self, num_proposed: int, num_accepted: int) -> None:
+        self.num_proposed += num_proposed
+        self.num_accepted += num_accepted
+        self.num_steps += 1
+        if len(self.num_accepted_per_position) < num_proposed:
+            self.num_accepted_per_position += [0] * (num_proposed - len(self.num_accepted_per_position))
+        for i in range(num_accepted):
+            self.num_accepted_per_position[i] += 1
+
+    @property
+    def acceptance_rate(self) -> float:
+        """accepted / proposed."""
+        return self.num_accepted / self.num_proposed if self.num_proposed else 0.0
+
+    @property
+    def mean_acceptance_length(self) -> float:
+        """1 + accepted / steps: tokens gained per target forward, the recovered or bonus token included."""
+        return 1 + self.num_accepted / self.num_steps if self.num_steps else 0.0
+
+
+@dataclass
+class SpecOutput:
+    token_ids: Tensor  # [num_new_tokens], eos included if produced
+    stats: SpecStats
+
+
+def _eos_set(eos_token_id: int | list[int] | None) -> set[int]:
+    if eos_token_id is None:
+        return set()
+    return {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id)
+
+
+def _new_cache(model):
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)
+
+
+def _cache_keyword(model) -> str:
+    # transformers 5.x renamed `past_key_values` to `cache` (the old name goes in 5.40).
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
+def _logits(model, cache, token_ids: list[int], num_logits: int, device: torch.device) -> Tensor:
+    """Feed `token_ids` after what `cache` holds; return the last `num_logits` positions' logits [n, V]."""
+    ids = torch.tensor([token_ids], device=device)  # [1, n]
+    out = model(input_ids=ids, use_cache=True, logits_to_keep=num_logits, **{_cache_keyword(model): cache})
+    return out.logits[0, -num_logits:]
+
+
+def _rollback(cache, length: int) -> None:
+    """Drop the cache's KV past the first `length` positions (the one place a cache is rolled back)."""
+    excess = cache.get_seq_length() - length
+    if excess > 0:
+        cache.crop(-excess)  # a negative count removes tokens in every transformers version
+
+
+def _truncate_at_eos(new_ids: list[int], eos: set[int]) -> tuple[list[int], bool]:
+    for i, t in enumerate(new_ids):
+        if t in eos:
+            return new_ids[: i + 1], True
+    return new_ids, False
+
+
+def _sample(probs: Tensor, generator: torch.Generator | None) -> int:
+    return int(torch.multinomial(probs, 1, generator=generator)[0])
+
+
+@torch.inference_mode()
+def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, temperature: float = 0.0,
+                            eos_token_id: int | list[int] | None = None,
+                            generator: torch.Generator | None = None) -> Tensor:
+    """Plain decoding, one forward per token: the reference speculative decoding must reproduce.
+
+    input_ids: [1, prompt_len]; returns [num_new_tokens].
+    """
+    eos, device = _eos_set(eos_token_id), input_ids.device
+    seq, cache = input_ids[0].tolist(), _new_cache(model)
+    prompt_len = len(seq)
+    while len(seq) - prompt_len < max_new_tokens:
+        logits = _logits(model, cache, seq[cache.get_seq_length():], 1, device)[0]  # [V]
+        token = int(logits.argmax()) if temperature == 0 else _sample(probabilities(logits, temperature), generator)
+        seq.append(token)
+        if token in eos:
+            break
+    return torch.tensor(seq[prompt_len:], dtype=torch.long)
+
+
+def _propose(draft, cache, seq: list[int], k: int, temperature: float, generator: torch.Generator | None,
+             device: torch.device) -> tuple[list[int], Tensor | None]:
+    """k draft tokens, and (sampling only) the draft's distributions [k, V] they were drawn from."""
+    pending, draft_ids, draft_probs = seq[cache.get_seq_length():], [], []
+    for _ in range(k):
+        logits = _logits(draft, cache, pending, 1, device)[0]  # [V]
+        if temperature == 0:
+            token = int(logits.argmax())
+        else:
+            probs = probabilities(logits, temperature)  # [V]
+            token = _sample(probs, generator)
+            draft_probs.append(probs)
+        draft_ids.append(token)
+        pending = [token]
+    return draft_ids, (torch.stack(draft_probs) if draft_probs else None)
+
+
+@torch.inference_mode()
+def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_tokens: int, max_new_tokens: int,
+                         temperature: float = 0.0, eos_token_id: int | list[int] | None = None,
+                         generator: torch.Generator | None = None) -> SpecOutput:
+    """Generate with `draft` proposing and `target` verifying.
+
+    target, draft: Hugging Face causal LMs sharing a tokenizer and vocabulary size; input_ids: [1, prompt_len]. Greedy output equals the target's own greedy decoding; with
+    temperature > 0 the output follows the target's sampling distribution (Leviathan et al. 2023).
+    """
+    if num_speculative_tokens < 1:
+        raise ValueError(f"num_speculative_tokens must be >= 1, got {num_speculative_tokens}")
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+        raise ValueError(f"input_ids must have shape [1, prompt_len], got {list(input_ids.shape)}")
+    vocab_size = target.config.vocab_size
+    if draft.config.vocab_size != vocab_size:
+        raise ValueError(
+            f"draft vocabulary ({draft.config.vocab_size} rows) differs from the target's ({vocab_size}); "
+            "pad the draft with specdraft.models.pad_vocab first")
+    eos, device = _eos_set(eos_token_id), input_ids.device
+    seq = input_ids[0].tolist()
+    prompt_len = len(seq)
+    target_cache, draft_cache = _new_cache(target), _new_cache(draft)
+    stats = SpecStats()
+    while (num_new := len(seq) - prompt_len) < max_new_tokens:
+        # Never propose past max_new_tokens: the last step's recovered/bonus token is the target's own.
+        k = min(num_speculative_tokens, max_new_tokens - num_new - 1)
+        draft_ids, draft_probs = _propose(draft, draft_cache, seq, k, temperature, generator, device)
+        fed = seq[target_cache.get_seq_length():] + draft_ids
+        target_logits = _logits(target, target_cache, fed, k + 1, device)  # [k+1, V]
+        proposal = torch.tensor(draft_ids, dtype=torch.long, device=device)  # [k]
+        if temperature == 0:
+            num_accepted, next_token = verify_greedy(proposal, target_logits)
+        else:
+            num_accepted, next_token = rejection_sample(
+                proposal, draft_probs if k else target_logits.new_zeros(0, vocab_size),
+                probabilities(target_logits, temperature), generator)
+        stats.observe(k, num_accepted)
+        new_ids, stop = _truncate_at_eos(draft_ids[:num_accepted] + [int(next_token)], eos)
+        seq += new_ids
+        # Rollback: keep the KV of accepted tokens only; the newest token is fed at the next step.
+        _rollback(target_cache, len(seq) - 1)
+        _rollback(draft_cache, len(seq) - 1)
+        if stop:
+            break
+    return SpecOutput(token_ids=torch.tensor(seq[prompt_len:], dtype=torch.long), stats=stats)

@@ -1,0 +1,58 @@
+"""JSON Lines I/O with errors that name the file and line, and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from specdraft.atomic import atomic_path
+
+
+class JsonlError(ValueError):
+    """A JSONL line that cannot be used; the message names the file and the 1-based line number."""
+
+    def __init__(self, path: str | os.PathLike, line_number: int, reason: str):
+        self.path = str(path)
+        self.line_number = line_number
+        self.reason = reason
+        super().__init__(f"{self.path}:{line_number}: {reason}")
+
+
+def iter_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line_number, record) for every non-blank line; raise JsonlError on the first bad one.
+
+    `required` lists fields every record must have.
+    """
+    required = tuple(required)
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise JsonlError(path, line_number, f"invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(record, dict):
+                raise JsonlError(path, line_number, f"expected a JSON object, got {type(record).__name__}")
+            missing = [k for k in required if k not in record]
+            if missing:
+                raise JsonlError(path, line_number, f"missing field(s) {missing}")
+            yield line_number, record
+
+
+def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Read every record of a JSONL file (see `iter_jsonl`)."""
+    return [record for _, record in iter_jsonl(path, required)]
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> int:
+    """Write records atomically, one JSON object per line; return how many were written."""
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+

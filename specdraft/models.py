@@ -1,0 +1,79 @@
+"""Loading target and draft models: hub names or local directories, LoRA adapters merged, vocabularies padded."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("models.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[dtype]
+
+
+def load_tokenizer(name_or_path: str | os.PathLike):
+    """The shared tokenizer, padding on the left (batched generation appends on the right)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def pad_vocab(model, vocab_size: int) -> None:
+    """Grow the input embedding and output layer to `vocab_size` rows, new rows zero.
+
+    Qwen2.5-0.5B has 151,936 rows and Qwen2.5-14B 152,064 for the same tokenizer; a draft must score the
+    target's whole vocabulary. Ids past the tokenizer's length are never produced, so zero rows are inert.
+    """
+    current = model.get_input_embeddings().weight.shape[0]
+    if current == vocab_size:
+        return
+    if current > vocab_size:
+        raise ValueError(f"cannot shrink a vocabulary of {current} rows to {vocab_size}")
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[current:].zero_()
+        output = model.get_output_embeddings()
+        if output is not None:
+            output.weight[current:].zero_()
+    log.info("padded vocabulary from %d to %d rows", current, vocab_size)
+
+
+def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device,
+                   adapter: str | os.PathLike | None = None, vocab_size: int | None = None):
+    """A causal LM in eval mode: base weights, vocabulary padded to `vocab_size`, then `adapter` merged in."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype)
+    if vocab_size is not None:
+        pad_vocab(model, vocab_size)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return model.to(device).eval()
+
+
+def vocab_size_of(name_or_path: str | os.PathLike) -> int:
+    """The number of embedding rows a model has, read from its config alone."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(name_or_path)).vocab_size

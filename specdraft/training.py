@@ -1,0 +1,91 @@
+"""LoRA supervised fine-tuning with TRL + PEFT, the loss on the assistant's completion only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from specdraft.atomic import atomic_path
+from specdraft.config import TrainingConfig
+from specdraft.jsonl import read_jsonl
+from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
+
+log = logging.getLogger(__name__)
+
+
+def prompt_completion(prompt: list[dict], completion: str) -> dict:
+    """TRL's conversational prompt-completion example: the loss covers the completion only."""
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
+
+
+def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_dir: str | os.PathLike,
+             seed: int) -> list[dict]:
+    """Fine-tune a LoRA adapter on prompt-completion `examples`; save adapter and tokenizer to `out_dir`.
+
+    Returns the trainer's log history. The base model's weights are left untouched.
+    """
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    if not examples:
+        raise ValueError("no training examples")
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    lora = LoraConfig(
+        r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM",
+    )
+    with tempfile.TemporaryDirectory(prefix="specdraft-sft-") as scratch:
+        args = SFTConfig(
+            output_dir=scratch,
+            num_train_epochs=cfg.epochs,
+            per_device_train_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            learning_rate=cfg.learning_rate,
+            max_length=cfg.max_length,
+            completion_only_loss=True,
+            bf16=on_gpu and torch.cuda.is_bf16_supported(),
+            use_cpu=not on_gpu,
+            save_strategy="no",
+            logging_steps=1,
+            report_to="none",
+            seed=seed,
+            dataloader_num_workers=0,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                             processing_class=tokenizer, peft_config=lora)
+        trainer.train()
+        with atomic_path(out_dir, directory=True) as tmp:
+            # The vocabulary may have been padded; rows past the base's are restored by `pad_vocab` on load.
+            trainer.model.save_pretrained(tmp, save_embedding_layers=False)
+            tokenizer.save_pretrained(tmp)
+            (Path(tmp) / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    return trainer.state.log_history
+
+
+def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, *, dtype: str, device: str,
+                 seed: int) -> list[dict]:
+    """LoRA-tune the target on a style's processed training records."""
+    records = read_jsonl(train_path, required=("messages",))
+    examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for r in records]
+    dev = resolve_device(device)
+    model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev)
+    model.train()
+    return sft_lora(model, load_tokenizer(base), examples, cfg, out_dir, seed)
+
+
+def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, cfg: TrainingConfig, *,
+                dtype: str, device: str, seed: int) -> list[dict]:
+    """LoRA-tune the draft on the tuned target's distilled completions, its vocabulary padded to the target's."""
+    records = read_jsonl(distilled_path, required=("prompt", "completion"))
+    examples = [prompt_completion(r["prompt"], r["completion"]) for r in records]
+    dev = resolve_device(device)
+    model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev,
+                           vocab_size=vocab_size_of(target_base))
+    model.train()
+    return sft_lora(model, load_tokenizer(base), examples, cfg, out_dir, seed)
