@@ -1,19 +1,20 @@
 """Speculative decoding over Hugging Face causal LMs (batch 1), and the plain autoregressive reference.
 
 Each step the draft proposes k tokens with its own KV cache, the target verifies them in one forward over
-k+1 positions, and both caches are cropped back past the first rejection. Every cache holds the KV of
+k+1 positions, and both caches are rolled back past the first rejection. Every cache holds the KV of
 `seq[:-1]` or less; what a model has not seen yet is fed at its next forward, so no separate prefill or
-catch-up path exists and rollback is one `crop` per cache.
+catch-up path exists and rollback is one call per session. Models are reached through `Session`s, so the
+same loop drives Hugging Face models and the native engine.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from specdraft.sessions import Session, open_session
 from specdraft.verification import probabilities, rejection_sample, verify_greedy
 
 
@@ -59,31 +60,6 @@ def _eos_set(eos_token_id: int | list[int] | None) -> set[int]:
     return {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id)
 
 
-def _new_cache(model):
-    from transformers import DynamicCache
-
-    return DynamicCache(config=model.config)
-
-
-def _cache_keyword(model) -> str:
-    # transformers 5.x renamed `past_key_values` to `cache` (the old name goes in 5.40).
-    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
-
-
-def _logits(model, cache, token_ids: list[int], num_logits: int, device: torch.device) -> Tensor:
-    """Feed `token_ids` after what `cache` holds; return the last `num_logits` positions' logits [n, V]."""
-    ids = torch.tensor([token_ids], device=device)  # [1, n]
-    out = model(input_ids=ids, use_cache=True, logits_to_keep=num_logits, **{_cache_keyword(model): cache})
-    return out.logits[0, -num_logits:]
-
-
-def _rollback(cache, length: int) -> None:
-    """Drop the cache's KV past the first `length` positions (the one place a cache is rolled back)."""
-    excess = cache.get_seq_length() - length
-    if excess > 0:
-        cache.crop(-excess)  # a negative count removes tokens in every transformers version
-
-
 def _truncate_at_eos(new_ids: list[int], eos: set[int]) -> tuple[list[int], bool]:
     for i, t in enumerate(new_ids):
         if t in eos:
@@ -103,11 +79,11 @@ def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, te
 
     input_ids: [1, prompt_len]; returns [num_new_tokens].
     """
-    eos, device = _eos_set(eos_token_id), input_ids.device
-    seq, cache = input_ids[0].tolist(), _new_cache(model)
+    eos, seq = _eos_set(eos_token_id), input_ids[0].tolist()
     prompt_len = len(seq)
+    session = open_session(model, prompt_len + max_new_tokens)
     while len(seq) - prompt_len < max_new_tokens:
-        logits = _logits(model, cache, seq[cache.get_seq_length():], 1, device)[0]  # [V]
+        logits = session.forward(seq[session.length:], 1)[0]  # [V]
         token = int(logits.argmax()) if temperature == 0 else _sample(probabilities(logits, temperature), generator)
         seq.append(token)
         if token in eos:
@@ -115,12 +91,12 @@ def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, te
     return torch.tensor(seq[prompt_len:], dtype=torch.long)
 
 
-def _propose(draft, cache, seq: list[int], k: int, temperature: float, generator: torch.Generator | None,
-             device: torch.device) -> tuple[list[int], Tensor | None]:
+def _propose(draft: Session, seq: list[int], k: int, temperature: float,
+             generator: torch.Generator | None) -> tuple[list[int], Tensor | None]:
     """k draft tokens, and (sampling only) the draft's distributions [k, V] they were drawn from."""
-    pending, draft_ids, draft_probs = seq[cache.get_seq_length():], [], []
+    pending, draft_ids, draft_probs = seq[draft.length:], [], []
     for _ in range(k):
-        logits = _logits(draft, cache, pending, 1, device)[0]  # [V]
+        logits = draft.forward(pending, 1)[0]  # [V]
         if temperature == 0:
             token = int(logits.argmax())
         else:
@@ -145,22 +121,21 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
         raise ValueError(f"num_speculative_tokens must be >= 1, got {num_speculative_tokens}")
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ValueError(f"input_ids must have shape [1, prompt_len], got {list(input_ids.shape)}")
-    vocab_size = target.config.vocab_size
-    if draft.config.vocab_size != vocab_size:
-        raise ValueError(
-            f"draft vocabulary ({draft.config.vocab_size} rows) differs from the target's ({vocab_size}); "
-            "pad the draft with specdraft.models.pad_vocab first")
-    eos, device = _eos_set(eos_token_id), input_ids.device
-    seq = input_ids[0].tolist()
+    eos, device, seq = _eos_set(eos_token_id), input_ids.device, input_ids[0].tolist()
     prompt_len = len(seq)
-    target_cache, draft_cache = _new_cache(target), _new_cache(draft)
+    target_session = open_session(target, prompt_len + max_new_tokens)
+    draft_session = open_session(draft, prompt_len + max_new_tokens)
+    vocab_size = target_session.vocab_size
+    if draft_session.vocab_size != vocab_size:
+        raise ValueError(
+            f"draft vocabulary ({draft_session.vocab_size} rows) differs from the target's ({vocab_size}); "
+            "pad the draft with specdraft.models.pad_vocab first")
     stats = SpecStats()
     while (num_new := len(seq) - prompt_len) < max_new_tokens:
         # Never propose past max_new_tokens: the last step's recovered/bonus token is the target's own.
         k = min(num_speculative_tokens, max_new_tokens - num_new - 1)
-        draft_ids, draft_probs = _propose(draft, draft_cache, seq, k, temperature, generator, device)
-        fed = seq[target_cache.get_seq_length():] + draft_ids
-        target_logits = _logits(target, target_cache, fed, k + 1, device)  # [k+1, V]
+        draft_ids, draft_probs = _propose(draft_session, seq, k, temperature, generator)
+        target_logits = target_session.forward(seq[target_session.length:] + draft_ids, k + 1)  # [k+1, V]
         proposal = torch.tensor(draft_ids, dtype=torch.long, device=device)  # [k]
         if temperature == 0:
             num_accepted, next_token = verify_greedy(proposal, target_logits)
@@ -172,8 +147,8 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
         new_ids, stop = _truncate_at_eos(draft_ids[:num_accepted] + [int(next_token)], eos)
         seq += new_ids
         # Rollback: keep the KV of accepted tokens only; the newest token is fed at the next step.
-        _rollback(target_cache, len(seq) - 1)
-        _rollback(draft_cache, len(seq) - 1)
+        target_session.rollback(len(seq) - 1)
+        draft_session.rollback(len(seq) - 1)
         if stop:
             break
     return SpecOutput(token_ids=torch.tensor(seq[prompt_len:], dtype=torch.long), stats=stats)

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def log_to(path: str) -> Iterator[None]:
-    """Send the root logger, Python warnings and stderr to `path` for the duration of the block."""
-    with open(path, "w", encoding="utf-8") as stream, contextlib.redirect_stderr(stream):
+    """Send the root logger, Python warnings, stdout and stderr to `path` for the duration of the block."""
+    with (open(path, "w", encoding="utf-8") as stream, contextlib.redirect_stderr(stream),
+          contextlib.redirect_stdout(stream)):
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()
@@ -28,5 +29,5 @@ def log_to(path: str) -> Iterator[None]:
             logging.captureWarnings(False)
             root.setLevel(previous_level)
             root.removeHandler(handler)
-            stream.flush()
+            sys.stdout.flush()
             sys.stderr.flush()

@@ -1,0 +1,54 @@
+# specdraft: how the reasoning style a model is trained to write changes what speculative decoding buys.
+#
+#   data/processed/{style}_{scenario}/{train,test}.jsonl     prepare
+#   results/{style}_{scenario}/target_adapter/               train_target   (LoRA SFT of the target)
+#   results/{style}_{scenario}/distilled.jsonl               distill        (the tuned target's answers)
+#   results/{style}_{scenario}/draft_adapter/                train_draft    (LoRA SFT of the draft on them)
+#   results/{style}_{scenario}/benchmark.csv                 bench          (speculative vs target alone)
+#   results/untrained_{scenario}/benchmark.csv               baseline       (vanilla draft and target)
+#   results/summary.csv, results/plots/*.png                 summary
+#
+# The workflow says what depends on what; the `specdraft` package does the work.
+
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+from specdraft.config import load_config, validate
+
+
+# The seed experiment's settings; `--configfile` files are merged over them. Found next to this Snakefile,
+# so `--directory` can put results anywhere.
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+# Validated against specdraft/config.schema.yaml, failing before any job starts on an unknown key or value,
+# and every default filled in (rules pass config sections as params so that a change reruns them).
+config.update(validate(config))
+CFG = load_config(config)
+
+
+report: "report/workflow.rst"
+
+
+wildcard_constraints:
+    style="cot|cod",
+    scenario="easy|medium|hard",
+
+
+include: "rules/common.smk"
+include: "rules/base_models.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/distill.smk"
+include: "rules/bench.smk"
+include: "rules/summary.smk"
+
+
+rule all:
+    input:
+        "results/summary.csv",
+        expand("results/plots/{metric}.png", metric=PLOT_METRICS),
+    default_target: True

@@ -1,0 +1,20 @@
+# The demo's stand-ins for the hub checkpoints: a tokenizer and two small Qwen2 models, pretrained briefly.
+# With models.source: hub this rule is never needed.
+
+
+rule base_models:
+    input:
+        gsm8k=f"{CFG.data.gsm8k.path}/train.jsonl" if CFG.data.gsm8k.kind == "local" else [],
+        math=f"{CFG.data.math.path}/train.jsonl" if CFG.data.math.kind == "local" else [],
+    output:
+        target=directory("results/base/target"),
+        draft=directory("results/base/draft"),
+    params:
+        tiny=config["tiny"],
+    log:
+        "logs/base_models.log",
+    threads: 2
+    conda:
+        "../envs/specdraft.yaml"
+    script:
+        "../scripts/base_models.py"

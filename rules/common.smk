@@ -1,0 +1,16 @@
+# Names and paths every rule shares.
+
+EXPERIMENTS = [f"{style}_{scenario}" for style in CFG.styles for scenario in CFG.scenarios]
+BASELINES = [f"untrained_{scenario}" for scenario in CFG.scenarios] if CFG.baseline.enabled else []
+PLOT_METRICS = ["acceptance_rate", "median_speedup", "tokens_per_answer"]
+TINY = CFG.models.source == "tiny"
+
+
+def base_model(role):
+    """The target's or draft's base weights: a hub name, or the demo's locally built model directory."""
+    return f"results/base/{role}" if TINY else getattr(CFG.models, role)
+
+
+def base_model_input(role):
+    """The base model as a file dependency: only the demo's built models are files the DAG produces."""
+    return [f"results/base/{role}"] if TINY else []

@@ -1,0 +1,6 @@
+from specdraft.distill import distill
+from specdraft.workflow import step
+
+with step(snakemake) as cfg:
+    distill(snakemake.params.base, snakemake.input.adapter, snakemake.input.train, snakemake.output[0],
+            cfg.distill, dtype=cfg.models.dtype, device=cfg.models.device, seed=cfg.seed)

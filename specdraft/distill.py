@@ -1,0 +1,47 @@
+"""The distill stage: the tuned target answers the training problems; its completions train the draft."""
+
+from __future__ import annotations
+
+import logging
+
+from specdraft.answers import extract_answer, is_equivalent
+from specdraft.config import DistillConfig
+from specdraft.generation import generate_batched
+from specdraft.jsonl import read_jsonl, write_jsonl
+from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+
+def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: DistillConfig, *, dtype: str,
+            device: str, seed: int) -> dict[str, float]:
+    """Write one JSONL line per training problem: prompt, completion, extracted answer, correct flag,
+    token count. With `keep_only_correct`, wrong completions are left out. Returns counts and accuracy."""
+    records = read_jsonl(train_path, required=("id", "scenario", "messages", "answer"))
+    dev = resolve_device(device)
+    tokenizer = load_tokenizer(adapter)
+    model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter)
+    prompts = [r["messages"][:-1] for r in records]
+    generated = generate_batched(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+                                 temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed)
+    lines = []
+    for record, prompt, ids in zip(records, prompts, generated):
+        completion = tokenizer.decode(ids, skip_special_tokens=True).strip()
+        answer = extract_answer(completion, record["scenario"])
+        lines.append({
+            "id": record["id"],
+            "prompt": prompt,
+            "completion": completion,
+            "answer": answer,
+            "reference": record["answer"],
+            "correct": is_equivalent(answer, record["answer"], record["scenario"]),
+            "num_tokens": len(ids),
+        })
+    num_correct = sum(line["correct"] for line in lines)
+    kept = [line for line in lines if line["correct"]] if cfg.keep_only_correct else lines
+    if not kept:
+        raise ValueError(f"distill.keep_only_correct is set but none of {len(lines)} completions is correct")
+    write_jsonl(out_path, kept)
+    summary = {"num_problems": len(lines), "num_kept": len(kept), "accuracy": num_correct / len(lines)}
+    log.info("distilled %s", summary)
+    return summary

@@ -1,0 +1,6 @@
+"""The native generation engine: static KV cache, CUDA graphs, batched generation, for Qwen2/Llama models."""
+
+from specdraft.engine.decoder import Decoder, DecoderShape, KVCache
+from specdraft.engine.engine import Engine, EngineSession
+
+__all__ = ["Decoder", "DecoderShape", "Engine", "EngineSession", "KVCache"]

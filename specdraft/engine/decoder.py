@@ -1,0 +1,163 @@
+"""A Qwen2 / Llama decoder with a static, preallocated KV cache: fixed-shape steps for CUDA graphs.
+
+The cache is a pair of tensors [layers, batch, kv_heads, max_seq_len, head_dim] allocated once; a step
+writes its keys and values at cache columns `start .. start+T-1` with `index_copy_` and attends over the
+first `kv_len` columns, so every shape in a step is fixed by (batch, T, kv_len) and rollback is just a
+smaller `start` next time. Rows of a batch may be left-padded: row b's tokens begin at column `pad[b]`.
+Numerics follow `transformers`' Qwen2 (float32 RMSNorm, rotate-half RoPE), so float32 logits agree with
+`Qwen2ForCausalLM` to rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    rms_norm_eps: float
+    rope_theta: float
+    max_position_embeddings: int
+    attention_bias: bool
+
+    @classmethod
+    def from_hf_config(cls, config, attention_bias: bool) -> DecoderShape:
+        rope_theta = getattr(config, "rope_theta", None)
+        if rope_theta is None:  # transformers 5 keeps it under rope_parameters
+            rope_theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta", 10000.0)
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return cls(
+            vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_layers=config.num_hidden_layers,
+            num_heads=config.num_attention_heads, num_kv_heads=config.num_key_value_heads, head_dim=head_dim,
+            intermediate_size=config.intermediate_size, rms_norm_eps=config.rms_norm_eps,
+            rope_theta=float(rope_theta), max_position_embeddings=config.max_position_embeddings,
+            attention_bias=attention_bias,
+        )
+
+
+class KVCache:
+    """Preallocated keys and values for `batch_size` sequences of up to `max_seq_len` positions."""
+
+    def __init__(self, shape: DecoderShape, batch_size: int, max_seq_len: int, dtype: torch.dtype,
+                 device: torch.device):
+        size = (shape.num_layers, batch_size, shape.num_kv_heads, max_seq_len, shape.head_dim)
+        self.k = torch.zeros(size, dtype=dtype, device=device)
+        self.v = torch.zeros(size, dtype=dtype, device=device)
+        self.batch_size, self.max_seq_len = batch_size, max_seq_len
+
+
+def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class Layer(nn.Module):
+    def __init__(self, shape: DecoderShape):
+        super().__init__()
+        s = shape
+        self.qkv = nn.Linear(s.hidden_size, (s.num_heads + 2 * s.num_kv_heads) * s.head_dim, bias=s.attention_bias)
+        self.o = nn.Linear(s.num_heads * s.head_dim, s.hidden_size, bias=False)
+        self.gate_up = nn.Linear(s.hidden_size, 2 * s.intermediate_size, bias=False)
+        self.down = nn.Linear(s.intermediate_size, s.hidden_size, bias=False)
+        self.input_norm = nn.Parameter(torch.ones(s.hidden_size))
+        self.post_norm = nn.Parameter(torch.ones(s.hidden_size))
+
+
+class Decoder(nn.Module):
+    def __init__(self, shape: DecoderShape):
+        super().__init__()
+        self.shape = shape
+        self.embed = nn.Embedding(shape.vocab_size, shape.hidden_size)
+        self.layers = nn.ModuleList(Layer(shape) for _ in range(shape.num_layers))
+        self.norm = nn.Parameter(torch.ones(shape.hidden_size))
+        self.lm_head = nn.Linear(shape.hidden_size, shape.vocab_size, bias=False)
+        inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2).float() / shape.head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    @classmethod
+    @torch.no_grad()
+    def from_hf(cls, model, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Decoder:
+        """Copy a Hugging Face Qwen2/Llama causal LM's weights (merge LoRA adapters first), fusing q/k/v and
+        gate/up into one matrix each."""
+        state = model.state_dict()
+        bias = "model.layers.0.self_attn.q_proj.bias" in state
+        shape = DecoderShape.from_hf_config(model.config, attention_bias=bias)
+        dtype = dtype or next(model.parameters()).dtype
+        device = device or next(model.parameters()).device
+        with torch.device("meta"):
+            decoder = cls(shape)
+        decoder = decoder.to_empty(device=device).to(dtype)
+        inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, device=device).float()
+                                                / shape.head_dim))
+        decoder.inv_freq = inv_freq  # recomputed: to_empty left the buffer uninitialised
+        decoder.embed.weight.copy_(state["model.embed_tokens.weight"])
+        head = state.get("lm_head.weight", state["model.embed_tokens.weight"])  # tied embeddings
+        decoder.lm_head.weight.copy_(head)
+        decoder.norm.copy_(state["model.norm.weight"])
+        for i, layer in enumerate(decoder.layers):
+            p = f"model.layers.{i}."
+            layer.qkv.weight.copy_(torch.cat([state[p + f"self_attn.{n}_proj.weight"] for n in "qkv"]))
+            if bias:
+                layer.qkv.bias.copy_(torch.cat([state[p + f"self_attn.{n}_proj.bias"] for n in "qkv"]))
+            layer.o.weight.copy_(state[p + "self_attn.o_proj.weight"])
+            layer.gate_up.weight.copy_(torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]]))
+            layer.down.weight.copy_(state[p + "mlp.down_proj.weight"])
+            layer.input_norm.copy_(state[p + "input_layernorm.weight"])
+            layer.post_norm.copy_(state[p + "post_attention_layernorm.weight"])
+        return decoder.eval().requires_grad_(False)
+
+    def forward(self, input_ids: Tensor, start: Tensor, pad: Tensor, cache: KVCache, kv_len: int,
+                last_only: bool = False) -> Tensor:
+        """One step. input_ids: [B, T] written at cache columns start..start+T-1 (start: [1] long);
+        pad: [B] first column of each row; attends over columns < kv_len. Returns logits [B, T or 1, V]."""
+        s = self.shape
+        B, T = input_ids.shape
+        columns = start + torch.arange(T, device=input_ids.device)  # [T]
+        positions = columns[None, :] - pad[:, None]  # [B, T] RoPE positions
+        freqs = positions[..., None].float() * self.inv_freq  # [B, T, hd/2]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        x = self.embed(input_ids)  # [B, T, H]
+        cos, sin = emb.cos().to(x.dtype)[:, None], emb.sin().to(x.dtype)[:, None]  # [B, 1, T, hd]
+        keys = torch.arange(kv_len, device=input_ids.device)  # [S]
+        # Causal, and blind to a row's left padding; every query also sees itself, so that a padding
+        # query's softmax is never over nothing (NaN there would poison its cached values).
+        causal = keys[None, None, :] <= columns[None, :, None]
+        mask = causal & ((keys[None, None, :] >= pad[:, None, None]) | (keys[None, None, :] == columns[None, :, None]))
+        mask = mask[:, None]  # [B, 1, T, S]
+        q_size, kv_size = s.num_heads * s.head_dim, s.num_kv_heads * s.head_dim
+        for i, layer in enumerate(self.layers):
+            h = _rms_norm(x, layer.input_norm, s.rms_norm_eps)
+            q, k, v = layer.qkv(h).split([q_size, kv_size, kv_size], dim=-1)
+            q = q.view(B, T, s.num_heads, s.head_dim).transpose(1, 2)  # [B, nh, T, hd]
+            k = k.view(B, T, s.num_kv_heads, s.head_dim).transpose(1, 2)  # [B, nkv, T, hd]
+            v = v.view(B, T, s.num_kv_heads, s.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            cache.k[i, :B].index_copy_(2, columns, k)
+            cache.v[i, :B].index_copy_(2, columns, v)
+            attn = F.scaled_dot_product_attention(q, cache.k[i, :B, :, :kv_len], cache.v[i, :B, :, :kv_len],
+                                                  attn_mask=mask, enable_gqa=True)  # [B, nh, T, hd]
+            x = x + layer.o(attn.transpose(1, 2).reshape(B, T, q_size))
+            h = _rms_norm(x, layer.post_norm, s.rms_norm_eps)
+            gate, up = layer.gate_up(h).chunk(2, dim=-1)
+            x = x + layer.down(F.silu(gate) * up)
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(_rms_norm(x, self.norm, s.rms_norm_eps))

@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from specdraft.answers import extract_answer, is_equivalent
+from specdraft.config import load_config
+from specdraft.data.prepare import prepare
+from specdraft.data.sources import Problem, check_loss, load_problems
+from specdraft.data.styles import cod_solution, cot_solution
+from specdraft.jsonl import read_jsonl
+from specdraft.prompts import SYSTEM_PROMPTS
+
+
+@pytest.fixture
+def data_config(repo):
+    return load_config({"data": {"gsm8k": {"kind": "local", "path": str(repo / "data/raw/gsm8k")},
+                                 "math": {"kind": "local", "path": str(repo / "data/raw/math")},
+                                 "num_train": 40, "num_test": 10}}).data
+
+
+GSM8K = Problem(id="g", problem="q", answer="72",
+                solution="Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+                         "Natalia sold 48+24 = <<48+24=72>>72 clips.\n#### 72")
+
+
+def test_gsm8k_styles():
+    assert cot_solution(GSM8K, "gsm8k") == "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips.\n#### 72"
+    assert cod_solution(GSM8K, "gsm8k") == "48/2=24; 48+24=72 #### 72"
+
+
+def test_math_cod_keeps_equations_and_unboxes():
+    problem = Problem(id="m", problem="q", answer="0",
+                      solution="This implies $a(2)+3=2-5$, so $a=-3$. Then $b=3$. So $a+b=\\boxed{0}$.")
+    assert cod_solution(problem, "math") == "a(2)+3=2-5; a=-3; b=3; a+b=0 #### 0"
+
+
+@pytest.mark.parametrize("scenario", ["easy", "medium", "hard"])
+def test_prepare_writes_both_styles_on_the_same_problems(tmp_path, data_config, scenario):
+    ids = {}
+    for style in ("cot", "cod"):
+        out = tmp_path / style
+        counts = prepare(style, scenario, data_config, 0, out / "train.jsonl", out / "test.jsonl")
+        assert counts == {"train": 40, "test": 10}
+        records = read_jsonl(out / "train.jsonl")
+        for r in records:
+            assert r["messages"][0]["content"] == SYSTEM_PROMPTS[style]
+            assert r["messages"][-1] == {"role": "assistant", "content": r["solution"]}
+            assert is_equivalent(extract_answer(r["solution"], scenario), r["answer"], scenario)
+            if scenario == "medium":
+                assert r["level"] in (1, 2)
+            if scenario == "hard":
+                assert r["level"] in (3, 4)
+        ids[style] = [r["id"] for r in records]
+    assert ids["cot"] == ids["cod"]
+    cod_words = sum(len(r["solution"].split()) for r in read_jsonl(tmp_path / "cod/train.jsonl"))
+    cot_words = sum(len(r["solution"].split()) for r in read_jsonl(tmp_path / "cot/train.jsonl"))
+    assert cod_words < cot_words / 2
+
+
+def test_sampling_is_seeded(tmp_path, data_config):
+    prepare("cod", "easy", data_config, 0, tmp_path / "a/train.jsonl", tmp_path / "a/test.jsonl")
+    prepare("cod", "easy", data_config, 0, tmp_path / "b/train.jsonl", tmp_path / "b/test.jsonl")
+    prepare("cod", "easy", data_config, 1, tmp_path / "c/train.jsonl", tmp_path / "c/test.jsonl")
+    assert (tmp_path / "a/train.jsonl").read_text() == (tmp_path / "b/train.jsonl").read_text()
+    assert (tmp_path / "a/train.jsonl").read_text() != (tmp_path / "c/train.jsonl").read_text()
+
+
+def test_bad_source_rows_are_reported_with_file_and_line(tmp_path, repo):
+    lines = (repo / "data/raw/gsm8k/train.jsonl").read_text().splitlines()[:20]
+    lines[4] = '{"question": "truncated'
+    lines[9] = json.dumps({"question": "no answer field"})
+    lines[14] = json.dumps({"question": "q", "answer": "no separator"})
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    source = load_config({"data": {"gsm8k": {"kind": "local", "path": str(tmp_path)}}}).data.gsm8k
+    problems, rejected = load_problems("gsm8k", "train", source)
+    assert len(problems) == 17
+    assert [(r.where, r.line_number) for r in rejected] == [(str(tmp_path / "train.jsonl"), n) for n in (5, 10, 15)]
+    assert "invalid JSON" in rejected[0].reason and "answer" in rejected[1].reason
+    check_loss(rejected, len(problems), 0.2, "gsm8k train")  # 3 of 20 is within 20%
+    with pytest.raises(ValueError, match=r"(?s)3 of 20 rows rejected.*train.jsonl:5: invalid JSON"):
+        check_loss(rejected, len(problems), 0.01, "gsm8k train")

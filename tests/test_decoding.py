@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from specdraft.decoding import SpecStats, autoregressive_generate, speculative_generate
+from tests.conftest import tiny_qwen2
+
+MAX_NEW = 40
+
+
+def hf_greedy(model, input_ids, max_new_tokens, eos_token_id=None):
+    out = model.generate(input_ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_token_id,
+                         pad_token_id=0, top_p=None, top_k=None, temperature=None)
+    return out[0, input_ids.shape[1]:]
+
+
+@pytest.fixture(params=[0, 1, 2])
+def prompt(request):
+    return torch.randint(0, 97, (1, 5 + 3 * request.param), generator=torch.Generator().manual_seed(request.param))
+
+
+def test_autoregressive_matches_hf_generate(target, prompt):
+    assert torch.equal(autoregressive_generate(target, prompt, max_new_tokens=MAX_NEW),
+                       hf_greedy(target, prompt, MAX_NEW))
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_greedy_speculative_equals_target_greedy(target, draft, prompt, k):
+    out = speculative_generate(target, draft, prompt, num_speculative_tokens=k, max_new_tokens=MAX_NEW)
+    assert torch.equal(out.token_ids, hf_greedy(target, prompt, MAX_NEW))
+    assert out.stats.num_accepted < out.stats.num_proposed  # the draft disagrees: rollback was exercised
+    assert len(out.token_ids) == MAX_NEW
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_greedy_speculative_stops_at_eos(target, draft, prompt, k):
+    reference = hf_greedy(target, prompt, MAX_NEW)
+    eos = int(reference[len(reference) // 2])  # a token the target produces mid-way
+    expected = hf_greedy(target, prompt, MAX_NEW, eos_token_id=eos)
+    out = speculative_generate(target, draft, prompt, num_speculative_tokens=k, max_new_tokens=MAX_NEW,
+                               eos_token_id=eos)
+    assert torch.equal(out.token_ids, expected)
+    assert int(out.token_ids[-1]) == eos and len(out.token_ids) < MAX_NEW
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_identical_draft_is_always_accepted(target, prompt, k):
+    out = speculative_generate(target, target, prompt, num_speculative_tokens=k, max_new_tokens=MAX_NEW)
+    assert out.stats.acceptance_rate == 1.0
+    # Every step but the last gains k+1 tokens; the last is clipped to max_new_tokens.
+    assert out.stats.num_steps == -(-MAX_NEW // (k + 1))
+
+
+def test_max_new_tokens_is_exact_for_every_k(target, draft, prompt):
+    for max_new in (1, 2, 7):
+        for k in (1, 4, 8):
+            out = speculative_generate(target, draft, prompt, num_speculative_tokens=k, max_new_tokens=max_new)
+            assert len(out.token_ids) == max_new
+
+
+def test_sampling_is_reproducible_with_a_generator(target, draft, prompt):
+    def run(seed):
+        return speculative_generate(target, draft, prompt, num_speculative_tokens=3, max_new_tokens=20,
+                                    temperature=1.0, generator=torch.Generator().manual_seed(seed)).token_ids
+    assert torch.equal(run(0), run(0))
+    assert not torch.equal(run(0), run(1))
+
+
+def test_rejects_a_draft_with_another_vocabulary(target, prompt):
+    other = tiny_qwen2(3, vocab_size=90)
+    with pytest.raises(ValueError, match="pad_vocab"):
+        speculative_generate(target, other, prompt, num_speculative_tokens=2, max_new_tokens=4)
+
+
+def test_rejects_k_below_one(target, draft, prompt):
+    with pytest.raises(ValueError, match="num_speculative_tokens must be >= 1"):
+        speculative_generate(target, draft, prompt, num_speculative_tokens=0, max_new_tokens=4)
+
+
+def test_stats_definitions():
+    stats = SpecStats()
+    stats.observe(4, 4)
+    stats.observe(4, 1)
+    stats.observe(2, 0)
+    assert stats.acceptance_rate == 5 / 10
+    assert stats.mean_acceptance_length == 1 + 5 / 3
+    assert stats.num_accepted_per_position == [2, 1, 1, 1]

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+import torch
+
+from specdraft.config import load_config
+from specdraft.models import load_causal_lm, pad_vocab
+from specdraft.prompts import prompt_messages
+from specdraft.tiny import build_model, train_tokenizer
+from specdraft.training import prompt_completion, sft_lora
+from tests.conftest import tiny_qwen2
+
+TEXTS = ["Natalia sold 48/2 = 24 clips in May. #### 72", "48/2=24; 48+24=72 #### 72",
+         "Think step by step to answer the following question."] * 20
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(TEXTS, vocab_size=300)
+
+
+def test_tiny_tokenizer_has_qwen_chat_format(tokenizer):
+    text = tokenizer.apply_chat_template(prompt_messages("2+2?", "cod"), add_generation_prompt=True,
+                                         tokenize=False)
+    assert text.startswith("<|im_start|>system\nThink step by step, but only keep a minimum draft")
+    assert text.endswith("<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n")
+    assert tokenizer.eos_token == "<|im_end|>"
+    ids = tokenizer("48+24=72 #### 72")["input_ids"]
+    assert tokenizer.decode(ids) == "48+24=72 #### 72"
+
+
+def test_lora_training_changes_the_adapter_and_leaves_the_base_untouched(tmp_path, tokenizer):
+    shape = load_config({}).tiny.target
+    model = build_model(shape, len(tokenizer), 256, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    examples = [prompt_completion(prompt_messages("What is 48+24?", "cod"), "48+24=72 #### 72")] * 8
+    cfg = load_config({"train_target": {"epochs": 2, "batch_size": 4, "gradient_accumulation_steps": 1,
+                                        "learning_rate": 0.01, "max_length": 512,
+                                        "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]}}}).train_target
+    history = sft_lora(model, tokenizer, examples, cfg, tmp_path / "adapter", seed=0)
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert losses[-1] < losses[0]
+    from safetensors.torch import load_file
+    adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # LoRA B starts at zero: training moved it
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 4
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for name, value in base.state_dict().items():
+        key = name.replace(".base_layer", "")
+        if key in before:
+            assert torch.equal(value, before[key]), name
+
+
+def test_merged_adapter_changes_the_model_output(tmp_path, tokenizer):
+    shape = load_config({}).tiny.draft
+    model = build_model(shape, len(tokenizer), 256, seed=0)
+    model.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    examples = [prompt_completion(prompt_messages("What is 48+24?", "cod"), "48+24=72 #### 72")] * 8
+    cfg = load_config({"train_draft": {"epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 1,
+                                       "learning_rate": 0.01, "max_length": 512}}).train_draft
+    sft_lora(model, tokenizer, examples, cfg, tmp_path / "adapter", seed=0)
+    ids = torch.tensor([tokenizer("48+24=72")["input_ids"]])
+    plain = load_causal_lm(tmp_path / "base", dtype=torch.float32, device=torch.device("cpu"))
+    tuned = load_causal_lm(tmp_path / "base", dtype=torch.float32, device=torch.device("cpu"),
+                           adapter=tmp_path / "adapter")
+    with torch.no_grad():
+        assert not torch.allclose(plain(ids).logits, tuned(ids).logits)
+
+
+def test_pad_vocab_keeps_existing_logits_and_adds_inert_rows():
+    model = tiny_qwen2(0, vocab_size=90)
+    ids = torch.randint(0, 90, (1, 6))
+    with torch.no_grad():
+        before = model(ids).logits
+        pad_vocab(model, 97)
+        after = model(ids).logits
+    assert after.shape[-1] == 97 and model.config.vocab_size == 97
+    torch.testing.assert_close(after[..., :90], before)
+    assert torch.all(after[..., 90:] == 0)
+    with pytest.raises(ValueError, match="cannot shrink"):
+        pad_vocab(model, 50)

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from specdraft.verification import rejection_sample, verify_greedy
+
+
+def one_hot_logits(ids, vocab=6):
+    logits = torch.zeros(len(ids), vocab)
+    logits[torch.arange(len(ids)), torch.tensor(ids)] = 5.0
+    return logits
+
+
+@pytest.mark.parametrize("draft, target, accepted, next_token", [
+    ([1, 2, 3], [1, 2, 3, 4], 3, 4),   # all accepted: bonus token
+    ([1, 2, 3], [1, 5, 3, 4], 1, 5),   # first rejection at position 1: recovered token
+    ([1, 2, 3], [0, 2, 3, 4], 0, 0),   # rejected at once
+    ([], [2], 0, 2),                   # no proposal: the target's own next token
+])
+def test_verify_greedy(draft, target, accepted, next_token):
+    n, token = verify_greedy(torch.tensor(draft, dtype=torch.long), one_hot_logits(target))
+    assert (n, int(token)) == (accepted, next_token)
+
+
+def test_rejection_sampling_reproduces_the_target_distribution():
+    """The emitted tokens follow the target's distribution whatever the draft's (Leviathan et al. 2023,
+    Theorem 1). Checked on the first two emitted positions, as vLLM's rejection sampler tests do."""
+    vocab, k, trials = 5, 2, 30000
+    g = torch.Generator().manual_seed(0)
+    p1 = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05])          # target at position 1
+    p2_given = torch.softmax(torch.randn(vocab, vocab, generator=g), dim=-1)  # target at position 2 | token 1
+    q1 = torch.tensor([0.1, 0.1, 0.2, 0.3, 0.3])            # a poor draft
+    q2 = torch.full((vocab,), 1 / vocab)
+    first, second = torch.zeros(vocab), torch.zeros(vocab, vocab)
+    for _ in range(trials):
+        d1 = int(torch.multinomial(q1, 1, generator=g))
+        d2 = int(torch.multinomial(q2, 1, generator=g))
+        p3 = torch.full((vocab,), 1 / vocab)
+        target_probs = torch.stack([p1, p2_given[d1], p3])
+        n, token = rejection_sample(torch.tensor([d1, d2]), torch.stack([q1, q2]), target_probs, g)
+        emitted = [d1, d2][:n] + [int(token)]
+        first[emitted[0]] += 1
+        if len(emitted) > 1:
+            second[emitted[0], emitted[1]] += 1
+    assert (first / trials - p1).abs().max() < 0.015
+    for t in range(vocab):  # the second token given the first follows the target's conditional
+        if second[t].sum() > 2000:
+            assert (second[t] / second[t].sum() - p2_given[t]).abs().max() < 0.04
+
+
+def test_rejection_sampling_accepts_an_identical_draft():
+    g = torch.Generator().manual_seed(1)
+    probs = torch.softmax(torch.randn(4, 7, generator=g), dim=-1)
+    for _ in range(200):
+        ids = torch.multinomial(probs[:3], 1, generator=g)[:, 0]
+        n, _ = rejection_sample(ids, probs[:3], probs, g)
+        assert n == 3
+
+
+def test_rejection_sampling_never_accepts_a_token_the_target_rules_out():
+    p = torch.tensor([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    q = torch.tensor([[1.0, 0.0, 0.0]])
+    n, token = rejection_sample(torch.tensor([0]), q, p)
+    assert (n, int(token)) == (0, 1)
