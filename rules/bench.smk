@@ -11,6 +11,8 @@ rule bench:
         target_base=base_model("target"),
         draft_base=base_model("draft"),
         bench=config["bench"],
+        models=config["models"],
+        engine=config["engine"],
     log:
         "logs/bench/{style}_{scenario}.log",
     threads: 1
@@ -33,6 +35,8 @@ rule baseline:
         target_base=base_model("target"),
         draft_base=base_model("draft"),
         bench=config["bench"],
+        models=config["models"],
+        engine=config["engine"],
     log:
         "logs/baseline/{scenario}.log",
     threads: 1

@@ -7,6 +7,7 @@ rule distill:
         "results/{style}_{scenario}/distilled.jsonl",
     params:
         base=base_model("target"),
+        models=config["models"],
         distill=config["distill"],
     log:
         "logs/distill/{style}_{scenario}.log",

@@ -6,6 +6,7 @@ rule train_target:
         directory("results/{style}_{scenario}/target_adapter"),
     params:
         base=base_model("target"),
+        models=config["models"],
         training=config["train_target"],
     log:
         "logs/train_target/{style}_{scenario}.log",
@@ -27,6 +28,7 @@ rule train_draft:
         directory("results/{style}_{scenario}/draft_adapter"),
     params:
         base=base_model("draft"),
+        models=config["models"],
         target_base=base_model("target"),
         training=config["train_draft"],
     log:

@@ -5,5 +5,5 @@ from specdraft.workflow import step
 with step(snakemake) as cfg:
     bench(snakemake.params.target_base, snakemake.params.draft_base, snakemake.input.test, snakemake.output[0],
           cfg.bench, target_adapter=snakemake.input.get("target_adapter"),
-          draft_adapter=snakemake.input.get("draft_adapter"), dtype=cfg.models.dtype,
+          draft_adapter=snakemake.input.get("draft_adapter"), engine=cfg.engine, dtype=cfg.models.dtype,
           device=cfg.models.device, seed=cfg.seed)

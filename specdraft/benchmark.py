@@ -17,6 +17,7 @@ from specdraft.decoding import autoregressive_generate, speculative_generate
 from specdraft.generation import chat_prompt_ids
 from specdraft.jsonl import read_jsonl
 from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
+from specdraft.serving import serve
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def write_rows(path: str, rows: list[BenchRow]) -> None:
 
 
 def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg: BenchConfig, *,
-          target_adapter: str | None, draft_adapter: str | None, dtype: str, device: str, seed: int) -> None:
+          target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
+          seed: int) -> None:
     """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems."""
     records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
     dev = resolve_device(device)
@@ -108,6 +110,9 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
     target = load_causal_lm(target_base, dtype=torch_dtype, device=dev, adapter=target_adapter)
     draft = load_causal_lm(draft_base, dtype=torch_dtype, device=dev, adapter=draft_adapter,
                            vocab_size=vocab_size_of(target_base))
-    rows = run_benchmark(target, draft, load_tokenizer(target_base), records, cfg, seed)
+    tokenizer = load_tokenizer(target_base)
+    longest = max(len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records)
+    target, draft = (serve(m, engine, max_seq_len=longest + cfg.max_new_tokens) for m in (target, draft))
+    rows = run_benchmark(target, draft, tokenizer, records, cfg, seed)
     write_rows(out_path, rows)
     log.info("%d rows -> %s", len(rows), out_path)

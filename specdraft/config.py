@@ -106,6 +106,7 @@ class Config:
     seed: int
     baseline: BaselineConfig
     models: ModelsConfig
+    engine: str
     tiny: TinyConfig
     data: DataConfig
     train_target: TrainingConfig

@@ -6,15 +6,16 @@ import logging
 
 from specdraft.answers import extract_answer, is_equivalent
 from specdraft.config import DistillConfig
-from specdraft.generation import generate_batched
+from specdraft.generation import chat_prompt_ids, generate_batched
 from specdraft.jsonl import read_jsonl, write_jsonl
 from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
+from specdraft.serving import serve
 
 log = logging.getLogger(__name__)
 
 
-def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: DistillConfig, *, dtype: str,
-            device: str, seed: int) -> dict[str, float]:
+def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: DistillConfig, *, engine: str,
+            dtype: str, device: str, seed: int) -> dict[str, float]:
     """Write one JSONL line per training problem: prompt, completion, extracted answer, correct flag,
     token count. With `keep_only_correct`, wrong completions are left out. Returns counts and accuracy."""
     records = read_jsonl(train_path, required=("id", "scenario", "messages", "answer"))
@@ -22,6 +23,8 @@ def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: Distil
     tokenizer = load_tokenizer(adapter)
     model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter)
     prompts = [r["messages"][:-1] for r in records]
+    longest = max(len(chat_prompt_ids(tokenizer, p)) for p in prompts)
+    model = serve(model, engine, max_seq_len=longest + cfg.max_new_tokens, max_batch_size=cfg.batch_size)
     generated = generate_batched(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                                  temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed)
     lines = []

@@ -1,4 +1,4 @@
-"""Batched plain generation with Hugging Face `generate`, for distillation."""
+"""Batched plain generation for distillation: the native engine's, or Hugging Face `generate`."""
 
 from __future__ import annotations
 
@@ -10,34 +10,48 @@ def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
+def _hf_generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, temperature: float,
+                       eos_token_id: int, pad_token_id: int) -> list[list[int]]:
+    """Hugging Face `generate` on left-padded prompts; new tokens per prompt, eos included, padding removed."""
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt):] = torch.tensor(prompt)
+        attention_mask[row, width - len(prompt):] = 1
+    generated = model.generate(
+        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), max_new_tokens=max_new_tokens,
+        do_sample=temperature > 0, temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
+        eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+    )[:, width:].tolist()
+    return [ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids for ids in generated]
+
+
 @torch.inference_mode()
 def generate_batched(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int, temperature: float,
                      batch_size: int, seed: int) -> list[list[int]]:
-    """Generated token ids for every chat prompt (eos included if produced, padding removed).
+    """Generated token ids for every chat prompt (eos included if produced), with `model` a Hugging Face
+    model or a `specdraft.engine.Engine`.
 
     Prompts are batched in order of length so that little padding is computed; results keep input order.
     """
+    from specdraft.engine import Engine
+
     torch.manual_seed(seed)
     encoded = [chat_prompt_ids(tokenizer, p) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    device = next(model.parameters()).device
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    common = {"max_new_tokens": max_new_tokens, "temperature": temperature,
+              "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     outputs: list[list[int]] = [[] for _ in encoded]
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in chunk)
-        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # left padding
-        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            input_ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            attention_mask[row, width - len(encoded[i]) :] = 1
-        generated = model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-            max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-            temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
-            eos_token_id=eos, pad_token_id=pad,
-        )[:, width:].tolist()
-        for row, i in enumerate(chunk):
-            ids = generated[row]
-            outputs[i] = ids[: ids.index(eos) + 1] if eos in ids else ids
+        batch = [encoded[i] for i in chunk]
+        if isinstance(model, Engine):
+            generator = torch.Generator(device=model.device).manual_seed(seed + start)
+            generated = model.generate_batch(batch, generator=generator, **common)
+        else:
+            generated = _hf_generate_batch(model, batch, **common)
+        for i, ids in zip(chunk, generated):
+            outputs[i] = ids
     return outputs

@@ -1,5 +1,5 @@
 """The native engine: a `Decoder` with static KV caches and CUDA-graph steps, behind the same interfaces
-as a Hugging Face model: `open_session` for `speculative_generate`, `generate` for batched decoding."""
+as a Hugging Face model: `open_session` for `speculative_generate`, `generate_batch` for batched decoding."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class EngineSession:
 class Engine:
     """A causal LM served by the native decoder.
 
-    max_seq_len: positions per sequence (prompt + generated); max_batch_size: rows of `generate`'s cache.
+    max_seq_len: positions per sequence (prompt + generated); max_batch_size: rows of `generate_batch`'s cache.
     """
 
     def __init__(self, decoder: Decoder, *, max_seq_len: int, max_batch_size: int = 64,
@@ -80,7 +80,7 @@ class Engine:
         return EngineSession(self, self._epoch)
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[int]], *, max_new_tokens: int, temperature: float = 0.0,
+    def generate_batch(self, prompts: list[list[int]], *, max_new_tokens: int, temperature: float = 0.0,
                  eos_token_id: int | None = None, pad_token_id: int = 0,
                  generator: torch.Generator | None = None) -> list[list[int]]:
         """Generate for up to `max_batch_size` prompts at once (left-padded); each row stops at its eos.

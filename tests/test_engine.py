@@ -1,0 +1,92 @@
+"""The native engine against Hugging Face on CPU, float32: same logits, same greedy tokens."""
+
+import pytest
+import torch
+
+from specdraft.decoding import autoregressive_generate, speculative_generate
+from specdraft.engine import Engine
+from tests.conftest import tiny_qwen2
+
+MAX_NEW = 30
+
+
+def hf_greedy(model, prompt: list[int], max_new_tokens: int, eos_token_id=None) -> list[int]:
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=eos_token_id, pad_token_id=0, top_p=None, top_k=None, temperature=None)
+    return out[0, len(prompt):].tolist()
+
+
+@pytest.fixture(scope="module")
+def engines(target, draft):
+    return Engine.from_hf(target, max_seq_len=128), Engine.from_hf(draft, max_seq_len=128)
+
+
+def test_logits_match_hf_for_prefill_and_incremental_steps(target, engines):
+    prompt = torch.randint(0, 97, (1, 11), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = target(prompt).logits[0]  # [11, V]
+    session = engines[0].open_session(64)
+    prefill = session.forward(prompt[0, :6].tolist(), 6)
+    steps = [session.forward(prompt[0, i : i + 1].tolist(), 1) for i in range(6, 8)]
+    verify = session.forward(prompt[0, 8:].tolist(), 3)
+    mine = torch.cat([prefill, *steps, verify])
+    torch.testing.assert_close(mine, reference, atol=1e-4, rtol=0)
+
+
+def test_llama_architecture_without_attention_bias():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=61, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, intermediate_size=48)).eval()
+    prompt = torch.randint(0, 61, (1, 7))
+    with torch.no_grad():
+        reference = llama(prompt).logits[0]
+    logits = Engine.from_hf(llama, max_seq_len=32).open_session(7).forward(prompt[0].tolist(), 7)
+    torch.testing.assert_close(logits, reference, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_plain_and_speculative_greedy_equal_hf_generate(target, engines, seed):
+    prompt = torch.randint(0, 97, (1, 5 + seed), generator=torch.Generator().manual_seed(seed))
+    expected = hf_greedy(target, prompt[0].tolist(), MAX_NEW)
+    assert autoregressive_generate(engines[0], prompt, max_new_tokens=MAX_NEW).tolist() == expected
+    for k in (1, 2, 4):
+        out = speculative_generate(engines[0], engines[1], prompt, num_speculative_tokens=k, max_new_tokens=MAX_NEW)
+        assert out.token_ids.tolist() == expected
+        eos = expected[MAX_NEW // 2]
+        stopped = speculative_generate(engines[0], engines[1], prompt, num_speculative_tokens=k,
+                                       max_new_tokens=MAX_NEW, eos_token_id=eos)
+        assert stopped.token_ids.tolist() == hf_greedy(target, prompt[0].tolist(), MAX_NEW, eos)
+
+
+def test_engine_draft_identical_to_target_is_always_accepted(engines):
+    twin = Engine(engines[0].decoder, max_seq_len=128)  # same weights, its own cache
+    prompt = torch.randint(0, 97, (1, 6))
+    out = speculative_generate(engines[0], twin, prompt, num_speculative_tokens=4, max_new_tokens=MAX_NEW)
+    assert out.stats.acceptance_rate == 1.0
+
+
+def test_a_second_session_on_one_engine_supersedes_the_first(engines):
+    first = engines[0].open_session(10)
+    engines[0].open_session(10)
+    with pytest.raises(RuntimeError, match="superseded"):
+        first.forward([1, 2], 1)
+
+
+def test_batched_generation_equals_per_prompt_greedy(target, engines):
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(0, 97, (n,), generator=g).tolist() for n in (3, 12, 7, 1)]
+    expected = [hf_greedy(target, p, 20) for p in prompts]
+    assert engines[0].generate_batch(prompts, max_new_tokens=20) == expected
+    eos = expected[1][4]  # stops row 1 early; the other rows stop where they produce it, or run on
+    stopped = engines[0].generate_batch(prompts, max_new_tokens=20, eos_token_id=eos)
+    assert stopped == [hf_greedy(target, p, 20, eos) for p in prompts]
+    assert len(stopped[1]) == expected[1].index(eos) + 1
+
+
+def test_engine_refuses_sequences_longer_than_its_cache(engines):
+    with pytest.raises(ValueError, match="max_seq_len"):
+        engines[0].open_session(129)
+    with pytest.raises(ValueError, match="max_seq_len"):
+        engines[0].generate_batch([[1] * 120], max_new_tokens=20)
