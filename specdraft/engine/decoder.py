@@ -1,10 +1,10 @@
 """A Qwen2 / Llama decoder with a static, preallocated KV cache: fixed-shape steps for CUDA graphs.
 
-The cache is a pair of tensors [layers, batch, kv_heads, max_seq_len, head_dim] allocated once; a step
+The cache holds keys and values [batch, kv_heads, max_seq_len, head_dim] per layer, allocated once; a step
 writes its keys and values at cache columns `start .. start+T-1` with `index_copy_` and attends over the
 first `kv_len` columns, so every shape in a step is fixed by (batch, T, kv_len) and rollback is just a
 smaller `start` next time. Rows of a batch may be left-padded: row b's tokens begin at column `pad[b]`.
-Numerics follow `transformers`' Qwen2 (float32 RMSNorm, rotate-half RoPE), so float32 logits agree with
+Numerics follow `transformers`' Qwen2 (RMSNorm in float32, rotate-half RoPE), so float32 logits agree with
 `Qwen2ForCausalLM` to rounding.
 """
 
@@ -47,25 +47,56 @@ class DecoderShape:
 
 
 class KVCache:
-    """Preallocated keys and values for `batch_size` sequences of up to `max_seq_len` positions."""
+    """Preallocated keys and values for `batch_size` sequences of up to `max_seq_len` positions: one
+    [batch, kv_heads, max_seq_len, head_dim] tensor per layer (separate tensors, so that a compiled layer
+    step sees the same input layout for every layer)."""
 
     def __init__(self, shape: DecoderShape, batch_size: int, max_seq_len: int, dtype: torch.dtype,
                  device: torch.device):
-        size = (shape.num_layers, batch_size, shape.num_kv_heads, max_seq_len, shape.head_dim)
-        self.k = torch.zeros(size, dtype=dtype, device=device)
-        self.v = torch.zeros(size, dtype=dtype, device=device)
+        size = (batch_size, shape.num_kv_heads, max_seq_len, shape.head_dim)
+        self.k = [torch.zeros(size, dtype=dtype, device=device) for _ in range(shape.num_layers)]
+        self.v = [torch.zeros(size, dtype=dtype, device=device) for _ in range(shape.num_layers)]
         self.batch_size, self.max_seq_len = batch_size, max_seq_len
 
-
-def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(x.dtype)
+    @property
+    def device(self) -> torch.device:
+        return self.k[0].device
 
 
-def _rotate_half(x: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
+    """Rotate-half RoPE: x * cos + rotate_half(x) * sin, with rotate_half(x) * sin = roll(x) * sin_signed."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
+
+
+def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight: Tensor, gate_up_weight: Tensor,
+               down_weight: Tensor, input_norm: Tensor, post_norm: Tensor, k_cache: Tensor, v_cache: Tensor,
+               cos: Tensor, sin_signed: Tensor, columns: Tensor, mask: Tensor, num_heads: int, num_kv_heads: int,
+               eps: float) -> Tensor:
+    """One decoder layer on x [B, T, H]; writes this step's keys and values into the layer's cache
+    [B_cache, nkv, S_max, hd] at `columns` and attends over the first mask.shape[-1] columns.
+
+    A pure function of tensors (weights passed in), so `torch.compile` compiles it once for every layer.
+    """
+    B, T, H = x.shape
+    head_dim = k_cache.shape[-1]
+    group = num_heads // num_kv_heads
+    h = F.rms_norm(x, (H,), input_norm, eps)
+    qkv = F.linear(h, qkv_weight, qkv_bias).view(B, T, num_heads + 2 * num_kv_heads, head_dim)
+    qk = _rope(qkv[:, :, : num_heads + num_kv_heads], cos[:, :, None], sin_signed[:, :, None])
+    q, k, v = qk[:, :, :num_heads], qk[:, :, num_heads:], qkv[:, :, num_heads + num_kv_heads :]
+    k_cache[:B].index_copy_(2, columns, k.transpose(1, 2))
+    v_cache[:B].index_copy_(2, columns, v.transpose(1, 2))
+    # GQA without repeating keys: the `group` query heads of one KV head attend as T * group query rows.
+    q = q.reshape(B, T, num_kv_heads, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B, num_kv_heads, T * group, head_dim)
+    kv_len = mask.shape[-1]
+    attn = F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len],
+                                          attn_mask=mask.repeat_interleave(group, dim=2))  # [B, nkv, T*g, hd]
+    attn = attn.view(B, num_kv_heads, T, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B * T, H)
+    x = torch.addmm(x.view(B * T, H), attn, o_weight.t())  # residual add fused into the matmul
+    h = F.rms_norm(x, (H,), post_norm, eps)
+    gate, up = F.linear(h, gate_up_weight).chunk(2, dim=-1)
+    x = torch.addmm(x, F.silu(gate) * up, down_weight.t())
+    return x.view(B, T, H)
 
 
 class Layer(nn.Module):
@@ -90,6 +121,7 @@ class Decoder(nn.Module):
         self.lm_head = nn.Linear(shape.hidden_size, shape.vocab_size, bias=False)
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2).float() / shape.head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.compiled_layer_step = None
 
     @classmethod
     @torch.no_grad()
@@ -124,40 +156,35 @@ class Decoder(nn.Module):
         return decoder.eval().requires_grad_(False)
 
     def forward(self, input_ids: Tensor, start: Tensor, pad: Tensor, cache: KVCache, kv_len: int,
-                last_only: bool = False) -> Tensor:
+                last_only: bool = False, compiled: bool = False) -> Tensor:
         """One step. input_ids: [B, T] written at cache columns start..start+T-1 (start: [1] long);
-        pad: [B] first column of each row; attends over columns < kv_len. Returns logits [B, T or 1, V]."""
+        pad: [B] first column of each row; attends over columns < kv_len. Returns logits [B, T or 1, V].
+        compiled: run the layers through `compile_layers`' kernels (for the fixed shapes of graph steps)."""
         s = self.shape
-        B, T = input_ids.shape
+        T = input_ids.shape[1]
         columns = start + torch.arange(T, device=input_ids.device)  # [T]
         positions = columns[None, :] - pad[:, None]  # [B, T] RoPE positions
         freqs = positions[..., None].float() * self.inv_freq  # [B, T, hd/2]
-        emb = torch.cat((freqs, freqs), dim=-1)
         x = self.embed(input_ids)  # [B, T, H]
-        cos, sin = emb.cos().to(x.dtype)[:, None], emb.sin().to(x.dtype)[:, None]  # [B, 1, T, hd]
+        cos = torch.cat((freqs, freqs), dim=-1).cos().to(x.dtype)  # [B, T, hd]
+        sin_signed = torch.cat((-freqs, freqs), dim=-1).sin().to(x.dtype)
         keys = torch.arange(kv_len, device=input_ids.device)  # [S]
         # Causal, and blind to a row's left padding; every query also sees itself, so that a padding
         # query's softmax is never over nothing (NaN there would poison its cached values).
         causal = keys[None, None, :] <= columns[None, :, None]
-        mask = causal & ((keys[None, None, :] >= pad[:, None, None]) | (keys[None, None, :] == columns[None, :, None]))
-        mask = mask[:, None]  # [B, 1, T, S]
-        q_size, kv_size = s.num_heads * s.head_dim, s.num_kv_heads * s.head_dim
+        own = keys[None, None, :] == columns[None, :, None]
+        mask = (causal & ((keys[None, None, :] >= pad[:, None, None]) | own))[:, None]  # [B, 1, T, S]
+        step = self.compiled_layer_step if compiled and self.compiled_layer_step is not None else layer_step
         for i, layer in enumerate(self.layers):
-            h = _rms_norm(x, layer.input_norm, s.rms_norm_eps)
-            q, k, v = layer.qkv(h).split([q_size, kv_size, kv_size], dim=-1)
-            q = q.view(B, T, s.num_heads, s.head_dim).transpose(1, 2)  # [B, nh, T, hd]
-            k = k.view(B, T, s.num_kv_heads, s.head_dim).transpose(1, 2)  # [B, nkv, T, hd]
-            v = v.view(B, T, s.num_kv_heads, s.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
-            cache.k[i, :B].index_copy_(2, columns, k)
-            cache.v[i, :B].index_copy_(2, columns, v)
-            attn = F.scaled_dot_product_attention(q, cache.k[i, :B, :, :kv_len], cache.v[i, :B, :, :kv_len],
-                                                  attn_mask=mask, enable_gqa=True)  # [B, nh, T, hd]
-            x = x + layer.o(attn.transpose(1, 2).reshape(B, T, q_size))
-            h = _rms_norm(x, layer.post_norm, s.rms_norm_eps)
-            gate, up = layer.gate_up(h).chunk(2, dim=-1)
-            x = x + layer.down(F.silu(gate) * up)
+            x = step(x, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.gate_up.weight, layer.down.weight,
+                     layer.input_norm, layer.post_norm, cache.k[i], cache.v[i], cos, sin_signed, columns, mask,
+                     s.num_heads, s.num_kv_heads, s.rms_norm_eps)
         if last_only:
             x = x[:, -1:]
-        return self.lm_head(_rms_norm(x, self.norm, s.rms_norm_eps))
+        return self.lm_head(F.rms_norm(x, (s.hidden_size,), self.norm, s.rms_norm_eps))
+
+    def compile_layers(self) -> None:
+        """Fuse each layer's small kernels with `torch.compile`: one compilation serves all layers."""
+        # Shared by every layer; a changed step shape recompiles once with that dimension made dynamic.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        self.compiled_layer_step = torch.compile(layer_step, fullgraph=True)

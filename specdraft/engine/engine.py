@@ -23,7 +23,7 @@ class EngineSession:
             raise RuntimeError("this session was superseded by a newer one on the same engine; "
                                "use one Engine per concurrent sequence")
         runner = self.engine._session_runner
-        ids = torch.tensor([token_ids], dtype=torch.long, device=runner.cache.k.device)  # [1, T]
+        ids = torch.tensor([token_ids], dtype=torch.long, device=runner.cache.device)  # [1, T]
         logits = runner.step(ids, self.length, self.engine._zero_pad, last_only=num_logits == 1)
         self.length += len(token_ids)
         return logits[0, -num_logits:]
@@ -39,8 +39,10 @@ class Engine:
     """
 
     def __init__(self, decoder: Decoder, *, max_seq_len: int, max_batch_size: int = 64,
-                 use_cuda_graphs: bool = True):
+                 use_cuda_graphs: bool = True, compile_layers: bool = False):
         self.decoder, self.max_seq_len, self.max_batch_size = decoder, max_seq_len, max_batch_size
+        if compile_layers:
+            decoder.compile_layers()
         self.use_cuda_graphs = use_cuda_graphs
         self.vocab_size = decoder.shape.vocab_size
         self._epoch = 0
@@ -50,10 +52,10 @@ class Engine:
 
     @classmethod
     def from_hf(cls, model, *, max_seq_len: int, max_batch_size: int = 64, use_cuda_graphs: bool = True,
-                dtype: torch.dtype | None = None) -> Engine:
+                compile_layers: bool = False, dtype: torch.dtype | None = None) -> Engine:
         """Serve a loaded Hugging Face Qwen2/Llama model (adapters merged first) on its own device."""
         return cls(Decoder.from_hf(model, dtype=dtype), max_seq_len=max_seq_len, max_batch_size=max_batch_size,
-                   use_cuda_graphs=use_cuda_graphs)
+                   use_cuda_graphs=use_cuda_graphs, compile_layers=compile_layers)
 
     @property
     def device(self) -> torch.device:

@@ -22,14 +22,14 @@ MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this (prefills) run eage
 class _Graph:
     def __init__(self, decoder: Decoder, cache: KVCache, batch: int, num_tokens: int, kv_len: int,
                  last_only: bool, pool):
-        device = cache.k.device
+        device = cache.device
         self.input_ids = torch.zeros((batch, num_tokens), dtype=torch.long, device=device)
         self.start = torch.zeros(1, dtype=torch.long, device=device)
         self.pad = torch.zeros(batch, dtype=torch.long, device=device)
         self.graph = torch.cuda.CUDAGraph()
 
         def run() -> Tensor:
-            return decoder(self.input_ids, self.start, self.pad, cache, kv_len, last_only)
+            return decoder(self.input_ids, self.start, self.pad, cache, kv_len, last_only, compiled=True)
 
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -52,7 +52,7 @@ class StepRunner:
 
     def __init__(self, decoder: Decoder, cache: KVCache, *, use_cuda_graphs: bool, kv_block: int = 256):
         self.decoder, self.cache, self.kv_block = decoder, cache, kv_block
-        self.use_cuda_graphs = use_cuda_graphs and cache.k.device.type == "cuda"
+        self.use_cuda_graphs = use_cuda_graphs and cache.device.type == "cuda"
         self._graphs: dict[tuple, _Graph] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.use_cuda_graphs else None
 
