@@ -94,18 +94,18 @@ def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, te
 def _propose(draft: Session, seq: list[int], k: int, temperature: float,
              generator: torch.Generator | None) -> tuple[list[int], Tensor | None]:
     """k draft tokens, and (sampling only) the draft's distributions [k, V] they were drawn from."""
-    pending, draft_ids, draft_probs = seq[draft.length:], [], []
+    pending = seq[draft.length:]
+    if k == 0:
+        return [], None
+    if temperature == 0:
+        return draft.propose_greedy(pending, k), None
+    draft_ids, draft_probs = [], []
     for _ in range(k):
-        logits = draft.forward(pending, 1)[0]  # [V]
-        if temperature == 0:
-            token = int(logits.argmax())
-        else:
-            probs = probabilities(logits, temperature)  # [V]
-            token = _sample(probs, generator)
-            draft_probs.append(probs)
-        draft_ids.append(token)
-        pending = [token]
-    return draft_ids, (torch.stack(draft_probs) if draft_probs else None)
+        probs = probabilities(draft.forward(pending, 1)[0], temperature)  # [V]
+        draft_ids.append(_sample(probs, generator))
+        draft_probs.append(probs)
+        pending = draft_ids[-1:]
+    return draft_ids, torch.stack(draft_probs)
 
 
 @torch.inference_mode()

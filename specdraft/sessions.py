@@ -20,6 +20,9 @@ class Session(Protocol):
     def forward(self, token_ids: list[int], num_logits: int) -> Tensor:
         """Feed `token_ids` after the cached positions; return the last `num_logits` logits [n, V]."""
 
+    def propose_greedy(self, pending: list[int], k: int) -> list[int]:
+        """Feed `pending`, then k times the argmax of the last logits; return those k tokens."""
+
     def rollback(self, length: int) -> None:
         """Forget every cached position from `length` on (the one place a cache is rolled back)."""
 
@@ -47,6 +50,13 @@ class HFSession:
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=num_logits,
                          **{self._cache_keyword: self.cache})
         return out.logits[0, -num_logits:]
+
+    def propose_greedy(self, pending: list[int], k: int) -> list[int]:
+        proposed = []
+        for _ in range(k):
+            pending = [int(self.forward(pending, 1)[0].argmax())]
+            proposed.append(pending[0])
+        return proposed
 
     def rollback(self, length: int) -> None:
         excess = self.length - length

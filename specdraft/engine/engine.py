@@ -28,6 +28,16 @@ class EngineSession:
         self.length += len(token_ids)
         return logits[0, -num_logits:]
 
+    def propose_greedy(self, pending: list[int], k: int) -> list[int]:
+        """Feed `pending` and return the k greedy tokens after it, as one graph replay."""
+        if len(pending) > 1:
+            self.forward(pending[:-1], 1)
+        runner = self.engine._session_runner
+        last = torch.tensor([pending[-1:]], dtype=torch.long, device=runner.cache.device)  # [1, 1]
+        proposed = runner.propose_greedy(last, self.length, self.engine._zero_pad, k)[0].tolist()
+        self.length += k
+        return proposed
+
     def rollback(self, length: int) -> None:
         self.length = min(self.length, length)  # stale columns are overwritten before they are attended
 

@@ -3,13 +3,16 @@
 A step's shape is (batch, T, kv_len): T new tokens attending over the first kv_len cache columns. kv_len
 is rounded up to a multiple of `kv_block`, so a generation touches a handful of shapes; each is captured
 once, on first use, into a graph that shares one memory pool with the others (gpt-fast's
-"reduce-overhead", without compiling). Inputs are copied into the graph's static buffers before a replay;
-the returned logits are the graph's static output, valid until the next replay of that shape.
+"reduce-overhead", without compiling). A greedy draft proposal of k tokens is one graph too: each step's
+argmax feeds the next on the device, so the host neither waits nor launches between draft tokens.
+Inputs are copied into a graph's static buffers before a replay; what it returns is the graph's static
+output, valid until that graph's next replay.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -20,31 +23,25 @@ MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this (prefills) run eage
 
 
 class _Graph:
-    def __init__(self, decoder: Decoder, cache: KVCache, batch: int, num_tokens: int, kv_len: int,
-                 last_only: bool, pool):
-        device = cache.device
-        self.input_ids = torch.zeros((batch, num_tokens), dtype=torch.long, device=device)
-        self.start = torch.zeros(1, dtype=torch.long, device=device)
-        self.pad = torch.zeros(batch, dtype=torch.long, device=device)
+    """`fn(input_ids, start, pad)` captured over static copies of its inputs."""
+
+    def __init__(self, fn: Callable[[Tensor, Tensor, Tensor], Tensor], input_ids: Tensor, start: Tensor,
+                 pad: Tensor, pool):
+        self.inputs = (input_ids.clone(), start.clone(), pad.clone())
         self.graph = torch.cuda.CUDAGraph()
-
-        def run() -> Tensor:
-            return decoder(self.input_ids, self.start, self.pad, cache, kv_len, last_only, compiled=True)
-
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):  # warm-up on a side stream, as capture requires
-            run()
+            fn(*self.inputs)
         torch.cuda.current_stream().wait_stream(stream)
         with torch.cuda.graph(self.graph, pool=pool):
-            self.logits = run()
+            self.output = fn(*self.inputs)
 
     def __call__(self, input_ids: Tensor, start: Tensor, pad: Tensor) -> Tensor:
-        self.input_ids.copy_(input_ids)
-        self.start.copy_(start)
-        self.pad.copy_(pad)
+        for buffer, value in zip(self.inputs, (input_ids, start, pad)):
+            buffer.copy_(value)
         self.graph.replay()
-        return self.logits
+        return self.output
 
 
 class StepRunner:
@@ -62,18 +59,41 @@ class StepRunner:
             raise ValueError(f"sequence of {end} positions exceeds the cache's {self.cache.max_seq_len}")
         return min(self.cache.max_seq_len, math.ceil(end / self.kv_block) * self.kv_block)
 
+    def _run(self, key: tuple, fn: Callable, input_ids: Tensor, start: int, pad: Tensor, graph: bool) -> Tensor:
+        start_t = torch.tensor([start], dtype=torch.long, device=input_ids.device)
+        if not (graph and self.use_cuda_graphs):
+            return fn(input_ids, start_t, pad)
+        if key not in self._graphs:
+            self._graphs[key] = _Graph(fn, input_ids, start_t, pad, self._pool)
+        return self._graphs[key](input_ids, start_t, pad)
+
     @torch.inference_mode()
     def step(self, input_ids: Tensor, start: int, pad: Tensor, last_only: bool = False) -> Tensor:
         """input_ids: [B, T] at columns start..start+T-1; pad: [B]. Returns logits [B, T or 1, V]."""
         batch, num_tokens = input_ids.shape
         kv_len = self.kv_len(start + num_tokens)
-        start_t = torch.tensor([start], dtype=torch.long, device=input_ids.device)
-        if not self.use_cuda_graphs or num_tokens > MAX_GRAPH_TOKENS:
-            return self.decoder(input_ids, start_t, pad, self.cache, kv_len, last_only)
-        key = (batch, num_tokens, kv_len, last_only)
-        if key not in self._graphs:
-            self._graphs[key] = _Graph(self.decoder, self.cache, batch, num_tokens, kv_len, last_only, self._pool)
-        return self._graphs[key](input_ids, start_t, pad)
+        graph = num_tokens <= MAX_GRAPH_TOKENS
+
+        def fn(ids: Tensor, start_t: Tensor, pad_t: Tensor) -> Tensor:
+            return self.decoder(ids, start_t, pad_t, self.cache, kv_len, last_only, compiled=graph)
+
+        return self._run(("step", batch, num_tokens, kv_len, last_only), fn, input_ids, start, pad, graph)
+
+    @torch.inference_mode()
+    def propose_greedy(self, token: Tensor, start: int, pad: Tensor, k: int) -> Tensor:
+        """Feed token [1, 1] at column `start` and each greedy successor after it, k steps in all.
+        Returns the k greedy tokens [1, k]; columns start..start+k-1 are cached."""
+        kv_len = self.kv_len(start + k)
+
+        def fn(ids: Tensor, start_t: Tensor, pad_t: Tensor) -> Tensor:
+            proposed = []
+            for j in range(k):
+                logits = self.decoder(ids, start_t + j, pad_t, self.cache, kv_len, True, compiled=True)  # [1,1,V]
+                ids = logits[:, -1].argmax(dim=-1, keepdim=True)  # [1, 1]
+                proposed.append(ids)
+            return torch.cat(proposed, dim=1)  # [1, k]
+
+        return self._run(("propose", k, kv_len), fn, token, start, pad, graph=True)
 
     @property
     def num_graphs(self) -> int:
