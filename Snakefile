@@ -7,6 +7,7 @@
 #   results/{style}_{scenario}/benchmark.csv                 bench          (speculative vs target alone)
 #   results/untrained_{scenario}/benchmark.csv               baseline       (vanilla draft and target)
 #   results/summary.csv, results/plots/*.png                 summary
+#   data/processed/stats.csv                                 stats          (tokens and steps per style)
 #
 # The workflow says what depends on what; the `specdraft` package does the work.
 
@@ -51,4 +52,5 @@ rule all:
     input:
         "results/summary.csv",
         expand("results/plots/{metric}.png", metric=PLOT_METRICS),
+        "data/processed/stats.csv",
     default_target: True

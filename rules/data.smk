@@ -6,18 +6,54 @@ def source_files(wildcards):
     return [f"{source.path}/train.jsonl", f"{source.path}/test.jsonl"]
 
 
+def teacher_input(wildcards):
+    """The llm rewriter's teacher, when it is the demo's locally built target."""
+    if wildcards.style != "cod" or CFG.data.cod_rewriter != "llm" or CFG.data.teacher is not None:
+        return []
+    return base_model_input("target")
+
+
 rule prepare:
     input:
         source_files,
+        teacher_input,
     output:
         train="data/processed/{style}_{scenario}/train.jsonl",
         test="data/processed/{style}_{scenario}/test.jsonl",
+        report="data/processed/{style}_{scenario}/report.json",
     params:
         data=config["data"],
+        teacher=CFG.data.teacher or base_model("target"),
     log:
         "logs/prepare/{style}_{scenario}.log",
     threads: 1
+    resources:
+        gpu=lambda wildcards: int(wildcards.style == "cod" and CFG.data.cod_rewriter == "llm"),
     conda:
         "../envs/specdraft.yaml"
     script:
         "../scripts/prepare.py"
+
+
+rule stats:
+    input:
+        base_model_input("target"),
+        processed=expand(
+            "data/processed/{style}_{scenario}/{split}.jsonl",
+            style=CFG.styles,
+            scenario=CFG.scenarios,
+            split=["train", "test"],
+        ),
+    output:
+        stats=report("data/processed/stats.csv", caption="../report/stats.rst", category="Data"),
+        plot=report("results/plots/data_tokens.png", caption="../report/data_tokens.rst", category="Data"),
+    params:
+        splits=[(st, sc, sp) for st in CFG.styles for sc in CFG.scenarios for sp in ["train", "test"]],
+        tokenizer=base_model("target"),
+    log:
+        "logs/stats.log",
+    threads: 1
+    conda:
+        "../envs/specdraft.yaml"
+    script:
+        "../scripts/stats.py"

@@ -74,6 +74,10 @@ class DataConfig:
     math: SourceConfig
     num_train: int
     num_test: int
+    cod_rewriter: str
+    teacher: str | None
+    rewrite_max_new_tokens: int
+    rewrite_batch_size: int
     max_loss_share: float
 
 

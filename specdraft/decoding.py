@@ -73,8 +73,8 @@ def _sample(probs: Tensor, generator: torch.Generator | None) -> int:
 
 @torch.inference_mode()
 def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, temperature: float = 0.0,
-                            eos_token_id: int | list[int] | None = None,
-                            generator: torch.Generator | None = None) -> Tensor:
+                            eos_token_id: int | list[int] | None = None, generator: torch.Generator | None = None,
+                            top_p: float = 1.0) -> Tensor:
     """Plain decoding, one forward per token: the reference speculative decoding must reproduce.
 
     input_ids: [1, prompt_len]; returns [num_new_tokens].
@@ -84,14 +84,15 @@ def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, te
     session = open_session(model, prompt_len + max_new_tokens)
     while len(seq) - prompt_len < max_new_tokens:
         logits = session.forward(seq[session.length:], 1)[0]  # [V]
-        token = int(logits.argmax()) if temperature == 0 else _sample(probabilities(logits, temperature), generator)
+        token = int(logits.argmax()) if temperature == 0 else _sample(probabilities(logits, temperature, top_p),
+                                                                      generator)
         seq.append(token)
         if token in eos:
             break
     return torch.tensor(seq[prompt_len:], dtype=torch.long)
 
 
-def _propose(draft: Session, seq: list[int], k: int, temperature: float,
+def _propose(draft: Session, seq: list[int], k: int, temperature: float, top_p: float,
              generator: torch.Generator | None) -> tuple[list[int], Tensor | None]:
     """k draft tokens, and (sampling only) the draft's distributions [k, V] they were drawn from."""
     pending = seq[draft.length:]
@@ -101,7 +102,7 @@ def _propose(draft: Session, seq: list[int], k: int, temperature: float,
         return draft.propose_greedy(pending, k), None
     draft_ids, draft_probs = [], []
     for _ in range(k):
-        probs = probabilities(draft.forward(pending, 1)[0], temperature)  # [V]
+        probs = probabilities(draft.forward(pending, 1)[0], temperature, top_p)  # [V]
         draft_ids.append(_sample(probs, generator))
         draft_probs.append(probs)
         pending = draft_ids[-1:]
@@ -111,11 +112,12 @@ def _propose(draft: Session, seq: list[int], k: int, temperature: float,
 @torch.inference_mode()
 def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_tokens: int, max_new_tokens: int,
                          temperature: float = 0.0, eos_token_id: int | list[int] | None = None,
-                         generator: torch.Generator | None = None) -> SpecOutput:
+                         generator: torch.Generator | None = None, top_p: float = 1.0) -> SpecOutput:
     """Generate with `draft` proposing and `target` verifying.
 
     target, draft: Hugging Face causal LMs sharing a tokenizer and vocabulary size; input_ids: [1, prompt_len]. Greedy output equals the target's own greedy decoding; with
-    temperature > 0 the output follows the target's sampling distribution (Leviathan et al. 2023).
+    temperature > 0 the output follows the target's sampling distribution at that temperature and top_p
+    (Leviathan et al. 2023), both models' distributions being warped alike before verification.
     """
     if num_speculative_tokens < 1:
         raise ValueError(f"num_speculative_tokens must be >= 1, got {num_speculative_tokens}")
@@ -134,7 +136,7 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
     while (num_new := len(seq) - prompt_len) < max_new_tokens:
         # Never propose past max_new_tokens: the last step's recovered/bonus token is the target's own.
         k = min(num_speculative_tokens, max_new_tokens - num_new - 1)
-        draft_ids, draft_probs = _propose(draft_session, seq, k, temperature, generator)
+        draft_ids, draft_probs = _propose(draft_session, seq, k, temperature, top_p, generator)
         target_logits = target_session.forward(seq[target_session.length:] + draft_ids, k + 1)  # [k+1, V]
         proposal = torch.tensor(draft_ids, dtype=torch.long, device=device)  # [k]
         if temperature == 0:
@@ -142,7 +144,7 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
         else:
             num_accepted, next_token = rejection_sample(
                 proposal, draft_probs if k else target_logits.new_zeros(0, vocab_size),
-                probabilities(target_logits, temperature), generator)
+                probabilities(target_logits, temperature, top_p), generator)
         stats.observe(k, num_accepted)
         new_ids, stop = _truncate_at_eos(draft_ids[:num_accepted] + [int(next_token)], eos)
         seq += new_ids

@@ -20,11 +20,10 @@ class JsonlError(ValueError):
         super().__init__(f"{self.path}:{line_number}: {reason}")
 
 
-def iter_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line_number, record) for every non-blank line; raise JsonlError on the first bad one.
-
-    `required` lists fields every record must have.
-    """
+def scan_jsonl(path: str | os.PathLike,
+               required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any] | JsonlError]]:
+    """Yield (line_number, record) for every non-blank line, with a `JsonlError` in place of the record
+    when the line is not a JSON object holding every `required` field."""
     required = tuple(required)
     with open(path, encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
@@ -33,13 +32,24 @@ def iter_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> Iterato
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise JsonlError(path, line_number, f"invalid JSON ({e.msg} at column {e.colno})") from None
+                yield line_number, JsonlError(path, line_number, f"invalid JSON ({e.msg} at column {e.colno})")
+                continue
             if not isinstance(record, dict):
-                raise JsonlError(path, line_number, f"expected a JSON object, got {type(record).__name__}")
+                yield line_number, JsonlError(path, line_number, f"expected a JSON object, got {type(record).__name__}")
+                continue
             missing = [k for k in required if k not in record]
             if missing:
-                raise JsonlError(path, line_number, f"missing field(s) {missing}")
+                yield line_number, JsonlError(path, line_number, f"missing field(s) {missing}")
+                continue
             yield line_number, record
+
+
+def iter_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line_number, record) for every non-blank line; raise JsonlError on the first bad one."""
+    for line_number, record in scan_jsonl(path, required):
+        if isinstance(record, JsonlError):
+            raise record
+        yield line_number, record
 
 
 def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict[str, Any]]:

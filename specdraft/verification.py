@@ -45,6 +45,15 @@ def rejection_sample(draft_ids: Tensor, draft_probs: Tensor, target_probs: Tenso
     return n, torch.multinomial(residual / residual.sum(), 1, generator=generator)[0]
 
 
-def probabilities(logits: Tensor, temperature: float) -> Tensor:
-    """Softmax at `temperature` in float32. logits: [..., V] -> [..., V]."""
-    return (logits.float() / temperature).softmax(dim=-1)
+def probabilities(logits: Tensor, temperature: float, top_p: float = 1.0) -> Tensor:
+    """Softmax at `temperature` in float32, restricted to the top-p nucleus (Holtzman et al. 2020) when
+    top_p < 1: the fewest most likely tokens whose mass reaches top_p, renormalised. [..., V] -> [..., V]."""
+    probs = (logits.float() / temperature).softmax(dim=-1)
+    if top_p >= 1.0:
+        return probs
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    # Keep a token if the mass before it is still short of top_p (the most likely token is always kept).
+    keep_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) < top_p
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    nucleus = probs * keep
+    return nucleus / nucleus.sum(dim=-1, keepdim=True)

@@ -39,8 +39,10 @@ def test_prepare_writes_both_styles_on_the_same_problems(tmp_path, data_config, 
     ids = {}
     for style in ("cot", "cod"):
         out = tmp_path / style
-        counts = prepare(style, scenario, data_config, 0, out / "train.jsonl", out / "test.jsonl")
-        assert counts == {"train": 40, "test": 10}
+        report = prepare(style, scenario, data_config, 0, out / "train.jsonl", out / "test.jsonl",
+                         out / "report.json")
+        assert report["train"]["kept"] == 40 and report["test"]["kept"] == 10 and report["rewriter"] == "rules"
+        assert json.loads((out / "report.json").read_text()) == report
         records = read_jsonl(out / "train.jsonl")
         for r in records:
             assert r["messages"][0]["content"] == SYSTEM_PROMPTS[style]
@@ -58,9 +60,12 @@ def test_prepare_writes_both_styles_on_the_same_problems(tmp_path, data_config, 
 
 
 def test_sampling_is_seeded(tmp_path, data_config):
-    prepare("cod", "easy", data_config, 0, tmp_path / "a/train.jsonl", tmp_path / "a/test.jsonl")
-    prepare("cod", "easy", data_config, 0, tmp_path / "b/train.jsonl", tmp_path / "b/test.jsonl")
-    prepare("cod", "easy", data_config, 1, tmp_path / "c/train.jsonl", tmp_path / "c/test.jsonl")
+    prepare("cod", "easy", data_config, 0, tmp_path / "a/train.jsonl", tmp_path / "a/test.jsonl",
+            tmp_path / "a/report.json")
+    prepare("cod", "easy", data_config, 0, tmp_path / "b/train.jsonl", tmp_path / "b/test.jsonl",
+            tmp_path / "b/report.json")
+    prepare("cod", "easy", data_config, 1, tmp_path / "c/train.jsonl", tmp_path / "c/test.jsonl",
+            tmp_path / "c/report.json")
     assert (tmp_path / "a/train.jsonl").read_text() == (tmp_path / "b/train.jsonl").read_text()
     assert (tmp_path / "a/train.jsonl").read_text() != (tmp_path / "c/train.jsonl").read_text()
 
@@ -79,3 +84,33 @@ def test_bad_source_rows_are_reported_with_file_and_line(tmp_path, repo):
     check_loss(rejected, len(problems), 0.2, "gsm8k train")  # 3 of 20 is within 20%
     with pytest.raises(ValueError, match=r"(?s)3 of 20 rows rejected.*train.jsonl:5: invalid JSON"):
         check_loss(rejected, len(problems), 0.01, "gsm8k train")
+
+
+def test_solution_steps_split_drafts_lines_and_sentences():
+    from specdraft.data.stats import solution_steps
+
+    assert solution_steps("48/2=24; 48+24=72 #### 72") == ["48/2=24", "48+24=72"]
+    assert solution_steps("Sold 24 in May.\nSold 72 in all.\n#### 72") == ["Sold 24 in May.", "Sold 72 in all."]
+    assert solution_steps("So $a=-3$. Then $b=3$.\n#### 0") == ["So $a=-3$.", "Then $b=3$."]
+    assert solution_steps("#### 5") == []
+
+
+def test_dataset_stats_counts_tokens_and_compares_with_cot(tmp_path, data_config):
+    from specdraft.data.stats import dataset_stats
+    from specdraft.tiny import train_tokenizer
+
+    paths = {}
+    for style in ("cot", "cod"):
+        out = tmp_path / style
+        prepare(style, "easy", data_config, 0, out / "train.jsonl", out / "test.jsonl", out / "report.json")
+        paths[(style, "easy", "train")] = str(out / "train.jsonl")
+    texts = [r["solution"] for path in paths.values() for r in read_jsonl(path)]
+    tokenizer = train_tokenizer(texts, vocab_size=400)
+    stats = dataset_stats(paths, tokenizer).set_index("style")
+    cot_tokens = [len(tokenizer(r["solution"])["input_ids"]) for r in read_jsonl(paths[("cot", "easy", "train")])]
+    assert stats.loc["cot", "examples"] == 40
+    assert stats.loc["cot", "tokens_mean"] == pytest.approx(sum(cot_tokens) / len(cot_tokens))
+    assert stats.loc["cot", "tokens_p90"] >= stats.loc["cot", "tokens_median"]
+    assert stats.loc["cot", "token_ratio_to_cot"] == 1.0
+    assert stats.loc["cod", "token_ratio_to_cot"] < 0.5
+    assert stats.loc["cod", "words_per_step"] < stats.loc["cot", "words_per_step"]

@@ -61,3 +61,52 @@ def test_rejection_sampling_never_accepts_a_token_the_target_rules_out():
     q = torch.tensor([[1.0, 0.0, 0.0]])
     n, token = rejection_sample(torch.tensor([0]), q, p)
     assert (n, int(token)) == (0, 1)
+
+
+def test_top_p_keeps_the_smallest_nucleus_reaching_p():
+    from specdraft.verification import probabilities
+
+    logits = torch.tensor([[0.5, 0.25, 0.15, 0.1]]).log()
+    assert torch.allclose(probabilities(logits, 1.0, top_p=0.7), torch.tensor([[2 / 3, 1 / 3, 0, 0]]))
+    assert torch.allclose(probabilities(logits, 1.0, top_p=0.75), torch.tensor([[2 / 3, 1 / 3, 0, 0]]))
+    assert torch.allclose(probabilities(logits, 1.0, top_p=0.76), torch.tensor([[0.5, 0.25, 0.15, 0]]) / 0.9)
+    assert torch.allclose(probabilities(logits, 1.0, top_p=0.1), torch.tensor([[1.0, 0, 0, 0]]))
+    assert torch.allclose(probabilities(logits, 1.0), torch.tensor([[0.5, 0.25, 0.15, 0.1]]))
+
+
+def test_speculative_sampling_follows_the_target_distribution_end_to_end():
+    """Two generated tokens from tiny models (vocabulary 12), temperature 0.8 and top-p 0.9: the marginals
+    of the first and second token match the target's, computed exactly, and not the draft's."""
+    from specdraft.decoding import speculative_generate
+    from specdraft.verification import probabilities
+    from tests.conftest import tiny_qwen2
+
+    target, draft = tiny_qwen2(0, vocab_size=12), tiny_qwen2(5, vocab_size=12, hidden_size=16)
+    with torch.no_grad():  # peaked, distinct distributions, so that the test can tell them apart
+        target.lm_head.weight.mul_(30)
+        draft.lm_head.weight.mul_(30)
+    prompt = torch.tensor([[3, 1, 4]])
+    warp = dict(temperature=0.8, top_p=0.9)
+
+    def exact_marginals(model):
+        with torch.no_grad():
+            p1 = probabilities(model(prompt).logits[0, -1], **warp)  # [12]
+            follow = torch.cat([prompt.repeat(12, 1), torch.arange(12)[:, None]], dim=1)
+            p2 = probabilities(model(follow).logits[:, -1], **warp)  # [12, 12]
+        return p1, p1 @ p2
+
+    first, second = torch.zeros(12), torch.zeros(12)
+    g, runs = torch.Generator().manual_seed(0), 2000
+    for _ in range(runs):
+        out = speculative_generate(target, draft, prompt, num_speculative_tokens=2, max_new_tokens=2, generator=g,
+                                   **warp)
+        first[out.token_ids[0]] += 1
+        second[out.token_ids[1]] += 1
+
+    def tv(p, q):
+        return 0.5 * float((p - q).abs().sum())
+
+    target_first, target_second = exact_marginals(target)
+    draft_first, draft_second = exact_marginals(draft)
+    assert tv(first / runs, target_first) < 0.04 and tv(second / runs, target_second) < 0.04
+    assert tv(target_first, draft_first) > 0.2  # the draft alone would fail the test above

@@ -6,13 +6,13 @@ Local files have the shape of the original releases: GSM8K `{question, answer}`,
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from specdraft.answers import last_boxed
 from specdraft.config import SourceConfig
+from specdraft.jsonl import JsonlError, scan_jsonl
 
 # Which dataset and which MATH levels each scenario draws from.
 SCENARIO_DATASET = {"easy": "gsm8k", "medium": "math", "hard": "math"}
@@ -81,20 +81,10 @@ def check_loss(rejected: list[Rejected], num_kept: int, max_loss_share: float, w
 def _local_rows(dataset: str, split: str, source: SourceConfig):
     path = Path(source.path) / f"{split}.jsonl"
     required = _GSM8K_FIELDS if dataset == "gsm8k" else _MATH_FIELDS
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield path, line_number, Rejected(str(path), line_number, f"invalid JSON ({e.msg})")
-                continue
-            missing = [k for k in required if not isinstance(row, dict) or k not in row]
-            if missing:
-                yield path, line_number, Rejected(str(path), line_number, f"missing field(s) {missing}")
-                continue
-            yield path, line_number, row
+    for line_number, row in scan_jsonl(path, required):
+        if isinstance(row, JsonlError):
+            row = Rejected(str(path), line_number, row.reason)
+        yield path, line_number, row
 
 
 def _hub_rows(split: str, source: SourceConfig):

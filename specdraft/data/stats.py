@@ -1,0 +1,104 @@
+"""How far the two styles differ before any model is trained: tokens, steps and words per solution."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from specdraft.answers import SEPARATOR
+from specdraft.atomic import atomic_path
+from specdraft.jsonl import read_jsonl
+
+log = logging.getLogger(__name__)
+
+STATS_COLUMNS = [
+    "style", "scenario", "split", "examples", "tokens_mean", "tokens_median", "tokens_p90", "steps_mean",
+    "words_per_step", "token_ratio_to_cot",
+]
+# A step ends at a line break, a CoD draft separator or the end of a sentence.
+_STEP = re.compile(r"\n+|;\s*|(?<=[.!?])\s+(?=[A-Z$\\])")
+
+
+def solution_steps(solution: str) -> list[str]:
+    """The reasoning steps of a solution (the final `#### answer` excluded)."""
+    body = solution.rsplit(SEPARATOR, 1)[0]
+    return [s.strip() for s in _STEP.split(body) if s and s.strip()]
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def solution_stats(solutions: list[str], tokenizer) -> dict[str, float]:
+    """Token counts (mean, median, p90), steps per solution and words per step over `solutions`."""
+    tokens = [len(ids) for ids in tokenizer(solutions, add_special_tokens=False)["input_ids"]]
+    steps = [solution_steps(s) for s in solutions]
+    num_steps = sum(len(s) for s in steps)
+    num_words = sum(len(step.split()) for s in steps for step in s)
+    return {
+        "examples": len(solutions),
+        "tokens_mean": sum(tokens) / len(tokens),
+        "tokens_median": _quantile(tokens, 0.5),
+        "tokens_p90": _quantile(tokens, 0.9),
+        "steps_mean": num_steps / len(solutions),
+        "words_per_step": num_words / max(1, num_steps),
+    }
+
+
+def dataset_stats(processed: dict[tuple[str, str, str], str], tokenizer):
+    """One row per (style, scenario, split) from `{(style, scenario, split): processed jsonl path}`."""
+    import pandas as pd
+
+    rows = []
+    for (style, scenario, split), path in processed.items():
+        solutions = [r["solution"] for r in read_jsonl(path, required=("solution",))]
+        rows.append({"style": style, "scenario": scenario, "split": split, **solution_stats(solutions, tokenizer)})
+    frame = pd.DataFrame(rows)
+    cot = frame[frame["style"] == "cot"].set_index(["scenario", "split"])["tokens_mean"]
+    frame["token_ratio_to_cot"] = [
+        row.tokens_mean / cot[(row.scenario, row.split)] if (row.scenario, row.split) in cot.index else float("nan")
+        for row in frame.itertuples()
+    ]
+    return frame[STATS_COLUMNS]
+
+
+def plot_tokens(stats, path: str) -> None:
+    """Mean tokens per training solution, by scenario and style."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = stats[stats["split"] == "train"]
+    scenarios = [s for s in ("easy", "medium", "hard") if s in set(train.scenario)]
+    styles = sorted(set(train["style"]))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / len(styles)
+    for i, style in enumerate(styles):
+        values = [train[(train.scenario == s) & (train["style"] == style)].tokens_mean.sum() for s in scenarios]
+        ax.bar([x + i * width for x in range(len(scenarios))], values, width, label=style)
+    ax.set_xticks([x + width * (len(styles) - 1) / 2 for x in range(len(scenarios))], scenarios)
+    ax.set_ylabel("tokens per solution (mean)")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_stats(processed: dict[tuple[str, str, str], str], tokenizer_name: str, stats_path: str,
+                plot_path: str) -> None:
+    """Write stats.csv and its plot, counting tokens with the tokenizer of the configured target."""
+    from specdraft.models import load_tokenizer
+
+    stats = dataset_stats(processed, load_tokenizer(tokenizer_name))
+    with atomic_path(stats_path) as tmp:
+        stats.to_csv(tmp, index=False, float_format="%.3f")
+    Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
+    plot_tokens(stats, plot_path)
+    log.info("\n%s", stats.to_string(index=False))
