@@ -59,6 +59,16 @@ def test_prepare_writes_both_styles_on_the_same_problems(tmp_path, data_config, 
     assert cod_words < cot_words / 2
 
 
+def test_math_answer_drops_a_trailing_period_inside_the_box(tmp_path):
+    row = {"problem": "q", "level": "Level 3", "type": "Algebra",
+           "solution": "So $x = \\boxed{-\\frac{5}{3}.}$"}
+    (tmp_path / "train.jsonl").write_text(json.dumps(row) + "\n")
+    source = load_config({"data": {"math": {"kind": "local", "path": str(tmp_path)}}}).data.math
+    (problem,), rejected = load_problems("math", "train", source)
+    assert problem.answer == "-\\frac{5}{3}" and not rejected
+    assert is_equivalent(extract_answer(cot_solution(problem, "math"), "hard"), problem.answer, "hard")
+
+
 def test_sampling_is_seeded(tmp_path, data_config):
     prepare("cod", "easy", data_config, 0, tmp_path / "a/train.jsonl", tmp_path / "a/test.jsonl",
             tmp_path / "a/report.json")

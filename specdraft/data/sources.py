@@ -109,7 +109,8 @@ def _math_problem(row: dict, default_id: str) -> Problem | None:
     match = _LEVEL.search(str(row["level"]))
     if match is None:  # MATH has two problems labelled "Level ?": they belong to no scenario
         return None
-    answer = last_boxed(str(row["solution"]))
+    # A few MATH answers end their box with the sentence's period ("\\boxed{-\\frac{5}{3}.}"): not part of it.
+    answer = (last_boxed(str(row["solution"])) or "").rstrip(".").strip()
     if not answer:
         raise ValueError("MATH solution has no \\boxed{} answer")
     return Problem(
