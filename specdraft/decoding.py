@@ -115,7 +115,8 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
                          generator: torch.Generator | None = None, top_p: float = 1.0) -> SpecOutput:
     """Generate with `draft` proposing and `target` verifying.
 
-    target, draft: Hugging Face causal LMs sharing a tokenizer and vocabulary size; input_ids: [1, prompt_len]. Greedy output equals the target's own greedy decoding; with
+    target, draft: Hugging Face causal LMs or `specdraft.engine.Engine`s sharing a tokenizer and vocabulary
+    size; input_ids: [1, prompt_len]. Greedy output equals the target's own greedy decoding; with
     temperature > 0 the output follows the target's sampling distribution at that temperature and top_p
     (Leviathan et al. 2023), both models' distributions being warped alike before verification.
     """

@@ -47,6 +47,16 @@ def summarize(benchmarks: dict[str, str]):
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def bar_heights(summary, metric: str) -> tuple[list[str], dict[tuple[str, int], list[float]]]:
+    """The scenarios on the x axis and, for each (style, k), its `metric` per scenario (NaN where absent)."""
+    scenarios = [s for s in ("easy", "medium", "hard") if s in set(summary["scenario"])]
+    heights = {}
+    for (style, k), group in summary.groupby(["style", "k"]):
+        by_scenario = dict(zip(group["scenario"], group[metric]))
+        heights[(style, int(k))] = [float(by_scenario.get(s, float("nan"))) for s in scenarios]
+    return scenarios, heights
+
+
 def plot(summary, metric: str, ylabel: str, path: str) -> None:
     """Grouped bars: one group per scenario, one bar per experiment style and k."""
     import matplotlib
@@ -54,16 +64,12 @@ def plot(summary, metric: str, ylabel: str, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scenarios = [s for s in ("easy", "medium", "hard") if s in set(summary.scenario)]
-    series = sorted({(r.style, r.k) for r in summary.itertuples()})
-    width = 0.8 / max(1, len(series))
+    scenarios, heights = bar_heights(summary, metric)
+    width = 0.8 / max(1, len(heights))
     fig, ax = plt.subplots(figsize=(7, 4))
-    for i, (style, k) in enumerate(series):
-        values = [summary[(summary.scenario == s) & (summary.style == style) & (summary.k == k)][metric]
-                  for s in scenarios]
-        ax.bar([x + i * width for x in range(len(scenarios))], [v.iloc[0] if len(v) else 0 for v in values],
-               width, label=f"{style}, k={k}")
-    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(scenarios))], scenarios)
+    for i, ((style, k), values) in enumerate(sorted(heights.items())):
+        ax.bar([x + i * width for x in range(len(scenarios))], values, width, label=f"{style}, k={k}")
+    ax.set_xticks([x + width * (len(heights) - 1) / 2 for x in range(len(scenarios))], scenarios)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

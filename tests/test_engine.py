@@ -72,6 +72,8 @@ def test_a_second_session_on_one_engine_supersedes_the_first(engines):
     engines[0].open_session(10)
     with pytest.raises(RuntimeError, match="superseded"):
         first.forward([1, 2], 1)
+    with pytest.raises(RuntimeError, match="superseded"):
+        first.propose_greedy([1, 2], 3)
 
 
 def test_batched_generation_equals_per_prompt_greedy(target, engines):

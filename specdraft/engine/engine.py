@@ -18,11 +18,14 @@ class EngineSession:
         self.engine, self.epoch, self.length = engine, epoch, 0
         self.vocab_size = engine.vocab_size
 
-    def forward(self, token_ids: list[int], num_logits: int) -> Tensor:
+    def _runner(self) -> StepRunner:
         if self.epoch != self.engine._epoch:
             raise RuntimeError("this session was superseded by a newer one on the same engine; "
                                "use one Engine per concurrent sequence")
-        runner = self.engine._session_runner
+        return self.engine._session_runner
+
+    def forward(self, token_ids: list[int], num_logits: int) -> Tensor:
+        runner = self._runner()
         ids = torch.tensor([token_ids], dtype=torch.long, device=runner.cache.device)  # [1, T]
         logits = runner.step(ids, self.length, self.engine._zero_pad, last_only=num_logits == 1)
         self.length += len(token_ids)
@@ -32,7 +35,7 @@ class EngineSession:
         """Feed `pending` and return the k greedy tokens after it, as one graph replay."""
         if len(pending) > 1:
             self.forward(pending[:-1], 1)
-        runner = self.engine._session_runner
+        runner = self._runner()
         last = torch.tensor([pending[-1:]], dtype=torch.long, device=runner.cache.device)  # [1, 1]
         proposed = runner.propose_greedy(last, self.length, self.engine._zero_pad, k)[0].tolist()
         self.length += k
