@@ -76,6 +76,7 @@ class DataConfig:
     num_test: int
     cod_rewriter: str
     teacher: str | None
+    rewrite_fallback: str
     rewrite_max_new_tokens: int
     rewrite_batch_size: int
     max_loss_share: float

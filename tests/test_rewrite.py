@@ -35,8 +35,15 @@ def test_prepare_keeps_verified_rewrites_and_reports_the_rejected(tmp_path, repo
     report = prepare("cod", "easy", data, 0, tmp_path / "train.jsonl", tmp_path / "test.jsonl",
                      tmp_path / "report.json", rewriter)
     assert report["rewriter"] == "llm"
-    assert report["train"] == {"sampled": 10, "kept": 5, "rejected": 5}
+    assert report["train"] == {"sampled": 10, "kept": 5, "rejected": 5, "rules_fallback": 0}
     assert all(r["solution"].startswith("draft ####") for r in read_jsonl(tmp_path / "train.jsonl"))
+    fallback = load_config({"data": {"gsm8k": {"kind": "local", "path": str(repo / "data/raw/gsm8k")},
+                                     "num_train": 10, "num_test": 4, "rewrite_fallback": "rules"}}).data
+    report = prepare("cod", "easy", fallback, 0, tmp_path / "f/train.jsonl", tmp_path / "f/test.jsonl",
+                     tmp_path / "f/report.json", rewriter)
+    assert report["train"] == {"sampled": 10, "kept": 10, "rejected": 0, "rules_fallback": 5}
+    drafts = [r["solution"] for r in read_jsonl(tmp_path / "f/train.jsonl")]
+    assert sum(d.startswith("draft ####") for d in drafts) == 5  # the other five are the rules' drafts
     with pytest.raises(ValueError, match="all 10 solutions were rejected"):
         prepare("cod", "easy", data, 0, tmp_path / "train.jsonl", tmp_path / "test.jsonl", tmp_path / "r.json",
                 lambda problems, scenario: [None] * len(problems))

@@ -89,15 +89,21 @@ def prepare(style: str, scenario: str, data: DataConfig, seed: int, train_path: 
             test_path: str | Path, report_path: str | Path, rewriter: Rewriter | None = None) -> dict:
     """Write the style's train and test JSONL for the scenario, and a JSON report of what was kept.
 
-    CoD solutions come from `rewriter` when given (the llm rewriter), else from the rules.
+    CoD solutions come from `rewriter` when given (the llm rewriter), else from the rules; with
+    `data.rewrite_fallback: rules` a rejected rewrite is replaced by the rules rewrite (and counted).
     """
     check_style(style)
     report = {"style": style, "scenario": scenario,
               "rewriter": "llm" if style == "cod" and rewriter is not None else "rules"}
     for split, path in (("train", train_path), ("test", test_path)):
         problems = scenario_problems(scenario, split, data, seed)
+        num_fallback = 0
         if style == "cod" and rewriter is not None:
             solutions = rewriter(problems, scenario)
+            if data.rewrite_fallback == "rules":
+                num_fallback = sum(s is None for s in solutions)
+                solutions = [s if s is not None else rules_solution(p, scenario, style)
+                             for p, s in zip(problems, solutions)]
         else:
             solutions = [rules_solution(p, scenario, style) for p in problems]
         kept = [make_record(p, scenario, style, s) for p, s in zip(problems, solutions) if s is not None]
@@ -110,6 +116,8 @@ def prepare(style: str, scenario: str, data: DataConfig, seed: int, train_path: 
                              f"(rewriter: {report['rewriter']})")
         write_jsonl(path, kept)
         report[split] = {"sampled": len(problems), "kept": len(kept), "rejected": rejected}
+        if report["rewriter"] == "llm":
+            report[split]["rules_fallback"] = num_fallback
         log.info("%s/%s %s: %d records -> %s", style, scenario, split, len(kept), path)
     with atomic_path(report_path) as tmp:
         Path(tmp).write_text(json.dumps(report, indent=1) + "\n")
