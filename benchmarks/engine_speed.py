@@ -134,7 +134,8 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     n = args.new_tokens
-    results = {"shape": args.shape, "compile": args.compile, "device": str(device), "dtype": str(dtype), "prompt_len": args.prompt_len,
+    results = {"shape": args.shape, "compile": args.compile, "device": str(device), "dtype": str(dtype),
+               "prompt_len": args.prompt_len,
                "new_tokens": n, "torch": torch.__version__}
     if device.type == "cuda":
         results["gpu"] = torch.cuda.get_device_name(device)
@@ -197,7 +198,8 @@ def main() -> None:
     prompts = batch_prompts.tolist()
     results[f"native_batch{args.batch}_tok_s"] = rate(timed(
         lambda: engine_target.generate_batch(prompts, max_new_tokens=n), device, args.repeats), n * args.batch)
-    results["native_graphs_captured"] = engine_target._session_runner.num_graphs + engine_target._batch_runner.num_graphs
+    runners = (engine_target._session_runner, engine_target._batch_runner)
+    results["native_graphs_captured"] = sum(r.num_graphs for r in runners)
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
 

@@ -58,7 +58,8 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
     """Decode every record's prompt with the target alone, then speculatively for each k, in one process."""
     device = next(target.parameters()).device
     eos = tokenizer.eos_token_id
-    common = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "eos_token_id": eos}
+    common = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
+              "eos_token_id": eos}
 
     def generator() -> torch.Generator:
         return torch.Generator(device=device).manual_seed(seed)
@@ -87,8 +88,9 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
                 correct=is_equivalent(answer, record["answer"], record["scenario"]),
                 matches_target=torch.equal(out.token_ids, reference_ids),
             ))
-        log.info("%s: %s", record["id"], ", ".join(f"k={r.k} accept={r.acceptance_rate:.2f} "
-                                                     f"speedup={r.speedup:.2f}" for r in rows[-len(cfg.num_speculative_tokens):]))
+        latest = rows[-len(cfg.num_speculative_tokens):]
+        log.info("%s: %s", record["id"],
+                 ", ".join(f"k={r.k} accept={r.acceptance_rate:.2f} speedup={r.speedup:.2f}" for r in latest))
     return rows
 
 

@@ -93,6 +93,7 @@ class DistillConfig:
     max_new_tokens: int
     batch_size: int
     temperature: float
+    top_p: float
     keep_only_correct: bool
 
 
@@ -102,6 +103,7 @@ class BenchConfig:
     num_speculative_tokens: tuple[int, ...]
     max_new_tokens: int
     temperature: float
+    top_p: float
 
 
 @dataclass(frozen=True)

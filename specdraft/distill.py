@@ -26,7 +26,8 @@ def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: Distil
     longest = max(len(chat_prompt_ids(tokenizer, p)) for p in prompts)
     model = serve(model, engine, max_seq_len=longest + cfg.max_new_tokens, max_batch_size=cfg.batch_size)
     generated = generate_batched(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                                 temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed)
+                                 temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
+                                 seed=seed)
     lines = []
     for record, prompt, ids in zip(records, prompts, generated):
         completion = tokenizer.decode(ids, skip_special_tokens=True).strip()

@@ -10,7 +10,7 @@ def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
-def _hf_generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, temperature: float,
+def _hf_generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, temperature: float, top_p: float,
                        eos_token_id: int, pad_token_id: int) -> list[list[int]]:
     """Hugging Face `generate` on left-padded prompts; new tokens per prompt, eos included, padding removed."""
     device = next(model.parameters()).device
@@ -22,7 +22,8 @@ def _hf_generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, 
         attention_mask[row, width - len(prompt):] = 1
     generated = model.generate(
         input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), max_new_tokens=max_new_tokens,
-        do_sample=temperature > 0, temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
+        do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+        top_p=top_p if temperature > 0 else None, top_k=None,
         eos_token_id=eos_token_id, pad_token_id=pad_token_id,
     )[:, width:].tolist()
     return [ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids for ids in generated]
@@ -30,7 +31,7 @@ def _hf_generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, 
 
 @torch.inference_mode()
 def generate_batched(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int, temperature: float,
-                     batch_size: int, seed: int) -> list[list[int]]:
+                     batch_size: int, seed: int, top_p: float = 1.0) -> list[list[int]]:
     """Generated token ids for every chat prompt (eos included if produced), with `model` a Hugging Face
     model or a `specdraft.engine.Engine`.
 
@@ -41,7 +42,7 @@ def generate_batched(model, tokenizer, prompts: list[list[dict]], *, max_new_tok
     torch.manual_seed(seed)
     encoded = [chat_prompt_ids(tokenizer, p) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    common = {"max_new_tokens": max_new_tokens, "temperature": temperature,
+    common = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
               "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     outputs: list[list[int]] = [[] for _ in encoded]
     for start in range(0, len(order), batch_size):

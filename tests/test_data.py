@@ -24,7 +24,8 @@ GSM8K = Problem(id="g", problem="q", answer="72",
 
 
 def test_gsm8k_styles():
-    assert cot_solution(GSM8K, "gsm8k") == "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips.\n#### 72"
+    assert cot_solution(GSM8K, "gsm8k") == (
+        "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips.\n#### 72")
     assert cod_solution(GSM8K, "gsm8k") == "48/2=24; 48+24=72 #### 72"
 
 

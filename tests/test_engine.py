@@ -92,3 +92,38 @@ def test_engine_refuses_sequences_longer_than_its_cache(engines):
         engines[0].open_session(129)
     with pytest.raises(ValueError, match="max_seq_len"):
         engines[0].generate_batch([[1] * 120], max_new_tokens=20)
+
+
+def test_bench_and_distill_give_the_same_results_on_either_engine(tmp_path):
+    """The workflow's stages through `serve`: the native engine is a faster implementation, not another
+    result."""
+    from specdraft.benchmark import run_benchmark
+    from specdraft.config import load_config
+    from specdraft.generation import generate_batched
+    from specdraft.models import pad_vocab
+    from specdraft.prompts import prompt_messages
+    from specdraft.serving import serve
+    from specdraft.tiny import build_model, train_tokenizer
+
+    tokenizer = train_tokenizer(["What is 48+24? 48+24=72 #### 72", "Natalia sold 48/2 = 24 clips."] * 10, 300)
+    config = load_config({"bench": {"num_speculative_tokens": [1, 3], "max_new_tokens": 12}})
+    target = build_model(config.tiny.target, len(tokenizer), 512, seed=0).eval()
+    draft = build_model(config.tiny.draft, len(tokenizer), 512, seed=1).eval()
+    pad_vocab(draft, target.config.vocab_size)
+    records = [{"id": str(i), "scenario": "easy", "answer": "72",
+                "messages": prompt_messages(q, "cod") + [{"role": "assistant", "content": ""}]}
+               for i, q in enumerate(["What is 48+24?", "Natalia sold 48/2 clips?"])]
+    rows = {}
+    for engine in ("hf", "native"):
+        served = [serve(m, engine, max_seq_len=256) for m in (target, draft)]
+        assert isinstance(served[0], Engine) == (engine == "native")
+        rows[engine] = run_benchmark(*served, tokenizer, records, config.bench, seed=0)
+    for hf_row, native_row in zip(rows["hf"], rows["native"]):
+        assert hf_row.matches_target and native_row.matches_target
+        assert (hf_row.num_new_tokens, hf_row.num_accepted, hf_row.answer) == (
+            native_row.num_new_tokens, native_row.num_accepted, native_row.answer)
+    prompts = [r["messages"][:-1] for r in records]
+    outputs = [generate_batched(serve(target, engine, max_seq_len=256, max_batch_size=2), tokenizer, prompts,
+                                max_new_tokens=12, temperature=0.0, batch_size=2, seed=0)
+               for engine in ("hf", "native")]
+    assert outputs[0] == outputs[1]

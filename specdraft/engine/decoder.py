@@ -87,7 +87,8 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     k_cache[:B].index_copy_(2, columns, k.transpose(1, 2))
     v_cache[:B].index_copy_(2, columns, v.transpose(1, 2))
     # GQA without repeating keys: the `group` query heads of one KV head attend as T * group query rows.
-    q = q.reshape(B, T, num_kv_heads, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B, num_kv_heads, T * group, head_dim)
+    q = q.reshape(B, T, num_kv_heads, group, head_dim).permute(0, 2, 1, 3, 4)
+    q = q.reshape(B, num_kv_heads, T * group, head_dim)
     kv_len = mask.shape[-1]
     attn = F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len],
                                           attn_mask=mask.repeat_interleave(group, dim=2))  # [B, nkv, T*g, hd]

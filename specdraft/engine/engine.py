@@ -97,7 +97,7 @@ class Engine:
     @torch.inference_mode()
     def generate_batch(self, prompts: list[list[int]], *, max_new_tokens: int, temperature: float = 0.0,
                  eos_token_id: int | None = None, pad_token_id: int = 0,
-                 generator: torch.Generator | None = None) -> list[list[int]]:
+                 generator: torch.Generator | None = None, top_p: float = 1.0) -> list[list[int]]:
         """Generate for up to `max_batch_size` prompts at once (left-padded); each row stops at its eos.
 
         Returns the new tokens of every prompt, eos included if produced.
@@ -120,7 +120,7 @@ class Engine:
         def choose(logits: Tensor) -> Tensor:  # [B, V] -> [B]
             if temperature == 0:
                 return logits.argmax(dim=-1)
-            return torch.multinomial(probabilities(logits, temperature), 1, generator=generator)[:, 0]
+            return torch.multinomial(probabilities(logits, temperature, top_p), 1, generator=generator)[:, 0]
 
         token = choose(runner.step(input_ids.to(device), 0, pad, last_only=True)[:, -1])  # prefill, eager
         eos = torch.tensor(-1 if eos_token_id is None else eos_token_id, device=device)
