@@ -72,7 +72,7 @@ def build_model(shape: ModelShape, num_tokens: int, max_position_embeddings: int
     return Qwen2ForCausalLM(config)
 
 
-def pretraining_texts(data: DataConfig) -> list[str]:
+def pretraining_conversations(data: DataConfig) -> list[list[dict[str, str]]]:
     """Chat-formatted Chain of Thought conversations over every bundled training problem."""
     conversations = []
     for dataset, source in (("gsm8k", data.gsm8k), ("math", data.math)):
@@ -119,7 +119,7 @@ def pretrain(model, tokenizer, conversations: list[list[dict]], tiny: TinyConfig
 def build_base_models(tiny: TinyConfig, data: DataConfig, seed: int, target_dir: str | os.PathLike,
                       draft_dir: str | os.PathLike) -> None:
     """Train the tokenizer, build and pretrain target and draft, and save each with the tokenizer."""
-    conversations = pretraining_texts(data)
+    conversations = pretraining_conversations(data)
     texts = [m["content"] for conversation in conversations for m in conversation]
     tokenizer = train_tokenizer(texts, tiny.vocab_size)
     log.info("tokenizer: %d tokens", len(tokenizer))
