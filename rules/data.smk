@@ -1,18 +1,3 @@
-def source_files(wildcards):
-    """Local source files the scenario reads (hub sources are fetched by the job itself)."""
-    source = CFG.data.gsm8k if wildcards.scenario == "easy" else CFG.data.math
-    if source.kind != "local":
-        return []
-    return [f"{source.path}/train.jsonl", f"{source.path}/test.jsonl"]
-
-
-def teacher_input(wildcards):
-    """The llm rewriter's teacher, when it is the demo's locally built target."""
-    if wildcards.style != "cod" or CFG.data.cod_rewriter != "llm" or CFG.data.teacher is not None:
-        return []
-    return base_model_input("target")
-
-
 rule prepare:
     input:
         source_files,

@@ -27,6 +27,7 @@ class TrainingConfig:
     batch_size: int
     gradient_accumulation_steps: int
     max_length: int
+    gradient_checkpointing: bool
     lora: LoraConfig
 
 

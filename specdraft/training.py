@@ -49,6 +49,7 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
             learning_rate=cfg.learning_rate,
             max_length=cfg.max_length,
             completion_only_loss=True,
+            gradient_checkpointing=cfg.gradient_checkpointing,
             bf16=on_gpu and torch.cuda.is_bf16_supported(),
             use_cpu=not on_gpu,
             save_strategy="no",
