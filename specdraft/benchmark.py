@@ -34,6 +34,7 @@ class BenchRow:
     num_steps: int
     acceptance_rate: float
     mean_acceptance_length: float
+    accepted_per_position: str  # "a;b;c": steps whose proposal was accepted through position 1, 2, 3, ...
     target_seconds: float
     speculative_seconds: float
     speedup: float
@@ -83,6 +84,7 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
                 num_proposed=out.stats.num_proposed, num_accepted=out.stats.num_accepted,
                 num_steps=out.stats.num_steps, acceptance_rate=out.stats.acceptance_rate,
                 mean_acceptance_length=out.stats.mean_acceptance_length,
+                accepted_per_position=";".join(map(str, out.stats.num_accepted_per_position)),
                 target_seconds=target_seconds, speculative_seconds=seconds, speedup=target_seconds / seconds,
                 answer=answer, reference=record["answer"],
                 correct=is_equivalent(answer, record["answer"], record["scenario"]),

@@ -125,3 +125,26 @@ def test_dataset_stats_counts_tokens_and_compares_with_cot(tmp_path, data_config
     assert stats.loc["cot", "token_ratio_to_cot"] == 1.0
     assert stats.loc["cod", "token_ratio_to_cot"] < 0.5
     assert stats.loc["cod", "words_per_step"] < stats.loc["cot", "words_per_step"]
+
+
+def test_hub_sources_are_loaded_with_their_pinned_revision(monkeypatch):
+    """The hub path without the network: `datasets.load_dataset` stands in, and must be asked for the
+    configured id, configuration, revision and split; MATH-lighteval's fields become Problems."""
+    import datasets
+
+    calls = []
+    rows = [{"problem": "Find $x$.", "level": "Level 2", "type": "Algebra", "solution": "$x=\\boxed{3}$."},
+            {"problem": "?", "level": "Level ?", "type": "Algebra", "solution": "\\boxed{1}"},
+            {"problem": "Broken", "level": "Level 4", "type": "Algebra", "solution": "no box"}]
+
+    def load_dataset(path, name=None, revision=None, split=None):
+        calls.append((path, name, revision, split))
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    source = load_config({"data": {"math": {"kind": "hub", "path": "org/math", "name": "default",
+                                            "revision": "abc123"}}}).data.math
+    problems, rejected = load_problems("math", "test", source)
+    assert calls == [("org/math", "default", "abc123", "test")]
+    assert [(p.answer, p.level, p.subject) for p in problems] == [("3", 2, "Algebra")]
+    assert [(r.where, r.line_number) for r in rejected] == [("org/math@abc123[test]", 3)]

@@ -10,6 +10,7 @@ from specdraft.summary import bar_heights, summarize, write_summary
 def row(id, k, proposed, accepted, steps, target_s, spec_s, tokens, correct):
     return BenchRow(id=id, k=k, num_new_tokens=tokens, num_proposed=proposed, num_accepted=accepted, num_steps=steps,
                     acceptance_rate=accepted / proposed, mean_acceptance_length=1 + accepted / steps,
+                    accepted_per_position="",
                     target_seconds=target_s, speculative_seconds=spec_s, speedup=target_s / spec_s, answer="1",
                     reference="1", correct=correct, matches_target=True)
 

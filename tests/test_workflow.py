@@ -66,7 +66,9 @@ def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group, as a terminal sends it
     process.wait(timeout=120)
     before = artifacts(workdir)
-    assert "results/cod_easy/target_adapter" in before and "results/summary.csv" not in before
+    finished = {"results/base/target", "data/processed/cod_easy/train.jsonl", "results/cod_easy/target_adapter"}
+    assert finished <= set(before)
+    assert "results/summary.csv" not in before
     assert not list(workdir.rglob(".*.tmp-*")), "an interrupted job left a temporary output behind"
 
     resumed = subprocess.run(snakemake(repo, workdir), capture_output=True, text=True, timeout=600)
@@ -74,7 +76,6 @@ def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
     after = artifacts(workdir)
     for path, mtime in before.items():
         assert after[path] == mtime, f"{path} was rebuilt although it was complete"
-    assert "rule base_models:" not in resumed.stderr and "rule prepare:" not in resumed.stderr
 
     rows = list(csv.DictReader(open(workdir / "results/summary.csv")))
     assert {(r["experiment"], r["k"]) for r in rows} == {(e, k) for e in ("cod_easy", "untrained_easy")
