@@ -127,3 +127,17 @@ def test_bench_and_distill_give_the_same_results_on_either_engine(tmp_path):
                                 max_new_tokens=12, temperature=0.0, batch_size=2, seed=0)
                for engine in ("hf", "native")]
     assert outputs[0] == outputs[1]
+
+
+def test_serve_picks_the_engine_for_architectures_it_implements(target):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from specdraft.serving import serve
+
+    assert isinstance(serve(target, "auto", max_seq_len=10), Engine)
+    assert serve(target, "hf", max_seq_len=10) is target
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
+    assert serve(gpt2, "auto", max_seq_len=10) is gpt2
+    with pytest.raises(ValueError, match="serves \\['qwen2', 'llama'\\] models, not 'gpt2'"):
+        serve(gpt2, "native", max_seq_len=10)
+    assert serve(target, "native", max_seq_len=300).max_seq_len == 512
