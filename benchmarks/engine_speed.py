@@ -102,7 +102,8 @@ def exactness(engine_target, engine_draft, device: torch.device, args) -> dict:
 
     with torch.no_grad():
         engine_target.decoder.norm.fill_(1.0)
-    bf16 = identical_outputs(engine_target, engine_draft, device, args.prompt_len)
+    new_tokens = min(64, args.new_tokens)  # within the engines' max_seq_len
+    bf16 = identical_outputs(engine_target, engine_draft, device, args.prompt_len, new_tokens=new_tokens)
     with torch.no_grad():
         engine_target.decoder.norm.zero_()
     small = SHAPES[args.shape]["draft"]
@@ -111,7 +112,7 @@ def exactness(engine_target, engine_draft, device: torch.device, args) -> dict:
         fp32_target.model.norm.weight.fill_(1.0)
         fp32_draft.model.norm.weight.fill_(1.0)
     fp32 = identical_outputs(Engine.from_hf(fp32_target, max_seq_len=512), Engine.from_hf(fp32_draft, max_seq_len=512),
-                             device, args.prompt_len)
+                             device, args.prompt_len, new_tokens=new_tokens)
     return {"identical_outputs_bf16": bf16, "identical_outputs_fp32": fp32}
 
 
