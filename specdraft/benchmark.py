@@ -66,10 +66,13 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
         return torch.Generator(device=device).manual_seed(seed)
 
     prompts = [torch.tensor([chat_prompt_ids(tokenizer, r["messages"][:-1])], device=device) for r in records]
-    # Warm-up, excluded from every timing: first-call allocations and kernel selection.
-    autoregressive_generate(target, prompts[0], generator=generator(), **common)
-    for k in cfg.num_speculative_tokens:
-        speculative_generate(target, draft, prompts[0], num_speculative_tokens=k, generator=generator(), **common)
+    # Warm-up, excluded from every timing: first-call allocations, kernel selection and (native engine) CUDA
+    # graph capture, on the shortest and the longest prompt so that most attention lengths are seen.
+    by_length = sorted(prompts, key=lambda p: p.shape[1])
+    for input_ids in {p.shape[1]: p for p in (by_length[0], by_length[-1])}.values():
+        autoregressive_generate(target, input_ids, generator=generator(), **common)
+        for k in cfg.num_speculative_tokens:
+            speculative_generate(target, draft, input_ids, num_speculative_tokens=k, generator=generator(), **common)
 
     rows = []
     for record, input_ids in zip(records, prompts):
