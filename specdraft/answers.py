@@ -14,6 +14,19 @@ SEPARATOR = "####"
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)$")
 
 
+def closing_brace(text: str, open_index: int) -> int:
+    """Index of the `}` that closes the `{` at `open_index`, nested braces included; -1 if unclosed."""
+    depth = 0
+    for j in range(open_index, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last `\\boxed{...}` or `\\fbox{...}` in `text`, nested braces included."""
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
@@ -24,15 +37,8 @@ def last_boxed(text: str) -> str | None:
         # `\boxed 5`: the argument is the next token.
         rest = text[start:].split(maxsplit=1)
         return rest[1].split("$")[0].strip() if len(rest) > 1 else None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j].strip()
-    return None
+    j = closing_brace(text, i)
+    return text[i + 1 : j].strip() if j >= 0 else None
 
 
 def extract_answer(text: str, scenario: str) -> str | None:

@@ -10,23 +10,33 @@ def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
+def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts right-aligned in one batch: input_ids [B, width], and each row's padding length [B]."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt):] = torch.tensor(prompt)
+    return input_ids, torch.tensor([width - len(p) for p in prompts], dtype=torch.long)
+
+
+def cut_at_eos(ids: list[int], eos_token_id: int | None) -> list[int]:
+    """`ids` up to and including the first eos."""
+    return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
+
+
 def _hf_generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, temperature: float, top_p: float,
                        eos_token_id: int, pad_token_id: int) -> list[list[int]]:
     """Hugging Face `generate` on left-padded prompts; new tokens per prompt, eos included, padding removed."""
     device = next(model.parameters()).device
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, width - len(prompt):] = torch.tensor(prompt)
-        attention_mask[row, width - len(prompt):] = 1
+    input_ids, pad = left_pad(prompts, pad_token_id)
+    attention_mask = (torch.arange(input_ids.shape[1])[None, :] >= pad[:, None]).long()  # [B, width]
     generated = model.generate(
         input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), max_new_tokens=max_new_tokens,
         do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
         top_p=top_p if temperature > 0 else None, top_k=None,
         eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-    )[:, width:].tolist()
-    return [ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids for ids in generated]
+    )[:, input_ids.shape[1]:].tolist()
+    return [cut_at_eos(ids, eos_token_id) for ids in generated]
 
 
 @torch.inference_mode()

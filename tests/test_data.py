@@ -35,6 +35,12 @@ def test_math_cod_keeps_equations_and_unboxes():
     assert cod_solution(problem, "math") == "a(2)+3=2-5; a=-3; b=3; a+b=0 #### 0"
 
 
+def test_math_cod_keeps_a_segment_whose_box_is_unclosed():
+    problem = Problem(id="m", problem="q", answer="8",
+                      solution="So $x = \\boxed{8$ and $y=2$. Hence \\boxed{8}.")
+    assert cod_solution(problem, "math") == "x = 8; y=2 #### 8"
+
+
 @pytest.mark.parametrize("scenario", ["easy", "medium", "hard"])
 def test_prepare_writes_both_styles_on_the_same_problems(tmp_path, data_config, scenario):
     ids = {}

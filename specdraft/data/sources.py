@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from specdraft.answers import last_boxed
+from specdraft.answers import SEPARATOR, last_boxed
 from specdraft.config import SourceConfig
 from specdraft.jsonl import JsonlError, scan_jsonl
 
@@ -98,9 +98,9 @@ def _hub_rows(split: str, source: SourceConfig):
 
 def _gsm8k_problem(row: dict, default_id: str) -> Problem:
     solution = str(row["answer"])
-    if "####" not in solution:
-        raise ValueError("GSM8K answer has no '####' final answer")
-    answer = solution.rsplit("####", 1)[1].strip().replace(",", "")
+    if SEPARATOR not in solution:
+        raise ValueError(f"GSM8K answer has no '{SEPARATOR}' final answer")
+    answer = solution.rsplit(SEPARATOR, 1)[1].strip().replace(",", "")
     return Problem(id=str(row.get("id", default_id)), problem=str(row["question"]).strip(),
                    solution=solution.strip(), answer=answer)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from specdraft.answers import SEPARATOR, closing_brace
 from specdraft.data.sources import Problem
 
 _CALC = re.compile(r"<<([^<>]*)>>")
@@ -26,35 +27,33 @@ MAX_STEP_CHARS = 60
 def cot_solution(problem: Problem, dataset: str) -> str:
     """The Chain of Thought solution: the source reasoning, ending in `#### <answer>`."""
     if dataset == "gsm8k":
-        body = _CALC.sub("", problem.solution).rsplit("####", 1)[0].strip()
+        body = _CALC.sub("", problem.solution).rsplit(SEPARATOR, 1)[0].strip()
     else:
         body = problem.solution.strip()
-    return f"{body}\n#### {problem.answer}"
+    return f"{body}\n{SEPARATOR} {problem.answer}"
 
 
 def cod_solution(problem: Problem, dataset: str) -> str:
     """The Chain of Draft solution built by rules: `step; step; ... #### <answer>`."""
     steps = _gsm8k_steps(problem.solution) if dataset == "gsm8k" else _math_steps(problem.solution)
     draft = "; ".join(steps)
-    return f"{draft} #### {problem.answer}" if draft else f"#### {problem.answer}"
+    return f"{draft} {SEPARATOR} {problem.answer}" if draft else f"{SEPARATOR} {problem.answer}"
 
 
 def _gsm8k_steps(solution: str) -> list[str]:
     steps = [s.replace(" ", "") for s in _CALC.findall(solution) if "=" in s]
     if steps:
         return steps
-    body = solution.rsplit("####", 1)[0]
+    body = solution.rsplit(SEPARATOR, 1)[0]
     return [re.sub(r"\s+", "", m).replace("$", "") for m in _INLINE_EQ.findall(body)]
 
 
 def _unbox(latex: str) -> str:
     """`x=\\boxed{5}` -> `x=5` (nested braces kept)."""
     while (m := _BOXED.search(latex)) is not None:
-        depth, j = 0, m.end() - 1
-        for j in range(m.end() - 1, len(latex)):
-            depth += {"{": 1, "}": -1}.get(latex[j], 0)
-            if depth == 0:
-                break
+        j = closing_brace(latex, m.end() - 1)
+        if j < 0:  # unclosed: drop the command, keep the rest
+            return latex[: m.start()] + latex[m.end() :]
         latex = latex[: m.start()] + latex[m.end() : j] + latex[j + 1 :]
     return latex
 

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from specdraft.engine.decoder import Decoder, KVCache
 from specdraft.engine.runner import StepRunner
+from specdraft.generation import cut_at_eos, left_pad
 from specdraft.verification import probabilities
 
 
@@ -96,8 +97,8 @@ class Engine:
 
     @torch.inference_mode()
     def generate_batch(self, prompts: list[list[int]], *, max_new_tokens: int, temperature: float = 0.0,
-                 eos_token_id: int | None = None, pad_token_id: int = 0,
-                 generator: torch.Generator | None = None, top_p: float = 1.0) -> list[list[int]]:
+                       eos_token_id: int | None = None, pad_token_id: int = 0,
+                       generator: torch.Generator | None = None, top_p: float = 1.0) -> list[list[int]]:
         """Generate for up to `max_batch_size` prompts at once (left-padded); each row stops at its eos.
 
         Returns the new tokens of every prompt, eos included if produced.
@@ -108,14 +109,11 @@ class Engine:
         if width + max_new_tokens > self.max_seq_len:
             raise ValueError(f"prompt ({width}) + max_new_tokens ({max_new_tokens}) exceeds max_seq_len "
                              f"{self.max_seq_len}")
-        if self._batch_runner is None or self._batch_runner.cache.batch_size < len(prompts):
+        if self._batch_runner is None:
             self._batch_runner = self._runner(self.max_batch_size)
         runner, device = self._batch_runner, self.device
-        batch = len(prompts)
-        input_ids = torch.full((batch, width), pad_token_id, dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            input_ids[row, width - len(prompt):] = torch.tensor(prompt)
-        pad = torch.tensor([width - len(p) for p in prompts], dtype=torch.long, device=device)  # [B]
+        input_ids, pad = left_pad(prompts, pad_token_id)  # [B, width], [B]
+        pad = pad.to(device)
 
         def choose(logits: Tensor) -> Tensor:  # [B, V] -> [B]
             if temperature == 0:
@@ -135,4 +133,4 @@ class Engine:
             done = done | (token == eos)
             generated.append(token)
         rows = torch.stack(generated, dim=1).tolist()  # [B, new]
-        return [row[: row.index(eos_token_id) + 1] if eos_token_id in row else row for row in rows]
+        return [cut_at_eos(row, eos_token_id) for row in rows]
