@@ -73,7 +73,8 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
                cos: Tensor, sin_signed: Tensor, columns: Tensor, mask: Tensor, num_heads: int, num_kv_heads: int,
                eps: float) -> Tensor:
     """One decoder layer on x [B, T, H]; writes this step's keys and values into the layer's cache
-    [B_cache, nkv, S_max, hd] at `columns` and attends over the first mask.shape[-1] columns.
+    [B_cache, nkv, S_max, hd] at `columns` and attends over the first mask.shape[-1] columns; mask:
+    [B, 1, T * group, S], one row per (token, query head of a KV group).
 
     A pure function of tensors (weights passed in), so `torch.compile` compiles it once for every layer.
     """
@@ -91,7 +92,7 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     q = q.reshape(B, num_kv_heads, T * group, head_dim)
     kv_len = mask.shape[-1]
     attn = F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len],
-                                          attn_mask=mask.repeat_interleave(group, dim=2))  # [B, nkv, T*g, hd]
+                                          attn_mask=mask)  # [B, nkv, T*g, hd]
     attn = attn.view(B, num_kv_heads, T, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B * T, H)
     x = torch.addmm(x.view(B * T, H), attn, o_weight.t())  # residual add fused into the matmul
     h = F.rms_norm(x, (H,), post_norm, eps)
@@ -175,6 +176,8 @@ class Decoder(nn.Module):
         causal = keys[None, None, :] <= columns[None, :, None]
         own = keys[None, None, :] == columns[None, :, None]
         mask = (causal & ((keys[None, None, :] >= pad[:, None, None]) | own))[:, None]  # [B, 1, T, S]
+        # Query rows come grouped as T * group (see layer_step): each row of the mask once per group member.
+        mask = mask.repeat_interleave(s.num_heads // s.num_kv_heads, dim=2)  # [B, 1, T*group, S]
         step = self.compiled_layer_step if compiled and self.compiled_layer_step is not None else layer_step
         for i, layer in enumerate(self.layers):
             x = step(x, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.gate_up.weight, layer.down.weight,
