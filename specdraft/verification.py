@@ -57,3 +57,44 @@ def probabilities(logits: Tensor, temperature: float, top_p: float = 1.0) -> Ten
     keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
     nucleus = probs * keep
     return nucleus / nucleus.sum(dim=-1, keepdim=True)
+
+
+def sample_inverse_cdf(probs: Tensor, uniforms: Tensor) -> Tensor:
+    """One token per row of probs [B, V] from uniforms [B] on [0, 1): the first index whose cumulative
+    mass exceeds u * total. No generator inside, so it runs in a CUDA graph; a token of probability 0 is
+    never drawn (its cumulative mass equals its predecessor's, so the first index to exceed is not it)."""
+    cdf = probs.cumsum(dim=-1)  # [B, V]
+    threshold = uniforms[:, None] * cdf[:, -1:]  # [B, 1]
+    return (cdf <= threshold).sum(dim=-1).clamp_max(probs.shape[-1] - 1)  # [B]
+
+
+def verify_greedy_batch(draft_ids: Tensor, target_logits: Tensor) -> tuple[Tensor, Tensor]:
+    """`verify_greedy` for every row at once, on the device. draft_ids: [B, k]; target_logits: [B, k+1, V].
+    Returns (num_accepted [B], next_token [B])."""
+    target_ids = target_logits.argmax(dim=-1)  # [B, k+1]
+    k = draft_ids.shape[1]
+    num_accepted = (draft_ids == target_ids[:, :k]).long().cumprod(dim=1).sum(dim=1)  # [B]
+    return num_accepted, target_ids.gather(1, num_accepted[:, None])[:, 0]
+
+
+def rejection_sample_batch(draft_ids: Tensor, draft_probs: Tensor, target_probs: Tensor,
+                           generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """`rejection_sample` for every row at once, on the device (Leviathan et al. 2023, Alg. 1, per row).
+
+    draft_ids: [B, k] sampled from draft_probs [B, k, V]; target_probs: [B, k+1, V].
+    Returns (num_accepted [B], next_token [B]).
+    """
+    B, k = draft_ids.shape
+    p = target_probs[:, :k].gather(-1, draft_ids[..., None])[..., 0]  # [B, k]
+    q = draft_probs.gather(-1, draft_ids[..., None])[..., 0]  # [B, k]
+    u = torch.rand(B, k, generator=generator, device=draft_ids.device)
+    rejected = u * q >= p  # u < p/q accepts, written so that q = 0 cannot divide by zero
+    num_accepted = (~rejected).long().cumprod(dim=1).sum(dim=1)  # [B]
+    # At the first rejection n: norm(max(0, p_n - q_n)); all accepted (n = k): p_k, as if q_k were 0.
+    q_padded = torch.cat((draft_probs, draft_probs.new_zeros(B, 1, draft_probs.shape[-1])), dim=1)  # [B, k+1, V]
+    index = num_accepted[:, None, None].expand(B, 1, target_probs.shape[-1])
+    p_n, q_n = target_probs.gather(1, index)[:, 0], q_padded.gather(1, index)[:, 0]  # [B, V]
+    residual = (p_n - q_n).clamp_min(0)
+    empty = residual.sum(dim=-1, keepdim=True) <= 0  # p == q exactly: rejection had probability 0
+    residual = torch.where(empty, p_n, residual)
+    return num_accepted, torch.multinomial(residual, 1, generator=generator)[:, 0]

@@ -1,6 +1,6 @@
-"""The native generation engine: static KV cache, CUDA graphs, batched generation, for Qwen2/Llama models."""
+"""The native generation engine: static KV cache, CUDA graphs, batched generation, for Qwen2/Qwen3/Llama models."""
 
 from specdraft.engine.decoder import Decoder, DecoderShape, KVCache
-from specdraft.engine.engine import Engine, EngineSession
+from specdraft.engine.engine import Engine, EngineRows, EngineSession
 
-__all__ = ["Decoder", "DecoderShape", "Engine", "EngineSession", "KVCache"]
+__all__ = ["Decoder", "DecoderShape", "Engine", "EngineRows", "EngineSession", "KVCache"]

@@ -1,11 +1,12 @@
-"""A Qwen2 / Llama decoder with a static, preallocated KV cache: fixed-shape steps for CUDA graphs.
+"""A Qwen2 / Qwen3 / Llama decoder with a static, preallocated KV cache: fixed-shape steps for CUDA graphs.
 
 The cache holds keys and values [batch, kv_heads, max_seq_len, head_dim] per layer, allocated once; a step
-writes its keys and values at cache columns `start .. start+T-1` with `index_copy_` and attends over the
-first `kv_len` columns, so every shape in a step is fixed by (batch, T, kv_len) and rollback is just a
-smaller `start` next time. Rows of a batch may be left-padded: row b's tokens begin at column `pad[b]`.
-Numerics follow `transformers`' Qwen2 (RMSNorm in float32, rotate-half RoPE), so float32 logits agree with
-`Qwen2ForCausalLM` to rounding.
+writes its keys and values at cache columns `start .. start+T-1` and attends over the first `kv_len`
+columns, so every shape in a step is fixed by (batch, T, kv_len) and rollback is just a smaller `start` next
+time. `start` is one column for the whole batch or one per row (ragged rows: each its own length). Rows of a
+batch may be left-padded: row b's tokens begin at column `pad[b]`. Numerics follow `transformers`' Qwen2 and
+Qwen3 (RMSNorm in float32, rotate-half RoPE; Qwen3's per-head RMSNorm of queries and keys before RoPE), so
+float32 logits agree with theirs to rounding.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ class DecoderShape:
     rope_theta: float
     max_position_embeddings: int
     attention_bias: bool
+    qk_norm: bool = False  # Qwen3: RMSNorm over each query and key head before RoPE
 
     @classmethod
-    def from_hf_config(cls, config, attention_bias: bool) -> DecoderShape:
+    def from_hf_config(cls, config, attention_bias: bool, qk_norm: bool = False) -> DecoderShape:
         rope_theta = getattr(config, "rope_theta", None)
         if rope_theta is None:  # transformers 5 keeps it under rope_parameters
             rope_theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta", 10000.0)
@@ -42,7 +44,7 @@ class DecoderShape:
             num_heads=config.num_attention_heads, num_kv_heads=config.num_key_value_heads, head_dim=head_dim,
             intermediate_size=config.intermediate_size, rms_norm_eps=config.rms_norm_eps,
             rope_theta=float(rope_theta), max_position_embeddings=config.max_position_embeddings,
-            attention_bias=attention_bias,
+            attention_bias=attention_bias, qk_norm=qk_norm,
         )
 
 
@@ -62,6 +64,13 @@ class KVCache:
     def device(self) -> torch.device:
         return self.k[0].device
 
+    def rows(self, start: int, stop: int) -> KVCache:
+        """The cache rows start..stop-1 as a cache of their own (views: writes land in this cache)."""
+        view = KVCache.__new__(KVCache)
+        view.k, view.v = [k[start:stop] for k in self.k], [v[start:stop] for v in self.v]
+        view.batch_size, view.max_seq_len = stop - start, self.max_seq_len
+        return view
+
 
 def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
     """Rotate-half RoPE: x * cos + rotate_half(x) * sin, with rotate_half(x) * sin = roll(x) * sin_signed."""
@@ -71,10 +80,11 @@ def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
 def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight: Tensor, gate_up_weight: Tensor,
                down_weight: Tensor, input_norm: Tensor, post_norm: Tensor, k_cache: Tensor, v_cache: Tensor,
                cos: Tensor, sin_signed: Tensor, columns: Tensor, mask: Tensor, num_heads: int, num_kv_heads: int,
-               eps: float) -> Tensor:
+               eps: float, q_norm: Tensor | None = None, k_norm: Tensor | None = None) -> Tensor:
     """One decoder layer on x [B, T, H]; writes this step's keys and values into the layer's cache
-    [B_cache, nkv, S_max, hd] at `columns` and attends over the first mask.shape[-1] columns; mask:
-    [B, 1, T * group, S], one row per (token, query head of a KV group).
+    [B_cache, nkv, S_max, hd] at `columns` ([1, T]: the same columns for every row, or [B, T]: each row's
+    own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], one row per (token,
+    query head of a KV group). q_norm, k_norm: [hd] per-head RMSNorm weights (Qwen3), or None.
 
     A pure function of tensors (weights passed in), so `torch.compile` compiles it once for every layer.
     """
@@ -83,17 +93,26 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     group = num_heads // num_kv_heads
     h = F.rms_norm(x, (H,), input_norm, eps)
     qkv = F.linear(h, qkv_weight, qkv_bias).view(B, T, num_heads + 2 * num_kv_heads, head_dim)
-    qk = _rope(qkv[:, :, : num_heads + num_kv_heads], cos[:, :, None], sin_signed[:, :, None])
+    qk = qkv[:, :, : num_heads + num_kv_heads]
+    if q_norm is not None:  # Qwen3 normalises each head before RoPE
+        qk = torch.cat((F.rms_norm(qk[:, :, :num_heads], (head_dim,), q_norm, eps),
+                        F.rms_norm(qk[:, :, num_heads:], (head_dim,), k_norm, eps)), dim=2)
+    qk = _rope(qk, cos[:, :, None], sin_signed[:, :, None])
     q, k, v = qk[:, :, :num_heads], qk[:, :, num_heads:], qkv[:, :, num_heads + num_kv_heads :]
-    k_cache[:B].index_copy_(2, columns, k.transpose(1, 2))
-    v_cache[:B].index_copy_(2, columns, v.transpose(1, 2))
+    if columns.shape[0] == 1:  # one start for the whole batch
+        k_cache[:B].index_copy_(2, columns[0], k.transpose(1, 2))
+        v_cache[:B].index_copy_(2, columns[0], v.transpose(1, 2))
+    else:  # ragged rows: row b's tokens go to its own columns
+        rows = torch.arange(B, device=x.device)[:, None].expand(B, T)
+        k_cache[:B][rows, :, columns] = k  # [B, T, nkv, hd]
+        v_cache[:B][rows, :, columns] = v
     # GQA without repeating keys: the `group` query heads of one KV head attend as T * group query rows.
     q = q.reshape(B, T, num_kv_heads, group, head_dim).permute(0, 2, 1, 3, 4)
     q = q.reshape(B, num_kv_heads, T * group, head_dim)
     kv_len = mask.shape[-1]
     attn = F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len],
                                           attn_mask=mask)  # [B, nkv, T*g, hd]
-    attn = attn.view(B, num_kv_heads, T, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B * T, H)
+    attn = attn.view(B, num_kv_heads, T, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B * T, num_heads * head_dim)
     x = torch.addmm(x.view(B * T, H), attn, o_weight.t())  # residual add fused into the matmul
     h = F.rms_norm(x, (H,), post_norm, eps)
     gate, up = F.linear(h, gate_up_weight).chunk(2, dim=-1)
@@ -111,6 +130,8 @@ class Layer(nn.Module):
         self.down = nn.Linear(s.intermediate_size, s.hidden_size, bias=False)
         self.input_norm = nn.Parameter(torch.ones(s.hidden_size))
         self.post_norm = nn.Parameter(torch.ones(s.hidden_size))
+        self.q_norm = nn.Parameter(torch.ones(s.head_dim)) if s.qk_norm else None
+        self.k_norm = nn.Parameter(torch.ones(s.head_dim)) if s.qk_norm else None
 
 
 class Decoder(nn.Module):
@@ -128,11 +149,15 @@ class Decoder(nn.Module):
     @classmethod
     @torch.no_grad()
     def from_hf(cls, model, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Decoder:
-        """Copy a Hugging Face Qwen2/Llama causal LM's weights (merge LoRA adapters first), fusing q/k/v and
-        gate/up into one matrix each."""
+        """Copy a Hugging Face Qwen2/Qwen3/Llama causal LM's weights (merge LoRA adapters first), fusing q/k/v
+        and gate/up into one matrix each."""
+        if "sliding_attention" in (getattr(model.config, "layer_types", None) or []):
+            raise ValueError("the native engine attends over the whole sequence; this model has sliding-window "
+                             "layers (use_sliding_window): serve it with engine 'hf'")
         state = model.state_dict()
         bias = "model.layers.0.self_attn.q_proj.bias" in state
-        shape = DecoderShape.from_hf_config(model.config, attention_bias=bias)
+        qk_norm = "model.layers.0.self_attn.q_norm.weight" in state
+        shape = DecoderShape.from_hf_config(model.config, attention_bias=bias, qk_norm=qk_norm)
         dtype = dtype or next(model.parameters()).dtype
         device = device or next(model.parameters()).device
         with torch.device("meta"):
@@ -155,17 +180,21 @@ class Decoder(nn.Module):
             layer.down.weight.copy_(state[p + "mlp.down_proj.weight"])
             layer.input_norm.copy_(state[p + "input_layernorm.weight"])
             layer.post_norm.copy_(state[p + "post_attention_layernorm.weight"])
+            if qk_norm:
+                layer.q_norm.copy_(state[p + "self_attn.q_norm.weight"])
+                layer.k_norm.copy_(state[p + "self_attn.k_norm.weight"])
         return decoder.eval().requires_grad_(False)
 
     def forward(self, input_ids: Tensor, start: Tensor, pad: Tensor, cache: KVCache, kv_len: int,
-                last_only: bool = False, compiled: bool = False) -> Tensor:
-        """One step. input_ids: [B, T] written at cache columns start..start+T-1 (start: [1] long);
-        pad: [B] first column of each row; attends over columns < kv_len. Returns logits [B, T or 1, V].
+                last_only: bool = False, compiled: bool = False, logit_index: Tensor | None = None) -> Tensor:
+        """One step. input_ids: [B, T] written at cache columns start..start+T-1 (start: [1] long, or [B]:
+        each row's own first column); pad: [B] first column of each row; attends over columns < kv_len.
+        Returns logits [B, T or 1, V], or [B, n] at the positions `logit_index` [B, n] picks in each row.
         compiled: run the layers through `compile_layers`' kernels (for the fixed shapes of graph steps)."""
         s = self.shape
         T = input_ids.shape[1]
-        columns = start + torch.arange(T, device=input_ids.device)  # [T]
-        positions = columns[None, :] - pad[:, None]  # [B, T] RoPE positions
+        columns = start[:, None] + torch.arange(T, device=input_ids.device)  # [1 or B, T]
+        positions = columns - pad[:, None]  # [B, T] RoPE positions
         freqs = positions[..., None].float() * self.inv_freq  # [B, T, hd/2]
         x = self.embed(input_ids)  # [B, T, H]
         cos = torch.cat((freqs, freqs), dim=-1).cos().to(x.dtype)  # [B, T, hd]
@@ -173,8 +202,8 @@ class Decoder(nn.Module):
         keys = torch.arange(kv_len, device=input_ids.device)  # [S]
         # Causal, and blind to a row's left padding; every query also sees itself, so that a padding
         # query's softmax is never over nothing (NaN there would poison its cached values).
-        causal = keys[None, None, :] <= columns[None, :, None]
-        own = keys[None, None, :] == columns[None, :, None]
+        causal = keys[None, None, :] <= columns[:, :, None]
+        own = keys[None, None, :] == columns[:, :, None]
         mask = (causal & ((keys[None, None, :] >= pad[:, None, None]) | own))[:, None]  # [B, 1, T, S]
         # Query rows come grouped as T * group (see layer_step): each row of the mask once per group member.
         mask = mask.repeat_interleave(s.num_heads // s.num_kv_heads, dim=2)  # [B, 1, T*group, S]
@@ -182,9 +211,11 @@ class Decoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x = step(x, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.gate_up.weight, layer.down.weight,
                      layer.input_norm, layer.post_norm, cache.k[i], cache.v[i], cos, sin_signed, columns, mask,
-                     s.num_heads, s.num_kv_heads, s.rms_norm_eps)
+                     s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.q_norm, layer.k_norm)
         if last_only:
             x = x[:, -1:]
+        if logit_index is not None:
+            x = x.gather(1, logit_index[..., None].expand(-1, -1, s.hidden_size))  # [B, n, H]
         return self.lm_head(F.rms_norm(x, (s.hidden_size,), self.norm, s.rms_norm_eps))
 
     def compile_layers(self) -> None:

@@ -1,5 +1,6 @@
 """The native engine: a `Decoder` with static KV caches and CUDA-graph steps, behind the same interfaces
-as a Hugging Face model: `open_session` for `speculative_generate`, `generate_batch` for batched decoding."""
+as a Hugging Face model: `open_session` for `speculative_generate`, `generate_batch` for batched decoding,
+and `open_rows` for batched speculative decoding (`speculative_generate_batch`), rows of ragged lengths."""
 
 from __future__ import annotations
 
@@ -46,6 +47,64 @@ class EngineSession:
         self.length = min(self.length, length)  # stale columns are overwritten before they are attended
 
 
+class EngineRows:
+    """`batch_size` rows of the engine's batch cache, each holding its own sequence at its own length.
+
+    The caller keeps every row's length and says where each step's tokens go (`positions`: a row's first
+    position this step); a row's cache is valid below that position, so rollback is passing a smaller one.
+    Position p lives at cache column p + `offset`: with offset 1, a step may start at position -1 (column
+    0, hidden from every other position), which lets a draft re-feed the token before the newest one even
+    when the sequence has one token only. Shares the cache of `Engine.generate_batch`: use one at a time.
+    """
+
+    def __init__(self, engine: Engine, batch_size: int, offset: int):
+        if batch_size > engine.max_batch_size:
+            raise ValueError(f"{batch_size} rows exceed the engine's max_batch_size {engine.max_batch_size}")
+        if engine._batch_runner is None:
+            engine._batch_runner = engine._runner(engine.max_batch_size)
+        self.runner, self.device = engine._batch_runner, engine.device
+        self.batch_size, self.offset, self.vocab_size = batch_size, offset, engine.vocab_size
+        self.max_length = engine.max_seq_len - offset  # positions a row can hold
+        self.pad = torch.full((batch_size,), offset, dtype=torch.long, device=self.device)
+
+    def _columns(self, positions: list[int], num_tokens: int) -> tuple[Tensor, int]:
+        end = max(positions) + num_tokens + self.offset
+        if end > self.runner.cache.max_seq_len:
+            raise ValueError(f"a row of {end - self.offset} positions exceeds the engine's max_seq_len "
+                             f"{self.max_length}")
+        start = torch.tensor(positions, dtype=torch.long) + self.offset
+        return start.to(self.device, non_blocking=True), end
+
+    @torch.inference_mode()
+    def prefill(self, first_row: int, prompts: list[list[int]], pad_token_id: int = 0) -> None:
+        """Cache prompts[i] at positions 0.. of row first_row + i, eagerly; no logits. Rows are
+        right-padded: what the padding writes lies past each row's length, rewritten before it is read."""
+        width = max(len(p) for p in prompts)
+        if width == 0:
+            return
+        ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            ids[i, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+        start, end = self._columns([0], width)
+        cache = self.runner.cache.rows(first_row, first_row + len(prompts))
+        self.runner.decoder(ids.to(self.device), start, self.pad[: len(prompts)], cache, self.runner.kv_len(end),
+                            last_only=True)
+
+    def forward(self, input_ids: Tensor, positions: list[int]) -> Tensor:
+        """input_ids [B, T] at positions[b].. of every row. Returns logits [B, T, V] (a graph's static
+        output on a GPU: valid until the next call)."""
+        start, end = self._columns(positions, input_ids.shape[1])
+        return self.runner.step_rows(input_ids, start, self.pad, end)
+
+    def propose(self, input_ids: Tensor, positions: list[int], uniforms: Tensor, temperature: float,
+                top_p: float) -> tuple[Tensor, Tensor | None]:
+        """Feed input_ids [B, 2] at positions[b], positions[b]+1 of every row, then k = uniforms.shape[1]
+        draft tokens, greedy or sampled (see `StepRunner.propose_rows`). Returns the proposal [B, k] and,
+        when sampling, its distributions [B, k, V]."""
+        start, end = self._columns(positions, uniforms.shape[1] + 1)
+        return self.runner.propose_rows(input_ids, start, self.pad, end, uniforms, temperature, top_p)
+
+
 class Engine:
     """A causal LM served by the native decoder.
 
@@ -67,7 +126,7 @@ class Engine:
     @classmethod
     def from_hf(cls, model, *, max_seq_len: int, max_batch_size: int = 64, use_cuda_graphs: bool = True,
                 compile_layers: bool = False, dtype: torch.dtype | None = None) -> Engine:
-        """Serve a loaded Hugging Face Qwen2/Llama model (adapters merged first) on its own device."""
+        """Serve a loaded Hugging Face Qwen2/Qwen3/Llama model (adapters merged first) on its own device."""
         return cls(Decoder.from_hf(model, dtype=dtype), max_seq_len=max_seq_len, max_batch_size=max_batch_size,
                    use_cuda_graphs=use_cuda_graphs, compile_layers=compile_layers)
 
@@ -94,6 +153,10 @@ class Engine:
             self._session_runner = self._runner(1)
         self._epoch += 1
         return EngineSession(self, self._epoch)
+
+    def open_rows(self, batch_size: int, offset: int = 0) -> EngineRows:
+        """`batch_size` rows of ragged lengths in the batch cache (see `EngineRows`)."""
+        return EngineRows(self, batch_size, offset)
 
     @torch.inference_mode()
     def generate_batch(self, prompts: list[list[int]], *, max_new_tokens: int, temperature: float = 0.0,

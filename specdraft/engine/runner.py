@@ -3,8 +3,10 @@
 A step's shape is (batch, T, kv_len): T new tokens attending over the first kv_len cache columns. kv_len
 is rounded up to a multiple of `kv_block`, so a generation touches a handful of shapes; each is captured
 once, on first use, into a graph that shares one memory pool with the others (gpt-fast's
-"reduce-overhead", without compiling). A greedy draft proposal of k tokens is one graph too: each step's
-argmax feeds the next on the device, so the host neither waits nor launches between draft tokens.
+"reduce-overhead", without compiling). A draft proposal of k tokens is one graph too: each step's argmax
+(or sample, from uniforms drawn before the replay) feeds the next on the device, so the host neither waits
+nor launches between draft tokens. Ragged batches (`step_rows`, `propose_rows`) give every row its own
+first column: one graph per (batch, tokens, kv_len) serves any mix of row lengths.
 Inputs are copied into a graph's static buffers before a replay; what it returns is the graph's static
 output, valid until that graph's next replay.
 """
@@ -18,16 +20,16 @@ import torch
 from torch import Tensor
 
 from specdraft.engine.decoder import Decoder, KVCache
+from specdraft.verification import probabilities, sample_inverse_cdf
 
 MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this (prefills) run eagerly
 
 
 class _Graph:
-    """`fn(input_ids, start, pad)` captured over static copies of its inputs."""
+    """`fn(*inputs)` captured over static copies of its tensor inputs."""
 
-    def __init__(self, fn: Callable[[Tensor, Tensor, Tensor], Tensor], input_ids: Tensor, start: Tensor,
-                 pad: Tensor, pool):
-        self.inputs = (input_ids.clone(), start.clone(), pad.clone())
+    def __init__(self, fn: Callable[..., object], inputs: tuple[Tensor, ...], pool):
+        self.inputs = tuple(t.clone() for t in inputs)
         self.graph = torch.cuda.CUDAGraph()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -37,8 +39,8 @@ class _Graph:
         with torch.cuda.graph(self.graph, pool=pool):
             self.output = fn(*self.inputs)
 
-    def __call__(self, input_ids: Tensor, start: Tensor, pad: Tensor) -> Tensor:
-        for buffer, value in zip(self.inputs, (input_ids, start, pad)):
+    def __call__(self, *inputs: Tensor):
+        for buffer, value in zip(self.inputs, inputs):
             buffer.copy_(value)
         self.graph.replay()
         return self.output
@@ -59,13 +61,16 @@ class StepRunner:
             raise ValueError(f"sequence of {end} positions exceeds the cache's {self.cache.max_seq_len}")
         return min(self.cache.max_seq_len, math.ceil(end / self.kv_block) * self.kv_block)
 
-    def _run(self, key: tuple, fn: Callable, input_ids: Tensor, start: int, pad: Tensor, graph: bool) -> Tensor:
-        start_t = torch.tensor([start], dtype=torch.long, device=input_ids.device)
+    def _run(self, key: tuple, fn: Callable, input_ids: Tensor, start: int | Tensor, pad: Tensor, graph: bool,
+             *extra: Tensor):
+        start_t = start if isinstance(start, Tensor) else torch.tensor([start], dtype=torch.long,
+                                                                        device=input_ids.device)
+        inputs = (input_ids, start_t, pad, *extra)
         if not (graph and self.use_cuda_graphs):
-            return fn(input_ids, start_t, pad)
+            return fn(*inputs)
         if key not in self._graphs:
-            self._graphs[key] = _Graph(fn, input_ids, start_t, pad, self._pool)
-        return self._graphs[key](input_ids, start_t, pad)
+            self._graphs[key] = _Graph(fn, inputs, self._pool)
+        return self._graphs[key](*inputs)
 
     @torch.inference_mode()
     def step(self, input_ids: Tensor, start: int, pad: Tensor, last_only: bool = False) -> Tensor:
@@ -94,6 +99,46 @@ class StepRunner:
             return torch.cat(proposed, dim=1)  # [1, k]
 
         return self._run(("propose", k, kv_len), fn, token, start, pad, graph=True)
+
+    @torch.inference_mode()
+    def step_rows(self, input_ids: Tensor, start: Tensor, pad: Tensor, end: int) -> Tensor:
+        """Ragged rows: row b's input_ids [B, T] at its columns start[b]..start[b]+T-1 (start: [B]);
+        end: the largest start[b] + T (exclusive). Returns logits [B, T, V]."""
+        batch, num_tokens = input_ids.shape
+        kv_len = self.kv_len(end)
+        graph = num_tokens <= MAX_GRAPH_TOKENS
+
+        def fn(ids: Tensor, start_t: Tensor, pad_t: Tensor) -> Tensor:
+            return self.decoder(ids, start_t, pad_t, self.cache, kv_len, compiled=graph)
+
+        return self._run(("rows", batch, num_tokens, kv_len), fn, input_ids, start, pad, graph)
+
+    @torch.inference_mode()
+    def propose_rows(self, tokens: Tensor, start: Tensor, pad: Tensor, end: int, uniforms: Tensor,
+                     temperature: float, top_p: float) -> tuple[Tensor, Tensor | None]:
+        """Ragged rows: feed tokens [B, 2] at columns start[b], start[b]+1, then each row's successor, k
+        steps in all (k = uniforms.shape[1]); end: the largest start[b] + k + 1. Greedy (temperature 0):
+        the argmax; else a sample drawn by inverting the CDF at uniforms [B, k] (uniform on [0, 1)).
+        Returns the proposal [B, k] and (sampling only) its distributions [B, k, V]."""
+        batch, k = uniforms.shape
+        kv_len = self.kv_len(end)
+
+        def fn(ids: Tensor, start_t: Tensor, pad_t: Tensor, u: Tensor) -> tuple[Tensor, Tensor | None]:
+            proposed, dists = [], []
+            for j in range(k):
+                column = start_t if j == 0 else start_t + j + 1
+                logits = self.decoder(ids, column, pad_t, self.cache, kv_len, True, compiled=True)[:, -1]  # [B, V]
+                if temperature == 0:
+                    ids = logits.argmax(dim=-1, keepdim=True)  # [B, 1]
+                else:
+                    probs = probabilities(logits, temperature, top_p)  # [B, V]
+                    ids = sample_inverse_cdf(probs, u[:, j])[:, None]
+                    dists.append(probs)
+                proposed.append(ids)
+            return torch.cat(proposed, dim=1), torch.stack(dists, dim=1) if dists else None
+
+        key = ("propose_rows", batch, k, kv_len, temperature, top_p)
+        return self._run(key, fn, tokens, start, pad, True, uniforms)
 
     @property
     def num_graphs(self) -> int:
