@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 # Architectures the native engine implements.
-NATIVE_MODEL_TYPES = ("qwen2", "llama")
+NATIVE_MODEL_TYPES = ("qwen2", "qwen3", "llama")
 
 
 def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1):

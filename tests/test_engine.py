@@ -46,6 +46,60 @@ def test_llama_architecture_without_attention_bias():
     torch.testing.assert_close(logits, reference, atol=1e-4, rtol=0)
 
 
+def tiny_qwen3(seed: int, hidden_size: int = 32, num_hidden_layers: int = 2):
+    """Qwen3: per-head q/k RMSNorm, no qkv bias, head_dim (16) unlike hidden_size / heads (8 or 4)."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=61, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, intermediate_size=48, max_position_embeddings=256)).eval()
+    with torch.no_grad():  # the norms start at 1: make them matter
+        for layer in model.model.layers:
+            layer.self_attn.q_norm.weight.uniform_(0.5, 1.5)
+            layer.self_attn.k_norm.weight.uniform_(0.5, 1.5)
+    return model
+
+
+def test_qwen3_logits_match_hf_for_prefill_and_incremental_steps():
+    qwen3 = tiny_qwen3(0)
+    assert not any(name.endswith("q_proj.bias") for name, _ in qwen3.named_parameters())
+    prompt = torch.randint(0, 61, (1, 11), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = qwen3(prompt).logits[0]  # [11, V]
+    session = Engine.from_hf(qwen3, max_seq_len=32).open_session(11)
+    mine = torch.cat([session.forward(prompt[0, :6].tolist(), 6), session.forward(prompt[0, 6:7].tolist(), 1),
+                      session.forward(prompt[0, 7:].tolist(), 4)])
+    torch.testing.assert_close(mine, reference, atol=1e-4, rtol=0)
+
+
+def test_qwen3_pair_speculative_greedy_equals_hf_generate():
+    from specdraft.decoding import speculative_generate_batch
+
+    target, draft = tiny_qwen3(0), tiny_qwen3(1, hidden_size=16, num_hidden_layers=1)
+    engine_target = Engine.from_hf(target, max_seq_len=64, max_batch_size=3)
+    engine_draft = Engine.from_hf(draft, max_seq_len=64, max_batch_size=3)
+    prompts = [torch.randint(0, 61, (n,), generator=torch.Generator().manual_seed(n)).tolist() for n in (4, 9, 2)]
+    expected = [hf_greedy(target, p, MAX_NEW) for p in prompts]
+    for p, e in zip(prompts, expected):
+        out = speculative_generate(engine_target, engine_draft, torch.tensor([p]), num_speculative_tokens=3,
+                                   max_new_tokens=MAX_NEW)
+        assert out.token_ids.tolist() == e
+    batched = speculative_generate_batch(engine_target, engine_draft, prompts, num_speculative_tokens=3,
+                                         max_new_tokens=MAX_NEW, concurrency=3)
+    assert [o.token_ids.tolist() for o in batched] == expected
+
+
+def test_sliding_window_models_are_refused():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    model = Qwen3ForCausalLM(Qwen3Config(vocab_size=61, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, head_dim=8, intermediate_size=48,
+                                         use_sliding_window=True, sliding_window=16, max_window_layers=1))
+    with pytest.raises(ValueError, match="sliding-window"):
+        Engine.from_hf(model, max_seq_len=32)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_plain_and_speculative_greedy_equal_hf_generate(target, engines, seed):
     prompt = torch.randint(0, 97, (1, 5 + seed), generator=torch.Generator().manual_seed(seed))
@@ -138,6 +192,6 @@ def test_serve_picks_the_engine_for_architectures_it_implements(target):
     assert serve(target, "hf", max_seq_len=10) is target
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
     assert serve(gpt2, "auto", max_seq_len=10) is gpt2
-    with pytest.raises(ValueError, match="serves \\['qwen2', 'llama'\\] models, not 'gpt2'"):
+    with pytest.raises(ValueError, match="serves \\['qwen2', 'qwen3', 'llama'\\] models, not 'gpt2'"):
         serve(gpt2, "native", max_seq_len=10)
     assert serve(target, "native", max_seq_len=300).max_seq_len == 512
