@@ -111,6 +111,11 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
           target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
           seed: int) -> None:
     """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems."""
+    if cfg.concurrency > 1:  # problems decoded many at a time: specdraft.concurrent_bench
+        from specdraft.concurrent_bench import bench_concurrent
+
+        return bench_concurrent(target_base, draft_base, test_path, out_path, cfg, target_adapter=target_adapter,
+                                draft_adapter=draft_adapter, engine=engine, dtype=dtype, device=device, seed=seed)
     records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)

@@ -105,6 +105,7 @@ class BenchConfig:
     max_new_tokens: int
     temperature: float
     top_p: float
+    concurrency: int
 
 
 @dataclass(frozen=True)
