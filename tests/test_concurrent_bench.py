@@ -90,3 +90,14 @@ def test_concurrency_is_validated():
     assert load_config({}).bench.concurrency == 1
     with pytest.raises(ConfigError, match="bench.concurrency: 0 is less than the minimum of 1"):
         load_config({"bench": {"concurrency": 0}})
+
+
+def test_the_qwen3_config_is_valid_and_runs_the_seed_setting(repo):
+    import yaml
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((repo / "configs" / "qwen3.yaml").read_text()))  # as --configfile
+    cfg = load_config(config)
+    assert (cfg.models.target, cfg.models.draft) == ("Qwen/Qwen3-14B", "Qwen/Qwen3-0.6B")
+    assert (cfg.bench.concurrency, cfg.bench.num_speculative_tokens, cfg.bench.temperature) == (16, (5,), 0.0)
