@@ -3,6 +3,12 @@ native engine (target alone, speculative k = 3, 5, 8, batch-64 generation), and 
 
     python benchmarks/engine_speed.py --shape seed    # the seed's 14B / 0.5B shapes, random weights, GPU
     python benchmarks/engine_speed.py --shape tiny    # small shapes: runs anywhere, a CPU included
+    python benchmarks/engine_speed.py --shape qwen3 --concurrency 16   # Qwen3-14B / 0.6B, 16 in flight
+
+With --concurrency B, only the batched comparison runs: --problems prompts (default 2 B, so that finished
+rows are refilled once) decoded B at a time by the target alone and speculatively (each --ks value), with
+the same scheduler (`autoregressive_generate_batch`, `speculative_generate_batch`), tokens/s of each and
+their ratio, plus the exactness of batched greedy rows against batch-1 output.
 
 Models are random-weight Qwen2 models of the given shapes (the draft's vocabulary padded to the target's).
 Both final norms are zeroed so that every logit is 0: every draft token is accepted, the best case, which
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import torch
@@ -26,6 +33,13 @@ SHAPES = {
         "draft": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
                       intermediate_size=4864, vocab_size=152064, tie_word_embeddings=True),
     },
+    # Qwen3-14B and Qwen3-0.6B: 151,936 rows each, head_dim 128, per-head q/k RMSNorm.
+    "qwen3": {
+        "target": dict(hidden_size=5120, num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=8,
+                       head_dim=128, intermediate_size=17408, vocab_size=151936, tie_word_embeddings=False),
+        "draft": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
+                      head_dim=128, intermediate_size=3072, vocab_size=151936, tie_word_embeddings=True),
+    },
     "tiny": {
         "target": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
                        intermediate_size=512, vocab_size=4096, tie_word_embeddings=False),
@@ -36,10 +50,10 @@ SHAPES = {
 
 
 def build(shape: dict, dtype: torch.dtype, device: torch.device, seed: int):
-    from transformers import AutoModelForCausalLM, Qwen2Config
+    from transformers import AutoModelForCausalLM, Qwen2Config, Qwen3Config
 
     torch.manual_seed(seed)
-    config = Qwen2Config(max_position_embeddings=4096, **shape)
+    config = (Qwen3Config if "head_dim" in shape else Qwen2Config)(max_position_embeddings=4096, **shape)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     with torch.no_grad():
@@ -116,6 +130,73 @@ def exactness(engine_target, engine_draft, device: torch.device, args) -> dict:
     return {"identical_outputs_bf16": bf16, "identical_outputs_fp32": fp32}
 
 
+def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: dict) -> None:
+    """Target alone against speculative decoding, both `args.concurrency` problems at a time."""
+    from specdraft.decoding import autoregressive_generate, autoregressive_generate_batch, speculative_generate_batch
+    from specdraft.engine import Engine
+
+    B, n, ks = args.concurrency, args.new_tokens, [int(k) for k in args.ks.split(",")]
+    num_problems = args.problems or 2 * B
+    results.update(concurrency=B, num_problems=num_problems, ks=ks)
+    target = build(SHAPES[args.shape]["target"], dtype, device, seed=0)
+    draft = build(SHAPES[args.shape]["draft"], dtype, device, seed=1)
+    g = torch.Generator().manual_seed(0)
+    prompts = torch.randint(1, 1000, (num_problems, args.prompt_len), generator=g).tolist()
+    max_seq_len = args.prompt_len + n + max(ks) + 2
+    engines = [Engine.from_hf(m, max_seq_len=max_seq_len, max_batch_size=B, compile_layers=args.compile)
+               for m in (target, draft)]
+    del target, draft
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    def plain():
+        return autoregressive_generate_batch(engines[0], prompts, max_new_tokens=n, concurrency=B)
+
+    def speculative(k):
+        return lambda: speculative_generate_batch(*engines, prompts, num_speculative_tokens=k, max_new_tokens=n,
+                                                  concurrency=B)
+
+    sync(device)
+    start = time.perf_counter()
+    outputs = plain()  # the first run captures every graph it needs
+    sync(device)
+    first = time.perf_counter() - start
+    seconds = timed(plain, device, args.repeats)
+    results["startup_target_s"] = max(0.0, first - seconds)
+    total = sum(len(o.token_ids) for o in outputs)
+    results[f"target_concurrency{B}_tok_s"] = total / seconds
+    results["target_ttft_mean_s"] = statistics.fmean(o.timing.first_token_s - o.timing.admitted_s for o in outputs)
+    for k in ks:
+        outputs = speculative(k)()
+        assert all(o.stats.acceptance_rate == 1.0 for o in outputs), "zeroed final norms: every proposal accepted"
+        seconds = timed(speculative(k), device, args.repeats)
+        results[f"speculative_k{k}_concurrency{B}_tok_s"] = sum(len(o.token_ids) for o in outputs) / seconds
+        results[f"speculative_k{k}_speedup"] = results[f"speculative_k{k}_concurrency{B}_tok_s"] / results[
+            f"target_concurrency{B}_tok_s"]
+        results[f"speculative_k{k}_ttft_mean_s"] = statistics.fmean(
+            o.timing.first_token_s - o.timing.admitted_s for o in outputs)
+    results["native_graphs_captured"] = sum(e._batch_runner.num_graphs for e in engines)
+    if device.type == "cuda":
+        results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
+
+    # Exactness: batched greedy rows against batch-1 greedy output, in float32 (two random models of the
+    # draft's shape with real logits and untied heads, so that they disagree and most steps roll back).
+    small = dict(SHAPES[args.shape]["draft"], tie_word_embeddings=False)
+    fp32 = [build(small, torch.float32, device, seed) for seed in (2, 3)]
+    with torch.no_grad():
+        for m in fp32:
+            m.model.norm.weight.fill_(1.0)
+    fp32 = [Engine.from_hf(m, max_seq_len=args.prompt_len + 80, max_batch_size=B) for m in fp32]
+    check = [p[: args.prompt_len - i] for i, p in enumerate(prompts[:B])]  # rows of different lengths
+    reference = [autoregressive_generate(fp32[0], torch.tensor([p], device=device), max_new_tokens=64).tolist()
+                 for p in check]
+    batched = speculative_generate_batch(*fp32, check, num_speculative_tokens=5, max_new_tokens=64, concurrency=B)
+    results["batched_rows_identical_to_batch1_fp32"] = (
+        f"{sum(o.token_ids.tolist() == r for o, r in zip(batched, reference))}/{len(check)}")
+    results["batched_fp32_acceptance_rate"] = (sum(o.stats.num_accepted for o in batched)
+                                               / sum(o.stats.num_proposed for o in batched))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
@@ -126,6 +207,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="compile the engine's layer step (torch.compile)")
     parser.add_argument("--skip-hf", action="store_true", help="leave out the slow Hugging Face baselines")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="run only the batched comparison, this many problems in flight")
+    parser.add_argument("--problems", type=int, default=0, help="problems of the batched comparison (0: 2 B)")
+    parser.add_argument("--ks", default="5", help="k values of the batched comparison, comma-separated")
     parser.add_argument("--out", default="engine_speed.json")
     args = parser.parse_args()
 
@@ -140,6 +225,11 @@ def main() -> None:
                "new_tokens": n, "torch": torch.__version__}
     if device.type == "cuda":
         results["gpu"] = torch.cuda.get_device_name(device)
+    results["command"] = "python " + " ".join(sys.argv)
+    if args.concurrency:
+        concurrency_mode(args, device, dtype, results)
+        write_results(results, args.out)
+        return
     target = build(SHAPES[args.shape]["target"], dtype, device, seed=0)
     draft = build(SHAPES[args.shape]["draft"], dtype, device, seed=1)
     prompt = torch.randint(1, 1000, (1, args.prompt_len), device=device)
@@ -206,8 +296,11 @@ def main() -> None:
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
 
     results.update(exactness(engine_target, engine_draft, device, args))
+    write_results(results, args.out)
 
-    with open(args.out, "w") as f:
+
+def write_results(results: dict, path: str) -> None:
+    with open(path, "w") as f:
         json.dump(results, f, indent=1)
     width = max(len(k) for k in results)
     for key, value in results.items():
