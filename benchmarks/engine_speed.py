@@ -175,6 +175,25 @@ def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: di
             f"target_concurrency{B}_tok_s"]
         results[f"speculative_k{k}_ttft_mean_s"] = statistics.fmean(
             o.timing.first_token_s - o.timing.admitted_s for o in outputs)
+    # What one step costs, call by call (graph replays of shapes captured above), mid-generation: the
+    # speculative step is a proposal plus a verification, the target-alone step one B x 1 forward.
+    target_rows, draft_rows = engines[0].open_rows(B), engines[1].open_rows(B, offset=1)
+    positions = [args.prompt_len + n // 2] * B
+
+    def per_call_ms(fn, calls: int = 20) -> float:
+        return 1000 * timed(lambda: [fn() for _ in range(calls)], device, args.repeats) / calls
+
+    def zeros(*size):
+        return torch.zeros(*size, dtype=torch.long, device=device)
+
+    results["target_step_ms"] = per_call_ms(lambda: target_rows.forward(zeros(B, 1), positions))
+    for k in ks:
+        results[f"verification_k{k}_ms"] = per_call_ms(lambda: target_rows.forward(zeros(B, k + 1), positions))
+        results[f"proposal_k{k}_ms"] = per_call_ms(lambda: draft_rows.propose(
+            zeros(B, 2), positions, torch.zeros(B, k, device=device), 0.0, 1.0))
+        # Every proposal accepted: k + 1 tokens a row per proposal + verification, against 1 per target step.
+        results[f"speculative_k{k}_speedup_from_parts"] = (k + 1) * results["target_step_ms"] / (
+            results[f"verification_k{k}_ms"] + results[f"proposal_k{k}_ms"])
     results["native_graphs_captured"] = sum(e._batch_runner.num_graphs for e in engines)
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3

@@ -216,6 +216,7 @@ def _open_rows(model, batch_size: int, offset: int):
     return open_rows(batch_size, offset)
 
 
+@torch.inference_mode()
 def _generate_rows(target, draft, prompts: list[list[int]], k: int, max_new_tokens: int, concurrency: int,
                    temperature: float, top_p: float, eos_token_id, generator, pad_token_id: int) -> list[BatchOutput]:
     """The loop behind both batched generators; k = 0: the target alone (draft unused).
