@@ -186,10 +186,10 @@ class Decoder(nn.Module):
         return decoder.eval().requires_grad_(False)
 
     def forward(self, input_ids: Tensor, start: Tensor, pad: Tensor, cache: KVCache, kv_len: int,
-                last_only: bool = False, compiled: bool = False, logit_index: Tensor | None = None) -> Tensor:
+                last_only: bool = False, compiled: bool = False) -> Tensor:
         """One step. input_ids: [B, T] written at cache columns start..start+T-1 (start: [1] long, or [B]:
         each row's own first column); pad: [B] first column of each row; attends over columns < kv_len.
-        Returns logits [B, T or 1, V], or [B, n] at the positions `logit_index` [B, n] picks in each row.
+        Returns logits [B, T or 1, V].
         compiled: run the layers through `compile_layers`' kernels (for the fixed shapes of graph steps)."""
         s = self.shape
         T = input_ids.shape[1]
@@ -214,8 +214,6 @@ class Decoder(nn.Module):
                      s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.q_norm, layer.k_norm)
         if last_only:
             x = x[:, -1:]
-        if logit_index is not None:
-            x = x.gather(1, logit_index[..., None].expand(-1, -1, s.hidden_size))  # [B, n, H]
         return self.lm_head(F.rms_norm(x, (s.hidden_size,), self.norm, s.rms_norm_eps))
 
     def compile_layers(self) -> None:
