@@ -80,11 +80,12 @@ def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
 def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight: Tensor, gate_up_weight: Tensor,
                down_weight: Tensor, input_norm: Tensor, post_norm: Tensor, k_cache: Tensor, v_cache: Tensor,
                cos: Tensor, sin_signed: Tensor, columns: Tensor, mask: Tensor, num_heads: int, num_kv_heads: int,
-               eps: float, q_norm: Tensor | None = None, k_norm: Tensor | None = None) -> Tensor:
+               eps: float, qk_norm: Tensor | None = None) -> Tensor:
     """One decoder layer on x [B, T, H]; writes this step's keys and values into the layer's cache
     [B_cache, nkv, S_max, hd] at `columns` ([1, T]: the same columns for every row, or [B, T]: each row's
     own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], one row per (token,
-    query head of a KV group). q_norm, k_norm: [hd] per-head RMSNorm weights (Qwen3), or None.
+    query head of a KV group). qk_norm: [nh + nkv, hd] per-head RMSNorm weights of the query and key heads
+    (Qwen3), or None.
 
     A pure function of tensors (weights passed in), so `torch.compile` compiles it once for every layer.
     """
@@ -94,9 +95,8 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     h = F.rms_norm(x, (H,), input_norm, eps)
     qkv = F.linear(h, qkv_weight, qkv_bias).view(B, T, num_heads + 2 * num_kv_heads, head_dim)
     qk = qkv[:, :, : num_heads + num_kv_heads]
-    if q_norm is not None:  # Qwen3 normalises each head before RoPE
-        qk = torch.cat((F.rms_norm(qk[:, :, :num_heads], (head_dim,), q_norm, eps),
-                        F.rms_norm(qk[:, :, num_heads:], (head_dim,), k_norm, eps)), dim=2)
+    if qk_norm is not None:  # Qwen3 normalises each head before RoPE (weight applied after the cast, as HF does)
+        qk = F.rms_norm(qk, (head_dim,), eps=eps) * qk_norm
     qk = _rope(qk, cos[:, :, None], sin_signed[:, :, None])
     q, k, v = qk[:, :, :num_heads], qk[:, :, num_heads:], qkv[:, :, num_heads + num_kv_heads :]
     if columns.shape[0] == 1:  # one start for the whole batch
@@ -130,8 +130,8 @@ class Layer(nn.Module):
         self.down = nn.Linear(s.intermediate_size, s.hidden_size, bias=False)
         self.input_norm = nn.Parameter(torch.ones(s.hidden_size))
         self.post_norm = nn.Parameter(torch.ones(s.hidden_size))
-        self.q_norm = nn.Parameter(torch.ones(s.head_dim)) if s.qk_norm else None
-        self.k_norm = nn.Parameter(torch.ones(s.head_dim)) if s.qk_norm else None
+        # Qwen3's q_norm repeated for every query head, then k_norm for every KV head: one multiply.
+        self.qk_norm = nn.Parameter(torch.ones(s.num_heads + s.num_kv_heads, s.head_dim)) if s.qk_norm else None
 
 
 class Decoder(nn.Module):
@@ -181,8 +181,8 @@ class Decoder(nn.Module):
             layer.input_norm.copy_(state[p + "input_layernorm.weight"])
             layer.post_norm.copy_(state[p + "post_attention_layernorm.weight"])
             if qk_norm:
-                layer.q_norm.copy_(state[p + "self_attn.q_norm.weight"])
-                layer.k_norm.copy_(state[p + "self_attn.k_norm.weight"])
+                layer.qk_norm[: shape.num_heads].copy_(state[p + "self_attn.q_norm.weight"])
+                layer.qk_norm[shape.num_heads :].copy_(state[p + "self_attn.k_norm.weight"])
         return decoder.eval().requires_grad_(False)
 
     def forward(self, input_ids: Tensor, start: Tensor, pad: Tensor, cache: KVCache, kv_len: int,
@@ -211,7 +211,7 @@ class Decoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x = step(x, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.gate_up.weight, layer.down.weight,
                      layer.input_norm, layer.post_norm, cache.k[i], cache.v[i], cos, sin_signed, columns, mask,
-                     s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.q_norm, layer.k_norm)
+                     s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.qk_norm)
         if last_only:
             x = x[:, -1:]
         return self.lm_head(F.rms_norm(x, (s.hidden_size,), self.norm, s.rms_norm_eps))
