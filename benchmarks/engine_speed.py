@@ -166,6 +166,11 @@ def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: di
     total = sum(len(o.token_ids) for o in outputs)
     results[f"target_concurrency{B}_tok_s"] = total / seconds
     results["target_ttft_mean_s"] = statistics.fmean(o.timing.first_token_s - o.timing.admitted_s for o in outputs)
+    # The same B rows as one static batch (`generate_batch`: a host synchronisation every 16 steps, no
+    # refill): what the scheduler's per-step synchronisation and refills cost the target alone.
+    static = prompts[:B]
+    results[f"target_static_batch{B}_tok_s"] = B * n / timed(
+        lambda: engines[0].generate_batch(static, max_new_tokens=n), device, args.repeats)
     for k in ks:
         outputs = speculative(k)()
         assert all(o.stats.acceptance_rate == 1.0 for o in outputs), "zeroed final norms: every proposal accepted"
