@@ -162,3 +162,13 @@ def test_batched_sampling_follows_the_target_distribution_end_to_end():
         target_first, target_second = exact_marginals(target, prompt)
         assert tv(first, target_first) < 0.05 and tv(second, target_second) < 0.05
         assert tv(target_first, exact_marginals(draft, prompt)[0]) > 0.2  # the draft alone would fail
+
+
+def test_batched_sampling_is_reproducible_with_a_generator(engines, prompts):
+    def run(seed):
+        outputs = speculative_generate_batch(*engines, prompts, num_speculative_tokens=3, max_new_tokens=12,
+                                             concurrency=5, temperature=1.0, top_p=0.9,
+                                             generator=torch.Generator().manual_seed(seed))
+        return [o.token_ids.tolist() for o in outputs]
+
+    assert run(0) == run(0) and run(0) != run(1)
