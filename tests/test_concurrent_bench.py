@@ -5,7 +5,6 @@ import csv
 import json
 
 import pytest
-import torch
 
 from specdraft.config import load_config
 from specdraft.prompts import prompt_messages
