@@ -29,6 +29,10 @@ class TrainingConfig:
     max_length: int
     gradient_checkpointing: bool
     lora: LoraConfig
+    quantization: str
+    padding_free: bool
+    save_steps: int
+    mem_mb: int
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class ModelsConfig:
     draft: str
     dtype: str
     device: str
+    random_overrides: dict[str, int]
 
 
 @dataclass(frozen=True)
