@@ -81,7 +81,8 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
         trainer.train(resume_from_checkpoint=resume_from)
         stats = meter.summary(6 * num_params, next(model.parameters()).device)
         stats.update({"num_params": num_params, "resumed_from_step": meter.start_step,
-                      "num_steps": trainer.state.global_step, "quantization": cfg.quantization,
+                      "num_steps": trainer.state.global_step, "num_examples": len(examples), "epochs": cfg.epochs,
+                      "quantization": cfg.quantization,
                       "batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
                       "max_length": cfg.max_length, "gradient_checkpointing": cfg.gradient_checkpointing,
                       "padding_free": cfg.padding_free, "lora_r": cfg.lora.r})
