@@ -88,8 +88,6 @@ def load_base_weights(name_or_path: str | os.PathLike, *, dtype: torch.dtype, de
     quantization_config = None
     if quantization == "4bit":
         import_bitsandbytes()
-        if device.type != "cuda":
-            raise ValueError("quantization '4bit' needs a CUDA device (bitsandbytes NF4); set models.device")
         from transformers import BitsAndBytesConfig
 
         # QLoRA (Dettmers et al. 2023): NF4 storage, double quantisation of the scales, bf16 compute.

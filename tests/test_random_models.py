@@ -86,3 +86,33 @@ def test_4bit_without_bitsandbytes_says_how_to_install(checkpoints):
     with pytest.raises(ImportError, match=r"pip install 'specdraft\[qlora\]'"):
         load_base_weights(checkpoints / "Qwen2.5-0.5B-Instruct-0", dtype=torch.bfloat16, device=CPU,
                           quantization="4bit")
+
+
+def test_4bit_random_base_is_the_quantised_bf16_base_and_trains(checkpoints, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+
+    from specdraft.config import load_config
+    from specdraft.prompts import prompt_messages
+    from specdraft.training import prompt_completion, sft_lora
+
+    path = checkpoints / "Qwen2.5-0.5B-Instruct-0"
+    full = build_random_model(path, dtype=torch.float32, device=CPU).eval()
+    quantized = load_base_weights(path, dtype=torch.float32, device=CPU, quantization="4bit").eval()
+    layer = quantized.model.layers[0].mlp.up_proj
+    assert isinstance(layer, bnb.nn.Linear4bit) and quantized.is_loaded_in_4bit
+    assert not isinstance(quantized.lm_head, bnb.nn.Linear4bit)
+    dequantized = bnb.functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state)
+    error = (dequantized - full.model.layers[0].mlp.up_proj.weight).abs().max().item()
+    assert error < 0.2 * full.model.layers[0].mlp.up_proj.weight.abs().max().item()  # NF4 of the same weights
+    cfg = load_config({"train_target": {"quantization": "4bit", "epochs": 1, "batch_size": 2,
+                                        "gradient_accumulation_steps": 1, "max_length": 128,
+                                        "lora": {"r": 4, "target_modules": ["q_proj", "up_proj"]}}}).train_target
+    examples = [prompt_completion(prompt_messages("What is 48+24?", "cod"), "48+24=72 #### 72")] * 4
+    sft_lora(quantized.train(), load_tokenizer(path), examples, cfg, tmp_path / "adapter", seed=0)
+    stats = __import__("json").loads((tmp_path / "adapter" / "train_stats.json").read_text())
+    assert stats["quantization"] == "4bit" and stats["num_steps"] == 2
+    from safetensors.torch import load_file
+
+    adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert any("mlp.up_proj.lora_A" in key for key in adapter)  # LoRA wrapped the NF4 layers
