@@ -210,6 +210,15 @@ cost is counted as 0.
 {table(["rule", "from", "fixed s", "work s (full counts)", "per job s", "jobs", "hours"], extrapolated)}
 
 Total: **{total / 3600:.1f} hours** on one GPU of this kind.
+
+## How to reproduce
+
+```bash
+python benchmarks/train_mfu.py --out docs/rehearsal/train_mfu_h200.json      # H200: benchmarks/h200_site.sh
+snakemake all merge --cores 1 --configfile configs/rehearsal.yaml --resources gpu=1
+python benchmarks/rehearsal_report.py --workdir . --mfu docs/rehearsal/train_mfu_h200.json \
+    --snakemake-benchmarks <the rules' benchmark directory>
+```
 """
     args.out.write_text(text)
     print(f"wrote {args.out} and {raw_dir}/")

@@ -95,14 +95,14 @@ def throughput(num_tokens: int, seconds: float, flops_per_token: float | None, d
 
 @contextlib.contextmanager
 def measure_stage(path: str | Path, stage: str, device: torch.device) -> Iterator[StageStats]:
-    """Time the block, reset and read the GPU's peak memory, and write the JSON to `path` if it succeeds.
+    """Time the block and write the JSON to `path` if it succeeds, with the GPU's peak memory since the process
+    started (a Snakemake job is one process: the job's peak, weight loading included).
 
         with measure_stage(out_path + ".stats.json", "distill", dev) as stats:
             generated = generate_batched(...)
             stats.num_tokens = sum(len(ids) for ids in generated)
     """
     stats = StageStats(stage)
-    reset_peak_memory(device)
     start = time.perf_counter()
     yield stats
     if device.type == "cuda":
