@@ -10,7 +10,8 @@ site=${1:-h200_site}
 rm -rf "$site"
 python3 -m pip install --quiet --no-deps --target "$site" --python-version 3.12 --only-binary=:all: \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 xxhash==4.1.0 bitsandbytes==0.50.2
+    trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 xxhash==4.1.0 bitsandbytes==0.50.2 \
+    liger-kernel==0.8.5
 find "$site/bitsandbytes" -name 'libbitsandbytes_*.so' ! -name 'libbitsandbytes_cuda130.so' -delete
 rm -rf "$site/bin"
 du -sh "$site"

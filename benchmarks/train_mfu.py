@@ -2,12 +2,13 @@
 SFTTrainer + PEFT LoRA) at the seed's shapes, random weights (models.source: random), synthetic examples of
 exactly --max-length tokens.
 
-    python benchmarks/train_mfu.py --out docs/rehearsal/train_mfu_h200.json            # every variant, ~4 min
+    python benchmarks/train_mfu.py --out docs/rehearsal/train_mfu_h200.json            # every variant, ~5 min
     python benchmarks/train_mfu.py --variants target_bf16 --steps 6 --out /tmp/x.json
 
 Variants (each in its own process, so that peaks and memory caps do not mix):
   target_bf16         14B, LoRA r=16 on all linear layers, gradient checkpointing, 4 x 1024 tokens a step
   target_bf16_no_gc   the same without gradient checkpointing (no recomputed forward: more memory, more MFU)
+  target_bf16_no_gc_liger   and with Liger's RMSNorm / SwiGLU / RoPE kernels (train_*.liger_kernels)
   target_4bit_24gib   the same with the base in NF4 (QLoRA), the process capped at 24 GiB (configs/24gb.yaml)
   draft_24gib         0.5B (vocabulary padded to the target's), r=32, 8 x 1024, capped at 24 GiB (24gb.yaml)
   target_tiny / draft_tiny   scaled-down shapes: a check that runs anywhere, a CPU included
@@ -38,6 +39,8 @@ SMALL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "n
 VARIANTS = {
     "target_bf16": dict(role="target", batch_size=4, r=16, quantization="none", gradient_checkpointing=True),
     "target_bf16_no_gc": dict(role="target", batch_size=4, r=16, quantization="none", gradient_checkpointing=False),
+    "target_bf16_no_gc_liger": dict(role="target", batch_size=4, r=16, quantization="none",
+                                    gradient_checkpointing=False, liger_kernels=True),
     "target_4bit_24gib": dict(role="target", batch_size=4, r=16, quantization="4bit", gradient_checkpointing=True,
                               memory_gib=24),
     "draft_24gib": dict(role="draft", batch_size=8, r=32, quantization="none", gradient_checkpointing=True,
@@ -47,7 +50,7 @@ VARIANTS = {
     "draft_tiny": dict(role="draft", batch_size=8, r=32, quantization="none", gradient_checkpointing=True,
                        overrides=SMALL),
 }
-GPU_VARIANTS = ["target_bf16", "target_bf16_no_gc", "target_4bit_24gib", "draft_24gib"]
+GPU_VARIANTS = ["target_bf16", "target_bf16_no_gc", "target_bf16_no_gc_liger", "target_4bit_24gib", "draft_24gib"]
 ARCHITECTURES = {"target": "Qwen/Qwen2.5-14B-Instruct", "draft": "Qwen/Qwen2.5-0.5B-Instruct"}
 
 
@@ -79,7 +82,8 @@ def run_variant(name: str, steps: int, max_length: int, seed: int) -> dict:
         max_length=max_length, gradient_checkpointing=spec["gradient_checkpointing"],
         lora=LoraConfig(r=spec["r"], alpha=2 * spec["r"], dropout=0.05,
                         target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
-        quantization=spec["quantization"], padding_free=False, save_steps=0, mem_mb=16000)
+        quantization=spec["quantization"], liger_kernels=spec.get("liger_kernels", False), padding_free=False,
+        save_steps=0, mem_mb=16000)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for role, arch in ARCHITECTURES.items():

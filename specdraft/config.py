@@ -30,6 +30,7 @@ class TrainingConfig:
     gradient_checkpointing: bool
     lora: LoraConfig
     quantization: str
+    liger_kernels: bool
     padding_free: bool
     save_steps: int
     mem_mb: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -49,6 +50,8 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
         r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM",
     )
+    if cfg.liger_kernels and importlib.util.find_spec("liger_kernel") is None:
+        raise ImportError("train_*.liger_kernels needs liger-kernel: pip install 'specdraft[liger]'")
     num_params = count_parameters(model.config)
     checkpointing = checkpoint_dir is not None and cfg.save_steps > 0
     with tempfile.TemporaryDirectory(prefix="specdraft-sft-") as scratch:
@@ -64,6 +67,7 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
             max_length=cfg.max_length,
             completion_only_loss=True,
             padding_free=cfg.padding_free,
+            use_liger_kernel=cfg.liger_kernels,
             gradient_checkpointing=cfg.gradient_checkpointing,
             bf16=on_gpu and torch.cuda.is_bf16_supported(),
             use_cpu=not on_gpu,
@@ -85,7 +89,7 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
                       "quantization": cfg.quantization,
                       "batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
                       "max_length": cfg.max_length, "gradient_checkpointing": cfg.gradient_checkpointing,
-                      "padding_free": cfg.padding_free, "lora_r": cfg.lora.r})
+                      "padding_free": cfg.padding_free, "liger_kernels": cfg.liger_kernels, "lora_r": cfg.lora.r})
         with atomic_path(out_dir, directory=True) as tmp:
             # The vocabulary may have been padded; rows past the base's are restored by `pad_vocab` on load.
             trainer.model.save_pretrained(tmp, save_embedding_layers=False)
