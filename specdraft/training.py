@@ -136,7 +136,9 @@ def checkpoint_fingerprint(model, examples: list[dict], cfg: TrainingConfig, see
     """What a checkpoint must have been made with to be resumed: settings, seed, examples, base architecture."""
     digest = hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest()
     config = {k: v for k, v in model.config.to_dict().items() if k != "transformers_version"}
-    fingerprint = {"training": dataclasses.asdict(cfg), "seed": seed, "examples_sha256": digest,
+    # How often to save and the host memory granted do not change the result: resuming across them is safe.
+    training = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("save_steps", "mem_mb")}
+    fingerprint = {"training": training, "seed": seed, "examples_sha256": digest,
                    "base_config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()
                                                         ).hexdigest()}
     return json.loads(json.dumps(fingerprint))  # as it reads back from the file (tuples become lists)
