@@ -72,7 +72,7 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
             bf16=on_gpu and torch.cuda.is_bf16_supported(),
             use_cpu=not on_gpu,
             save_strategy="steps" if checkpointing else "no",
-            save_steps=cfg.save_steps if checkpointing else 500,
+            save_steps=max(cfg.save_steps, 1),  # read only with save_strategy "steps"
             save_total_limit=1,
             logging_steps=1,
             report_to="none",
@@ -98,7 +98,9 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
             (Path(tmp) / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     if checkpointing:
         shutil.rmtree(output_dir, ignore_errors=True)
-    log.info("training: %s", {k: stats.get(k) for k in ("tokens_per_second", "mfu", "peak_allocated_gib")})
+    speed = stats.get("steady") or stats.get("run") or {}
+    log.info("trained %d steps: %s tokens/s, MFU %s, peak GPU memory %s GiB", trainer.state.global_step,
+             speed.get("tokens_per_second"), speed.get("mfu"), stats.get("peak_allocated_gib"))
     return trainer.state.log_history
 
 
