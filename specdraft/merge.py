@@ -28,6 +28,7 @@ def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out_dir: 
                            vocab_size=vocab_size)
     tokenizer = load_tokenizer(adapter)
     with atomic_path(out_dir, directory=True) as tmp:
-        model.save_pretrained(tmp)
+        # Each shard passes through host memory whole: 5 GB shards (as the hub's) keep a 14B merge in mem_mb.
+        model.save_pretrained(tmp, max_shard_size="5GB")
         tokenizer.save_pretrained(tmp)
     log.info("merged %s into %s (%d vocabulary rows) -> %s", adapter, base, model.config.vocab_size, out_dir)
