@@ -95,7 +95,8 @@ def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: t
     """The random model a checkpoint written by `write_random_checkpoint` describes, on `device`.
 
     With `quantize_4bit`, each decoder layer's linear layers become bitsandbytes NF4 as soon as they are drawn
-    (QLoRA's storage; bitsandbytes runs it on CUDA, and slowly on a CPU); embeddings, norms and the output layer stay in `dtype`.
+    (QLoRA's storage; bitsandbytes runs it on CUDA, and slowly on a CPU); embeddings, norms and the output layer
+    stay in `dtype`.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
