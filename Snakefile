@@ -41,11 +41,13 @@ wildcard_constraints:
 
 include: "rules/common.smk"
 include: "rules/base_models.smk"
+include: "rules/random_models.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/distill.smk"
 include: "rules/bench.smk"
 include: "rules/summary.smk"
+include: "rules/merge.smk"
 
 
 rule all:

@@ -4,16 +4,22 @@ EXPERIMENTS = [f"{style}_{scenario}" for style in CFG.styles for scenario in CFG
 BASELINES = [f"untrained_{scenario}" for scenario in CFG.scenarios] if CFG.baseline.enabled else []
 PLOT_METRICS = ["acceptance_rate", "median_speedup", "tokens_per_answer"]
 TINY = CFG.models.source == "tiny"
+RANDOM = CFG.models.source == "random"
 
 
 def base_model(role):
-    """The target's or draft's base weights: a hub name, or the demo's locally built model directory."""
-    return f"results/base/{role}" if TINY else getattr(CFG.models, role)
+    """The target's or draft's base weights: a hub name, the demo's locally built model directory, or a
+    weightless random checkpoint (models.source: random)."""
+    if TINY:
+        return f"results/base/{role}"
+    if RANDOM:
+        return f"results/random_base/{role}"
+    return getattr(CFG.models, role)
 
 
 def base_model_input(role):
-    """The base model as a file dependency: only the demo's built models are files the DAG produces."""
-    return [f"results/base/{role}"] if TINY else []
+    """The base model as a file dependency: the demo's built models and random checkpoints are DAG outputs."""
+    return [base_model(role)] if TINY or RANDOM else []
 
 
 def source_files(wildcards):

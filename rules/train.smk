@@ -8,11 +8,14 @@ rule train_target:
         base=base_model("target"),
         models=config["models"],
         training=config["train_target"],
+        # Outside the output: Snakemake deletes a failed job's output, a killed job's checkpoints must survive.
+        checkpoints="results/{style}_{scenario}/checkpoints/target",
     log:
         "logs/train_target/{style}_{scenario}.log",
     threads: 1
     resources:
         gpu=1,
+        mem_mb=config["train_target"]["mem_mb"],
     conda:
         "../envs/specdraft.yaml"
     script:
@@ -31,11 +34,14 @@ rule train_draft:
         models=config["models"],
         target_base=base_model("target"),
         training=config["train_draft"],
+        # Outside the output: Snakemake deletes a failed job's output, a killed job's checkpoints must survive.
+        checkpoints="results/{style}_{scenario}/checkpoints/draft",
     log:
         "logs/train_draft/{style}_{scenario}.log",
     threads: 1
     resources:
         gpu=1,
+        mem_mb=config["train_draft"]["mem_mb"],
     conda:
         "../envs/specdraft.yaml"
     script:

@@ -29,6 +29,11 @@ class TrainingConfig:
     max_length: int
     gradient_checkpointing: bool
     lora: LoraConfig
+    quantization: str
+    liger_kernels: bool
+    padding_free: bool
+    save_steps: int
+    mem_mb: int
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class ModelsConfig:
     draft: str
     dtype: str
     device: str
+    random_overrides: dict[str, int]
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,7 @@ def pad_vocab(model, vocab_size: int) -> None:
 def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device,
                    adapter: str | os.PathLike | None = None, vocab_size: int | None = None):
     """A causal LM in eval mode: base weights, vocabulary padded to `vocab_size`, then `adapter` merged in."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype)
+    model = load_base_weights(name_or_path, dtype=dtype, device=device)
     if vocab_size is not None:
         pad_vocab(model, vocab_size)
     if adapter is not None:
@@ -70,6 +68,33 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, devic
 
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     return model.to(device).eval()
+
+
+def load_base_weights(name_or_path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device,
+                      quantization: str = "none"):
+    """A base model's weights, placed on `device` as they load (no host copy of a 30 GB model).
+
+    `name_or_path`: a hub name, a local checkpoint, or a random checkpoint (`models.source: random`), whose
+    weights are drawn on the device. quantization: 'none', or '4bit' (bitsandbytes NF4 linear layers, QLoRA).
+    """
+    from specdraft.random_models import build_random_model, import_bitsandbytes, is_random_checkpoint
+
+    if quantization not in ("none", "4bit"):
+        raise ValueError(f"quantization must be 'none' or '4bit', got {quantization!r}")
+    if is_random_checkpoint(name_or_path):
+        return build_random_model(name_or_path, dtype=dtype, device=device, quantize_4bit=quantization == "4bit")
+    from transformers import AutoModelForCausalLM
+
+    quantization_config = None
+    if quantization == "4bit":
+        import_bitsandbytes()
+        from transformers import BitsAndBytesConfig
+
+        # QLoRA (Dettmers et al. 2023): NF4 storage, double quantisation of the scales, bf16 compute.
+        quantization_config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                 bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+    return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype, device_map=str(device),
+                                                quantization_config=quantization_config)
 
 
 def vocab_size_of(name_or_path: str | os.PathLike) -> int:

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import importlib.util
 import json
 import logging
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from specdraft.atomic import atomic_path
 from specdraft.config import TrainingConfig
+from specdraft.gpu_stats import count_parameters, device_record, reset_peak_memory, throughput
 from specdraft.jsonl import read_jsonl
-from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
+from specdraft.models import load_base_weights, load_tokenizer, pad_vocab, resolve_device, resolve_dtype, vocab_size_of
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +31,12 @@ def prompt_completion(prompt: list[dict], completion: str) -> dict:
 
 
 def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_dir: str | os.PathLike,
-             seed: int) -> list[dict]:
+             seed: int, *, checkpoint_dir: str | os.PathLike | None = None, callbacks: tuple = ()) -> list[dict]:
     """Fine-tune a LoRA adapter on prompt-completion `examples`; save adapter and tokenizer to `out_dir`.
 
+    With `checkpoint_dir` and `cfg.save_steps`, a checkpoint is kept there every `save_steps` optimizer steps; a
+    run that finds one (made with the same settings, examples and base) resumes from it, and the directory is
+    removed once the adapter is saved. `train_stats.json` in `out_dir` records throughput and peak memory.
     Returns the trainer's log history. The base model's weights are left untouched.
     """
     from datasets import Dataset
@@ -40,53 +50,163 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
         r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM",
     )
+    if cfg.liger_kernels and importlib.util.find_spec("liger_kernel") is None:
+        raise ImportError("train_*.liger_kernels needs liger-kernel: pip install 'specdraft[liger]'")
+    num_params = count_parameters(model.config)
+    checkpointing = checkpoint_dir is not None and cfg.save_steps > 0
     with tempfile.TemporaryDirectory(prefix="specdraft-sft-") as scratch:
+        output_dir = Path(checkpoint_dir) if checkpointing else Path(scratch)
+        resume_from = prepare_checkpoints(output_dir, checkpoint_fingerprint(model, examples, cfg, seed)) \
+            if checkpointing else None
         args = SFTConfig(
-            output_dir=scratch,
+            output_dir=str(output_dir),
             num_train_epochs=cfg.epochs,
             per_device_train_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             learning_rate=cfg.learning_rate,
             max_length=cfg.max_length,
             completion_only_loss=True,
+            padding_free=cfg.padding_free,
+            use_liger_kernel=cfg.liger_kernels,
             gradient_checkpointing=cfg.gradient_checkpointing,
             bf16=on_gpu and torch.cuda.is_bf16_supported(),
             use_cpu=not on_gpu,
-            save_strategy="no",
+            save_strategy="steps" if checkpointing else "no",
+            save_steps=max(cfg.save_steps, 1),  # read only with save_strategy "steps"
+            save_total_limit=1,
             logging_steps=1,
             report_to="none",
             seed=seed,
             dataloader_num_workers=0,
         )
+        meter = ThroughputMeter()
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer, peft_config=lora)
-        trainer.train()
+                             processing_class=tokenizer, peft_config=lora, callbacks=[meter, *callbacks])
+        trainer.train(resume_from_checkpoint=resume_from)
+        stats = meter.summary(6 * num_params, next(model.parameters()).device)
+        stats.update({"num_params": num_params, "resumed_from_step": meter.start_step,
+                      "num_steps": trainer.state.global_step, "num_examples": len(examples), "epochs": cfg.epochs,
+                      "quantization": cfg.quantization,
+                      "batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+                      "max_length": cfg.max_length, "gradient_checkpointing": cfg.gradient_checkpointing,
+                      "padding_free": cfg.padding_free, "liger_kernels": cfg.liger_kernels, "lora_r": cfg.lora.r})
         with atomic_path(out_dir, directory=True) as tmp:
             # The vocabulary may have been padded; rows past the base's are restored by `pad_vocab` on load.
             trainer.model.save_pretrained(tmp, save_embedding_layers=False)
             tokenizer.save_pretrained(tmp)
             (Path(tmp) / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+            (Path(tmp) / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    if checkpointing:
+        shutil.rmtree(output_dir, ignore_errors=True)
+    speed = stats.get("steady") or stats.get("run") or {}
+    log.info("trained %d steps: %s tokens/s, MFU %s, peak GPU memory %s GiB", trainer.state.global_step,
+             speed.get("tokens_per_second"), speed.get("mfu"), stats.get("peak_allocated_gib"))
     return trainer.state.log_history
 
 
 def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, *, dtype: str, device: str,
-                 seed: int) -> list[dict]:
-    """LoRA-tune the target on a style's processed training records."""
+                 seed: int, checkpoint_dir: str | None = None) -> list[dict]:
+    """LoRA-tune the target on a style's processed training records (QLoRA with `quantization: 4bit`)."""
     records = read_jsonl(train_path, required=("messages",))
     examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for r in records]
     dev = resolve_device(device)
-    model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev)
+    reset_peak_memory(dev)
+    model = load_base_weights(base, dtype=resolve_dtype(dtype, dev), device=dev, quantization=cfg.quantization)
     model.train()
-    return sft_lora(model, load_tokenizer(base), examples, cfg, out_dir, seed)
+    return sft_lora(model, load_tokenizer(base), examples, cfg, out_dir, seed, checkpoint_dir=checkpoint_dir)
 
 
 def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, cfg: TrainingConfig, *,
-                dtype: str, device: str, seed: int) -> list[dict]:
+                dtype: str, device: str, seed: int, checkpoint_dir: str | None = None) -> list[dict]:
     """LoRA-tune the draft on the tuned target's distilled completions, its vocabulary padded to the target's."""
     records = read_jsonl(distilled_path, required=("prompt", "completion"))
     examples = [prompt_completion(r["prompt"], r["completion"]) for r in records]
     dev = resolve_device(device)
-    model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev,
-                           vocab_size=vocab_size_of(target_base))
+    reset_peak_memory(dev)
+    model = load_base_weights(base, dtype=resolve_dtype(dtype, dev), device=dev, quantization=cfg.quantization)
+    pad_vocab(model, vocab_size_of(target_base))
     model.train()
-    return sft_lora(model, load_tokenizer(base), examples, cfg, out_dir, seed)
+    return sft_lora(model, load_tokenizer(base), examples, cfg, out_dir, seed, checkpoint_dir=checkpoint_dir)
+
+
+# --- checkpoints and resume -------------------------------------------------------------------------------------
+
+FINGERPRINT = "fingerprint.json"
+
+
+def checkpoint_fingerprint(model, examples: list[dict], cfg: TrainingConfig, seed: int) -> dict:
+    """What a checkpoint must have been made with to be resumed: settings, seed, examples, base architecture."""
+    digest = hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest()
+    config = {k: v for k, v in model.config.to_dict().items() if k != "transformers_version"}
+    # How often to save and the host memory granted do not change the result: resuming across them is safe.
+    training = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("save_steps", "mem_mb")}
+    fingerprint = {"training": training, "seed": seed, "examples_sha256": digest,
+                   "base_config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()
+                                                        ).hexdigest()}
+    return json.loads(json.dumps(fingerprint))  # as it reads back from the file (tuples become lists)
+
+
+def prepare_checkpoints(directory: Path, fingerprint: dict) -> str | None:
+    """The newest complete checkpoint in `directory` made with `fingerprint`, or None (a fresh start).
+
+    Checkpoints made with other settings are deleted. A checkpoint is complete once the trainer wrote its
+    state (`trainer_state.json` comes last); a job killed while saving leaves an incomplete one, skipped.
+    """
+    marker = directory / FINGERPRINT
+    if directory.exists() and (not marker.is_file() or json.loads(marker.read_text()) != fingerprint):
+        log.info("discarding checkpoints in %s: made with other settings, examples or base", directory)
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(fingerprint, indent=1))
+    complete = [p for p in directory.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    if not complete:
+        return None
+    newest = max(complete, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    log.info("resuming from %s (step %s)", newest, newest.name.rsplit("-", 1)[1])
+    return str(newest)
+
+
+# --- throughput ---------------------------------------------------------------------------------------------------
+
+
+class ThroughputMeter(TrainerCallback):
+    """Clock and TRL's token count at every optimizer step of this process (the GPU synchronised first)."""
+
+    def __init__(self):
+        self.start_step = 0
+        self.start_time = 0.0
+        self.step_times: dict[int, float] = {}
+        self.step_tokens: dict[int, float] = {}
+
+    def _now(self) -> float:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_step, self.start_time = state.global_step, self._now()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step_times[state.global_step] = self._now()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "num_tokens" in logs:  # TRL's count of this process's non-padding tokens, cumulative
+            self.step_tokens[state.global_step] = logs["num_tokens"]
+
+    def summary(self, flops_per_token: float, device: torch.device) -> dict:
+        """Whole run and steady state (from the end of this process's first step: allocation and kernel
+        selection left out), with peak memory since the stage reset it."""
+        record = {"stage": "train", **device_record(device)}
+        steps = sorted(s for s in self.step_times if s in self.step_tokens)
+        if not steps:
+            return record
+        last = steps[-1]
+        record["run"] = throughput(int(self.step_tokens[last]), self.step_times[last] - self.start_time,
+                                   flops_per_token, record.get("device_name"))
+        if len(steps) > 1:
+            first = steps[0]
+            record["steady"] = throughput(int(self.step_tokens[last] - self.step_tokens[first]),
+                                          self.step_times[last] - self.step_times[first], flops_per_token,
+                                          record.get("device_name"))
+            record["steady"]["num_steps"] = last - first
+        return record

@@ -21,7 +21,7 @@ def test_overrides_merge_with_nested_defaults():
 @pytest.mark.parametrize("bad, key, allowed", [
     ({"styles": ["cox"]}, "styles.0", "['cot', 'cod']"),
     ({"scenarios": ["extreme"]}, "scenarios.0", "['easy', 'medium', 'hard']"),
-    ({"models": {"source": "s3"}}, "models.source", "['hub', 'tiny']"),
+    ({"models": {"source": "s3"}}, "models.source", "['hub', 'tiny', 'random']"),
     ({"data": {"math": {"kind": "ftp", "path": "x"}}}, "data.math.kind", "['hub', 'local']"),
     ({"stylez": ["cot"]}, "<top level>", "'styles'"),
     ({"bench": {"k": [2]}}, "bench", "'num_speculative_tokens'"),

@@ -81,3 +81,66 @@ def test_pad_vocab_keeps_existing_logits_and_adds_inert_rows():
     assert torch.all(after[..., 90:] == 0)
     with pytest.raises(ValueError, match="cannot shrink"):
         pad_vocab(model, 50)
+
+
+class StopAfter:
+    """A trainer callback that kills training after `step` optimizer steps, as a killed job would stop."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def __getattr__(self, event):  # every other callback event: nothing to do
+        return lambda *args, **kwargs: None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt(f"killed after step {self.step}")
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, tokenizer, caplog):
+    questions = [("What is 48+24?", "48+24=72 #### 72"), ("What is 9*8?", "9*8=72 #### 72"),
+                 ("What is 5-3?", "5-3=2 #### 2"), ("What is 6/2?", "6/2=3 #### 3")]
+    examples = [prompt_completion(prompt_messages(q, "cod"), a) for q, a in questions] * 3
+    cfg = load_config({"train_target": {"epochs": 2, "batch_size": 2, "gradient_accumulation_steps": 1,
+                                        "learning_rate": 0.01, "max_length": 512, "save_steps": 2,
+                                        "lora": {"r": 4, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}}
+                       }).train_target  # 12 steps, a checkpoint every 2
+
+    def run(out: str, checkpoints: str | None, callbacks=()):
+        model = build_model(load_config({}).tiny.target, len(tokenizer), 256, seed=0)
+        return sft_lora(model, tokenizer, examples, cfg, tmp_path / out, seed=0, checkpoint_dir=checkpoints,
+                        callbacks=callbacks)
+
+    run("straight", None)
+    with pytest.raises(KeyboardInterrupt):
+        run("resumed", str(tmp_path / "checkpoints"), callbacks=(StopAfter(5),))
+    assert not (tmp_path / "resumed").exists()
+    assert [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")] == ["checkpoint-4"]
+    with caplog.at_level("INFO", logger="specdraft.training"):
+        run("resumed", str(tmp_path / "checkpoints"))
+    assert "resuming from" in caplog.text and "(step 4)" in caplog.text
+    assert not (tmp_path / "checkpoints").exists()  # cleaned after success
+    stats = json.loads((tmp_path / "resumed" / "train_stats.json").read_text())
+    assert stats["resumed_from_step"] == 4 and stats["num_steps"] == 12
+    assert stats["run"]["num_tokens"] > 0 and stats["run"]["tokens_per_second"] > 0
+    from safetensors.torch import load_file
+    straight = load_file(tmp_path / "straight" / "adapter_model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "adapter_model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoints_of_other_settings_are_discarded(tmp_path):
+    from specdraft.training import prepare_checkpoints
+
+    (tmp_path / "ckpt" / "checkpoint-3").mkdir(parents=True)
+    (tmp_path / "ckpt" / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    (tmp_path / "ckpt" / "checkpoint-5").mkdir()  # killed while saving: no trainer state
+    assert prepare_checkpoints(tmp_path / "ckpt", {"a": 1}) is None  # no fingerprint: not ours, discarded
+    (tmp_path / "ckpt" / "checkpoint-3").mkdir()
+    (tmp_path / "ckpt" / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    (tmp_path / "ckpt" / "checkpoint-5").mkdir()
+    assert prepare_checkpoints(tmp_path / "ckpt", {"a": 1}).endswith("checkpoint-3")
+    assert prepare_checkpoints(tmp_path / "ckpt", {"a": 2}) is None
+    assert not (tmp_path / "ckpt" / "checkpoint-3").exists()

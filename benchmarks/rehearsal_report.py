@@ -1,0 +1,228 @@
+"""Render docs/rehearsal.md from the JSON the rehearsal measured: nothing in the tables is typed by hand.
+
+    python benchmarks/rehearsal_report.py --workdir <rehearsal run dir> --mfu docs/rehearsal/train_mfu_h200.json \
+        [--snakemake-benchmarks <dir of Snakemake benchmark .tsv files>] [--out docs/rehearsal.md]
+
+Reads, from the run directory of `snakemake all merge --configfile configs/rehearsal.yaml`: every adapter's
+train_stats.json, every `<output>.stats.json` (distill, bench), and the Snakemake benchmark files if given; copies
+them to docs/rehearsal/ (the raw JSON beside the document) and writes the tables, with the full config.yaml
+sweep's wall time extrapolated from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def merged(base: dict, over: dict) -> dict:
+    """`over` merged into `base` key by key, as Snakemake merges --configfile files."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def snakemake_walls(directory: Path | None) -> dict[str, float]:
+    """Wall seconds per job from Snakemake `benchmark:` files, keyed '<rule>/<name>' (the path under `directory`)."""
+    walls = {}
+    if directory is None:
+        return walls
+    for path in sorted(directory.rglob("*.tsv")):
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        if rows and "s" in rows[0]:
+            walls[str(path.relative_to(directory).with_suffix(""))] = float(rows[-1]["s"])
+    return walls
+
+
+def collect(workdir: Path) -> list[tuple[str, str, Path]]:
+    """(rule, experiment, stats file) of every GPU stage of the run."""
+    found = []
+    for path in sorted(workdir.glob("results/*/*_adapter/train_stats.json")):
+        found.append((f"train_{path.parent.name.removesuffix('_adapter')}", path.parent.parent.name, path))
+    for path in sorted(workdir.glob("results/*/distilled.jsonl.stats.json")):
+        found.append(("distill", path.parent.name, path))
+    for path in sorted(workdir.glob("results/*/benchmark.csv.stats.json")):
+        rule = "baseline" if path.parent.name.startswith("untrained_") else "bench"
+        found.append((rule, path.parent.name, path))
+    return found
+
+
+def fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def stage_row(rule: str, experiment: str, stats: dict, wall: float | None) -> list[str]:
+    if rule.startswith("train_"):
+        speed = stats.get("steady") or stats.get("run") or {}
+        throughput = f"{fmt(speed.get('tokens_per_second'))} tok/s, MFU {fmt(speed.get('mfu'), 3)}"
+    elif rule == "distill":
+        throughput = f"{fmt(stats.get('tokens_per_second'))} tok/s"
+    else:
+        parts = [f"target {fmt(stats['target']['tokens_per_second'])}"]
+        parts += [f"{key.removeprefix('speculative_')} {fmt(value['tokens_per_second'])}"
+                  for key, value in stats.items() if key.startswith("speculative_k")]
+        throughput = "tok/s: " + ", ".join(parts)
+    return [rule, experiment, fmt(wall), fmt(stats.get("peak_allocated_gib"), 2),
+            fmt(stats.get("peak_reserved_gib"), 2), throughput]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def extrapolate(stages: list[tuple[str, str, dict, float | None]], rehearsal, full) -> tuple[list[list[str]], float]:
+    """Each rule's job at the full config's counts: fixed cost (job wall minus its work) plus work scaled by
+    the counts. Training scales with examples x epochs at the rehearsal's tokens per example; distill with
+    problems x max_new_tokens (random weights never stop early: an upper bound); bench with problems x
+    max_new_tokens x (1 + number of k)."""
+    jobs = {"train_target": len(full.styles) * len(full.scenarios), "distill": len(full.styles) * len(full.scenarios),
+            "train_draft": len(full.styles) * len(full.scenarios), "bench": len(full.styles) * len(full.scenarios),
+            "baseline": len(full.scenarios) if full.baseline.enabled else 0}
+    rows, total = [], 0.0
+    for rule, experiment, stats, wall in stages:
+        if rule.startswith("train_"):
+            section = getattr(full, rule)
+            run = stats["run"]
+            speed = (stats.get("steady") or run)["tokens_per_second"]
+            scale = (full.data.num_train * section.epochs) / (stats["num_examples"] * stats["epochs"])
+            work, full_work = run["seconds"], run["num_tokens"] * scale / speed
+        elif rule == "distill":
+            scale = (full.data.num_train * full.distill.max_new_tokens) / \
+                (rehearsal.data.num_train * rehearsal.distill.max_new_tokens)
+            work = stats["seconds"]
+            full_work = stats["num_tokens"] * scale / stats["tokens_per_second"]
+        else:
+            seconds = stats["target"]["seconds"] + sum(v["seconds"] for k, v in stats.items()
+                                                       if k.startswith("speculative_k"))
+            scale = (min(full.bench.num_problems, full.data.num_test) * full.bench.max_new_tokens
+                     * (1 + len(full.bench.num_speculative_tokens))) / \
+                (min(rehearsal.bench.num_problems, rehearsal.data.num_test) * rehearsal.bench.max_new_tokens
+                 * (1 + len(rehearsal.bench.num_speculative_tokens)))
+            work, full_work = seconds, seconds * scale
+        fixed = max(0.0, wall - work) if wall is not None else 0.0
+        per_job = fixed + full_work
+        total += per_job * jobs[rule]
+        rows.append([rule, experiment, fmt(fixed), fmt(full_work), fmt(per_job), str(jobs[rule]),
+                     fmt(per_job * jobs[rule] / 3600, 2)])
+    return rows, total
+
+
+def main() -> None:
+    import yaml
+
+    from specdraft.config import load_config
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--mfu", type=Path, required=True, help="benchmarks/train_mfu.py's JSON")
+    parser.add_argument("--snakemake-benchmarks", type=Path)
+    parser.add_argument("--rehearsal-config", type=Path, default=REPO / "configs/rehearsal.yaml")
+    parser.add_argument("--full-config", type=Path, default=REPO / "config.yaml")
+    parser.add_argument("--out", type=Path, default=REPO / "docs/rehearsal.md")
+    args = parser.parse_args()
+
+    full_raw = yaml.safe_load(args.full_config.read_text())
+    full = load_config(full_raw)
+    rehearsal = load_config(merged(full_raw, yaml.safe_load(args.rehearsal_config.read_text())))
+    raw_dir = args.out.with_suffix("")
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    walls = snakemake_walls(args.snakemake_benchmarks)
+    stages = []
+    for rule, experiment, path in collect(args.workdir):
+        stats = load_json(path)
+        shutil.copyfile(path, raw_dir / f"{rule}_{experiment}.json")
+        stages.append((rule, experiment, stats, walls.get(f"{rule}/{experiment}")))
+    if args.mfu.resolve() != (raw_dir / args.mfu.name).resolve():
+        shutil.copyfile(args.mfu, raw_dir / args.mfu.name)
+    if walls:
+        (raw_dir / "snakemake_benchmarks.json").write_text(json.dumps(walls, indent=2) + "\n")
+    mfu = load_json(args.mfu)
+    devices = {s.get("device_name") for _, _, s, _ in stages} | {r.get("device_name") for r in mfu["results"]}
+    devices.discard(None)
+
+    stage_rows = [stage_row(rule, exp, stats, wall) for rule, exp, stats, wall in stages]
+    other_rows = [[name, "–", fmt(seconds), "–", "–", "CPU or no GPU stats"] for name, seconds in walls.items()
+                  if not any(name == f"{rule}/{exp}" for rule, exp, _, _ in stages)]
+    mfu_rows = []
+    for r in mfu["results"]:
+        speed = r.get("steady", {})
+        mfu_rows.append([r["variant"], r["role"], f"{r['batch_size']} x {r.get('max_length', '–')}",
+                         r["quantization"], "yes" if r["gradient_checkpointing"] else "no",
+                         fmt(r.get("memory_gib")), "out of memory / failed" if r.get("failed") else
+                         fmt(speed.get("tokens_per_second")), fmt(speed.get("mfu"), 3),
+                         fmt(r.get("peak_allocated_gib"), 2), fmt(r.get("peak_reserved_gib"), 2)])
+    extrapolated, total = extrapolate(stages, rehearsal, full)
+    peak = next((r.get("steady", {}).get("peak_flops") for r in mfu["results"] if r.get("steady")), None)
+
+    text = f"""# The full-size rehearsal
+
+Every stage's real code at the seed's shapes (Qwen2.5-14B-Instruct target, Qwen2.5-0.5B-Instruct draft) with
+random weights (`models.source: random`, `configs/rehearsal.yaml`), on {", ".join(sorted(devices)) or "–"}.
+Generated by `benchmarks/rehearsal_report.py` from the JSON in [`rehearsal/`](rehearsal/); do not edit by hand.
+Random weights make accuracy and acceptance meaningless here; time and memory are what this measures.
+
+## Per rule (rehearsal run through Snakemake)
+
+Peak GPU memory is PyTorch's allocator peak over the job (allocated; reserved = what the caching allocator
+held). Training throughput is steady state (from the end of the first optimizer step), MFU at 6·N FLOPs per
+token, N = the base's parameters, against a dense bf16 peak of {fmt(peak / 1e12 if peak else None)} TFLOP/s.
+
+{table(["rule", "experiment", "wall s", "peak allocated GiB", "peak reserved GiB", "throughput"],
+       stage_rows + other_rows)}
+
+## Training throughput and memory at 4 x 1024 / 8 x 1024 tokens (`benchmarks/train_mfu.py`)
+
+The project's training path (`specdraft.training.sft_lora`: TRL SFTTrainer + PEFT LoRA on all linear layers),
+synthetic examples of exactly the sequence length, {mfu["conditions"]["steps"]} optimizer steps per variant, each
+variant in its own process; "cap" is `torch.cuda.set_per_process_memory_fraction` at that many GiB (a 24 GB card).
+Command: `{mfu["command"]}`.
+
+{table(["variant", "model", "batch x tokens", "base", "grad. ckpt", "cap GiB", "tokens/s", "MFU",
+        "peak allocated GiB", "peak reserved GiB"], mfu_rows)}
+
+## The full `config.yaml` sweep, extrapolated
+
+Per job: the rehearsal job's fixed cost (wall time minus its measured work: start-up, weight loading, warm-up)
+plus its work scaled to the full counts (training: examples x epochs at the rehearsal's tokens per example;
+distill: problems x `max_new_tokens`, every completion assumed to run to the limit; bench: problems x
+`max_new_tokens` x (1 + number of k)). GSM8K examples stand in for all scenarios: MATH's are longer
+([data.md](data.md)), so medium and hard take longer than this. Without Snakemake benchmark files the fixed
+cost is counted as 0.
+
+{table(["rule", "from", "fixed s", "work s (full counts)", "per job s", "jobs", "hours"], extrapolated)}
+
+Total: **{total / 3600:.1f} hours** on one GPU of this kind.
+
+## How to reproduce
+
+```bash
+python benchmarks/train_mfu.py --out docs/rehearsal/train_mfu_h200.json      # H200: benchmarks/h200_site.sh
+snakemake all merge --cores 1 --configfile configs/rehearsal.yaml --resources gpu=1
+python benchmarks/rehearsal_report.py --workdir . --mfu docs/rehearsal/train_mfu_h200.json \
+    --snakemake-benchmarks <the rules' benchmark directory>
+```
+"""
+    args.out.write_text(text)
+    print(f"wrote {args.out} and {raw_dir}/")
+
+
+if __name__ == "__main__":
+    main()
