@@ -191,11 +191,16 @@ def prepare(scenario: str, data: DataConfig, seed: int, outputs: Mapping[str, St
     # solution is then null): dropping it would leave a test set of the problems the rules can draft.
     for split, candidates, exclude in (("test", test_candidates, set()), ("train", train_candidates, test_keys)):
         solve, required = solvers(split), split == "train"
-        pool, excluded, dropped = _pool(candidates, solve, exclude, required)
         size = data.num_train if split == "train" else data.num_test
         # A string seed is hashed deterministically by `random`, so the sample is reproducible across runs.
         rng = random.Random(f"{seed}/{scenario}/{split}")
-        sample = rng.sample(pool, min(size, len(pool)))
+        if required:  # drawn from the problems with a solution in both styles
+            pool, excluded, dropped = _pool(candidates, solve, exclude)
+            sample = rng.sample(pool, min(size, len(pool)))
+        else:  # drawn from all, then solved
+            pool, excluded, _ = _pool(candidates, {}, exclude)
+            drawn = [p for p, _, _ in rng.sample(pool, min(size, len(pool)))]
+            sample, _, dropped = _pool(drawn, solve, set(), required=False)
         counts = {"candidates": len(candidates), "excluded": dict(excluded), "pool": len(pool),
                   "sampled": len(sample)}
         if "cod" not in solve:  # the llm rewriter, on the sampled problems only
@@ -213,9 +218,11 @@ def prepare(scenario: str, data: DataConfig, seed: int, outputs: Mapping[str, St
             log.warning("%s %s: %s: %s", scenario, split, "dropped from both styles" if required
                         else "kept without a solution in the style", dict(dropped))
         if not sample:
-            raise ValueError(f"{scenario} {split}: no problem has a usable solution in every style "
-                             f"({report['solutions'][split]}); dropped: {counts['dropped']}, "
-                             f"excluded: {counts['excluded']}")
+            where = "data.test_sets" if split == "test" and data.test_sets else f"data.{dataset}"
+            raise ValueError(f"{scenario} {split}: no problem left: {len(candidates)} candidates of levels "
+                             f"{list(levels) if levels else 'any'} from {where}, excluded: {counts['excluded']}, "
+                             f"dropped for want of a solution in every style ({report['solutions'][split]}): "
+                             f"{counts.get('dropped', {})}")
         chosen[split] = sample
 
     overlap = {problem_key(p.problem) for p, _, _ in chosen["train"]} & test_keys
