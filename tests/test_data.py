@@ -258,3 +258,19 @@ def test_hub_sources_are_loaded_with_their_pinned_revision(monkeypatch):
     assert calls == [("org/math", "default", "abc123", "test")]
     assert [(p.answer, p.level, p.subject) for p in problems] == [("3", 2, "Algebra"), ("1", None, "Algebra")]
     assert [(r.where, r.line_number) for r in rejected] == [("org/math@abc123[test]", 3)]
+
+
+def test_stats_skip_test_records_without_a_solution_and_compare_on_the_same_problems(tmp_path):
+    from specdraft.data.stats import dataset_stats
+
+    def words(texts, add_special_tokens=False):  # one token per word
+        return {"input_ids": [t.split() for t in texts]}
+
+    cot = [{"id": "a", "solution": "one two three four #### 4"}, {"id": "b", "solution": "1 2 3 4 5 6 7 #### 7"}]
+    cod = [{"id": "a", "solution": "x=4 #### 4"}, {"id": "b", "solution": None}]
+    for style, rows in (("cot", cot), ("cod", cod)):
+        (tmp_path / f"{style}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stats = dataset_stats({(s, "easy", "test"): str(tmp_path / f"{s}.jsonl") for s in ("cot", "cod")}, words)
+    cod_row = stats.set_index("style").loc["cod"]
+    assert cod_row["examples"] == 1 and cod_row["tokens_mean"] == 3
+    assert cod_row["token_ratio_to_cot"] == pytest.approx(3 / 6)  # against problem a's CoT only, not the mean 7.5
