@@ -1,7 +1,9 @@
 """Load GSM8K and MATH problems from local JSONL files or pinned Hugging Face hub datasets.
 
 Local files have the shape of the original releases: GSM8K `{question, answer}`, MATH
-`{problem, solution, level, type}` (extra fields are kept out). Both become `Problem`s.
+`{problem, solution, level, type}`, or the seed project's MATH test sets `{question, answer, level, type}`
+(extra fields are kept out). All become `Problem`s. A row that cannot be used is a `Rejected` with its file,
+line and reason; a missing or empty file is an error naming it.
 """
 
 from __future__ import annotations
