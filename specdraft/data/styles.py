@@ -15,9 +15,9 @@ from specdraft.data.sources import Problem
 
 _CALC = re.compile(r"<<([^<>]*)>>")
 # An equation written out in GSM8K prose when the annotation is missing: "12 * 3 = 36", "10+4(66)=274",
-# "60% * 50% = 30%".
-_OPERAND = r"\$?\(*\d[\d.,]*\)*%?"
-_INLINE_EQ = re.compile(rf"{_OPERAND}(?:(?:\s*[-+*/x×÷]\s*|(?=\())(?:{_OPERAND}))+\s*=\s*\$?\d[\d.,]*%?")
+# "60% * 50% = 30%", "40/.4=100".
+_OPERAND = r"\$?\(*\.?\d[\d.,]*\)*%?"
+_INLINE_EQ = re.compile(rf"{_OPERAND}(?:(?:\s*[-+*/x×÷]\s*|(?=\())(?:{_OPERAND}))+\s*=\s*\$?\.?\d[\d.,]*%?")
 # Inline and display math in a MATH solution, and the display environments written outside `$...$`.
 _ENVIRONMENTS = "align|aligned|eqnarray|gather|gathered|equation|multline"
 _MATH_SEGMENT = re.compile(
@@ -120,16 +120,17 @@ def _squash(latex: str) -> str:
 
 def _gsm8k_steps(solution: str, answer: str) -> list[str]:
     """The calculator annotations up to the last one that computes the answer (else the prose equations)."""
-    body = solution.rsplit(SEPARATOR, 1)[0]
-    found = [(m.start(), m.group(1)) for m in _CALC.finditer(body) if "=" in m.group(1)]
-    # Prose equations, the annotations blanked out (same length, so positions keep their order).
-    prose = _CALC.sub(lambda m: " " * len(m.group(0)), body)
-    found += [(m.start(), m.group(0)) for m in _INLINE_EQ.finditer(prose)]
+    def computed(equations: list[str]) -> list[str]:  # `6=6` (a bare result) is no step
+        steps = [re.sub(r"\s+", "", e).replace("$", "").rstrip(".,") for e in equations]
+        return [s for s in steps if "=" in s and re.search(r"[-+*/x×÷^%(]", s.split("=", 1)[0])]
+
     steps = []
-    for _, equation in sorted(found):
-        step = re.sub(r"\s+", "", equation).replace("$", "").rstrip(".,")
-        if step not in steps:
-            steps.append(step)
+    for line in solution.rsplit(SEPARATOR, 1)[0].splitlines():
+        # A line's annotations, else the equations its prose writes out (`1.5 / .25 = <<6=6>>6`: 1.5/.25=6).
+        prose = _CALC.sub(lambda m: " " * len(m.group(0)), line)
+        for step in computed(_CALC.findall(line)) or computed(_INLINE_EQ.findall(prose)):
+            if step not in steps:
+                steps.append(step)
     if not steps:
         raise NoDraft("no equation in the solution")
     for i in range(len(steps) - 1, -1, -1):
