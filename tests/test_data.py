@@ -58,6 +58,11 @@ def test_gsm8k_draft_ends_at_the_step_that_computes_the_answer():
     prose = Problem(id="g", problem="q", answer="15",
                     solution="First 40% + 20% = 60%.\nThen 60% * 50% = 30%\nSo 30% * 50% = 15%\n#### 15")
     assert cod_solution(prose, "gsm8k") == "40%+20%=60%; 60%*50%=30%; 30%*50%=15% #### 15"
+    # A line's annotation, not also its prose (`20 x 2`); a bare result (`<<6=6>>`) gives way to the prose.
+    mixed = Problem(id="g", problem="q", answer="6",
+                    solution="He had 20 x 2 = <<20*2=40>>40.\nSoda: 2 - .5 = <<2-.5=1.5>>1.5\n"
+                             "He bought 1.5 / .25 = <<6=6>>6 ounces.\n#### 6")
+    assert cod_solution(mixed, "gsm8k") == "20*2=40; 2-.5=1.5; 1.5/.25=6 #### 6"
 
 
 @pytest.mark.parametrize("solution, answer, reason", [
