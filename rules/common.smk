@@ -32,6 +32,6 @@ def source_files(wildcards):
 
 def teacher_input(wildcards):
     """The llm rewriter's teacher, when it is the demo's locally built target."""
-    if wildcards.style != "cod" or CFG.data.cod_rewriter != "llm" or CFG.data.teacher is not None:
+    if CFG.data.cod_rewriter != "llm" or CFG.data.teacher is not None:
         return []
     return base_model_input("target")

@@ -1,19 +1,40 @@
+from specdraft.data.sources import SCENARIO_DATASET
+
+
+def data_files(wildcards):
+    """The scenario's rewrites (`data.rewrites`) and the test sets of its dataset (`data.test_sets`) that exist:
+    a change to them reruns prepare."""
+    files = []
+    if CFG.data.rewrites is not None:
+        files += [f"{CFG.data.rewrites}/{style}_{wildcards.scenario}.jsonl" for style in ("cot", "cod")]
+    if CFG.data.test_sets is not None:
+        dataset = SCENARIO_DATASET[wildcards.scenario]
+        files += [f"{CFG.data.test_sets}/{scenario}_test.jsonl" for scenario, other in SCENARIO_DATASET.items()
+                  if other == dataset]
+    return [f for f in files if os.path.isfile(f)]
+
+
 rule prepare:
+    # Both styles in one job: they are always prepared on the same problems.
     input:
         source_files,
         teacher_input,
+        data_files,
     output:
-        train="data/processed/{style}_{scenario}/train.jsonl",
-        test="data/processed/{style}_{scenario}/test.jsonl",
-        report="data/processed/{style}_{scenario}/report.json",
+        cot_train="data/processed/cot_{scenario}/train.jsonl",
+        cot_test="data/processed/cot_{scenario}/test.jsonl",
+        cot_report="data/processed/cot_{scenario}/report.json",
+        cod_train="data/processed/cod_{scenario}/train.jsonl",
+        cod_test="data/processed/cod_{scenario}/test.jsonl",
+        cod_report="data/processed/cod_{scenario}/report.json",
     params:
         data=config["data"],
         teacher=CFG.data.teacher or base_model("target"),
     log:
-        "logs/prepare/{style}_{scenario}.log",
+        "logs/prepare/{scenario}.log",
     threads: 1
     resources:
-        gpu=lambda wildcards: int(wildcards.style == "cod" and CFG.data.cod_rewriter == "llm"),
+        gpu=int(CFG.data.cod_rewriter == "llm"),
     conda:
         "../envs/specdraft.yaml"
     script:

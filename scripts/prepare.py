@@ -1,11 +1,12 @@
-from specdraft.data.prepare import llm_rewriter, prepare
+from specdraft.data.prepare import StylePaths, llm_rewriter, prepare
 from specdraft.workflow import step
 
 with step(snakemake) as cfg:
-    style, scenario = snakemake.wildcards.style, snakemake.wildcards.scenario
+    out = snakemake.output
+    outputs = {style: StylePaths(out[f"{style}_train"], out[f"{style}_test"], out[f"{style}_report"])
+               for style in ("cot", "cod")}
     rewriter = None
-    if style == "cod" and cfg.data.cod_rewriter == "llm":
+    if cfg.data.cod_rewriter == "llm":  # the teacher loads on its first rewrite, after every input is checked
         rewriter = llm_rewriter(snakemake.params.teacher, cfg.data, engine=cfg.engine, dtype=cfg.models.dtype,
                                 device=cfg.models.device, seed=cfg.seed)
-    prepare(style, scenario, cfg.data, cfg.seed, snakemake.output.train, snakemake.output.test,
-            snakemake.output.report, rewriter)
+    prepare(snakemake.wildcards.scenario, cfg.data, cfg.seed, outputs, rewriter)

@@ -12,6 +12,9 @@ SCENARIOS = ("easy", "medium", "hard")
 SEPARATOR = "####"
 
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)$")
+_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(,\d{3})+(\.\d*)?%?$")
+# A number with a currency sign before it or a unit (no digit) after it: `€28`, `21 meters`, `5 min/km`.
+_NUMBER_WITH_UNIT = re.compile(r"^\s*(?:\\?\$|€|£)?\s*([-+]?[\d.,]*\d)(?:\s*[^\W\d_][^\d]*)?$")
 
 
 def closing_brace(text: str, open_index: int) -> int:
@@ -60,9 +63,20 @@ def extract_answer(text: str, scenario: str) -> str | None:
 
 
 def normalize_number(text: str) -> str | None:
-    """`$1,080.00` -> `1080`; None when `text` is not a plain number."""
-    t = text.strip().replace(",", "").replace("$", "").replace("\\$", "").replace(" ", "")
-    t = t.rstrip(".")
+    """`$1,080.00` -> `1080`; None when `text` is not a plain number.
+
+    A comma is read as a thousands separator only between groups of three digits (`1,080`, `10,\\!080`);
+    any other comma makes a list, not a number: `1,2` and `-2, 3` are None, never 12 or -23.
+    """
+    t = text.strip().replace("\\$", "").replace("$", "").replace("\\!", "").replace("{,}", ",")
+    t = t.replace("\\%", "%").rstrip(".")
+    if "," in t:
+        if not _THOUSANDS.match(t):
+            return None
+        t = t.replace(",", "")
+    if re.search(r"\d\s+\d", t):  # `2 3` is two numbers
+        return None
+    t = t.replace(" ", "")
     if t.endswith("%"):
         t = t[:-1]
     if not _NUMBER.match(t):
@@ -77,8 +91,8 @@ def normalize_number(text: str) -> str | None:
 
 
 def is_equivalent(prediction: str | None, reference: str, scenario: str = "hard") -> bool:
-    """Whether a predicted answer equals the reference: numbers after normalisation, else (MATH) LaTeX
-    equivalence through `math-verify`."""
+    """Whether a predicted answer equals the reference: numbers after normalisation (thousands separators
+    dropped, list commas kept: `1,2` is not 12), else (MATH) LaTeX equivalence through `math-verify`."""
     if prediction is None:
         return False
     if prediction.strip() == reference.strip():
@@ -87,7 +101,9 @@ def is_equivalent(prediction: str | None, reference: str, scenario: str = "hard"
     if a is not None and b is not None:
         return a == b
     if scenario == "easy":
-        return False
+        # GSM8K answers are plain numbers: a unit after one is not part of it (`21 meters`, `25ml`, `€28`).
+        m = _NUMBER_WITH_UNIT.match(prediction)
+        return m is not None and b is not None and normalize_number(m.group(1)) == b
     return _math_verify(prediction, reference)
 
 

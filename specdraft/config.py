@@ -87,6 +87,8 @@ class DataConfig:
     rewrite_max_new_tokens: int
     rewrite_batch_size: int
     max_loss_share: float
+    rewrites: str | None
+    test_sets: str | None
 
 
 @dataclass(frozen=True)

@@ -11,31 +11,43 @@ from specdraft.atomic import atomic_path
 
 
 class JsonlError(ValueError):
-    """A JSONL line that cannot be used; the message names the file and the 1-based line number."""
+    """A JSONL line that cannot be used; the message names the file and the 1-based line number.
 
-    def __init__(self, path: str | os.PathLike, line_number: int, reason: str):
+    `reason` is the kind of fault (what `report.json` counts); `detail` says where in the line it is.
+    """
+
+    def __init__(self, path: str | os.PathLike, line_number: int, reason: str, detail: str = ""):
         self.path = str(path)
         self.line_number = line_number
         self.reason = reason
-        super().__init__(f"{self.path}:{line_number}: {reason}")
+        self.detail = detail
+        super().__init__(f"{self.path}:{line_number}: {reason}" + (f" ({detail})" if detail else ""))
 
 
 def scan_jsonl(path: str | os.PathLike,
                required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any] | JsonlError]]:
     """Yield (line_number, record) for every non-blank line, with a `JsonlError` in place of the record
-    when the line is not a JSON object holding every `required` field."""
+    when the line is not UTF-8 text holding a JSON object with every `required` field."""
     required = tuple(required)
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, start=1):
+            try:
+                # A byte-order mark at the start of the file is not part of the first record.
+                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                yield line_number, JsonlError(path, line_number, "not UTF-8 text",
+                                              f"byte 0x{raw[e.start]:02x} at column {e.start + 1}")
+                continue
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                yield line_number, JsonlError(path, line_number, f"invalid JSON ({e.msg} at column {e.colno})")
+                yield line_number, JsonlError(path, line_number, "invalid JSON", f"{e.msg} at column {e.colno}")
                 continue
             if not isinstance(record, dict):
-                yield line_number, JsonlError(path, line_number, f"expected a JSON object, got {type(record).__name__}")
+                yield line_number, JsonlError(path, line_number,
+                                              f"expected a JSON object, got {type(record).__name__}")
                 continue
             missing = [k for k in required if k not in record]
             if missing:

@@ -35,6 +35,8 @@ def test_last_boxed_keeps_nested_braces_and_handles_unclosed():
 @pytest.mark.parametrize("text, expected", [
     ("1,080", "1080"), ("$18", "18"), ("18.00", "18"), ("-0.50", "-0.5"), ("+7", "7"), ("007", "7"),
     ("0.0", "0"), ("50%", "50"), ("abc", None), ("1/2", None),
+    ("10,\\!080", "10080"), ("1{,}000", "1000"), ("\\$150", "150"), ("125\\%", "125"),
+    ("1,2", None), ("-2, 3", None), ("12,34", None), ("2 3", None),   # lists: never one number
 ])
 def test_normalize_number(text, expected):
     assert normalize_number(text) == expected
@@ -54,6 +56,18 @@ def test_normalize_number(text, expected):
     ("x^2+2x+1", "(x+1)^2", "hard", True),
     ("\\sqrt{2}", "1.4142", "hard", False),
     ("3", "4", "hard", False),
+    # A comma between digits is a list unless it separates thousands (GSM8K writes `1,080`).
+    ("12", "1,2", "hard", False),
+    ("-23", "-2, 3", "hard", False),
+    ("12", "1,2", "easy", False),
+    ("1,000", "1000", "easy", True),
+    ("1,000", "1000", "hard", True),
+    ("1, 2", "1,2", "hard", True),
+    ("2,1", "1,2", "hard", True),        # MATH lists of solutions are sets
+    # GSM8K answers are numbers: a unit or currency around one is not wrong, a second number is.
+    ("21 meters", "21", "easy", True),
+    ("€28", "28", "easy", True),
+    ("12 and 5", "12", "easy", False),
 ])
 def test_is_equivalent(prediction, reference, scenario, expected):
     assert is_equivalent(prediction, reference, scenario) is expected

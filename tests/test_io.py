@@ -23,6 +23,20 @@ def test_bad_line_names_file_and_line(tmp_path, content, line, reason):
     assert str(error.value).startswith(f"{path}:{line}: ") and reason in str(error.value)
 
 
+def test_a_non_utf8_byte_names_file_line_and_column(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"id": 1}\n{"id": "caf\xe9"}\n')
+    with pytest.raises(JsonlError) as error:
+        read_jsonl(path, required=("id",))
+    assert str(error.value) == f"{path}:2: not UTF-8 text (byte 0xe9 at column 12)"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_record(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": 1}\n')
+    assert read_jsonl(path, required=("id",)) == [{"id": 1}]
+
+
 def test_failed_write_leaves_nothing_behind(tmp_path):
     def records():
         yield {"id": 1}

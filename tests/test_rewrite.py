@@ -1,7 +1,7 @@
 import pytest
 
 from specdraft.config import load_config
-from specdraft.data.prepare import prepare
+from specdraft.data.prepare import StylePaths, prepare
 from specdraft.data.rewrite import FEW_SHOT, INSTRUCTION, rewrite_messages, rewrite_solutions, verify_rewrite
 from specdraft.jsonl import read_jsonl
 
@@ -32,21 +32,33 @@ def test_prepare_keeps_verified_rewrites_and_reports_the_rejected(tmp_path, repo
     def rewriter(problems, scenario):  # every other rewrite gets the answer wrong
         return [f"draft #### {p.answer}" if i % 2 == 0 else None for i, p in enumerate(problems)]
 
-    report = prepare("cod", "easy", data, 0, tmp_path / "train.jsonl", tmp_path / "test.jsonl",
-                     tmp_path / "report.json", rewriter)
-    assert report["rewriter"] == "llm"
-    assert report["train"] == {"sampled": 10, "kept": 5, "rejected": 5, "rules_fallback": 0}
-    assert all(r["solution"].startswith("draft ####") for r in read_jsonl(tmp_path / "train.jsonl"))
+    def outputs(root):
+        return {s: StylePaths(root / s / "train.jsonl", root / s / "test.jsonl", root / s / "report.json")
+                for s in ("cot", "cod")}
+
+    report = prepare("easy", data, 0, outputs(tmp_path), rewriter)
+    assert report["solutions"]["train"] == {"cot": "dataset", "cod": "llm"}
+    rejected = "cod: llm rewrite rejected (answer missing or wrong, or no draft)"
+    assert report["train"] | {"excluded": None} == {"candidates": 100, "excluded": None, "pool": 100, "sampled": 10,
+                                                    "rules_fallback": 0, "dropped": {rejected: 5}, "kept": 5}
+    assert all(r["solution"].startswith("draft ####") for r in read_jsonl(tmp_path / "cod/train.jsonl"))
+    # CoT keeps the same five problems.
+    assert [r["id"] for r in read_jsonl(tmp_path / "cot/train.jsonl")] == \
+        [r["id"] for r in read_jsonl(tmp_path / "cod/train.jsonl")]
     fallback = load_config({"data": {"gsm8k": {"kind": "local", "path": str(repo / "data/raw/gsm8k")},
                                      "num_train": 10, "num_test": 4, "rewrite_fallback": "rules"}}).data
-    report = prepare("cod", "easy", fallback, 0, tmp_path / "f/train.jsonl", tmp_path / "f/test.jsonl",
-                     tmp_path / "f/report.json", rewriter)
-    assert report["train"] == {"sampled": 10, "kept": 10, "rejected": 0, "rules_fallback": 5}
-    drafts = [r["solution"] for r in read_jsonl(tmp_path / "f/train.jsonl")]
-    assert sum(d.startswith("draft ####") for d in drafts) == 5  # the other five are the rules' drafts
-    with pytest.raises(ValueError, match="all 10 solutions were rejected"):
-        prepare("cod", "easy", data, 0, tmp_path / "train.jsonl", tmp_path / "test.jsonl", tmp_path / "r.json",
-                lambda problems, scenario: [None] * len(problems))
+    report = prepare("easy", fallback, 0, outputs(tmp_path / "f"), rewriter)
+    train = report["train"]  # the five rejected rewrites replaced by the rules' drafts, where the rules have one
+    assert train["kept"] + sum(train["dropped"].values()) == 10 and train["rules_fallback"] == train["kept"] - 5
+    drafts = [r["solution"] for r in read_jsonl(tmp_path / "f/cod/train.jsonl")]
+    assert sum(d.startswith("draft ####") for d in drafts) == 5  # the others are the rules' drafts
+    with pytest.raises(ValueError, match=r"easy train: no problem left: 100 candidates .* dropped for want of a solution in every style"):
+        prepare("easy", data, 0, outputs(tmp_path / "none"), lambda problems, scenario: [None] * len(problems))
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_rewrite_without_a_draft_is_rejected():
+    assert verify_rewrite("#### 72", "72", "easy") is None
 
 
 def test_a_teacher_that_learned_the_rewrite_gets_it_kept(repo):

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from specdraft.answers import SEPARATOR, extract_answer, is_equivalent
+from specdraft.answers import SEPARATOR
+from specdraft.data.styles import solution_rejection
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,11 @@ class Rewrite:
 
 
 def verify_rewrite(text: str, reference: str, scenario: str) -> str | None:
-    """The rewrite as a solution ending in `#### <reference>`, or None when its answer is not the reference."""
-    if SEPARATOR not in text:
+    """The rewrite as a solution ending in `#### <reference>`, or None when its answer is not the reference
+    or it has no draft before `####`."""
+    if solution_rejection(text, reference, scenario) is not None:
         return None
-    if not is_equivalent(extract_answer(text, scenario), reference, scenario):
-        return None
-    body = text.rsplit(SEPARATOR, 1)[0].strip()
-    return f"{body} {SEPARATOR} {reference}" if body else f"{SEPARATOR} {reference}"
+    return f"{text.rsplit(SEPARATOR, 1)[0].strip()} {SEPARATOR} {reference}"
 
 
 def rewrite_solutions(model, tokenizer, items: list[tuple[str, str, str]], scenario: str, *, max_new_tokens: int,

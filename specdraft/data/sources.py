@@ -1,12 +1,15 @@
 """Load GSM8K and MATH problems from local JSONL files or pinned Hugging Face hub datasets.
 
 Local files have the shape of the original releases: GSM8K `{question, answer}`, MATH
-`{problem, solution, level, type}` (extra fields are kept out). Both become `Problem`s.
+`{problem, solution, level, type}`, or the seed project's MATH test sets `{question, answer, level, type}`
+(extra fields are kept out). All become `Problem`s. A row that cannot be used is a `Rejected` with its file,
+line and reason; a missing or empty file is an error naming it.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +21,12 @@ from specdraft.jsonl import JsonlError, scan_jsonl
 SCENARIO_DATASET = {"easy": "gsm8k", "medium": "math", "hard": "math"}
 SCENARIO_LEVELS = {"easy": None, "medium": (1, 2), "hard": (3, 4)}
 
-_GSM8K_FIELDS = ("question", "answer")
-_MATH_FIELDS = ("problem", "solution", "level")
+# The fields each dataset's rows need; a tuple lists the names one field may have. MATH rows are the original
+# release's (`problem`, `solution`) or the seed project's test sets' (`question`, `answer`: the solution).
+_FIELDS = {
+    "gsm8k": (("question",), ("answer",)),
+    "math": (("problem", "question"), ("solution", "answer"), ("level",)),
+}
 _LEVEL = re.compile(r"Level (\d)")
 
 
@@ -37,34 +44,42 @@ class Problem:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A source row that could not be used, and where it is."""
+    """A source row that could not be used, where it is, and why (`reason` is what `report.json` counts)."""
 
     where: str
     line_number: int
     reason: str
+    detail: str = ""
 
     def __str__(self) -> str:
-        return f"{self.where}:{self.line_number}: {self.reason}"
+        return f"{self.where}:{self.line_number}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+
+def problem_key(text: str) -> str:
+    """A problem's text with its whitespace normalised: how rewrites and test sets are matched to problems."""
+    return " ".join(text.split())
 
 
 def load_problems(dataset: str, split: str, source: SourceConfig) -> tuple[list[Problem], list[Rejected]]:
     """All usable problems of `dataset` ('gsm8k' or 'math') and `split` ('train' or 'test'), and the rows
-    that were not (malformed JSON, missing fields, no parseable answer), each with its file and line."""
-    rows = _local_rows(dataset, split, source) if source.kind == "local" else _hub_rows(split, source)
-    parse = _gsm8k_problem if dataset == "gsm8k" else _math_problem
-    problems, rejected = [], []
-    for where, line_number, row in rows:
-        if isinstance(row, Rejected):
-            rejected.append(row)
-            continue
-        try:
-            problem = parse(row, f"{dataset}/{split}/{line_number}")
-        except (ValueError, KeyError) as e:
-            rejected.append(Rejected(str(where), line_number, str(e)))
-            continue
-        if problem is not None:
-            problems.append(problem)
-    return problems, rejected
+    that were not (not UTF-8, malformed JSON, missing fields, no parseable answer), each with its file and line.
+    A missing or empty local file is an error naming it."""
+    if source.kind == "local":
+        return load_file(dataset, Path(source.path) / f"{split}.jsonl", f"{dataset}/{split}",
+                         f"data.{dataset}.path")
+    return _parse_rows(dataset, _hub_rows(split, source), f"{dataset}/{split}")
+
+
+def load_file(dataset: str, path: str | Path, id_prefix: str, key: str) -> tuple[list[Problem], list[Rejected]]:
+    """The problems of one JSONL file in `dataset`'s fields (see `load_problems`); `key` is the config key
+    that named the file, for the error when it is missing; rows without an `id` get `{id_prefix}/{line}`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file (from {key})")
+    rows = [(path, n, row) for n, row in scan_jsonl(path)]
+    if not rows:
+        raise ValueError(f"{path}: the file is empty (no JSON lines; from {key})")
+    return _parse_rows(dataset, rows, id_prefix)
 
 
 def check_loss(rejected: list[Rejected], num_kept: int, max_loss_share: float, what: str) -> None:
@@ -78,13 +93,29 @@ def check_loss(rejected: list[Rejected], num_kept: int, max_loss_share: float, w
         )
 
 
-def _local_rows(dataset: str, split: str, source: SourceConfig):
-    path = Path(source.path) / f"{split}.jsonl"
-    required = _GSM8K_FIELDS if dataset == "gsm8k" else _MATH_FIELDS
-    for line_number, row in scan_jsonl(path, required):
+def count_reasons(rejected) -> dict[str, int]:
+    """{reason: count} over rejected rows, most frequent first (what `report.json` shows)."""
+    counts = Counter(r.reason for r in rejected)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _parse_rows(dataset: str, rows, id_prefix: str) -> tuple[list[Problem], list[Rejected]]:
+    parse = _gsm8k_problem if dataset == "gsm8k" else _math_problem
+    problems, rejected = [], []
+    for where, line_number, row in rows:
         if isinstance(row, JsonlError):
-            row = Rejected(str(path), line_number, row.reason)
-        yield path, line_number, row
+            rejected.append(Rejected(str(where), line_number, row.reason, row.detail))
+            continue
+        fields = [next((name for name in names if name in row), None) for names in _FIELDS[dataset]]
+        missing = [names[0] for names, name in zip(_FIELDS[dataset], fields) if name is None]
+        if missing:
+            rejected.append(Rejected(str(where), line_number, f"missing field(s) {missing}"))
+            continue
+        try:
+            problems.append(parse(row, *fields, str(row.get("id", row.get("unique_id", f"{id_prefix}/{line_number}")))))
+        except ValueError as e:
+            rejected.append(Rejected(str(where), line_number, str(e)))
+    return problems, rejected
 
 
 def _hub_rows(split: str, source: SourceConfig):
@@ -96,28 +127,27 @@ def _hub_rows(split: str, source: SourceConfig):
         yield where, index + 1, row
 
 
-def _gsm8k_problem(row: dict, default_id: str) -> Problem:
-    solution = str(row["answer"])
+def _gsm8k_problem(row: dict, question: str, answer: str, id_: str) -> Problem:
+    solution = str(row[answer])
     if SEPARATOR not in solution:
-        raise ValueError(f"GSM8K answer has no '{SEPARATOR}' final answer")
-    answer = solution.rsplit(SEPARATOR, 1)[1].strip().replace(",", "")
-    return Problem(id=str(row.get("id", default_id)), problem=str(row["question"]).strip(),
-                   solution=solution.strip(), answer=answer)
+        raise ValueError(f"no '{SEPARATOR}' final answer")
+    reference = solution.rsplit(SEPARATOR, 1)[1].strip().replace(",", "")
+    if not reference:
+        raise ValueError(f"nothing after '{SEPARATOR}'")
+    return Problem(id=id_, problem=str(row[question]).strip(), solution=solution.strip(), answer=reference)
 
 
-def _math_problem(row: dict, default_id: str) -> Problem | None:
-    match = _LEVEL.search(str(row["level"]))
-    if match is None:  # MATH has two problems labelled "Level ?": they belong to no scenario
-        return None
+def _math_problem(row: dict, problem: str, solution: str, level: str, id_: str) -> Problem:
     # A few MATH answers end their box with the sentence's period ("\\boxed{-\\frac{5}{3}.}"): not part of it.
-    answer = (last_boxed(str(row["solution"])) or "").rstrip(".").strip()
+    answer = (last_boxed(str(row[solution])) or "").rstrip(".").strip()
     if not answer:
-        raise ValueError("MATH solution has no \\boxed{} answer")
+        raise ValueError("no \\boxed{} answer")
+    match = _LEVEL.search(str(row[level]))  # MATH has two problems labelled "Level ?": no scenario's
     return Problem(
-        id=str(row.get("unique_id", default_id)),
-        problem=str(row["problem"]).strip(),
-        solution=str(row["solution"]).strip(),
+        id=id_,
+        problem=str(row[problem]).strip(),
+        solution=str(row[solution]).strip(),
         answer=answer,
-        level=int(match.group(1)),
+        level=int(match.group(1)) if match else None,
         subject=row.get("type"),
     )

@@ -36,7 +36,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 def solution_stats(solutions: list[str], tokenizer) -> dict[str, float]:
     """Token counts (mean, median, p90), steps per solution and words per step over `solutions`."""
-    tokens = [len(ids) for ids in tokenizer(solutions, add_special_tokens=False)["input_ids"]]
+    tokens = token_counts(solutions, tokenizer)
     steps = [solution_steps(s) for s in solutions]
     num_steps = sum(len(s) for s in steps)
     num_words = sum(len(step.split()) for s in steps for step in s)
@@ -50,20 +50,35 @@ def solution_stats(solutions: list[str], tokenizer) -> dict[str, float]:
     }
 
 
+def token_counts(solutions: list[str], tokenizer) -> list[int]:
+    return [len(ids) for ids in tokenizer(solutions, add_special_tokens=False)["input_ids"]]
+
+
 def dataset_stats(processed: dict[tuple[str, str, str], str], tokenizer):
-    """One row per (style, scenario, split) from `{(style, scenario, split): processed jsonl path}`."""
+    """One row per (style, scenario, split) from `{(style, scenario, split): processed jsonl path}`, over the
+    records that have a solution (a test problem may have none in a style). `token_ratio_to_cot` compares
+    mean tokens with CoT's on the problems that have a solution in both."""
     import pandas as pd
 
-    rows = []
+    rows, tokens_by_id = [], {}
     for (style, scenario, split), path in processed.items():
-        solutions = [r["solution"] for r in read_jsonl(path, required=("solution",))]
+        records = [r for r in read_jsonl(path, required=("id", "solution")) if r["solution"] is not None]
+        if not records:
+            raise ValueError(f"{path}: no record has a solution")
+        solutions = [r["solution"] for r in records]
+        tokens_by_id[style, scenario, split] = dict(zip((r["id"] for r in records), token_counts(solutions, tokenizer)))
         rows.append({"style": style, "scenario": scenario, "split": split, **solution_stats(solutions, tokenizer)})
     frame = pd.DataFrame(rows)
-    cot = frame[frame["style"] == "cot"].set_index(["scenario", "split"])["tokens_mean"]
-    frame["token_ratio_to_cot"] = [
-        row.tokens_mean / cot[(row.scenario, row.split)] if (row.scenario, row.split) in cot.index else float("nan")
-        for row in frame.itertuples()
-    ]
+
+    def ratio(style: str, scenario: str, split: str) -> float:
+        cot = tokens_by_id.get(("cot", scenario, split))
+        if cot is None:
+            return float("nan")
+        mine = tokens_by_id[style, scenario, split]
+        common = [i for i in mine if i in cot]
+        return sum(mine[i] for i in common) / sum(cot[i] for i in common) if common else float("nan")
+
+    frame["token_ratio_to_cot"] = [ratio(r.style, r.scenario, r.split) for r in frame.itertuples()]
     return frame[STATS_COLUMNS]
 
 
