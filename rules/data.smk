@@ -11,11 +11,19 @@ rule prepare:
         teacher=CFG.data.teacher or base_model("target"),
     log:
         "logs/prepare/{style}_{scenario}.log",
+    benchmark:
+        "results/benchmarks/prepare/{style}_{scenario}.tsv"
     threads: 1
     resources:
+        mem_mb=lambda wildcards: (
+            2_000 if TINY else 64_000 if wildcards.style == "cod" and CFG.data.cod_rewriter == "llm" else 8_000
+        ),
+        runtime=lambda wildcards: (
+            30 if TINY else 10 * 60 if wildcards.style == "cod" and CFG.data.cod_rewriter == "llm" else 60
+        ),
         gpu=lambda wildcards: int(wildcards.style == "cod" and CFG.data.cod_rewriter == "llm"),
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/prepare.py"
 
@@ -37,8 +45,13 @@ rule stats:
         tokenizer=base_model("target"),
     log:
         "logs/stats.log",
+    benchmark:
+        "results/benchmarks/stats.tsv"
     threads: 1
+    resources:
+        mem_mb=2_000 if TINY else 8_000,
+        runtime=15 if TINY else 60,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/stats.py"

@@ -10,11 +10,15 @@ rule train_target:
         training=config["train_target"],
     log:
         "logs/train_target/{style}_{scenario}.log",
+    benchmark:
+        "results/benchmarks/train_target/{style}_{scenario}.tsv"
     threads: 1
     resources:
+        mem_mb=4_000 if TINY else 64_000,
+        runtime=60 if TINY else 12 * 60,
         gpu=1,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/train_target.py"
 
@@ -33,10 +37,14 @@ rule train_draft:
         training=config["train_draft"],
     log:
         "logs/train_draft/{style}_{scenario}.log",
+    benchmark:
+        "results/benchmarks/train_draft/{style}_{scenario}.tsv"
     threads: 1
     resources:
+        mem_mb=4_000 if TINY else 64_000,
+        runtime=60 if TINY else 8 * 60,
         gpu=1,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/train_draft.py"
