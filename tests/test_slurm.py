@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from local_slurm.cluster import ClusterError, LocalSlurm, install
+from local_slurm.cluster import LocalSlurm, install
 
 # Columns and keys that are clock readings: they differ between any two runs.
 TIMING_COLUMNS = {"target_seconds", "speculative_seconds", "speedup", "median_speedup"}
@@ -65,15 +65,9 @@ def cluster(workspace):
     reason = install()
     if reason:
         pytest.skip(f"slurm-wlm cannot be installed here: {reason}")
-    slurm = LocalSlurm(workspace / "cluster")
-    try:
-        slurm.start()
+    with LocalSlurm(workspace / "cluster") as slurm:  # stopping raises if a process of the cluster outlived it
         slurm.check()
-    except ClusterError:
-        slurm.stop()
-        raise
-    yield slurm
-    slurm.stop()  # raises if any process of the cluster outlived it
+        yield slurm
     assert not slurm.leftovers()
 
 

@@ -102,7 +102,6 @@ SlurmctldPidFile={r}/slurmctld.pid
 SlurmdPidFile={r}/slurmd.pid
 SlurmctldLogFile={r}/slurmctld.log
 SlurmdLogFile={r}/slurmd.log
-SlurmdDebug=debug2
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -132,7 +131,6 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
         self.processes[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        (self.root / f"{name}.started").write_text(str(self.processes[name].pid))
 
     def start(self, timeout: float = 60) -> None:
         if self.processes:
@@ -173,11 +171,11 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
 
     # -- use ------------------------------------------------------------------------------------------------
     def check(self) -> None:
-        """Raise unless the controller answers and the node is idle with its GPU configured."""
+        """Raise unless the controller answers for the node and the node offers its GPU."""
         node = subprocess.run(["scontrol", "show", "node", NODE], env=self.env, capture_output=True, text=True)
         if node.returncode != 0:
             raise ClusterError(f"scontrol show node failed: {node.stderr.strip()}")
-        if f"Gres=gpu:1" not in node.stdout:
+        if "Gres=gpu:1" not in node.stdout:
             raise ClusterError(f"the node has no gpu GRES: {node.stdout}")
 
     def active_jobs(self) -> list[str]:
@@ -263,11 +261,7 @@ def main(argv: list[str]) -> int:
         if reason:
             print(reason, file=sys.stderr)
             return 3
-        try:
-            cluster.start()
-        except BaseException:
-            cluster.stop()
-            raise
+        cluster.__enter__()  # on a failed start, stops what did start
         # The daemons are this process's children in their own sessions: they keep running after it exits.
         pids = {name: p.pid for name, p in cluster.processes.items()}
         (cluster.root / "daemons").write_text(" ".join(f"{n}={p}" for n, p in pids.items()))
