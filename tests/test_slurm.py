@@ -117,10 +117,22 @@ def results(workdir: Path) -> dict[str, Path]:
             if p.is_file() and "benchmarks" not in p.parts and p.name not in SKIPPED_FILES}
 
 
+def declared_resources(job_output: Path) -> dict[str, int]:
+    """What Snakemake asked for a job, as the job's own output (SLURM's log of it) prints it."""
+    text = job_output.read_text()
+    resources = dict(item.split("=", 1) for item in re.search(r"^\s*resources: (.*)$", text, re.M).group(1).split(", "))
+    threads = re.search(r"^\s*threads: (\d+)$", text, re.M)  # printed when not 1
+    return {"threads": int(threads.group(1)) if threads else 1, "mem_mb": int(resources["mem_mb"]),
+            "runtime": int(resources["runtime"]), "gpu": int(resources.get("gpu", 0))}
+
+
+def slurm_time(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
 def test_sweep_on_slurm_equals_a_local_run(cluster, workspace, repo):
-    tmp_path = workspace
-    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small_demo(repo)))
-    local, on_slurm = tmp_path / "local", tmp_path / "slurm"
+    (workspace / "small.yaml").write_text(yaml.safe_dump(small_demo(repo)))
+    local, on_slurm = workspace / "local", workspace / "slurm"
     run(repo, local, "--cores", "2")
     run(repo, on_slurm, "--workflow-profile", str(repo / "profiles/slurm"),
         "--default-resources", "slurm_partition=debug",
@@ -129,28 +141,27 @@ def test_sweep_on_slurm_equals_a_local_run(cluster, workspace, repo):
         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
         "--latency-wait", "5", "--slurm-keep-successful-logs", env=cluster.env)
 
-    # Every job of the local run ran on SLURM, once, and completed, with the resources its rule declares.
+    # Every job of the local run ran on SLURM, once, and completed, with what its rule declares as its request.
     expected = jobs_run(local)
     assert jobs_run(on_slurm) == expected and len(expected) == 10
-    completed = cluster.jobs()  # this cluster runs this test's jobs only
-    assert {job["JobState"] for job in completed} == {"COMPLETED"}
-    submitted = {}
+    completed = cluster.jobs()  # SLURM's job completion log; this cluster runs this test's jobs only
+    assert {job["JobState"] for job in completed} == {"COMPLETED"} and len(completed) == len(expected)
+    submitted, gpu_jobs = set(), 0
     for job in completed:
         shown = cluster.show_job(job["JobId"])
-        rule, _, wildcards = shown["Comment"].removeprefix("rule_").partition("_wildcards_")
-        submitted[(rule, wildcards)] = shown
-    assert set(submitted) == expected and len(completed) == len(expected)
-    for job in completed:  # SLURM's record of the run, shown with `pytest -s` (or -rP)
-        shown = cluster.show_job(job["JobId"])
-        print(" ".join(f"{key}={shown.get(key, job.get(key))}" for key in (
+        print(" ".join(f"{key}={shown.get(key)}" for key in (  # shown with `pytest -s`
             "JobId", "Comment", "JobState", "NumCPUs", "MinMemoryNode", "TimeLimit", "TresPerJob", "RunTime")))
-    for (rule, wildcards), shown in submitted.items():
-        uses_gpu = rule in {"train_target", "distill", "train_draft", "bench", "baseline"}
-        assert ("gres:gpu:1" in shown.get("TresPerJob", "")) == uses_gpu, (rule, shown.get("TresPerJob"))
-        assert shown["MinMemoryNode"] == ("4000M" if rule in {"base_models"} or uses_gpu else "2000M"), rule
-        assert shown["TimeLimit"] == ("00:15:00" if rule in {"stats", "summary"} else
-                                      "00:30:00" if rule == "prepare" else "01:00:00"), rule
-        assert shown["NumCPUs"] == ("2" if rule == "base_models" else "1"), rule
+        rule, _, wildcards = shown["Comment"].removeprefix("rule_").partition("_wildcards_")
+        submitted.add((rule, wildcards))
+        [job_output] = (on_slurm / ".snakemake/slurm_logs").rglob(f"{job['JobId']}.log")
+        declared = declared_resources(job_output)
+        assert shown["NumCPUs"] == str(declared["threads"]), (rule, shown["NumCPUs"], declared)
+        assert shown["MinMemoryNode"] == f"{declared['mem_mb']}M", (rule, shown["MinMemoryNode"], declared)
+        assert shown["TimeLimit"] == slurm_time(declared["runtime"]), (rule, shown["TimeLimit"], declared)
+        assert ("gres:gpu:1" in shown.get("TresPerJob", "")) == (declared["gpu"] == 1), (rule, declared)
+        gpu_jobs += declared["gpu"]
+    assert submitted == expected
+    assert gpu_jobs == 5  # train_target, distill, train_draft, bench, baseline
     for log in ("logs/base_models.log", "logs/train_target/cod_easy.log", "logs/bench/cod_easy.log"):
         assert (on_slurm / log).stat().st_size > 0
 
@@ -161,5 +172,5 @@ def test_sweep_on_slurm_equals_a_local_run(cluster, workspace, repo):
         assert comparable(slurm_results[name]) == comparable(path), f"{name} differs between SLURM and local"
 
     # And the report renders, with the workflow description page.
-    run(repo, on_slurm, "--report", str(tmp_path / "report.html"))
-    assert "Chain of Draft" in (tmp_path / "report.html").read_text()
+    run(repo, on_slurm, "--report", str(workspace / "report.html"))
+    assert "Chain of Draft" in (workspace / "report.html").read_text()
