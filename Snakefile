@@ -25,6 +25,11 @@ from specdraft.config import load_config, validate
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# With --sdm conda, each environment's post-deploy script (envs/*.post-deploy.sh) installs the package from
+# this source tree; Snakemake tells such a script only $CONDA_PREFIX, so the Snakefile passes the rest.
+os.environ.update(SPECDRAFT_SOURCE=workflow.basedir)
+
+
 # Validated against specdraft/config.schema.yaml, failing before any job starts on an unknown key or value,
 # and every default filled in (rules pass config sections as params so that a change reruns them).
 config.update(validate(config))

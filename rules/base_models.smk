@@ -13,8 +13,13 @@ rule base_models:
         tiny=config["tiny"],
     log:
         "logs/base_models.log",
+    benchmark:
+        "results/benchmarks/base_models.tsv"
     threads: 2
+    resources:
+        mem_mb=4_000,
+        runtime=60,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/base_models.py"

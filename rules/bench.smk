@@ -15,11 +15,15 @@ rule bench:
         engine=config["engine"],
     log:
         "logs/bench/{style}_{scenario}.log",
+    benchmark:
+        "results/benchmarks/bench/{style}_{scenario}.tsv"
     threads: 1
     resources:
+        mem_mb=4_000 if TINY else 64_000,
+        runtime=60 if TINY else 8 * 60,
         gpu=1,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/serve.yaml"
     script:
         "../scripts/bench.py"
 
@@ -39,10 +43,14 @@ rule baseline:
         engine=config["engine"],
     log:
         "logs/baseline/{scenario}.log",
+    benchmark:
+        "results/benchmarks/baseline/{scenario}.tsv"
     threads: 1
     resources:
+        mem_mb=4_000 if TINY else 64_000,
+        runtime=60 if TINY else 8 * 60,
         gpu=1,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/serve.yaml"
     script:
         "../scripts/bench.py"

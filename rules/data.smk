@@ -32,11 +32,15 @@ rule prepare:
         teacher=CFG.data.teacher or base_model("target"),
     log:
         "logs/prepare/{scenario}.log",
+    benchmark:
+        "results/benchmarks/prepare/{scenario}.tsv"
     threads: 1
     resources:
+        mem_mb=2_000 if TINY else 64_000 if CFG.data.cod_rewriter == "llm" else 8_000,
+        runtime=30 if TINY else 10 * 60 if CFG.data.cod_rewriter == "llm" else 60,
         gpu=int(CFG.data.cod_rewriter == "llm"),
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/prepare.py"
 
@@ -58,8 +62,13 @@ rule stats:
         tokenizer=base_model("target"),
     log:
         "logs/stats.log",
+    benchmark:
+        "results/benchmarks/stats.tsv"
     threads: 1
+    resources:
+        mem_mb=2_000 if TINY else 8_000,
+        runtime=15 if TINY else 60,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/stats.py"

@@ -11,10 +11,14 @@ rule distill:
         distill=config["distill"],
     log:
         "logs/distill/{style}_{scenario}.log",
+    benchmark:
+        "results/benchmarks/distill/{style}_{scenario}.tsv"
     threads: 1
     resources:
+        mem_mb=4_000 if TINY else 64_000,
+        runtime=60 if TINY else 8 * 60,
         gpu=1,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/serve.yaml"
     script:
         "../scripts/distill.py"

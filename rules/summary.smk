@@ -17,8 +17,13 @@ rule summary:
         metrics=PLOT_METRICS,
     log:
         "logs/summary.log",
+    benchmark:
+        "results/benchmarks/summary.tsv"
     threads: 1
+    resources:
+        mem_mb=2_000 if TINY else 4_000,
+        runtime=15 if TINY else 30,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/summary.py"

@@ -12,12 +12,16 @@ rule train_target:
         checkpoints="results/{style}_{scenario}/checkpoints/target",
     log:
         "logs/train_target/{style}_{scenario}.log",
+    benchmark:
+        "results/benchmarks/train_target/{style}_{scenario}.tsv"
     threads: 1
     resources:
+        mem_mb=4_000 if TINY else 64_000,
+        runtime=60 if TINY else 12 * 60,
         gpu=1,
         mem_mb=config["train_target"]["mem_mb"],
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/train_target.py"
 
@@ -38,11 +42,15 @@ rule train_draft:
         checkpoints="results/{style}_{scenario}/checkpoints/draft",
     log:
         "logs/train_draft/{style}_{scenario}.log",
+    benchmark:
+        "results/benchmarks/train_draft/{style}_{scenario}.tsv"
     threads: 1
     resources:
+        mem_mb=4_000 if TINY else 64_000,
+        runtime=60 if TINY else 8 * 60,
         gpu=1,
         mem_mb=config["train_draft"]["mem_mb"],
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/train_draft.py"

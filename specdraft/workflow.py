@@ -17,8 +17,11 @@ def step(snakemake) -> Iterator[Config]:
     # Progress bars are noise in a log file; tqdm reads this when it is first imported.
     os.environ["TQDM_DISABLE"] = "1"
     os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
-    import torch
-
-    torch.set_num_threads(max(1, int(snakemake.threads)))
+    try:
+        import torch
+    except ImportError:  # the report environment (envs/report.yaml) has no torch and needs none
+        pass
+    else:
+        torch.set_num_threads(max(1, int(snakemake.threads)))
     with log_to(snakemake.log[0]):
         yield load_config(snakemake.config)

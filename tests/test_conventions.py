@@ -1,0 +1,69 @@
+"""Snakemake's conventions, checked on the rules as Snakemake parses them, so rules added later are held to
+them too: lint-clean; every rule with its environment, log, benchmark, memory and run time; every wildcard
+constrained; the catalog file; a --configfile story for every shipped configuration."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+from specdraft.config import validate
+from workflow_rules import REPO, workflow_rules
+
+# What `snakemake --lint` prints besides lints (it has no quiet mode; `--lint json` prints text in Snakemake 9).
+LINT_CHATTER = ("Using workflow specific profile", "Congratulations, your workflow is in a good condition!")
+SHIPPED_CONFIGS = sorted([*(REPO / "configs").glob("*.yaml"), REPO / "demo/config.yaml",
+                          *(REPO / "benchmarks").glob("*.yaml")])
+
+
+def test_lint_finds_nothing(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"),
+                             "--directory", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    lints = [line for line in (result.stdout + result.stderr).splitlines()
+             if line.strip() and not line.startswith(LINT_CHATTER)]
+    assert result.returncode == 0 and not lints, "\n".join(lints)
+
+
+def test_every_rule_declares_env_log_benchmark_and_resources():
+    for rule in workflow_rules():
+        if not rule["runs"]:  # a target rule such as `all` runs nothing
+            continue
+        name = rule["name"]
+        if rule["script"] or rule["shell"]:  # a `run:` block runs in Snakemake's own process: no env applies
+            assert rule["conda"] and Path(rule["conda"]).is_file(), f"rule {name}: conda: an envs/*.yaml"
+        assert rule["log"], f"rule {name}: log:"
+        assert rule["benchmark"], f"rule {name}: benchmark:"
+        # Snakemake's benchmark/ folder would land in the repository's benchmarks/ (speed scripts) when run
+        # from the checkout: every benchmark file goes under results/benchmarks/<rule>.
+        assert rule["benchmark"].startswith(f"results/benchmarks/{name}"), f"rule {name}: {rule['benchmark']}"
+        assert {"mem_mb", "runtime"} <= set(rule["resources"]), f"rule {name}: resources: mem_mb and runtime"
+
+
+def test_every_wildcard_is_constrained():
+    for rule in workflow_rules():
+        unconstrained = set(rule["wildcards"]) - set(rule["constrained"])
+        assert not unconstrained, f"rule {rule['name']}: wildcard_constraints for {sorted(unconstrained)}"
+
+
+def test_catalog_file_describes_the_usage():
+    usage = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())["usage"]
+    assert usage["software-stack-deployment"]["conda"] is True and usage["report"] is True
+    assert usage["mandatory-flags"]["flags"] == "--resources gpu=1"
+    assert "profiles/slurm" in usage["mandatory-flags"]["desc"] and (REPO / "profiles/slurm/config.yaml").exists()
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[str(p.relative_to(REPO)) for p in SHIPPED_CONFIGS])
+def test_every_shipped_config_says_how_to_run_it_and_is_valid(path):
+    relative = str(path.relative_to(REPO))
+    header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+    assert f"--configfile {relative}" in header, f"{relative}: its opening comment names its command"
+    merged = copy.deepcopy(yaml.safe_load((REPO / "config.yaml").read_text()))
+    update_config(merged, yaml.safe_load(path.read_text()) or {})  # as Snakemake merges a --configfile
+    validate(merged)
