@@ -1,5 +1,7 @@
 # Names and paths every rule shares.
 
+from specdraft.data.sources import SCENARIO_DATASET
+
 EXPERIMENTS = [f"{style}_{scenario}" for style in CFG.styles for scenario in CFG.scenarios]
 BASELINES = [f"untrained_{scenario}" for scenario in CFG.scenarios] if CFG.baseline.enabled else []
 PLOT_METRICS = ["acceptance_rate", "median_speedup", "tokens_per_answer"]
@@ -35,3 +37,16 @@ def teacher_input(wildcards):
     if CFG.data.cod_rewriter != "llm" or CFG.data.teacher is not None:
         return []
     return base_model_input("target")
+
+
+def data_files(wildcards):
+    """The scenario's rewrites (`data.rewrites`) and the test sets of its dataset (`data.test_sets`) that exist:
+    a change to them reruns prepare."""
+    files = []
+    if CFG.data.rewrites is not None:
+        files += [f"{CFG.data.rewrites}/{style}_{wildcards.scenario}.jsonl" for style in ("cot", "cod")]
+    if CFG.data.test_sets is not None:
+        dataset = SCENARIO_DATASET[wildcards.scenario]
+        files += [f"{CFG.data.test_sets}/{scenario}_test.jsonl" for scenario, other in SCENARIO_DATASET.items()
+                  if other == dataset]
+    return [f for f in files if os.path.isfile(f)]

@@ -1,19 +1,3 @@
-from specdraft.data.sources import SCENARIO_DATASET
-
-
-def data_files(wildcards):
-    """The scenario's rewrites (`data.rewrites`) and the test sets of its dataset (`data.test_sets`) that exist:
-    a change to them reruns prepare."""
-    files = []
-    if CFG.data.rewrites is not None:
-        files += [f"{CFG.data.rewrites}/{style}_{wildcards.scenario}.jsonl" for style in ("cot", "cod")]
-    if CFG.data.test_sets is not None:
-        dataset = SCENARIO_DATASET[wildcards.scenario]
-        files += [f"{CFG.data.test_sets}/{scenario}_test.jsonl" for scenario, other in SCENARIO_DATASET.items()
-                  if other == dataset]
-    return [f for f in files if os.path.isfile(f)]
-
-
 rule prepare:
     # Both styles in one job: they are always prepared on the same problems.
     input:

@@ -18,12 +18,15 @@ rule merge_target:
         models=config["models"],
     log:
         "logs/merge_target/{style}_{scenario}.log",
+    benchmark:
+        "results/benchmarks/merge_target/{style}_{scenario}.tsv"
     threads: 1
     resources:
         gpu=1,
         mem_mb=config["train_target"]["mem_mb"],
+        runtime=30 if TINY else 120,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/merge.py"
 
@@ -41,11 +44,14 @@ rule merge_draft:
         models=config["models"],
     log:
         "logs/merge_draft/{style}_{scenario}.log",
+    benchmark:
+        "results/benchmarks/merge_draft/{style}_{scenario}.tsv"
     threads: 1
     resources:
         gpu=1,
         mem_mb=config["train_draft"]["mem_mb"],
+        runtime=30 if TINY else 30,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/merge.py"

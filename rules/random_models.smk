@@ -11,10 +11,15 @@ rule random_base:
         seed=config["seed"],
     log:
         "logs/random_base/{role}.log",
+    benchmark:
+        "results/benchmarks/random_base/{role}.tsv"
     wildcard_constraints:
         role="target|draft",
     threads: 1
+    resources:
+        mem_mb=2_000,
+        runtime=10,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/random_base.py"

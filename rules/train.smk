@@ -16,7 +16,6 @@ rule train_target:
         "results/benchmarks/train_target/{style}_{scenario}.tsv"
     threads: 1
     resources:
-        mem_mb=4_000 if TINY else 64_000,
         runtime=60 if TINY else 12 * 60,
         gpu=1,
         mem_mb=config["train_target"]["mem_mb"],
@@ -46,7 +45,6 @@ rule train_draft:
         "results/benchmarks/train_draft/{style}_{scenario}.tsv"
     threads: 1
     resources:
-        mem_mb=4_000 if TINY else 64_000,
         runtime=60 if TINY else 8 * 60,
         gpu=1,
         mem_mb=config["train_draft"]["mem_mb"],
