@@ -26,6 +26,8 @@ import time
 
 import torch
 
+START = time.perf_counter()
+
 SHAPES = {
     # Qwen2.5-14B-Instruct and Qwen2.5-0.5B-Instruct (the draft padded to the target's 152,064 rows).
     "seed": {
@@ -345,6 +347,7 @@ def main() -> None:
     results["engine_bound_tok_s"] = bandwidth / results["engine_weight_bytes_per_step"]
     results["native_target_fraction_of_engine_bound"] = results["native_target_tok_s"] / results["engine_bound_tok_s"]
     results["startup_target_s"] = max(0.0, first - steady)  # below zero is timing noise (no capture on a CPU)
+    write_results(results, args.out, quiet=True)
 
     sync(device)
     start = time.perf_counter()
@@ -361,7 +364,9 @@ def main() -> None:
     # verification's, on top of the target's.
     results["startup_speculative_s"] = results["startup_target_s"] + max(
         0.0, first - n / results["native_speculative_k5_tok_s"])
+    write_results(results, args.out, quiet=True)
     results.update(step_parts(engine_target, engine_draft, device, args.prompt_len, bandwidth, args.repeats))
+    write_results(results, args.out, quiet=True)
     if device.type == "cuda":
         # The pair as served: the Hugging Face models dropped, then the peak of a speculative generation
         # (weights, caches, graphs' memory) and the memory the engines hold.
@@ -380,13 +385,24 @@ def main() -> None:
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
 
+    write_results(results, args.out, quiet=True)
     results.update(exactness(engine_target, engine_draft, device, args))
     write_results(results, args.out)
 
 
-def write_results(results: dict, path: str) -> None:
+def write_results(results: dict, path: str, quiet: bool = False) -> None:
+    """Write results as JSON (after each section too, so that a run cut short keeps what it measured)."""
+    if "torch" in sys.modules and torch.cuda.is_available():
+        from specdraft.engine import kernels
+
+        results["triton_kernels"] = kernels.available()
+        results["triton_failures"] = {str(k): v for k, v in kernels.FAILURES.items()}
+        results["triton_tuned"] = {str(k[:4]): None if c is None else c._asdict() for k, c in kernels._tuned.items()}
     with open(path, "w") as f:
-        json.dump(results, f, indent=1)
+        json.dump(results, f, indent=1, default=str)
+    if quiet:
+        print(f"[{time.perf_counter() - START:.0f} s] {list(results)[-1]}: {results[list(results)[-1]]}", flush=True)
+        return
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value:,.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")

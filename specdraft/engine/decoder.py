@@ -79,6 +79,41 @@ def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
 
 
+def _fast_kernels(x: Tensor) -> bool:
+    """Whether the Triton kernels run for a step on x: on a CUDA device with Triton, outside torch.compile
+    (which fuses the reference path itself)."""
+    if not x.is_cuda or torch.compiler.is_compiling():
+        return False
+    from specdraft.engine import kernels
+
+    return kernels.available()
+
+
+def rope_and_cache_reference(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor, v_cache: Tensor,
+                             columns: Tensor, qk_norm: Tensor | None, eps: float, num_heads: int,
+                             num_kv_heads: int) -> Tensor:
+    """qkv [B, T, nh + 2 nkv, hd] -> the queries [B, nkv, T * group, hd] (RoPE'd, a KV group's heads as
+    rows), after writing the RoPE'd keys and the values to the caches at `columns` ([1, T] or [B, T]).
+    qk_norm: Qwen3's per-head RMSNorm weights [nh + nkv, hd], applied before RoPE, or None."""
+    B, T, _, head_dim = qkv.shape
+    group = num_heads // num_kv_heads
+    qk = qkv[:, :, : num_heads + num_kv_heads]
+    if qk_norm is not None:  # Qwen3 normalises each head before RoPE (weight applied after the cast, as HF does)
+        qk = F.rms_norm(qk, (head_dim,), eps=eps) * qk_norm
+    qk = _rope(qk, cos[:, :, None], sin_signed[:, :, None])
+    q, k, v = qk[:, :, :num_heads], qk[:, :, num_heads:], qkv[:, :, num_heads + num_kv_heads :]
+    if columns.shape[0] == 1:  # one start for the whole batch
+        k_cache[:B].index_copy_(2, columns[0], k.transpose(1, 2))
+        v_cache[:B].index_copy_(2, columns[0], v.transpose(1, 2))
+    else:  # ragged rows: row b's tokens go to its own columns
+        rows = torch.arange(B, device=qkv.device)[:, None].expand(B, T)
+        k_cache[:B][rows, :, columns] = k  # [B, T, nkv, hd]
+        v_cache[:B][rows, :, columns] = v
+    # GQA without repeating keys: the `group` query heads of one KV head attend as T * group query rows.
+    q = q.reshape(B, T, num_kv_heads, group, head_dim).permute(0, 2, 1, 3, 4)
+    return q.reshape(B, num_kv_heads, T * group, head_dim)
+
+
 def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight: Tensor, gate_up_weight: Tensor,
                down_weight: Tensor, input_norm: Tensor, post_norm: Tensor, k_cache: Tensor, v_cache: Tensor,
                cos: Tensor, sin_signed: Tensor, columns: Tensor, mask: Tensor, num_heads: int, num_kv_heads: int,
@@ -96,31 +131,22 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     head_dim = k_cache.shape[-1]
     group = num_heads // num_kv_heads
     qkv_scale, o_scale, gate_up_scale, down_scale = scales if scales is not None else (None,) * 4
-    h = F.rms_norm(x, (H,), input_norm, eps)
-    qkv = linear(h, qkv_weight, qkv_scale, qkv_bias).view(B, T, num_heads + 2 * num_kv_heads, head_dim)
-    qk = qkv[:, :, : num_heads + num_kv_heads]
-    if qk_norm is not None:  # Qwen3 normalises each head before RoPE (weight applied after the cast, as HF does)
-        qk = F.rms_norm(qk, (head_dim,), eps=eps) * qk_norm
-    qk = _rope(qk, cos[:, :, None], sin_signed[:, :, None])
-    q, k, v = qk[:, :, :num_heads], qk[:, :, num_heads:], qkv[:, :, num_heads + num_kv_heads :]
-    if columns.shape[0] == 1:  # one start for the whole batch
-        k_cache[:B].index_copy_(2, columns[0], k.transpose(1, 2))
-        v_cache[:B].index_copy_(2, columns[0], v.transpose(1, 2))
-    else:  # ragged rows: row b's tokens go to its own columns
-        rows = torch.arange(B, device=x.device)[:, None].expand(B, T)
-        k_cache[:B][rows, :, columns] = k  # [B, T, nkv, hd]
-        v_cache[:B][rows, :, columns] = v
-    # GQA without repeating keys: the `group` query heads of one KV head attend as T * group query rows.
-    q = q.reshape(B, T, num_kv_heads, group, head_dim).permute(0, 2, 1, 3, 4)
-    q = q.reshape(B, num_kv_heads, T * group, head_dim)
+    qkv = linear(x, qkv_weight, qkv_scale, qkv_bias, norm_weight=input_norm, eps=eps)  # RMSNorm fused in
+    qkv = qkv.view(B, T, num_heads + 2 * num_kv_heads, head_dim)
+    if _fast_kernels(x):  # one kernel for the per-head norm, RoPE, cache writes and q's layout
+        from specdraft.engine.kernels import rope_and_cache
+
+        q = rope_and_cache(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads, num_kv_heads)
+    else:
+        q = rope_and_cache_reference(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads,
+                                     num_kv_heads)
     kv_len = mask.shape[-1]
     attn = F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len],
                                           attn_mask=mask)  # [B, nkv, T*g, hd]
     attn = attn.view(B, num_kv_heads, T, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B * T, num_heads * head_dim)
     x = linear(attn, o_weight, o_scale, residual=x.view(B * T, H))  # residual add fused into the matmul
-    h = F.rms_norm(x, (H,), post_norm, eps)
-    gate, up = linear(h, gate_up_weight, gate_up_scale).chunk(2, dim=-1)
-    x = linear(F.silu(gate) * up, down_weight, down_scale, residual=x)
+    gate_up = linear(x, gate_up_weight, gate_up_scale, norm_weight=post_norm, eps=eps)
+    x = linear(gate_up, down_weight, down_scale, residual=x, silu_mul=True)
     return x.view(B, T, H)
 
 
@@ -259,8 +285,7 @@ class Decoder(nn.Module):
                      s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.qk_norm, layer.scales)
         if last_only:
             x = x[:, -1:]
-        return linear(F.rms_norm(x, (s.hidden_size,), self.norm, s.rms_norm_eps), self.lm_head.weight,
-                      self.lm_head_scale)
+        return linear(x, self.lm_head.weight, self.lm_head_scale, norm_weight=self.norm, eps=s.rms_norm_eps)
 
     def compile_layers(self) -> None:
         """Fuse each layer's small kernels with `torch.compile`: one compilation serves all layers."""

@@ -4,8 +4,9 @@ A weight [N, K] is stored as int8 with one scale per output channel (row): w ≈
 [-127, 127], scale = max |w[n]| / 127. Activations stay in the model's dtype. A decode step reads half the
 bytes of bf16. `linear` is the reference: it dequantizes the weight and multiplies, so in float32 the int8
 engine computes exactly what an engine over the dequantized weights computes. On a CUDA device, steps of
-at most `kernels.MAX_FAST_ROWS` rows run a Triton kernel instead that reads the int8 weight and scales in
-registers (`specdraft.engine.kernels`); everything else (a CPU, prefills) takes the reference path.
+at most `kernels.MAX_FAST_ROWS` rows run a Triton kernel instead that reads the int8 weight, scales it in
+registers and fuses the RMSNorm or SiLU·mul before the matmul and the residual add after it
+(`specdraft.engine.kernels`); everything else (a CPU, prefills) takes the reference path.
 """
 
 from __future__ import annotations
@@ -35,17 +36,27 @@ def dequantize(q: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
-           residual: Tensor | None = None) -> Tensor:
-    """residual + x @ W.T + bias, W = weight (scale None) or dequantize(weight, scale).
+           residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
+           silu_mul: bool = False) -> Tensor:
+    """residual + a @ W.T + bias, W = weight (scale None) or dequantize(weight, scale), where the input a is
+    x, F.rms_norm(x) * norm_weight (norm_weight given), or silu(gate) * up for x = [gate | up] (silu_mul).
 
-    x: [..., K]; weight: [N, K] (int8 when scale [N] is given); residual: [..., N] or None."""
+    x: [..., K] ([..., 2K] with silu_mul); weight: [N, K] (int8 when scale [N] is given); residual:
+    [..., N] or None. The fused forms let the CUDA kernel do a layer's norm and activation in its matmul."""
     # Under torch.compile the reference path is what Inductor fuses into one kernel (gpt-fast's int8).
     if scale is not None and x.is_cuda and not torch.compiler.is_compiling():
         from specdraft.engine import kernels
 
         rows = x.numel() // x.shape[-1]
         if kernels.available() and rows <= kernels.MAX_FAST_ROWS:
-            return kernels.int8_linear(x, weight, scale, bias, residual)
+            out = kernels.int8_linear(x, weight, scale, bias, residual, norm_weight, eps, silu_mul)
+            if out is not None:
+                return out
+    if norm_weight is not None:
+        x = F.rms_norm(x, (x.shape[-1],), norm_weight, eps)
+    if silu_mul:
+        gate, up = x.chunk(2, dim=-1)
+        x = F.silu(gate) * up
     w = weight if scale is None else dequantize(weight, scale, x.dtype)
     if residual is None:
         return F.linear(x, w, bias)
