@@ -283,6 +283,8 @@ def main() -> None:
     parser.add_argument("--weights", choices=["bf16", "int8"], default="bf16",
                         help="the engines' weights (`engine_weights`): the model's dtype, or weight-only int8")
     parser.add_argument("--skip-batch", action="store_true", help="leave out batch-64 generation")
+    parser.add_argument("--compare-bf16", action="store_true",
+                        help="with --weights int8: also time bf16 engines of the same models in this process")
     parser.add_argument("--out", default="engine_speed.json")
     args = parser.parse_args()
 
@@ -367,6 +369,17 @@ def main() -> None:
     write_results(results, args.out, quiet=True)
     results.update(step_parts(engine_target, engine_draft, device, args.prompt_len, bandwidth, args.repeats))
     write_results(results, args.out, quiet=True)
+    if args.compare_bf16 and args.weights != "bf16":
+        # The same models served in bf16, in the same process: the side-by-side baseline.
+        bf16 = [Engine.from_hf(m, max_seq_len=args.prompt_len + n + 16, max_batch_size=1) for m in (target, draft)]
+        results["bf16_native_target_tok_s"] = rate(timed(
+            lambda: autoregressive_generate(bf16[0], prompt, max_new_tokens=n), device, args.repeats))
+        results["bf16_native_speculative_k5_tok_s"] = rate(timed(lambda: speculative_generate(
+            *bf16, prompt, num_speculative_tokens=5, max_new_tokens=n), device, args.repeats))
+        parts = step_parts(*bf16, device, args.prompt_len, bandwidth, args.repeats)
+        results.update({f"bf16_{key}": value for key, value in parts.items()})
+        del bf16, parts
+        write_results(results, args.out, quiet=True)
     if device.type == "cuda":
         # The pair as served: the Hugging Face models dropped, then the peak of a speculative generation
         # (weights, caches, graphs' memory) and the memory the engines hold.

@@ -138,6 +138,8 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
 
         q = rope_and_cache(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads, num_kv_heads)
     else:
+        q = None
+    if q is None:
         q = rope_and_cache_reference(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads,
                                      num_kv_heads)
     kv_len = mask.shape[-1]

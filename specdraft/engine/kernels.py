@@ -156,9 +156,10 @@ def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None,
 
 
 def rope_and_cache(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor, v_cache: Tensor, columns: Tensor,
-                   qk_norm: Tensor | None, eps: float, num_heads: int, num_kv_heads: int) -> Tensor:
+                   qk_norm: Tensor | None, eps: float, num_heads: int, num_kv_heads: int) -> Tensor | None:
     """`decoder.rope_and_cache_reference` as one kernel: qkv [B, T, nh + 2 nkv, hd] -> queries [B, nkv,
-    T * group, hd]; keys (per-head norm and RoPE applied) and values written to the caches at `columns`."""
+    T * group, hd]; keys (per-head norm and RoPE applied) and values written to the caches at `columns`.
+    None (nothing written) where the kernel does not compile here: the caller then runs the reference."""
     import triton
 
     from specdraft.engine import _triton_kernels
@@ -170,8 +171,22 @@ def rope_and_cache(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor
     group = num_heads // num_kv_heads
     q = torch.empty((B, num_kv_heads, T * group, head_dim), dtype=qkv.dtype, device=qkv.device)
     col_row_stride = 0 if columns.shape[0] == 1 else columns.stride(0)
-    _triton_kernels.rope_and_cache_kernel[(B * T, heads)](
-        qkv, cos, sin_signed, qk_norm if qk_norm is not None else cos, columns, q, k_cache, v_cache, T, num_heads,
-        num_kv_heads, head_dim, group, qkv.stride(1), col_row_stride, *k_cache.stride()[:3], *v_cache.stride()[:3],
-        eps, QK_NORM=qk_norm is not None, BLOCK_D=triton.next_power_of_2(head_dim), num_warps=1)
+    key = ("rope_and_cache", qkv.dtype, qk_norm is not None, head_dim)
+    if key in FAILURES:
+        return None
+    try:
+        _triton_kernels.rope_and_cache_kernel[(B * T, heads)](
+            qkv, cos, sin_signed, qk_norm if qk_norm is not None else cos, columns, q, k_cache, v_cache, T,
+            num_heads, num_kv_heads, head_dim, group, qkv.stride(1), col_row_stride, *k_cache.stride()[:3],
+            *v_cache.stride()[:3], eps, QK_NORM=qk_norm is not None, BLOCK_D=triton.next_power_of_2(head_dim),
+            num_warps=1)
+    except Exception as e:  # this Triton or GPU rejects it: the caller's reference path runs  # noqa: BLE001
+        if key in _ROPE_COMPILED or torch.cuda.is_current_stream_capturing():
+            raise
+        FAILURES[key] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+        return None
+    _ROPE_COMPILED.add(key)
     return q
+
+
+_ROPE_COMPILED: set[tuple] = set()
