@@ -26,6 +26,12 @@ import torch
 from torch import Tensor
 
 MAX_FAST_ROWS = 16  # one tensor-core tile of rows; more rows (prefills) take the reference path
+# Whether `quant.linear` lets the kernel compute the RMSNorm / SiLU·mul input itself. Off: on the H200
+# (docs/perf/h200_seed_int8_fused_2026-11-29.json) the 14B's int8 step with both prologues fused took
+# 14.3 ms against 9.7 ms for bf16, although the same matrices through the plain kernel took 5.4 ms in all
+# (linear_kernels_2026-11-29.json), and a float32 engine test parted from the reference at a gap of 1.7e-3
+# (tests/test_engine_cuda.py); both unexplained yet, so the prologues stay in torch until profiled.
+FUSE_PROLOGUES = False
 FAILURES: dict[tuple, str] = {}  # tuning key -> why no candidate ran
 
 

@@ -5,8 +5,9 @@ A weight [N, K] is stored as int8 with one scale per output channel (row): w ≈
 bytes of bf16. `linear` is the reference: it dequantizes the weight and multiplies, so in float32 the int8
 engine computes exactly what an engine over the dequantized weights computes. On a CUDA device, steps of
 at most `kernels.MAX_FAST_ROWS` rows run a Triton kernel instead that reads the int8 weight, scales it in
-registers and fuses the RMSNorm or SiLU·mul before the matmul and the residual add after it
-(`specdraft.engine.kernels`); everything else (a CPU, prefills) takes the reference path.
+registers and adds the bias and residual in its epilogue (`specdraft.engine.kernels`; its RMSNorm and
+SiLU·mul prologues are off, see FUSE_PROLOGUES there); everything else (a CPU, prefills) takes the
+reference path.
 """
 
 from __future__ import annotations
@@ -49,14 +50,13 @@ def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor 
 
         rows = x.numel() // x.shape[-1]
         if kernels.available() and rows <= kernels.MAX_FAST_ROWS:
-            out = kernels.int8_linear(x, weight, scale, bias, residual, norm_weight, eps, silu_mul)
+            if kernels.FUSE_PROLOGUES:
+                out = kernels.int8_linear(x, weight, scale, bias, residual, norm_weight, eps, silu_mul)
+            else:
+                out = kernels.int8_linear(_prologue(x, norm_weight, eps, silu_mul), weight, scale, bias, residual)
             if out is not None:
                 return out
-    if norm_weight is not None:
-        x = F.rms_norm(x, (x.shape[-1],), norm_weight, eps)
-    if silu_mul:
-        gate, up = x.chunk(2, dim=-1)
-        x = F.silu(gate) * up
+    x = _prologue(x, norm_weight, eps, silu_mul)
     w = weight if scale is None else dequantize(weight, scale, x.dtype)
     if residual is None:
         return F.linear(x, w, bias)
@@ -64,3 +64,13 @@ def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor 
     if bias is not None:
         out = out + bias
     return out.view(residual.shape)
+
+
+def _prologue(x: Tensor, norm_weight: Tensor | None, eps: float, silu_mul: bool) -> Tensor:
+    """`linear`'s input: x, F.rms_norm(x) * norm_weight, or silu(gate) * up for x = [gate | up]."""
+    if norm_weight is not None:
+        x = F.rms_norm(x, (x.shape[-1],), norm_weight, eps)
+    if silu_mul:
+        gate, up = x.chunk(2, dim=-1)
+        x = F.silu(gate) * up
+    return x
