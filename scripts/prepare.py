@@ -6,6 +6,6 @@ with step(snakemake) as cfg:
     rewriter = None
     if style == "cod" and cfg.data.cod_rewriter == "llm":
         rewriter = llm_rewriter(snakemake.params.teacher, cfg.data, engine=cfg.engine, dtype=cfg.models.dtype,
-                                device=cfg.models.device, seed=cfg.seed)
+                                device=cfg.models.device, seed=cfg.seed, engine_weights=cfg.engine_weights)
     prepare(style, scenario, cfg.data, cfg.seed, snakemake.output.train, snakemake.output.test,
             snakemake.output.report, rewriter)

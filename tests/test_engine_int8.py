@@ -155,3 +155,15 @@ def test_rope_and_cache_kernel_equals_the_reference(qk_norm, ragged, dtype):
             torch.testing.assert_close(mine, reference, atol=1e-5, rtol=1e-5, equal_nan=True)
         else:  # bf16: the same roundings, at most one unit in the last place apart
             torch.testing.assert_close(mine, reference, atol=1e-2, rtol=1e-2, equal_nan=True)
+
+
+def test_engine_weights_config_reaches_the_engine(target):
+    from specdraft.config import ConfigError, load_config, validate
+    from specdraft.serving import serve
+
+    assert load_config(validate({})).engine_weights == "bf16"  # the schema's default
+    assert load_config(validate({"engine_weights": "int8"})).engine_weights == "int8"
+    with pytest.raises(ConfigError, match="engine_weights"):
+        validate({"engine_weights": "int3"})
+    served = serve(target, "native", max_seq_len=64, weights="int8")
+    assert served.decoder.lm_head.weight.dtype == torch.int8

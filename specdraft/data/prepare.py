@@ -61,7 +61,8 @@ def rules_solution(problem: Problem, scenario: str, style: str) -> str | None:
 Rewriter = Callable[[list[Problem], str], list[str | None]]
 
 
-def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, device: str, seed: int) -> Rewriter:
+def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, device: str, seed: int,
+                 engine_weights: str = "bf16") -> Rewriter:
     """Load the teacher once; rewrite each problem's CoT solution into CoD with it."""
     from specdraft.data.rewrite import rewrite_messages, rewrite_solutions
     from specdraft.generation import chat_prompt_ids
@@ -77,7 +78,7 @@ def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, dev
         items = [(p.problem, cot_solution(p, dataset), p.answer) for p in problems]
         longest = max(len(chat_prompt_ids(tokenizer, rewrite_messages(q, c))) for q, c, _ in items)
         served = serve(model, engine, max_seq_len=longest + data.rewrite_max_new_tokens,
-                       max_batch_size=data.rewrite_batch_size)
+                       max_batch_size=data.rewrite_batch_size, weights=engine_weights)
         return [r.solution for r in rewrite_solutions(
             served, tokenizer, items, scenario, max_new_tokens=data.rewrite_max_new_tokens,
             batch_size=data.rewrite_batch_size, seed=seed)]
