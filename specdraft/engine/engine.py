@@ -34,13 +34,15 @@ class EngineSession:
         return logits[0, -num_logits:]
 
     def propose_greedy(self, pending: list[int], k: int) -> list[int]:
-        """Feed `pending` and return the k greedy tokens after it, as one graph replay."""
-        if len(pending) > 1:
-            self.forward(pending[:-1], 1)
+        """Feed `pending` and return the k greedy tokens after it, as one graph replay. Its last two tokens
+        go into the proposal graph's first step: after a fully accepted proposal `pending` is the last
+        proposal and the bonus token, and feeding them separately would cost a whole extra draft step."""
+        if len(pending) > 2:
+            self.forward(pending[:-2], 1)
         runner = self._runner()
-        last = torch.tensor([pending[-1:]], dtype=torch.long, device=runner.cache.device)  # [1, 1]
+        last = torch.tensor([pending[-2:]], dtype=torch.long, device=runner.cache.device)  # [1, 1 or 2]
         proposed = runner.propose_greedy(last, self.length, self.engine._zero_pad, k)[0].tolist()
-        self.length += k
+        self.length += last.shape[1] + k - 1
         return proposed
 
     def rollback(self, length: int) -> None:
