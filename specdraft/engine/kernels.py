@@ -3,15 +3,16 @@
 `int8_linear`: out = residual + (a @ q.T) * scale + bias for at most MAX_FAST_ROWS rows (a decode step, a
 verification, a batch of a few rows) and an int8 weight q [N, K] with per-output-channel scales. A step
 at these sizes is bound by reading the weight, so the kernel reads the int8 weight once and converts it in
-registers (bf16 weights dequantized by torch first would read 3x the bytes), and folds the small
-operations around the matmul into it: the input `a` is x itself, RMSNorm(x) * norm_weight (each program
-computes the row's norm from x, which is tiny and L2-resident), or SiLU(gate) * up from x = [gate | up];
-scale, bias and the residual add are its epilogue. One kernel where eager torch launches four or five.
+registers (bf16 weights dequantized by torch first would read 3x the bytes); scale, bias and the
+residual add are its epilogue. It can also compute its input itself (prologues): RMSNorm(x) * norm_weight
+(each program computes the row's norm from x, which is tiny and L2-resident) or SiLU(gate) * up from
+x = [gate | up]; `quant.linear` uses them only when FUSE_PROLOGUES is set (see there why it is not).
 
 Small N gives too few programs to keep every SM reading, so K may be split across SPLIT_K programs whose
 float32 partial sums a second small kernel adds up (with the epilogue). Block shapes and SPLIT_K are tuned
 per (N, K, rows, fusion) on first use, timing each candidate with CUDA events (that first use is a CUDA
-graph's warm-up run, before capture). A candidate that fails to compile is skipped; if all fail the
+graph's warm-up run, before capture; the weights are not flushed from L2 between timings, so matrices
+smaller than L2 are tuned as if cached). A candidate that fails to compile is skipped; if all fail the
 caller's reference path runs instead (`available_for` says so) and the failure is kept in FAILURES.
 Triton's interpreter (TRITON_INTERPRET=1) runs the kernels on a CPU, for tests.
 """
