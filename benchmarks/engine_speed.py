@@ -170,8 +170,8 @@ def exactness(engine_target, engine_draft, device: torch.device, args) -> dict:
     with torch.no_grad():
         fp32_target.model.norm.weight.fill_(1.0)
         fp32_draft.model.norm.weight.fill_(1.0)
-    fp32 = identical_outputs(*(Engine.from_hf(m, max_seq_len=512, weights=args.weights) for m in (fp32_target, fp32_draft)),
-                             device, args.prompt_len, new_tokens=new_tokens)
+    fp32_engines = [Engine.from_hf(m, max_seq_len=512, weights=args.weights) for m in (fp32_target, fp32_draft)]
+    fp32 = identical_outputs(*fp32_engines, device, args.prompt_len, new_tokens=new_tokens)
     return {"identical_outputs_bf16": bf16, "identical_outputs_fp32": fp32}
 
 

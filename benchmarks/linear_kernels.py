@@ -87,7 +87,8 @@ def main() -> None:
                        "cublas_bf16_us": replay_us(lambda i: F.linear(x, bf16[i]), copies),
                        "triton_int8_us": replay_us(lambda i: int8_linear(x, q[i], s[i]), copies)}
                 if n * k <= 30e6:  # the reference path materialises bf16 weights: only the small ones
-                    row["dequant_then_cublas_us"] = replay_us(lambda i: F.linear(x, dequantize(q[i], s[i], x.dtype)), copies)
+                    row["dequant_then_cublas_us"] = replay_us(
+                        lambda i: F.linear(x, dequantize(q[i], s[i], x.dtype)), copies)
                 if has_pack:
                     try:
                         row["weight_int8pack_mm_us"] = replay_us(
@@ -103,7 +104,8 @@ def main() -> None:
                 step[m][0] += count * row["cublas_bf16_us"]
                 step[m][1] += count * row["triton_int8_us"]
                 lines.append(f"{model:6} {name:8} M={m:<2} N={n:<6} K={k:<5} cublas {row['cublas_bf16_us']:8.1f} us "
-                             f"({row['cublas_fraction_of_bf16_floor']:.0%})  triton-int8 {row['triton_int8_us']:8.1f} us "
+                             f"({row['cublas_fraction_of_bf16_floor']:.0%})  "
+                             f"triton-int8 {row['triton_int8_us']:8.1f} us "
                              f"({row['triton_fraction_of_int8_floor']:.0%})  err {row['triton_rel_error']:.1e}")
             del bf16, q, s
         for m, (cublas, triton_int8) in step.items():

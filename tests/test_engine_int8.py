@@ -63,7 +63,8 @@ def test_int8_engine_equals_the_dequantized_model(make):
 
 def test_int8_speculative_equals_int8_target_greedy(target, draft):
     int8_target = Engine.from_hf(target, max_seq_len=128, weights="int8")
-    for draft_engine in (Engine.from_hf(draft, max_seq_len=128, weights="int8"), Engine.from_hf(draft, max_seq_len=128)):
+    drafts = (Engine.from_hf(draft, max_seq_len=128, weights="int8"), Engine.from_hf(draft, max_seq_len=128))
+    for draft_engine in drafts:
         for seed in range(3):
             prompt = torch.randint(0, 97, (1, 5 + seed), generator=torch.Generator().manual_seed(seed))
             reference = autoregressive_generate(int8_target, prompt, max_new_tokens=40)
