@@ -4,6 +4,7 @@ native engine (target alone, speculative k = 3, 5, 8, batch-64 generation), and 
     python benchmarks/engine_speed.py --shape seed    # the seed's 14B / 0.5B shapes, random weights, GPU
     python benchmarks/engine_speed.py --shape tiny    # small shapes: runs anywhere, a CPU included
     python benchmarks/engine_speed.py --shape qwen3 --concurrency 16   # Qwen3-14B / 0.6B, 16 in flight
+    python benchmarks/engine_speed.py --shape seed --weights int8 --skip-hf   # weight-only int8 engines
 
 With --concurrency B, only the batched comparison runs: --problems prompts (default 2 B, so that finished
 rows are refilled once) decoded B at a time by the target alone and speculatively (each --ks value), with
@@ -24,6 +25,8 @@ import sys
 import time
 
 import torch
+
+START = time.perf_counter()
 
 SHAPES = {
     # Qwen2.5-14B-Instruct and Qwen2.5-0.5B-Instruct (the draft padded to the target's 152,064 rows).
@@ -89,6 +92,48 @@ def copy_bandwidth(device: torch.device, num_bytes: int) -> float:
     return 2 * num_bytes / seconds
 
 
+def engine_bytes_per_step(engine) -> int:
+    """Bytes of weights a one-token step reads: every matrix and norm, but one row of the embedding table."""
+    return sum(t.numel() * t.element_size() for name, t in [*engine.decoder.named_parameters(),
+                                                           *engine.decoder.named_buffers()]
+               if not name.startswith("embed") and name != "inv_freq")
+
+
+def step_parts(engine_target, engine_draft, device: torch.device, prompt_len: int, bandwidth: float,
+               repeats: int, calls: int = 20) -> dict:
+    """Milliseconds of one call of each part of a batch-1 speculative step (graph replays, mid-generation,
+    `calls` back to back between two synchronisations): the target's one-token step, its 6-token
+    verification, and one draft token inside a 5-token proposal (which ends in a host synchronisation,
+    as in `speculative_generate`); each against its bytes floor (weights read once at `bandwidth`)."""
+    target, draft = engine_target.open_session(prompt_len + 8), engine_draft.open_session(prompt_len + 8)
+    prompt = list(range(1, prompt_len + 1))
+    target.forward(prompt, 1)
+    draft.forward(prompt, 1)
+
+    def target_call(num_tokens: int):
+        target.rollback(prompt_len)
+        target.forward([0] * num_tokens, num_tokens)
+
+    def draft_call():
+        draft.rollback(prompt_len)
+        draft.propose_greedy([0], 5)
+
+    def per_call_ms(fn) -> float:
+        return 1000 * timed(lambda: [fn() for _ in range(calls)], device, repeats) / calls
+
+    parts = {"target_step_ms": per_call_ms(lambda: target_call(1)),
+             "verification_6_ms": per_call_ms(lambda: target_call(6)),
+             "draft_token_ms": per_call_ms(draft_call) / 5}
+    floors = {"target_step_ms": engine_bytes_per_step(engine_target) / bandwidth * 1000,
+              "draft_token_ms": engine_bytes_per_step(engine_draft) / bandwidth * 1000}
+    floors["verification_6_ms"] = floors["target_step_ms"]
+    for key, floor in floors.items():
+        parts[f"{key.removesuffix('_ms')}_floor_ms"] = floor
+        parts[f"{key.removesuffix('_ms')}_fraction_of_floor"] = floor / parts[key]
+    parts["draft_to_target_cost_ratio"] = parts["draft_token_ms"] / parts["target_step_ms"]
+    return parts
+
+
 def identical_outputs(engine_target, engine_draft, device: torch.device, prompt_len: int, prompts: int = 8,
                       new_tokens: int = 64) -> str:
     """How many greedy speculative outputs (k = 5) equal the engine's own target-only greedy output."""
@@ -125,8 +170,8 @@ def exactness(engine_target, engine_draft, device: torch.device, args) -> dict:
     with torch.no_grad():
         fp32_target.model.norm.weight.fill_(1.0)
         fp32_draft.model.norm.weight.fill_(1.0)
-    fp32 = identical_outputs(Engine.from_hf(fp32_target, max_seq_len=512), Engine.from_hf(fp32_draft, max_seq_len=512),
-                             device, args.prompt_len, new_tokens=new_tokens)
+    fp32_engines = [Engine.from_hf(m, max_seq_len=512, weights=args.weights) for m in (fp32_target, fp32_draft)]
+    fp32 = identical_outputs(*fp32_engines, device, args.prompt_len, new_tokens=new_tokens)
     return {"identical_outputs_bf16": bf16, "identical_outputs_fp32": fp32}
 
 
@@ -235,6 +280,11 @@ def main() -> None:
                         help="run only the batched comparison, this many problems in flight")
     parser.add_argument("--problems", type=int, default=0, help="problems of the batched comparison (0: 2 B)")
     parser.add_argument("--ks", default="5", help="k values of the batched comparison, comma-separated")
+    parser.add_argument("--weights", choices=["bf16", "int8"], default="bf16",
+                        help="the engines' weights (`engine_weights`): the model's dtype, or weight-only int8")
+    parser.add_argument("--skip-batch", action="store_true", help="leave out batch-64 generation")
+    parser.add_argument("--compare-bf16", action="store_true",
+                        help="with --weights int8: also time bf16 engines of the same models in this process")
     parser.add_argument("--out", default="engine_speed.json")
     args = parser.parse_args()
 
@@ -244,7 +294,8 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     n = args.new_tokens
-    results = {"shape": args.shape, "compile": args.compile, "device": str(device), "dtype": str(dtype),
+    results = {"shape": args.shape, "compile": args.compile, "weights": args.weights, "device": str(device),
+               "dtype": str(dtype),
                "prompt_len": args.prompt_len,
                "new_tokens": n, "torch": torch.__version__}
     if device.type == "cuda":
@@ -287,19 +338,23 @@ def main() -> None:
     sync(device)
     start = time.perf_counter()
     engine_target = Engine.from_hf(target, max_seq_len=args.prompt_len + n + 16, max_batch_size=args.batch,
-                                   compile_layers=args.compile)
+                                   compile_layers=args.compile, weights=args.weights)
     autoregressive_generate(engine_target, prompt, max_new_tokens=n)
     sync(device)
     first = time.perf_counter() - start
     steady = timed(lambda: autoregressive_generate(engine_target, prompt, max_new_tokens=n), device, args.repeats)
     results["native_target_tok_s"] = rate(steady)
     results["native_target_fraction_of_bound"] = results["native_target_tok_s"] / results["bandwidth_bound_tok_s"]
+    results["engine_weight_bytes_per_step"] = engine_bytes_per_step(engine_target)  # int8: about half
+    results["engine_bound_tok_s"] = bandwidth / results["engine_weight_bytes_per_step"]
+    results["native_target_fraction_of_engine_bound"] = results["native_target_tok_s"] / results["engine_bound_tok_s"]
     results["startup_target_s"] = max(0.0, first - steady)  # below zero is timing noise (no capture on a CPU)
+    write_results(results, args.out, quiet=True)
 
     sync(device)
     start = time.perf_counter()
     engine_draft = Engine.from_hf(draft, max_seq_len=args.prompt_len + n + 16, max_batch_size=1,
-                                  compile_layers=args.compile)
+                                  compile_layers=args.compile, weights=args.weights)
     out = speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=5, max_new_tokens=n)
     sync(device)
     first = time.perf_counter() - start
@@ -311,21 +366,56 @@ def main() -> None:
     # verification's, on top of the target's.
     results["startup_speculative_s"] = results["startup_target_s"] + max(
         0.0, first - n / results["native_speculative_k5_tok_s"])
-    prompts = batch_prompts.tolist()
-    results[f"native_batch{args.batch}_tok_s"] = rate(timed(
-        lambda: engine_target.generate_batch(prompts, max_new_tokens=n), device, args.repeats), n * args.batch)
-    runners = (engine_target._session_runner, engine_target._batch_runner)
+    write_results(results, args.out, quiet=True)
+    results.update(step_parts(engine_target, engine_draft, device, args.prompt_len, bandwidth, args.repeats))
+    write_results(results, args.out, quiet=True)
+    if args.compare_bf16 and args.weights != "bf16":
+        # The same models served in bf16, in the same process: the side-by-side baseline.
+        bf16 = [Engine.from_hf(m, max_seq_len=args.prompt_len + n + 16, max_batch_size=1) for m in (target, draft)]
+        results["bf16_native_target_tok_s"] = rate(timed(
+            lambda: autoregressive_generate(bf16[0], prompt, max_new_tokens=n), device, args.repeats))
+        results["bf16_native_speculative_k5_tok_s"] = rate(timed(lambda: speculative_generate(
+            *bf16, prompt, num_speculative_tokens=5, max_new_tokens=n), device, args.repeats))
+        parts = step_parts(*bf16, device, args.prompt_len, bandwidth, args.repeats)
+        results.update({f"bf16_{key}": value for key, value in parts.items()})
+        del bf16, parts
+        write_results(results, args.out, quiet=True)
+    if device.type == "cuda":
+        # The pair as served: the Hugging Face models dropped, then the peak of a speculative generation
+        # (weights, caches, graphs' memory) and the memory the engines hold.
+        del target, draft
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=8, max_new_tokens=n)
+        results["pair_engines_allocated_gib"] = torch.cuda.memory_allocated(device) / 1024**3
+        results["pair_peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
+    if not args.skip_batch:
+        prompts = batch_prompts.tolist()
+        results[f"native_batch{args.batch}_tok_s"] = rate(timed(
+            lambda: engine_target.generate_batch(prompts, max_new_tokens=n), device, args.repeats), n * args.batch)
+    runners = [r for r in (engine_target._session_runner, engine_target._batch_runner) if r is not None]
     results["native_graphs_captured"] = sum(r.num_graphs for r in runners)
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
 
+    write_results(results, args.out, quiet=True)
     results.update(exactness(engine_target, engine_draft, device, args))
     write_results(results, args.out)
 
 
-def write_results(results: dict, path: str) -> None:
+def write_results(results: dict, path: str, quiet: bool = False) -> None:
+    """Write results as JSON (after each section too, so that a run cut short keeps what it measured)."""
+    if "torch" in sys.modules and torch.cuda.is_available():
+        from specdraft.engine import kernels
+
+        results["triton_kernels"] = kernels.available()
+        results["triton_failures"] = {str(k): v for k, v in kernels.FAILURES.items()}
+        results["triton_tuned"] = {str(k[:4]): None if c is None else c._asdict() for k, c in kernels._tuned.items()}
     with open(path, "w") as f:
-        json.dump(results, f, indent=1)
+        json.dump(results, f, indent=1, default=str)
+    if quiet:
+        print(f"[{time.perf_counter() - START:.0f} s] {list(results)[-1]}: {results[list(results)[-1]]}", flush=True)
+        return
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value:,.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")

@@ -109,13 +109,14 @@ def write_rows(path: str, rows: list[BenchRow]) -> None:
 
 def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg: BenchConfig, *,
           target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
-          seed: int) -> None:
+          seed: int, engine_weights: str = "bf16") -> None:
     """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems."""
     if cfg.concurrency > 1:  # problems decoded many at a time: specdraft.concurrent_bench
         from specdraft.concurrent_bench import bench_concurrent
 
         return bench_concurrent(target_base, draft_base, test_path, out_path, cfg, target_adapter=target_adapter,
-                                draft_adapter=draft_adapter, engine=engine, dtype=dtype, device=device, seed=seed)
+                                draft_adapter=draft_adapter, engine=engine, dtype=dtype, device=device, seed=seed,
+                                engine_weights=engine_weights)
     records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
@@ -124,7 +125,7 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
                            vocab_size=vocab_size_of(target_base))
     tokenizer = load_tokenizer(target_base)
     longest = max(len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records)
-    target, draft = (serve(m, engine, max_seq_len=longest + cfg.max_new_tokens) for m in (target, draft))
+    target, draft = (serve(m, engine, max_seq_len=longest + cfg.max_new_tokens, weights=engine_weights) for m in (target, draft))
     rows = run_benchmark(target, draft, tokenizer, records, cfg, seed)
     write_rows(out_path, rows)
     log.info("%d rows -> %s", len(rows), out_path)

@@ -130,7 +130,7 @@ def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg:
 
 def bench_concurrent(target_base: str, draft_base: str, test_path: str, out_path: str, cfg: BenchConfig, *,
                      target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
-                     seed: int) -> None:
+                     seed: int, engine_weights: str = "bf16") -> None:
     """`specdraft.benchmark.bench` at cfg.concurrency > 1: benchmark.csv, and benchmark_concurrency.json
     beside it."""
     if engine == "hf":
@@ -147,7 +147,7 @@ def bench_concurrent(target_base: str, draft_base: str, test_path: str, out_path
     # A row runs up to k + 1 positions past max_new_tokens before it is cut; the draft keeps one more column.
     max_seq_len = longest + cfg.max_new_tokens + max(cfg.num_speculative_tokens) + 2
     model_type = target.config.model_type
-    target, draft = (serve(m, engine, max_seq_len=max_seq_len, max_batch_size=cfg.concurrency)
+    target, draft = (serve(m, engine, max_seq_len=max_seq_len, max_batch_size=cfg.concurrency, weights=engine_weights)
                      for m in (target, draft))
     if not isinstance(target, Engine):
         raise ValueError(f"bench.concurrency {cfg.concurrency} runs on the native engine, which does not implement "

@@ -124,6 +124,7 @@ class Config:
     baseline: BaselineConfig
     models: ModelsConfig
     engine: str
+    engine_weights: str
     tiny: TinyConfig
     data: DataConfig
     train_target: TrainingConfig

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: DistillConfig, *, engine: str,
-            dtype: str, device: str, seed: int) -> dict[str, float]:
+            dtype: str, device: str, seed: int, engine_weights: str = "bf16") -> dict[str, float]:
     """Write one JSONL line per training problem: prompt, completion, extracted answer, correct flag,
     token count. With `keep_only_correct`, wrong completions are left out. Returns counts and accuracy."""
     records = read_jsonl(train_path, required=("id", "scenario", "messages", "answer"))
@@ -24,7 +24,8 @@ def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: Distil
     model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter)
     prompts = [r["messages"][:-1] for r in records]
     longest = max(len(chat_prompt_ids(tokenizer, p)) for p in prompts)
-    model = serve(model, engine, max_seq_len=longest + cfg.max_new_tokens, max_batch_size=cfg.batch_size)
+    model = serve(model, engine, max_seq_len=longest + cfg.max_new_tokens, max_batch_size=cfg.batch_size,
+                  weights=engine_weights)
     generated = generate_batched(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                                  temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
                                  seed=seed)

@@ -8,11 +8,12 @@ import math
 NATIVE_MODEL_TYPES = ("qwen2", "qwen3", "llama")
 
 
-def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1):
+def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weights: str = "bf16"):
     """An `Engine` over `model`'s weights ('native'; 'auto' when the architecture is one the engine
     implements), or `model` itself ('hf', or 'auto' for any other architecture).
 
     max_seq_len: the longest prompt plus max_new_tokens; rounded up to a multiple of 256 for the cache.
+    weights: the native engine's weight format (`engine_weights`: 'bf16' or 'int8'); 'hf' ignores it.
     """
     supported = getattr(model.config, "model_type", None) in NATIVE_MODEL_TYPES
     if engine == "hf" or (engine == "auto" and not supported):
@@ -22,4 +23,5 @@ def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1):
                          f"{model.config.model_type!r}; use engine 'hf' or 'auto'")
     from specdraft.engine import Engine
 
-    return Engine.from_hf(model, max_seq_len=math.ceil(max_seq_len / 256) * 256, max_batch_size=max_batch_size)
+    return Engine.from_hf(model, max_seq_len=math.ceil(max_seq_len / 256) * 256, max_batch_size=max_batch_size,
+                          weights=weights)

@@ -195,3 +195,16 @@ def test_serve_picks_the_engine_for_architectures_it_implements(target):
     with pytest.raises(ValueError, match="serves \\['qwen2', 'qwen3', 'llama'\\] models, not 'gpt2'"):
         serve(gpt2, "native", max_seq_len=10)
     assert serve(target, "native", max_seq_len=300).max_seq_len == 512
+
+
+def test_a_proposal_fed_two_tokens_equals_one_fed_them_one_at_a_time(engines):
+    """After a fully accepted proposal the draft gets two new tokens; the proposal graph takes both in its
+    first step instead of a separate draft step: same proposal, same cache length, same next proposal."""
+    prompt = torch.randint(0, 97, (12,), generator=torch.Generator().manual_seed(5)).tolist()
+    runs = []
+    for split in (10, 11):  # two pending tokens, or one
+        session = engines[1].open_session(64)
+        session.forward(prompt[:split], 1)
+        first = session.propose_greedy(prompt[split:], 4)
+        runs.append((first, session.length, session.propose_greedy(first[-1:], 3)))
+    assert runs[0] == runs[1]

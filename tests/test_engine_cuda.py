@@ -100,3 +100,24 @@ def test_batched_speculative_graphs_replay_eager_and_agree_with_hf_but_for_near_
                              temperature=None)[0, len(p):].cpu()
         assert_agree_but_for_near_ties(out.token_ids, hf, target, prompt)
     assert graphs[0]._batch_runner.num_graphs >= 4 and graphs[1]._batch_runner.num_graphs >= 4
+
+
+def test_int8_engine_through_triton_agrees_with_the_dequantized_model_but_for_near_ties(models):
+    """weights='int8' on a GPU runs the Triton int8 kernel in every graph step (the reference path only in
+    prefills); greedy plain and speculative output agree with the dequantized model's, batched rows too."""
+    from tests.test_engine_int8 import dequantized_copy
+
+    target, draft = models
+    reference = dequantized_copy(target)
+    engine_target = Engine.from_hf(target, max_seq_len=512, weights="int8")
+    engine_draft = Engine.from_hf(draft, max_seq_len=512, weights="int8")
+    prompt = torch.randint(0, 97, (1, 20), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    hf = reference.generate(prompt, max_new_tokens=300, do_sample=False, pad_token_id=0, top_p=None, top_k=None,
+                            temperature=None)[0, 20:].cpu()
+    plain = autoregressive_generate(engine_target, prompt, max_new_tokens=300)
+    assert_agree_but_for_near_ties(plain, hf, reference, prompt)
+    for k in (1, 5):
+        out = speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=k, max_new_tokens=300)
+        assert_agree_but_for_near_ties(out.token_ids, plain, reference, prompt)
+    outputs = engine_target.generate_batch([prompt[0].tolist(), prompt[0, :7].tolist()], max_new_tokens=40)
+    assert_agree_but_for_near_ties(torch.tensor(outputs[0]), plain[:40], reference, prompt)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from specdraft.engine.quant import WEIGHT_FORMATS, linear, quantize_int8
+
 
 @dataclass(frozen=True)
 class DecoderShape:
@@ -77,23 +79,24 @@ def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
 
 
-def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight: Tensor, gate_up_weight: Tensor,
-               down_weight: Tensor, input_norm: Tensor, post_norm: Tensor, k_cache: Tensor, v_cache: Tensor,
-               cos: Tensor, sin_signed: Tensor, columns: Tensor, mask: Tensor, num_heads: int, num_kv_heads: int,
-               eps: float, qk_norm: Tensor | None = None) -> Tensor:
-    """One decoder layer on x [B, T, H]; writes this step's keys and values into the layer's cache
-    [B_cache, nkv, S_max, hd] at `columns` ([1, T]: the same columns for every row, or [B, T]: each row's
-    own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], one row per (token,
-    query head of a KV group). qk_norm: [nh + nkv, hd] per-head RMSNorm weights of the query and key heads
-    (Qwen3), or None.
+def _fast_kernels(x: Tensor) -> bool:
+    """Whether the Triton kernels run for a step on x: on a CUDA device with Triton, outside torch.compile
+    (which fuses the reference path itself)."""
+    if not x.is_cuda or torch.compiler.is_compiling():
+        return False
+    from specdraft.engine import kernels
 
-    A pure function of tensors (weights passed in), so `torch.compile` compiles it once for every layer.
-    """
-    B, T, H = x.shape
-    head_dim = k_cache.shape[-1]
+    return kernels.available()
+
+
+def rope_and_cache_reference(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor, v_cache: Tensor,
+                             columns: Tensor, qk_norm: Tensor | None, eps: float, num_heads: int,
+                             num_kv_heads: int) -> Tensor:
+    """qkv [B, T, nh + 2 nkv, hd] -> the queries [B, nkv, T * group, hd] (RoPE'd, a KV group's heads as
+    rows), after writing the RoPE'd keys and the values to the caches at `columns` ([1, T] or [B, T]).
+    qk_norm: Qwen3's per-head RMSNorm weights [nh + nkv, hd], applied before RoPE, or None."""
+    B, T, _, head_dim = qkv.shape
     group = num_heads // num_kv_heads
-    h = F.rms_norm(x, (H,), input_norm, eps)
-    qkv = F.linear(h, qkv_weight, qkv_bias).view(B, T, num_heads + 2 * num_kv_heads, head_dim)
     qk = qkv[:, :, : num_heads + num_kv_heads]
     if qk_norm is not None:  # Qwen3 normalises each head before RoPE (weight applied after the cast, as HF does)
         qk = F.rms_norm(qk, (head_dim,), eps=eps) * qk_norm
@@ -103,25 +106,63 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
         k_cache[:B].index_copy_(2, columns[0], k.transpose(1, 2))
         v_cache[:B].index_copy_(2, columns[0], v.transpose(1, 2))
     else:  # ragged rows: row b's tokens go to its own columns
-        rows = torch.arange(B, device=x.device)[:, None].expand(B, T)
+        rows = torch.arange(B, device=qkv.device)[:, None].expand(B, T)
         k_cache[:B][rows, :, columns] = k  # [B, T, nkv, hd]
         v_cache[:B][rows, :, columns] = v
     # GQA without repeating keys: the `group` query heads of one KV head attend as T * group query rows.
     q = q.reshape(B, T, num_kv_heads, group, head_dim).permute(0, 2, 1, 3, 4)
-    q = q.reshape(B, num_kv_heads, T * group, head_dim)
+    return q.reshape(B, num_kv_heads, T * group, head_dim)
+
+
+def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight: Tensor, gate_up_weight: Tensor,
+               down_weight: Tensor, input_norm: Tensor, post_norm: Tensor, k_cache: Tensor, v_cache: Tensor,
+               cos: Tensor, sin_signed: Tensor, columns: Tensor, mask: Tensor, num_heads: int, num_kv_heads: int,
+               eps: float, qk_norm: Tensor | None = None, scales: tuple[Tensor, ...] | None = None) -> Tensor:
+    """One decoder layer on x [B, T, H]; writes this step's keys and values into the layer's cache
+    [B_cache, nkv, S_max, hd] at `columns` ([1, T]: the same columns for every row, or [B, T]: each row's
+    own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], one row per (token,
+    query head of a KV group). qk_norm: [nh + nkv, hd] per-head RMSNorm weights of the query and key heads
+    (Qwen3), or None. scales: the per-channel scales of int8 qkv, o, gate_up and down weights, or None
+    (weights in the activations' dtype).
+
+    A pure function of tensors (weights passed in), so `torch.compile` compiles it once for every layer.
+    """
+    B, T, H = x.shape
+    head_dim = k_cache.shape[-1]
+    group = num_heads // num_kv_heads
+    qkv_scale, o_scale, gate_up_scale, down_scale = scales if scales is not None else (None,) * 4
+    qkv = linear(x, qkv_weight, qkv_scale, qkv_bias, norm_weight=input_norm, eps=eps)  # RMSNorm fused in
+    qkv = qkv.view(B, T, num_heads + 2 * num_kv_heads, head_dim)
+    if _fast_kernels(x):  # one kernel for the per-head norm, RoPE, cache writes and q's layout
+        from specdraft.engine.kernels import rope_and_cache
+
+        q = rope_and_cache(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads, num_kv_heads)
+    else:
+        q = None
+    if q is None:
+        q = rope_and_cache_reference(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads,
+                                     num_kv_heads)
     kv_len = mask.shape[-1]
     attn = F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len],
                                           attn_mask=mask)  # [B, nkv, T*g, hd]
     attn = attn.view(B, num_kv_heads, T, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B * T, num_heads * head_dim)
-    x = torch.addmm(x.view(B * T, H), attn, o_weight.t())  # residual add fused into the matmul
-    h = F.rms_norm(x, (H,), post_norm, eps)
-    gate, up = F.linear(h, gate_up_weight).chunk(2, dim=-1)
-    x = torch.addmm(x, F.silu(gate) * up, down_weight.t())
+    x = linear(attn, o_weight, o_scale, residual=x.view(B * T, H))  # residual add fused into the matmul
+    gate_up = linear(x, gate_up_weight, gate_up_scale, norm_weight=post_norm, eps=eps)
+    x = linear(gate_up, down_weight, down_scale, residual=x, silu_mul=True)
     return x.view(B, T, H)
 
 
+PROJECTIONS = ("qkv", "o", "gate_up", "down")  # a layer's matrices, in `layer_step`'s order of scales
+
+
+def _int8_weight(linear: nn.Linear) -> tuple[nn.Parameter, Tensor]:
+    """An int8 weight of linear's shape and an empty scale per output channel (filled by `Decoder.from_hf`)."""
+    weight = nn.Parameter(torch.empty(linear.weight.shape, dtype=torch.int8), requires_grad=False)
+    return weight, torch.empty(linear.weight.shape[0])
+
+
 class Layer(nn.Module):
-    def __init__(self, shape: DecoderShape):
+    def __init__(self, shape: DecoderShape, weights: str = "bf16"):
         super().__init__()
         s = shape
         self.qkv = nn.Linear(s.hidden_size, (s.num_heads + 2 * s.num_kv_heads) * s.head_dim, bias=s.attention_bias)
@@ -132,25 +173,47 @@ class Layer(nn.Module):
         self.post_norm = nn.Parameter(torch.ones(s.hidden_size))
         # Qwen3's q_norm repeated for every query head, then k_norm for every KV head: one multiply.
         self.qk_norm = nn.Parameter(torch.ones(s.num_heads + s.num_kv_heads, s.head_dim)) if s.qk_norm else None
+        self.scales: tuple[Tensor, ...] | None = None  # int8: per-channel scales of PROJECTIONS
+        self.quantized = weights == "int8"
+        if self.quantized:
+            for name in PROJECTIONS:
+                getattr(self, name).weight, scale = _int8_weight(getattr(self, name))
+                self.register_buffer(f"{name}_scale", scale)
+
+    def refresh_scales(self) -> None:
+        """Point `scales` at the scale buffers (after `to_empty` or `to` replaced them)."""
+        if self.quantized:
+            self.scales = tuple(getattr(self, f"{name}_scale") for name in PROJECTIONS)
 
 
 class Decoder(nn.Module):
-    def __init__(self, shape: DecoderShape):
+    """weights: 'bf16' (every matrix in the model's dtype) or 'int8' (the layers' matrices and the lm-head
+    as int8 with per-channel scales, see `specdraft.engine.quant`; the embedding table stays in the model's
+    dtype, as a step reads one row of it)."""
+
+    def __init__(self, shape: DecoderShape, weights: str = "bf16"):
         super().__init__()
-        self.shape = shape
+        if weights not in WEIGHT_FORMATS:
+            raise ValueError(f"engine weights must be one of {list(WEIGHT_FORMATS)}, got {weights!r}")
+        self.shape, self.weights = shape, weights
         self.embed = nn.Embedding(shape.vocab_size, shape.hidden_size)
-        self.layers = nn.ModuleList(Layer(shape) for _ in range(shape.num_layers))
+        self.layers = nn.ModuleList(Layer(shape, weights) for _ in range(shape.num_layers))
         self.norm = nn.Parameter(torch.ones(shape.hidden_size))
         self.lm_head = nn.Linear(shape.hidden_size, shape.vocab_size, bias=False)
+        self.register_buffer("lm_head_scale", None)
+        if weights == "int8":
+            self.lm_head.weight, self.lm_head_scale = _int8_weight(self.lm_head)
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2).float() / shape.head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.compiled_layer_step = None
 
     @classmethod
     @torch.no_grad()
-    def from_hf(cls, model, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Decoder:
+    def from_hf(cls, model, dtype: torch.dtype | None = None, device: torch.device | None = None,
+                weights: str = "bf16") -> Decoder:
         """Copy a Hugging Face Qwen2/Qwen3/Llama causal LM's weights (merge LoRA adapters first), fusing q/k/v
-        and gate/up into one matrix each."""
+        and gate/up into one matrix each; weights 'int8' quantizes each matrix as it is copied, so the
+        decoder never holds more than one matrix in `dtype` beyond its own int8 weights."""
         if "sliding_attention" in (getattr(model.config, "layer_types", None) or []):
             raise ValueError("the native engine attends over the whole sequence; this model has sliding-window "
                              "layers (use_sliding_window): serve it with engine 'hf'")
@@ -161,28 +224,38 @@ class Decoder(nn.Module):
         dtype = dtype or next(model.parameters()).dtype
         device = device or next(model.parameters()).device
         with torch.device("meta"):
-            decoder = cls(shape)
-        decoder = decoder.to_empty(device=device).to(dtype)
+            decoder = cls(shape, weights)
+        decoder = decoder.to_empty(device=device).to(dtype)  # floating tensors only: int8 weights stay int8
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, device=device).float()
                                                 / shape.head_dim))
         decoder.inv_freq = inv_freq  # recomputed: to_empty left the buffer uninitialised
+
+        def put(owner: nn.Module, name: str, weight: Tensor) -> None:  # a matrix, quantized if int8
+            if weights == "int8":
+                q, scale = quantize_int8(weight.to(device), dtype)
+                getattr(owner, name).weight.copy_(q)
+                getattr(owner, f"{name}_scale").copy_(scale)
+            else:
+                getattr(owner, name).weight.copy_(weight)
+
         decoder.embed.weight.copy_(state["model.embed_tokens.weight"])
         head = state.get("lm_head.weight", state["model.embed_tokens.weight"])  # tied embeddings
-        decoder.lm_head.weight.copy_(head)
+        put(decoder, "lm_head", head)
         decoder.norm.copy_(state["model.norm.weight"])
         for i, layer in enumerate(decoder.layers):
             p = f"model.layers.{i}."
-            layer.qkv.weight.copy_(torch.cat([state[p + f"self_attn.{n}_proj.weight"] for n in "qkv"]))
+            put(layer, "qkv", torch.cat([state[p + f"self_attn.{n}_proj.weight"] for n in "qkv"]))
             if bias:
                 layer.qkv.bias.copy_(torch.cat([state[p + f"self_attn.{n}_proj.bias"] for n in "qkv"]))
-            layer.o.weight.copy_(state[p + "self_attn.o_proj.weight"])
-            layer.gate_up.weight.copy_(torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]]))
-            layer.down.weight.copy_(state[p + "mlp.down_proj.weight"])
+            put(layer, "o", state[p + "self_attn.o_proj.weight"])
+            put(layer, "gate_up", torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]]))
+            put(layer, "down", state[p + "mlp.down_proj.weight"])
             layer.input_norm.copy_(state[p + "input_layernorm.weight"])
             layer.post_norm.copy_(state[p + "post_attention_layernorm.weight"])
             if qk_norm:
                 layer.qk_norm[: shape.num_heads].copy_(state[p + "self_attn.q_norm.weight"])
                 layer.qk_norm[shape.num_heads :].copy_(state[p + "self_attn.k_norm.weight"])
+            layer.refresh_scales()
         return decoder.eval().requires_grad_(False)
 
     def forward(self, input_ids: Tensor, start: Tensor, pad: Tensor, cache: KVCache, kv_len: int,
@@ -211,10 +284,10 @@ class Decoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x = step(x, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.gate_up.weight, layer.down.weight,
                      layer.input_norm, layer.post_norm, cache.k[i], cache.v[i], cos, sin_signed, columns, mask,
-                     s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.qk_norm)
+                     s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.qk_norm, layer.scales)
         if last_only:
             x = x[:, -1:]
-        return self.lm_head(F.rms_norm(x, (s.hidden_size,), self.norm, s.rms_norm_eps))
+        return linear(x, self.lm_head.weight, self.lm_head_scale, norm_weight=self.norm, eps=s.rms_norm_eps)
 
     def compile_layers(self) -> None:
         """Fuse each layer's small kernels with `torch.compile`: one compilation serves all layers."""

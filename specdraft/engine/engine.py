@@ -34,13 +34,15 @@ class EngineSession:
         return logits[0, -num_logits:]
 
     def propose_greedy(self, pending: list[int], k: int) -> list[int]:
-        """Feed `pending` and return the k greedy tokens after it, as one graph replay."""
-        if len(pending) > 1:
-            self.forward(pending[:-1], 1)
+        """Feed `pending` and return the k greedy tokens after it, as one graph replay. Its last two tokens
+        go into the proposal graph's first step: after a fully accepted proposal `pending` is the last
+        proposal and the bonus token, and feeding them separately would cost a whole extra draft step."""
+        if len(pending) > 2:
+            self.forward(pending[:-2], 1)
         runner = self._runner()
-        last = torch.tensor([pending[-1:]], dtype=torch.long, device=runner.cache.device)  # [1, 1]
+        last = torch.tensor([pending[-2:]], dtype=torch.long, device=runner.cache.device)  # [1, 1 or 2]
         proposed = runner.propose_greedy(last, self.length, self.engine._zero_pad, k)[0].tolist()
-        self.length += k
+        self.length += last.shape[1] + k - 1
         return proposed
 
     def rollback(self, length: int) -> None:
@@ -125,9 +127,13 @@ class Engine:
 
     @classmethod
     def from_hf(cls, model, *, max_seq_len: int, max_batch_size: int = 64, use_cuda_graphs: bool = True,
-                compile_layers: bool = False, dtype: torch.dtype | None = None) -> Engine:
-        """Serve a loaded Hugging Face Qwen2/Qwen3/Llama model (adapters merged first) on its own device."""
-        return cls(Decoder.from_hf(model, dtype=dtype), max_seq_len=max_seq_len, max_batch_size=max_batch_size,
+                compile_layers: bool = False, dtype: torch.dtype | None = None, weights: str = "bf16",
+                device: torch.device | None = None) -> Engine:
+        """Serve a loaded Hugging Face Qwen2/Qwen3/Llama model (adapters merged first) on `device` (default:
+        the model's own). weights: 'bf16' (the model's dtype) or 'int8' (weight-only, per-channel scales;
+        greedy output is then the quantized model's)."""
+        return cls(Decoder.from_hf(model, dtype=dtype, device=device, weights=weights), max_seq_len=max_seq_len,
+                   max_batch_size=max_batch_size,
                    use_cuda_graphs=use_cuda_graphs, compile_layers=compile_layers)
 
     @property

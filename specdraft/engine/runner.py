@@ -85,20 +85,23 @@ class StepRunner:
         return self._run(("step", batch, num_tokens, kv_len, last_only), fn, input_ids, start, pad, graph)
 
     @torch.inference_mode()
-    def propose_greedy(self, token: Tensor, start: int, pad: Tensor, k: int) -> Tensor:
-        """Feed token [1, 1] at column `start` and each greedy successor after it, k steps in all.
-        Returns the k greedy tokens [1, k]; columns start..start+k-1 are cached."""
-        kv_len = self.kv_len(start + k)
+    def propose_greedy(self, tokens: Tensor, start: int, pad: Tensor, k: int) -> Tensor:
+        """Feed tokens [1, T0] (T0 = 1 or 2: the newest token, or the last accepted proposal and the bonus
+        token after it) at columns start.., then each greedy successor, k draft tokens in all. Returns them
+        [1, k]; columns start..start+T0+k-2 are cached."""
+        first = tokens.shape[1]
+        kv_len = self.kv_len(start + first + k - 1)
 
         def fn(ids: Tensor, start_t: Tensor, pad_t: Tensor) -> Tensor:
             proposed = []
             for j in range(k):
-                logits = self.decoder(ids, start_t + j, pad_t, self.cache, kv_len, True, compiled=True)  # [1,1,V]
+                column = start_t if j == 0 else start_t + first + j - 1
+                logits = self.decoder(ids, column, pad_t, self.cache, kv_len, True, compiled=True)  # [1, 1, V]
                 ids = logits[:, -1].argmax(dim=-1, keepdim=True)  # [1, 1]
                 proposed.append(ids)
             return torch.cat(proposed, dim=1)  # [1, k]
 
-        return self._run(("propose", k, kv_len), fn, token, start, pad, graph=True)
+        return self._run(("propose", first, k, kv_len), fn, tokens, start, pad, graph=True)
 
     @torch.inference_mode()
     def step_rows(self, input_ids: Tensor, start: Tensor, pad: Tensor, end: int) -> Tensor:

@@ -1,0 +1,123 @@
+"""One decoder matrix at a time on a GPU: what each way of multiplying a few rows by it costs, against the
+time to read its weights once. The profile behind docs/performance.md's decode-step figures.
+
+    python benchmarks/linear_kernels.py --out linear_kernels.json
+
+For each matrix of the seed's 14B target and 0.5B draft (fused qkv, o, fused gate/up, down, lm-head) and
+M = 1 and 6 rows: cuBLAS on bf16 weights (`F.linear`), the engine's Triton int8 kernel
+(`specdraft.engine.kernels.int8_linear`), the int8 reference path (dequantize, then cuBLAS), and
+`torch.ops.aten._weight_int8pack_mm` where this torch has it for CUDA. Times are CUDA-graph replays of
+many calls over enough weight copies that no call finds its weights in L2 (median of 5 replays), so they
+include each kernel's launch and tail as a decode step does. Writes JSON and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+
+SHAPES = {  # (N, K) of each matrix a decode step reads, and how many of it a step reads
+    "target": {"qkv": (7168, 5120, 48), "o": (5120, 5120, 48), "gate_up": (27648, 5120, 48),
+               "down": (5120, 13824, 48), "lm_head": (152064, 5120, 1)},
+    "draft": {"qkv": (1152, 896, 24), "o": (896, 896, 24), "gate_up": (9728, 896, 24), "down": (896, 4864, 24),
+              "lm_head": (152064, 896, 1)},
+}
+
+
+def replay_us(fn, copies: int, calls: int = 64) -> float:
+    """Microseconds per call of fn(i), i cycling over `copies` weight sets, from a captured graph."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for i in range(copies):
+            fn(i)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for j in range(calls):
+            fn(j % copies)
+    times = []
+    for _ in range(6):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) * 1000 / calls)
+    return statistics.median(times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="linear_kernels.json")
+    args = parser.parse_args()
+
+    from specdraft.engine.kernels import int8_linear
+    from specdraft.engine.quant import dequantize, quantize_int8
+
+    device = torch.device("cuda")
+    src = torch.empty(2 * 1024**3 // 2, dtype=torch.bfloat16, device=device).uniform_()
+    dst = torch.empty_like(src)
+    for _ in range(20):  # bring the clocks up from idle before timing
+        dst.copy_(src)
+    copy_us = replay_us(lambda i: dst.copy_(src), 1, calls=8)
+    bandwidth = 2 * src.numel() * 2 / (copy_us * 1e-6)
+    del src, dst
+    has_pack = hasattr(torch.ops.aten, "_weight_int8pack_mm")
+    results = {"command": "python " + " ".join(sys.argv), "gpu": torch.cuda.get_device_name(device),
+               "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth, "rows": {}}
+    lines = []
+    for model, shapes in SHAPES.items():
+        step = {}
+        for name, (n, k, count) in shapes.items():
+            copies = max(2, min(32, math.ceil(512 * 1024**2 / (n * k))))  # > 8x L2 in int8
+            g = torch.Generator(device=device).manual_seed(0)
+            bf16 = [torch.randn(n, k, device=device, dtype=torch.bfloat16, generator=g) / 30 for _ in range(copies)]
+            q, s = zip(*(quantize_int8(w, torch.bfloat16) for w in bf16))
+            for m in (1, 6):
+                x = torch.randn(m, k, device=device, dtype=torch.bfloat16, generator=g)
+                row = {"N": n, "K": k, "M": m,
+                       "bf16_floor_us": n * k * 2 / bandwidth * 1e6, "int8_floor_us": n * k / bandwidth * 1e6,
+                       "cublas_bf16_us": replay_us(lambda i: F.linear(x, bf16[i]), copies),
+                       "triton_int8_us": replay_us(lambda i: int8_linear(x, q[i], s[i]), copies)}
+                if n * k <= 30e6:  # the reference path materialises bf16 weights: only the small ones
+                    row["dequant_then_cublas_us"] = replay_us(
+                        lambda i: F.linear(x, dequantize(q[i], s[i], x.dtype)), copies)
+                if has_pack:
+                    try:
+                        row["weight_int8pack_mm_us"] = replay_us(
+                            lambda i: torch.ops.aten._weight_int8pack_mm(x, q[i], s[i]), copies)
+                    except (RuntimeError, NotImplementedError) as e:
+                        row["weight_int8pack_mm_us"] = f"unavailable: {str(e).splitlines()[0][:120]}"
+                out, ref = int8_linear(x, q[0], s[0]).float(), F.linear(x.float(), q[0].float() * s[0].float()[:, None])
+                row["triton_rel_error"] = float((out - ref).norm() / ref.norm())
+                row["cublas_fraction_of_bf16_floor"] = row["bf16_floor_us"] / row["cublas_bf16_us"]
+                row["triton_fraction_of_int8_floor"] = row["int8_floor_us"] / row["triton_int8_us"]
+                results["rows"][f"{model}.{name}.M{m}"] = row
+                step.setdefault(m, [0.0, 0.0])
+                step[m][0] += count * row["cublas_bf16_us"]
+                step[m][1] += count * row["triton_int8_us"]
+                lines.append(f"{model:6} {name:8} M={m:<2} N={n:<6} K={k:<5} cublas {row['cublas_bf16_us']:8.1f} us "
+                             f"({row['cublas_fraction_of_bf16_floor']:.0%})  "
+                             f"triton-int8 {row['triton_int8_us']:8.1f} us "
+                             f"({row['triton_fraction_of_int8_floor']:.0%})  err {row['triton_rel_error']:.1e}")
+            del bf16, q, s
+        for m, (cublas, triton_int8) in step.items():
+            results[f"{model}_matmuls_M{m}_cublas_bf16_ms"] = cublas / 1000
+            results[f"{model}_matmuls_M{m}_triton_int8_ms"] = triton_int8 / 1000
+            lines.append(f"{model} step matmuls M={m}: cublas bf16 {cublas / 1000:.3f} ms, triton int8 "
+                         f"{triton_int8 / 1000:.3f} ms")
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; _weight_int8pack_mm present: {has_pack}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Weight-only int8 engine (`weights='int8'`) on CPU, float32: it computes exactly what a model over the
+dequantized weights computes, and speculative decoding reproduces the quantized target's greedy output."""
+
+import copy
+import os
+
+import pytest
+import torch
+
+from specdraft.decoding import autoregressive_generate, speculative_generate
+from specdraft.engine import Engine
+from specdraft.engine.quant import dequantize, quantize_int8
+from tests.conftest import tiny_qwen2
+from tests.test_engine import hf_greedy, tiny_qwen3
+
+
+def dequantized_copy(model):
+    """`model` with every layer matrix and the lm-head replaced by its int8 approximation (the embedding
+    table kept): what the int8 engine should compute, as a Hugging Face model."""
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, module in reference.named_modules():
+            if isinstance(module, torch.nn.Linear):
+                q, scale = quantize_int8(module.weight, module.weight.dtype)
+                module.weight.copy_(dequantize(q, scale, module.weight.dtype))
+    return reference
+
+
+def test_quantize_int8_rounds_each_row_to_its_nearest_grid_point():
+    w = torch.randn(40, 24) * torch.logspace(-3, 1, 40)[:, None]  # rows of very different ranges
+    w[3] = 0  # an all-zero row stays zero
+    q, scale = quantize_int8(w, torch.float32)
+    assert q.dtype == torch.int8 and scale.shape == (40,)
+    assert int(q.abs().max()) == 127 and bool((q[3] == 0).all())
+    error = (dequantize(q, scale, torch.float32) - w).abs()
+    assert bool((error <= scale[:, None] / 2 + 1e-6 * w.abs()).all())
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_qwen2(0), lambda: tiny_qwen3(0)], ids=["qwen2", "qwen3"])
+def test_int8_engine_equals_the_dequantized_model(make):
+    model = make()
+    reference = dequantized_copy(model)
+    int8 = Engine.from_hf(model, max_seq_len=128, weights="int8")
+    over_dequantized = Engine.from_hf(reference, max_seq_len=128)  # bf16 format: plain float32 matrices
+    assert int8.decoder.layers[0].qkv.weight.dtype == torch.int8
+    prompt = torch.randint(0, 61, (1, 9), generator=torch.Generator().manual_seed(1))
+    logits = []
+    for engine in (int8, over_dequantized):
+        session = engine.open_session(64)
+        logits.append(torch.cat([session.forward(prompt[0, :6].tolist(), 6),
+                                 session.forward(prompt[0, 6:7].tolist(), 1),
+                                 session.forward(prompt[0, 7:].tolist(), 2)]))
+    assert torch.equal(logits[0], logits[1])  # the same function, bit for bit
+    with torch.no_grad():
+        hf = reference(prompt).logits[0]
+    torch.testing.assert_close(logits[0], hf, atol=1e-4, rtol=0)
+    # Quantization changed the model: the int8 logits are not the float model's.
+    with torch.no_grad():
+        assert not torch.allclose(logits[0], model(prompt).logits[0], atol=1e-4)
+    out = autoregressive_generate(int8, prompt, max_new_tokens=30)
+    assert out.tolist() == hf_greedy(reference, prompt[0].tolist(), 30)
+
+
+def test_int8_speculative_equals_int8_target_greedy(target, draft):
+    int8_target = Engine.from_hf(target, max_seq_len=128, weights="int8")
+    drafts = (Engine.from_hf(draft, max_seq_len=128, weights="int8"), Engine.from_hf(draft, max_seq_len=128))
+    for draft_engine in drafts:
+        for seed in range(3):
+            prompt = torch.randint(0, 97, (1, 5 + seed), generator=torch.Generator().manual_seed(seed))
+            reference = autoregressive_generate(int8_target, prompt, max_new_tokens=40)
+            for k in (1, 4):
+                out = speculative_generate(int8_target, draft_engine, prompt, num_speculative_tokens=k,
+                                           max_new_tokens=40)
+                assert torch.equal(out.token_ids, reference)
+
+
+def test_int8_halves_the_matrix_bytes(target):
+    def matrix_bytes(engine):
+        return sum(p.numel() * p.element_size() for n, p in engine.decoder.named_parameters()
+                   if n.endswith("weight") and p.dim() == 2 and not n.startswith("embed"))
+
+    bf16 = Engine.from_hf(target, max_seq_len=64, dtype=torch.bfloat16)
+    int8 = Engine.from_hf(target, max_seq_len=64, dtype=torch.bfloat16, weights="int8")
+    assert matrix_bytes(int8) * 2 == matrix_bytes(bf16)
+
+
+def test_unknown_weight_format_is_rejected(target):
+    with pytest.raises(ValueError, match="int8"):
+        Engine.from_hf(target, max_seq_len=64, weights="int3")
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
+                    reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton installed")
+@pytest.mark.parametrize("rows", [1, 6, 16])
+@pytest.mark.parametrize("fusion", ["plain", "bias", "residual", "norm", "norm+bias", "silu_mul+residual"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("config", range(5))
+def test_int8_kernel_equals_the_reference(rows, fusion, dtype, config, monkeypatch):
+    """Each candidate configuration of the Triton kernel (split-K or not) against the reference path in
+    float64, on masked edges (N, K multiples of no block), every fusion."""
+    pytest.importorskip("triton")
+    from specdraft.engine import kernels
+    from specdraft.engine.quant import linear
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and dtype == torch.bfloat16:
+        pytest.skip("the interpreter's bf16 dot is numpy's float32 one: nothing more than the float32 case")
+    g = torch.Generator().manual_seed(rows)
+    n, k = 200, 300
+    q, scale = quantize_int8(torch.randn(n, k, generator=g), torch.float32)
+    x = torch.randn(rows, 2 * k if "silu" in fusion else k, generator=g)
+    kwargs = dict(bias=torch.randn(n, generator=g) if "bias" in fusion else None,
+                  residual=torch.randn(rows, n, generator=g) if "residual" in fusion else None,
+                  norm_weight=torch.rand(k, generator=g) + 0.5 if "norm" in fusion else None,
+                  silu_mul="silu" in fusion)
+    on = {key: v.to(device, dtype) if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
+    kernels._tuned.clear()
+    monkeypatch.setattr(kernels, "_tune", lambda key, run: kernels.CANDIDATES[config])
+    out = kernels.int8_linear(x.to(device, dtype), q.to(device), scale.to(device, dtype), eps=1e-6, **on)
+    assert out is not None, kernels.FAILURES
+    as64 = {key: v.double() if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
+    expected = linear(x.double(), q, scale.double(), eps=1e-6, **as64)  # q stays int8: the reference path
+    error = (out.cpu().double() - expected).norm() / expected.norm()
+    assert float(error) < (1e-5 if dtype == torch.float32 else 2e-2), error
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
+                    reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton installed")
+@pytest.mark.parametrize("qk_norm", [False, True], ids=["qwen2", "qwen3"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["one-start", "ragged"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_and_cache_kernel_equals_the_reference(qk_norm, ragged, dtype):
+    pytest.importorskip("triton")
+    from specdraft.engine.decoder import rope_and_cache_reference
+    from specdraft.engine.kernels import rope_and_cache
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and dtype == torch.bfloat16:
+        pytest.skip("the interpreter has no bf16 arithmetic (numpy)")
+    g = torch.Generator().manual_seed(0)
+    B, T, nh, nkv, hd, S = 3, 5, 6, 2, 16, 32
+    qkv = torch.randn(B, T, nh + 2 * nkv, hd, generator=g)
+    angles = torch.rand(B, T, hd // 2, generator=g) * 6
+    cos = torch.cat((angles, angles), -1).cos()
+    sin_signed = torch.cat((-angles, angles), -1).sin()
+    columns = (torch.tensor([[3], [9], [0]]) if ragged else torch.tensor([[7]])) + torch.arange(T)
+    weights = torch.rand(nh + nkv, hd, generator=g) + 0.5 if qk_norm else None
+    outputs = []
+    for fn in (rope_and_cache, rope_and_cache_reference):
+        caches = [torch.full((B + 1, nkv, S, hd), float("nan"), dtype=dtype, device=device) for _ in range(2)]
+        q = fn(qkv.to(device, dtype), cos.to(device, dtype), sin_signed.to(device, dtype), *caches, columns.to(device),
+               weights.to(device, dtype) if qk_norm else None, 1e-6, nh, nkv)
+        outputs.append([q.float().cpu(), *(c.float().cpu() for c in caches)])
+    for mine, reference in zip(*outputs):  # NaN where nothing was written, in both
+        if dtype == torch.float32:
+            torch.testing.assert_close(mine, reference, atol=1e-5, rtol=1e-5, equal_nan=True)
+        else:  # bf16: the same roundings, at most one unit in the last place apart
+            torch.testing.assert_close(mine, reference, atol=1e-2, rtol=1e-2, equal_nan=True)
+
+
+def test_engine_weights_config_reaches_the_engine(target):
+    from specdraft.config import ConfigError, load_config, validate
+    from specdraft.serving import serve
+
+    assert load_config(validate({})).engine_weights == "bf16"  # the schema's default
+    assert load_config(validate({"engine_weights": "int8"})).engine_weights == "int8"
+    with pytest.raises(ConfigError, match="engine_weights"):
+        validate({"engine_weights": "int3"})
+    served = serve(target, "native", max_seq_len=64, weights="int8")
+    assert served.decoder.lm_head.weight.dtype == torch.int8
