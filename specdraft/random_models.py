@@ -107,7 +107,10 @@ def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: t
     tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
     output_layer = model.get_output_embeddings()
     linear_4bit = _nf4_factory(dtype) if quantize_4bit else None
-    for module_name, module in list(model.named_modules()):
+    # Names, not modules: a list of modules would keep every drawn bf16 layer alive after its NF4 replacement
+    # (the 4-bit 14B then held 24 GiB while loading).
+    for module_name in [name for name, _ in model.named_modules()]:
+        module = model.get_submodule(module_name)
         if tied and module is output_layer:
             continue
         own = dict(module.named_parameters(recurse=False))
@@ -119,6 +122,7 @@ def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: t
         if linear_4bit is not None and isinstance(module, torch.nn.Linear) and ".layers." in f".{module_name}":
             parent_name, _, child = module_name.rpartition(".")
             setattr(model.get_submodule(parent_name), child, linear_4bit(module))
+            del module  # the drawn bf16 weight is freed here, before the next layer is drawn
     if tied:
         model.tie_weights()
     # Non-persistent buffers (the rotary inverse frequencies) are computed at construction: redo it on device.
