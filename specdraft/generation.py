@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from specdraft.logs import Progress
+
 
 def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Token ids of a chat prompt, ending where the assistant's answer starts."""
@@ -55,6 +57,7 @@ def generate_batched(model, tokenizer, prompts: list[list[dict]], *, max_new_tok
     common = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
               "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     outputs: list[list[int]] = [[] for _ in encoded]
+    progress = Progress("generate", len(order), unit="prompt")
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = [encoded[i] for i in chunk]
@@ -65,4 +68,5 @@ def generate_batched(model, tokenizer, prompts: list[list[dict]], *, max_new_tok
             generated = _hf_generate_batch(model, batch, **common)
         for i, ids in zip(chunk, generated):
             outputs[i] = ids
+        progress.update(start + len(chunk), mean_new_tokens=sum(len(outputs[i]) for i in chunk) / len(chunk))
     return outputs

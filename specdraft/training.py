@@ -13,6 +13,7 @@ import torch
 from specdraft.atomic import atomic_path
 from specdraft.config import TrainingConfig
 from specdraft.jsonl import read_jsonl
+from specdraft.logs import Progress
 from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,22 @@ def prompt_completion(prompt: list[dict], completion: str) -> dict:
     return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
 
 
+def progress_callback(what: str):
+    """A Trainer callback logging step, loss, rate and ETA as readable lines (in place of tqdm's bar and the
+    printed log dicts)."""
+    from transformers import TrainerCallback
+
+    class LogProgress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.progress = Progress(what, state.max_steps)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.progress.update(state.global_step, loss=float(logs["loss"]))
+
+    return LogProgress()
+
+
 def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_dir: str | os.PathLike,
              seed: int) -> list[dict]:
     """Fine-tune a LoRA adapter on prompt-completion `examples`; save adapter and tokenizer to `out_dir`.
@@ -31,6 +48,7 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
     """
     from datasets import Dataset
     from peft import LoraConfig
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     if not examples:
@@ -57,9 +75,12 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
             report_to="none",
             seed=seed,
             dataloader_num_workers=0,
+            disable_tqdm=True,
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                              processing_class=tokenizer, peft_config=lora)
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(progress_callback(f"train {Path(out_dir).name}"))
         trainer.train()
         with atomic_path(out_dir, directory=True) as tmp:
             # The vocabulary may have been padded; rows past the base's are restored by `pad_vocab` on load.
