@@ -9,6 +9,10 @@ rule prepare:
     params:
         data=config["data"],
         teacher=CFG.data.teacher or base_model("target"),
+        seed=config["seed"],
+        llm_rewriter=lambda wildcards: (
+            [config["engine"], config["models"]] if wildcards.style == "cod" and CFG.data.cod_rewriter == "llm" else None
+        ),
     log:
         "logs/prepare/{style}_{scenario}.log",
     threads: 1

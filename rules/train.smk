@@ -8,6 +8,7 @@ rule train_target:
         base=base_model("target"),
         models=config["models"],
         training=config["train_target"],
+        seed=config["seed"],
     log:
         "logs/train_target/{style}_{scenario}.log",
     threads: 1
@@ -31,6 +32,7 @@ rule train_draft:
         models=config["models"],
         target_base=base_model("target"),
         training=config["train_draft"],
+        seed=config["seed"],
     log:
         "logs/train_draft/{style}_{scenario}.log",
     threads: 1

@@ -69,7 +69,30 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, devic
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    neutral_generation_config(model)
     return model.to(device).eval()
+
+
+# The only generation settings a checkpoint may keep: which tokens are special, not how to decode.
+GENERATION_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def neutral_generation_config(model) -> None:
+    """Replace the checkpoint's `generation_config` by one holding only its special token ids.
+
+    Hugging Face `generate` fills every decoding setting it is not given from the checkpoint's
+    generation_config (Qwen2.5-Instruct ships repetition_penalty 1.05, top_k 20, top_p 0.8, temperature 0.7);
+    the native engine applies none of them. Without this the two engines would decode differently; with it
+    both decode with exactly the configured temperature and top_p, nothing else.
+    """
+    from transformers import GenerationConfig
+
+    current = model.generation_config
+    dropped = {k: v for k, v in current.to_diff_dict().items() if k not in (*GENERATION_IDS, "transformers_version")}
+    model.generation_config = GenerationConfig(**{k: getattr(current, k, None) for k in GENERATION_IDS})
+    if dropped:
+        log.info("ignoring the checkpoint's generation defaults %s: decoding uses only the configured "
+                 "temperature and top_p", dropped)
 
 
 def vocab_size_of(name_or_path: str | os.PathLike) -> int:
