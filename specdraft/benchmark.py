@@ -14,9 +14,10 @@ from specdraft.answers import extract_answer, is_equivalent
 from specdraft.atomic import atomic_path
 from specdraft.config import BenchConfig
 from specdraft.decoding import autoregressive_generate, speculative_generate
-from specdraft.generation import chat_prompt_ids
+from specdraft.generation import chat_prompt_ids, check_prompt_lengths
 from specdraft.jsonl import read_jsonl
-from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
+from specdraft.models import (context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype,
+                              vocab_size_of)
 from specdraft.serving import serve
 
 log = logging.getLogger(__name__)
@@ -112,13 +113,17 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
           seed: int) -> None:
     """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems."""
     records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
+    tokenizer = load_tokenizer(target_base)
+    lengths = [len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records]
+    context = context_length(target_base)
+    check_prompt_lengths(test_path, lengths, limit=context - cfg.max_new_tokens, ids=[r["id"] for r in records],
+                         reason=f"the model's context of {context} less bench.max_new_tokens {cfg.max_new_tokens}")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     target = load_causal_lm(target_base, dtype=torch_dtype, device=dev, adapter=target_adapter)
     draft = load_causal_lm(draft_base, dtype=torch_dtype, device=dev, adapter=draft_adapter,
                            vocab_size=vocab_size_of(target_base))
-    tokenizer = load_tokenizer(target_base)
-    longest = max(len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records)
+    longest = max(lengths)
     target, draft = (serve(m, engine, max_seq_len=longest + cfg.max_new_tokens) for m in (target, draft))
     rows = run_benchmark(target, draft, tokenizer, records, cfg, seed)
     write_rows(out_path, rows)

@@ -12,6 +12,28 @@ def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
+class PromptTooLong(ValueError):
+    """Prompts that do not fit; the message names the file and each prompt's line (or id) and counts them."""
+
+
+def check_prompt_lengths(path: str, lengths: list[int], *, limit: int, reason: str, ids: list[str],
+                         line_numbers: list[int] | None = None) -> None:
+    """Raise `PromptTooLong` when any prompt is longer than `limit` tokens, before any cache is sized for it.
+
+    path: the file the prompts come from; lengths, ids, line_numbers: one per prompt; reason: why `limit`.
+    """
+    if limit < 1:
+        raise PromptTooLong(f"{path}: no prompt can fit ({reason}); lower max_new_tokens or max_length")
+    too_long = [i for i, n in enumerate(lengths) if n > limit]
+    if not too_long:
+        return
+    where = [f"line {line_numbers[i]} (id {ids[i]})" if line_numbers else f"id {ids[i]}" for i in too_long]
+    shown = "; ".join(f"{w}: {lengths[i]:,} tokens" for w, i in zip(where[:5], too_long[:5]))
+    more = f"; and {len(too_long) - 5} more" if len(too_long) > 5 else ""
+    raise PromptTooLong(f"{path}: {len(too_long)} of {len(lengths)} prompts are longer than {limit:,} tokens "
+                        f"({reason}): {shown}{more}. Drop or shorten them in the data.")
+
+
 def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts right-aligned in one batch: input_ids [B, width], and each row's padding length [B]."""
     width = max(len(p) for p in prompts)

@@ -95,6 +95,13 @@ def neutral_generation_config(model) -> None:
                  "temperature and top_p", dropped)
 
 
+def context_length(name_or_path: str | os.PathLike) -> int:
+    """The number of positions a model was built for (`max_position_embeddings`), read from its config alone."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(name_or_path)).max_position_embeddings
+
+
 def vocab_size_of(name_or_path: str | os.PathLike) -> int:
     """The number of embedding rows a model has, read from its config alone."""
     from transformers import AutoConfig

@@ -12,9 +12,11 @@ import torch
 
 from specdraft.atomic import atomic_path
 from specdraft.config import TrainingConfig
-from specdraft.jsonl import read_jsonl
+from specdraft.generation import chat_prompt_ids, check_prompt_lengths
+from specdraft.jsonl import iter_jsonl
 from specdraft.logs import Progress
-from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
+from specdraft.models import (context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype,
+                              vocab_size_of)
 
 log = logging.getLogger(__name__)
 
@@ -90,24 +92,40 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
     return trainer.state.log_history
 
 
+def check_prompts_fit(path: str, numbered: list[tuple[int, dict]], examples: list[dict], tokenizer, base: str,
+                      cfg: TrainingConfig) -> None:
+    """Fail, naming file and line, when a prompt leaves no completion token within `max_length` (TRL cuts the
+    completion, so nothing would be learnt from it) or the model's context, before any model is loaded."""
+    limit = min(cfg.max_length, context_length(base)) - 1
+    lengths = [len(chat_prompt_ids(tokenizer, e["prompt"])) for e in examples]
+    check_prompt_lengths(path, lengths, limit=limit, ids=[str(r.get("id", "?")) for _, r in numbered],
+                         line_numbers=[n for n, _ in numbered],
+                         reason=f"max_length {cfg.max_length}, or the model's context: a longer prompt leaves no "
+                                f"completion tokens to train on")
+
+
 def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, *, dtype: str, device: str,
                  seed: int) -> list[dict]:
     """LoRA-tune the target on a style's processed training records."""
-    records = read_jsonl(train_path, required=("messages",))
-    examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for r in records]
+    numbered = list(iter_jsonl(train_path, required=("messages",)))
+    examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for _, r in numbered]
+    tokenizer = load_tokenizer(base)
+    check_prompts_fit(train_path, numbered, examples, tokenizer, base, cfg)
     dev = resolve_device(device)
     model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev)
     model.train()
-    return sft_lora(model, load_tokenizer(base), examples, cfg, out_dir, seed)
+    return sft_lora(model, tokenizer, examples, cfg, out_dir, seed)
 
 
 def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, cfg: TrainingConfig, *,
                 dtype: str, device: str, seed: int) -> list[dict]:
     """LoRA-tune the draft on the tuned target's distilled completions, its vocabulary padded to the target's."""
-    records = read_jsonl(distilled_path, required=("prompt", "completion"))
-    examples = [prompt_completion(r["prompt"], r["completion"]) for r in records]
+    numbered = list(iter_jsonl(distilled_path, required=("prompt", "completion")))
+    examples = [prompt_completion(r["prompt"], r["completion"]) for _, r in numbered]
+    tokenizer = load_tokenizer(base)
+    check_prompts_fit(distilled_path, numbered, examples, tokenizer, base, cfg)
     dev = resolve_device(device)
     model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev,
                            vocab_size=vocab_size_of(target_base))
     model.train()
-    return sft_lora(model, load_tokenizer(base), examples, cfg, out_dir, seed)
+    return sft_lora(model, tokenizer, examples, cfg, out_dir, seed)
