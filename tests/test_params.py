@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from test_workflow import micro_config
+from tests.test_workflow import micro_config, statuses
 
 TARGET = "data/processed/cod_easy/train.jsonl"
 
@@ -31,9 +31,10 @@ def test_key_order_reruns_nothing_and_a_changed_seed_reruns(tmp_path, repo):
     snakemake(repo, tmp_path, tmp_path / "a.yaml")
     assert (tmp_path / TARGET).exists()
 
-    reordered = snakemake(repo, tmp_path, tmp_path / "b.yaml", "--list-params-changes")
-    assert TARGET not in reordered
+    reordered = statuses(snakemake(repo, tmp_path, tmp_path / "b.yaml", "--summary"))
+    assert reordered[TARGET] == "ok" and set(reordered.values()) == {"ok"}
     assert "Nothing to be done" in snakemake(repo, tmp_path, tmp_path / "b.yaml", "-n")
 
-    assert TARGET in snakemake(repo, tmp_path, tmp_path / "b.yaml", "--list-params-changes", "--config", "seed=1")
+    assert statuses(snakemake(repo, tmp_path, tmp_path / "b.yaml", "--summary", "--config", "seed=1"))[TARGET] == (
+        "params changed")
     assert "Nothing to be done" not in snakemake(repo, tmp_path, tmp_path / "b.yaml", "-n", "--config", "seed=1")
