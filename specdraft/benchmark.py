@@ -16,6 +16,7 @@ from specdraft.config import BenchConfig
 from specdraft.decoding import autoregressive_generate, speculative_generate
 from specdraft.generation import chat_prompt_ids, check_prompt_lengths
 from specdraft.jsonl import read_jsonl
+from specdraft.logs import Progress
 from specdraft.models import (context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype,
                               vocab_size_of)
 from specdraft.serving import serve
@@ -76,6 +77,7 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
             speculative_generate(target, draft, input_ids, num_speculative_tokens=k, generator=generator(), **common)
 
     rows = []
+    progress = Progress("bench", len(records), unit="problem")
     for record, input_ids in zip(records, prompts):
         reference_ids, target_seconds = _timed(
             lambda: autoregressive_generate(target, input_ids, generator=generator(), **common), device)
@@ -97,6 +99,7 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
         latest = rows[-len(cfg.num_speculative_tokens):]
         log.info("%s: %s", record["id"],
                  ", ".join(f"k={r.k} accept={r.acceptance_rate:.2f} speedup={r.speedup:.2f}" for r in latest))
+        progress.update(len(rows) // len(cfg.num_speculative_tokens))
     return rows
 
 

@@ -1,8 +1,8 @@
 """Route a workflow step's logging, warnings and stderr to its Snakemake log file; progress to the console too.
 
 A person reads two things while a run goes on: the console Snakemake prints to, and `logs/<rule>/<job>.log`.
-Both get the package's own lines (`specdraft.*` loggers: progress with rate and ETA, counts, results), each
-console line prefixed with the job it comes from; only the log file gets third-party output. Carriage-return
+The log file gets everything; the console gets progress lines (rate and ETA) and the package's warnings and
+errors, each prefixed with the job it comes from. Carriage-return
 progress bars (tqdm, Hugging Face) are switched off, and the deprecation warnings of our dependencies that our
 code cannot fix are filtered here, once.
 """
@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PROGRESS_SECONDS = 5.0
+PROGRESS_LOGGER = "specdraft.progress"
 
 # Raised inside transformers/TRL/PEFT for arguments they pass themselves; nothing in our call can avoid them.
 UNFIXABLE_WARNINGS = [
@@ -52,15 +53,19 @@ def job_name(log_path: str | os.PathLike) -> str:
     return "/".join(parts)
 
 
-class _OwnLines(logging.Filter):
+class _ConsoleLines(logging.Filter):
+    """Progress lines, and the package's warnings and errors: what a person watching the run needs."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.name == "specdraft" or record.name.startswith("specdraft.")
+        if record.name == PROGRESS_LOGGER:
+            return True
+        return record.name.startswith("specdraft.") and record.levelno >= logging.WARNING
 
 
 @contextlib.contextmanager
 def log_to(path: str, console=None) -> Iterator[None]:
-    """Send the root logger, Python warnings, stdout and stderr to `path` for the duration of the block; the
-    package's own log lines also to `console` (default: the stderr in place when the block starts)."""
+    """Send the root logger, Python warnings, stdout and stderr to `path` for the duration of the block; progress
+    lines and the package's warnings also to `console` (default: the stderr in place when the block starts)."""
     quiet_libraries()
     console = console if console is not None else sys.stderr
     with (open(path, "w", encoding="utf-8") as stream, contextlib.redirect_stderr(stream),
@@ -69,7 +74,7 @@ def log_to(path: str, console=None) -> Iterator[None]:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         echo = logging.StreamHandler(console)
         echo.setFormatter(logging.Formatter(f"[{job_name(path)}] %(message)s"))
-        echo.addFilter(_OwnLines())
+        echo.addFilter(_ConsoleLines())
         echo.setLevel(logging.INFO)
         root = logging.getLogger()
         root.addHandler(handler)
@@ -106,7 +111,7 @@ class Progress:
     def __init__(self, what: str, total: int, *, unit: str = "step", every: float = PROGRESS_SECONDS,
                  logger: logging.Logger | None = None, clock=time.monotonic):
         self.what, self.total, self.unit, self.every = what, total, unit, every
-        self.log = logger or logging.getLogger("specdraft.progress")
+        self.log = logger or logging.getLogger(PROGRESS_LOGGER)
         self.clock = clock
         self.start = clock()
         self.last: float | None = None
