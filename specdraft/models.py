@@ -75,6 +75,12 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, devic
 
 # The only generation settings a checkpoint may keep: which tokens are special, not how to decode.
 GENERATION_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+# Settings of a generation_config that change which tokens are chosen (reported when a checkpoint sets them).
+DECODING_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff",
+                     "eta_cutoff", "repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size",
+                     "length_penalty", "num_beams", "bad_words_ids", "sequence_bias", "suppress_tokens",
+                     "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id", "min_length",
+                     "min_new_tokens", "max_length", "max_new_tokens")
 
 
 def neutral_generation_config(model) -> None:
@@ -88,7 +94,7 @@ def neutral_generation_config(model) -> None:
     from transformers import GenerationConfig
 
     current = model.generation_config
-    dropped = {k: v for k, v in current.to_diff_dict().items() if k not in (*GENERATION_IDS, "transformers_version")}
+    dropped = {k: v for k, v in current.to_diff_dict().items() if k in DECODING_SETTINGS and v is not None}
     model.generation_config = GenerationConfig(**{k: getattr(current, k, None) for k in GENERATION_IDS})
     if dropped:
         log.info("ignoring the checkpoint's generation defaults %s: decoding uses only the configured "
