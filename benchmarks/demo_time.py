@@ -86,7 +86,9 @@ def main() -> None:
     load_before = os.getloadavg()
     start = time.perf_counter()
     try:
-        result = subprocess.run(command, cwd=run_dir, capture_output=True, text=True)
+        # The copy's own package, not whichever checkout this Python's `pip install -e .` points at.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(run_dir), os.environ.get("PYTHONPATH")]))}
+        result = subprocess.run(command, cwd=run_dir, capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - start
     finally:
         if busy is not None:
