@@ -94,14 +94,19 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
 
 def check_prompts_fit(path: str, numbered: list[tuple[int, dict]], examples: list[dict], tokenizer, base: str,
                       cfg: TrainingConfig) -> None:
-    """Fail, naming file and line, when a prompt leaves no completion token within `max_length` (TRL cuts the
-    completion, so nothing would be learnt from it) or the model's context, before any model is loaded."""
-    limit = min(cfg.max_length, context_length(base)) - 1
+    """Before any model is loaded: fail, naming file and line, on a prompt longer than the model's context;
+    count and log (with lines) the prompts of `max_length` tokens or more, whose completions TRL's truncation
+    to `max_length` cuts entirely (they are kept, as configured, but teach nothing)."""
     lengths = [len(chat_prompt_ids(tokenizer, e["prompt"])) for e in examples]
-    check_prompt_lengths(path, lengths, limit=limit, ids=[str(r.get("id", "?")) for _, r in numbered],
+    context = context_length(base)
+    check_prompt_lengths(path, lengths, limit=context - 1, ids=[str(r.get("id", "?")) for _, r in numbered],
                          line_numbers=[n for n, _ in numbered],
-                         reason=f"max_length {cfg.max_length}, or the model's context: a longer prompt leaves no "
-                                f"completion tokens to train on")
+                         reason=f"the model's context of {context}, less one completion token")
+    cut = [(n, r.get("id", "?"), length) for (n, r), length in zip(numbered, lengths) if length >= cfg.max_length]
+    if cut:
+        log.warning("%s: %d of %d prompts have max_length %d tokens or more, so truncation leaves no completion "
+                    "token to learn from: %s", path, len(cut), len(lengths), cfg.max_length,
+                    "; ".join(f"line {n} (id {i}): {length} tokens" for n, i, length in cut[:5]))
 
 
 def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, *, dtype: str, device: str,

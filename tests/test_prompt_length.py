@@ -51,7 +51,7 @@ def test_distill_rejects_a_prompt_longer_than_the_context(tmp_path, base):
     assert not out.exists()
 
 
-def test_training_rejects_a_prompt_that_leaves_no_completion(tmp_path, base):
+def test_training_rejects_a_prompt_longer_than_the_context(tmp_path, base):
     from specdraft.training import train_draft, train_target
 
     cfg = load_config({}).train_target
@@ -61,6 +61,21 @@ def test_training_rejects_a_prompt_that_leaves_no_completion(tmp_path, base):
             train_fn(*args, str(tmp_path / "adapter"), cfg, dtype="float32", device="cpu", seed=0)
         assert_located(error, train, 2)
         assert not (tmp_path / "adapter").exists()
+
+
+def test_training_counts_prompts_that_truncation_to_max_length_leaves_no_completion(tmp_path, base, caplog):
+    from specdraft.jsonl import iter_jsonl
+    from specdraft.models import load_tokenizer
+    from specdraft.training import check_prompts_fit, prompt_completion
+
+    train = write_records(tmp_path / "train.jsonl", long_line=0)
+    numbered = list(iter_jsonl(train))
+    examples = [prompt_completion(r["prompt"], r["completion"]) for _, r in numbered]
+    cfg = load_config({"train_target": {"max_length": 20}}).train_target  # every prompt has ~28 tokens
+    with caplog.at_level("WARNING", logger="specdraft.training"):
+        check_prompts_fit(train, numbered, examples, load_tokenizer(base), base, cfg)
+    assert f"{train}: 4 of 4 prompts have max_length 20 tokens or more" in caplog.text
+    assert "line 1 (id gsm8k/train/1)" in caplog.text
 
 
 def test_bench_rejects_a_prompt_longer_than_the_context(tmp_path, base):
