@@ -37,7 +37,7 @@ def test_step_log_goes_to_file_and_own_lines_to_console(tmp_path):
         logging.getLogger("specdraft.progress").info("train: step 1/2")
         logging.getLogger("specdraft.serving").warning("falling back")
         logging.getLogger("specdraft.distill").info("distilled 4")
-        logging.getLogger("transformers.trainer").warning("library chatter")
+        logging.getLogger("some_library").warning("library chatter")
         print("printed by a library")
         warnings.warn("`gradient_checkpointing` is deprecated and will be removed in v6", FutureWarning)
         warnings.warn("something we should see", UserWarning)
