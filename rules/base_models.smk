@@ -11,11 +11,12 @@ rule base_models:
         draft=directory("results/base/draft"),
     params:
         tiny=config["tiny"],
+        seed=config["seed"],
     log:
         "logs/base_models.log",
     benchmark:
         "results/benchmarks/base_models.tsv"
-    threads: 2
+    threads: 1  # 2 torch threads on 2 busy cores thrash: 9x slower a step than 1 (issue 8)
     resources:
         mem_mb=4_000,
         runtime=60,

@@ -13,6 +13,7 @@ rule bench:
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
+        seed=config["seed"],
     log:
         "logs/bench/{style}_{scenario}.log",
     benchmark:
@@ -41,6 +42,7 @@ rule baseline:
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
+        seed=config["seed"],
     log:
         "logs/baseline/{scenario}.log",
     benchmark:

@@ -14,6 +14,10 @@ rule prepare:
     params:
         data=config["data"],
         teacher=CFG.data.teacher or base_model("target"),
+        seed=config["seed"],
+        llm_rewriter=lambda wildcards: (
+            [config["engine"], config["models"]] if wildcards.style == "cod" and CFG.data.cod_rewriter == "llm" else None
+        ),
     log:
         "logs/prepare/{scenario}.log",
     benchmark:

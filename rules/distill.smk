@@ -9,6 +9,8 @@ rule distill:
         base=base_model("target"),
         models=config["models"],
         distill=config["distill"],
+        engine=config["engine"],
+        seed=config["seed"],
     log:
         "logs/distill/{style}_{scenario}.log",
     benchmark:

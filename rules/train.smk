@@ -8,6 +8,7 @@ rule train_target:
         base=base_model("target"),
         models=config["models"],
         training=config["train_target"],
+        seed=config["seed"],
         # Outside the output: Snakemake deletes a failed job's output, a killed job's checkpoints must survive.
         checkpoints="results/{style}_{scenario}/checkpoints/target",
     log:
@@ -37,6 +38,7 @@ rule train_draft:
         models=config["models"],
         target_base=base_model("target"),
         training=config["train_draft"],
+        seed=config["seed"],
         # Outside the output: Snakemake deletes a failed job's output, a killed job's checkpoints must survive.
         checkpoints="results/{style}_{scenario}/checkpoints/draft",
     log:

@@ -14,9 +14,11 @@ from specdraft.answers import extract_answer, is_equivalent
 from specdraft.atomic import atomic_path
 from specdraft.config import BenchConfig
 from specdraft.decoding import autoregressive_generate, speculative_generate
-from specdraft.generation import chat_prompt_ids
+from specdraft.generation import chat_prompt_ids, check_prompt_lengths
 from specdraft.jsonl import read_jsonl
-from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
+from specdraft.logs import Progress
+from specdraft.models import (context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype,
+                              vocab_size_of)
 from specdraft.serving import serve
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
             speculative_generate(target, draft, input_ids, num_speculative_tokens=k, generator=generator(), **common)
 
     rows = []
+    progress = Progress("bench", len(records), unit="problem")
     for record, input_ids in zip(records, prompts):
         reference_ids, target_seconds = _timed(
             lambda: autoregressive_generate(target, input_ids, generator=generator(), **common), device)
@@ -96,6 +99,7 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
         latest = rows[-len(cfg.num_speculative_tokens):]
         log.info("%s: %s", record["id"],
                  ", ".join(f"k={r.k} accept={r.acceptance_rate:.2f} speedup={r.speedup:.2f}" for r in latest))
+        progress.update(len(rows) // len(cfg.num_speculative_tokens))
     return rows
 
 
@@ -118,14 +122,19 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
                                 draft_adapter=draft_adapter, engine=engine, dtype=dtype, device=device, seed=seed,
                                 engine_weights=engine_weights)
     records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
+    tokenizer = load_tokenizer(target_base)
+    lengths = [len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records]
+    context = context_length(target_base)
+    check_prompt_lengths(test_path, lengths, limit=context - cfg.max_new_tokens, ids=[r["id"] for r in records],
+                         reason=f"the model's context of {context} less bench.max_new_tokens {cfg.max_new_tokens}")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     target = load_causal_lm(target_base, dtype=torch_dtype, device=dev, adapter=target_adapter)
     draft = load_causal_lm(draft_base, dtype=torch_dtype, device=dev, adapter=draft_adapter,
                            vocab_size=vocab_size_of(target_base))
-    tokenizer = load_tokenizer(target_base)
-    longest = max(len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records)
-    target, draft = (serve(m, engine, max_seq_len=longest + cfg.max_new_tokens, weights=engine_weights) for m in (target, draft))
+    longest = max(lengths)
+    target, draft = (serve(m, engine, max_seq_len=longest + cfg.max_new_tokens, weights=engine_weights)
+                     for m in (target, draft))
     rows = run_benchmark(target, draft, tokenizer, records, cfg, seed)
     write_rows(out_path, rows)
     log.info("%d rows -> %s", len(rows), out_path)

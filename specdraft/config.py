@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from copy import deepcopy
 from dataclasses import dataclass
@@ -141,7 +142,8 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Validate `config` against the schema and return a copy with every default filled in.
 
     The jsonschema FAQ's default-filling validator, as `snakemake.utils.validate(set_default=True)` uses,
-    but with an error that names the key and the allowed values instead of dumping the schema.
+    but with an error that names the key and the allowed values instead of dumping the schema. Numbers written
+    as strings are read as numbers first; every mapping of the result has its keys sorted (`canonical`).
     """
     import jsonschema
     import yaml
@@ -158,11 +160,54 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
         yield from validate_properties(validator, properties, instance, subschema)
 
     filling = jsonschema.validators.extend(validator_class, {"properties": set_defaults})
-    filled = deepcopy(config)
+    filled = _coerce_numbers(deepcopy(config), schema, schema)
     error = jsonschema.exceptions.best_match(filling(schema).iter_errors(filled))
     if error is not None:
         raise ConfigError(_describe(error)) from None
-    return filled
+    return canonical(filled)
+
+
+def canonical(value: Any) -> Any:
+    """`value` with the keys of every mapping in it sorted, so that equal configurations have equal `repr`s.
+
+    Snakemake compares a job's params by `repr`, and a dict's repr follows its insertion order: without this,
+    the same configuration with its keys written in another order would rerun every job ("Params have changed").
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+def _coerce_numbers(instance: Any, schema: dict, root: dict) -> Any:
+    """`instance` with every string the schema types as a number replaced by that number.
+
+    YAML 1.1 (PyYAML, so Snakemake) reads `1e-3` as the string '1e-3' (a float needs a dot: `1.0e-3`); written
+    in a config, it means the number.
+    """
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].removeprefix("#/$defs/")]
+    if isinstance(instance, dict):
+        properties = schema.get("properties", {})
+        return {key: _coerce_numbers(value, properties[key], root) if key in properties else value
+                for key, value in instance.items()}
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        return [_coerce_numbers(value, schema["items"], root) for value in instance]
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if isinstance(instance, str) and ("number" in types or "integer" in types):
+        try:
+            number = float(instance.strip())
+        except ValueError:
+            return instance
+        if not math.isfinite(number):
+            return instance
+        if "integer" in types and number.is_integer():
+            return int(number)
+        if "number" in types:
+            return number
+    return instance
 
 
 def _describe(error) -> str:
@@ -170,6 +215,11 @@ def _describe(error) -> str:
     message = error.message
     if error.validator == "enum":
         message = f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    elif error.validator == "type" and error.validator_value in ("number", "integer"):
+        article = "an" if error.validator_value == "integer" else "a"
+        message = f"{error.instance!r} is not {article} {error.validator_value}"
+        if error.validator_value == "number":
+            message += " (write a decimal number, e.g. 0.001; 1e-3 is also read as one)"
     elif error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))

@@ -6,9 +6,9 @@ import logging
 
 from specdraft.answers import extract_answer, is_equivalent
 from specdraft.config import DistillConfig
-from specdraft.generation import chat_prompt_ids, generate_batched
-from specdraft.jsonl import read_jsonl, write_jsonl
-from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
+from specdraft.generation import chat_prompt_ids, check_prompt_lengths, generate_batched
+from specdraft.jsonl import iter_jsonl, write_jsonl
+from specdraft.models import context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
 from specdraft.serving import serve
 
 log = logging.getLogger(__name__)
@@ -18,12 +18,18 @@ def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: Distil
             dtype: str, device: str, seed: int, engine_weights: str = "bf16") -> dict[str, float]:
     """Write one JSONL line per training problem: prompt, completion, extracted answer, correct flag,
     token count. With `keep_only_correct`, wrong completions are left out. Returns counts and accuracy."""
-    records = read_jsonl(train_path, required=("id", "scenario", "messages", "answer"))
-    dev = resolve_device(device)
+    numbered = list(iter_jsonl(train_path, required=("id", "scenario", "messages", "answer")))
+    records = [record for _, record in numbered]
     tokenizer = load_tokenizer(adapter)
-    model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter)
     prompts = [r["messages"][:-1] for r in records]
-    longest = max(len(chat_prompt_ids(tokenizer, p)) for p in prompts)
+    lengths = [len(chat_prompt_ids(tokenizer, p)) for p in prompts]
+    context = context_length(base)
+    check_prompt_lengths(train_path, lengths, limit=context - cfg.max_new_tokens, ids=[r["id"] for r in records],
+                         line_numbers=[n for n, _ in numbered],
+                         reason=f"the model's context of {context} less distill.max_new_tokens {cfg.max_new_tokens}")
+    dev = resolve_device(device)
+    model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter)
+    longest = max(lengths)
     model = serve(model, engine, max_seq_len=longest + cfg.max_new_tokens, max_batch_size=cfg.batch_size,
                   weights=engine_weights)
     generated = generate_batched(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,

@@ -4,10 +4,34 @@ from __future__ import annotations
 
 import torch
 
+from specdraft.logs import Progress
+
 
 def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Token ids of a chat prompt, ending where the assistant's answer starts."""
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+
+
+class PromptTooLong(ValueError):
+    """Prompts that do not fit; the message names the file and each prompt's line (or id) and counts them."""
+
+
+def check_prompt_lengths(path: str, lengths: list[int], *, limit: int, reason: str, ids: list[str],
+                         line_numbers: list[int] | None = None) -> None:
+    """Raise `PromptTooLong` when any prompt is longer than `limit` tokens, before any cache is sized for it.
+
+    path: the file the prompts come from; lengths, ids, line_numbers: one per prompt; reason: why `limit`.
+    """
+    if limit < 1:
+        raise PromptTooLong(f"{path}: no prompt can fit ({reason}); lower max_new_tokens or max_length")
+    too_long = [i for i, n in enumerate(lengths) if n > limit]
+    if not too_long:
+        return
+    where = [f"line {line_numbers[i]} (id {ids[i]})" if line_numbers else f"id {ids[i]}" for i in too_long]
+    shown = "; ".join(f"{w}: {lengths[i]:,} tokens" for w, i in zip(where[:5], too_long[:5]))
+    more = f"; and {len(too_long) - 5} more" if len(too_long) > 5 else ""
+    raise PromptTooLong(f"{path}: {len(too_long)} of {len(lengths)} prompts are longer than {limit:,} tokens "
+                        f"({reason}): {shown}{more}. Drop or shorten them in the data.")
 
 
 def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,6 +79,7 @@ def generate_batched(model, tokenizer, prompts: list[list[dict]], *, max_new_tok
     common = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
               "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     outputs: list[list[int]] = [[] for _ in encoded]
+    progress = Progress("generate", len(order), unit="prompt")
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = [encoded[i] for i in chunk]
@@ -65,4 +90,5 @@ def generate_batched(model, tokenizer, prompts: list[list[dict]], *, max_new_tok
             generated = _hf_generate_batch(model, batch, **common)
         for i, ids in zip(chunk, generated):
             outputs[i] = ids
+        progress.update(start + len(chunk), mean_new_tokens=sum(len(outputs[i]) for i in chunk) / len(chunk))
     return outputs

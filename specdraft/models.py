@@ -67,6 +67,7 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, devic
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    neutral_generation_config(model)
     return model.to(device).eval()
 
 
@@ -95,6 +96,41 @@ def load_base_weights(name_or_path: str | os.PathLike, *, dtype: torch.dtype, de
                                                  bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
     return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype, device_map=str(device),
                                                 quantization_config=quantization_config)
+
+
+# The only generation settings a checkpoint may keep: which tokens are special, not how to decode.
+GENERATION_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+# Settings of a generation_config that change which tokens are chosen (reported when a checkpoint sets them).
+DECODING_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff",
+                     "eta_cutoff", "repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size",
+                     "length_penalty", "num_beams", "bad_words_ids", "sequence_bias", "suppress_tokens",
+                     "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id", "min_length",
+                     "min_new_tokens", "max_length", "max_new_tokens")
+
+
+def neutral_generation_config(model) -> None:
+    """Replace the checkpoint's `generation_config` by one holding only its special token ids.
+
+    Hugging Face `generate` fills every decoding setting it is not given from the checkpoint's
+    generation_config (Qwen2.5-Instruct ships repetition_penalty 1.05, top_k 20, top_p 0.8, temperature 0.7);
+    the native engine applies none of them. Without this the two engines would decode differently; with it
+    both decode with exactly the configured temperature and top_p, nothing else.
+    """
+    from transformers import GenerationConfig
+
+    current = model.generation_config
+    dropped = {k: v for k, v in current.to_diff_dict().items() if k in DECODING_SETTINGS and v is not None}
+    model.generation_config = GenerationConfig(**{k: getattr(current, k, None) for k in GENERATION_IDS})
+    if dropped:
+        log.info("ignoring the checkpoint's generation defaults %s: decoding uses only the configured "
+                 "temperature and top_p", dropped)
+
+
+def context_length(name_or_path: str | os.PathLike) -> int:
+    """The number of positions a model was built for (`max_position_embeddings`), read from its config alone."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(name_or_path)).max_position_embeddings
 
 
 def vocab_size_of(name_or_path: str | os.PathLike) -> int:

@@ -2,25 +2,66 @@
 
 from __future__ import annotations
 
+import logging
 import math
+
+log = logging.getLogger(__name__)
 
 # Architectures the native engine implements.
 NATIVE_MODEL_TYPES = ("qwen2", "qwen3", "llama")
 
 
+def unsupported_features(model) -> list[str]:
+    """What in `model` the native engine does not implement; empty when it serves the model exactly.
+
+    The engine's decoder is Qwen2/Qwen3/Llama with plain RoPE, full attention and biases on q/k/v at most: a
+    model with RoPE scaling, a biased o_proj or MLP, or sliding-window attention would be served wrongly, not
+    slowly.
+    """
+    config = model.config
+    found = []
+    if model_type_unsupported(model):
+        found.append(f"the {config.model_type!r} architecture")
+    # transformers 5 keeps RoPE settings in rope_parameters, 4.x in rope_scaling ('type' before 4.45)
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type != "default":
+        found.append(f"RoPE scaling {rope_type!r}")
+    names = [name for name, _ in model.named_parameters()]
+    if any(name.endswith("self_attn.o_proj.bias") for name in names):
+        found.append("a bias on o_proj")
+    if any(".mlp." in name and name.endswith(".bias") for name in names):
+        found.append("biases in the MLP")
+    if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
+        found.append("sliding-window attention")
+    return found
+
+
+def model_type_unsupported(model) -> bool:
+    return getattr(model.config, "model_type", None) not in NATIVE_MODEL_TYPES
+
+
 def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weights: str = "bf16"):
-    """An `Engine` over `model`'s weights ('native'; 'auto' when the architecture is one the engine
-    implements), or `model` itself ('hf', or 'auto' for any other architecture).
+    """An `Engine` over `model`'s weights ('native'; 'auto' when the engine implements everything the model
+    uses), or `model` itself ('hf', or 'auto' for anything else, logged). 'native' refuses a model it would
+    serve wrongly.
 
     max_seq_len: the longest prompt plus max_new_tokens; rounded up to a multiple of 256 for the cache.
     weights: the native engine's weight format (`engine_weights`: 'bf16' or 'int8'); 'hf' ignores it.
     """
-    supported = getattr(model.config, "model_type", None) in NATIVE_MODEL_TYPES
-    if engine == "hf" or (engine == "auto" and not supported):
+    if engine == "hf":
         return model
-    if not supported:
-        raise ValueError(f"engine 'native' serves {list(NATIVE_MODEL_TYPES)} models, not "
-                         f"{model.config.model_type!r}; use engine 'hf' or 'auto'")
+    unsupported = unsupported_features(model)
+    if unsupported:
+        if engine == "native" and model_type_unsupported(model):
+            raise ValueError(f"engine 'native' serves {list(NATIVE_MODEL_TYPES)} models, not "
+                             f"{model.config.model_type!r}; use engine 'hf' or 'auto'")
+        if engine == "native":
+            raise ValueError(f"engine 'native' does not implement {', '.join(unsupported)}; "
+                             f"use engine 'hf' or 'auto'")
+        log.warning("engine auto: the native engine does not implement %s; serving with Hugging Face instead",
+                    ", ".join(unsupported))
+        return model
     from specdraft.engine import Engine
 
     return Engine.from_hf(model, max_seq_len=math.ceil(max_seq_len / 256) * 256, max_batch_size=max_batch_size,

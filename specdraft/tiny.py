@@ -19,6 +19,7 @@ from specdraft.atomic import atomic_path
 from specdraft.config import DataConfig, ModelShape, TinyConfig
 from specdraft.data.sources import load_problems
 from specdraft.data.styles import cot_solution
+from specdraft.logs import Progress
 from specdraft.prompts import chat_messages
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ def pretraining_conversations(data: DataConfig) -> list[list[dict[str, str]]]:
     return conversations
 
 
-def pretrain(model, tokenizer, conversations: list[list[dict]], tiny: TinyConfig, seed: int) -> list[float]:
+def pretrain(model, tokenizer, conversations: list[list[dict]], tiny: TinyConfig, seed: int,
+             what: str = "pretrain") -> list[float]:
     """Full-parameter next-token training on random windows of the concatenated conversations.
 
     A plain loop, not TRL: this stands in for the hub's pretraining, and at these sizes TRL's per-step
@@ -102,7 +104,8 @@ def pretrain(model, tokenizer, conversations: list[list[dict]], tiny: TinyConfig
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     model.train()
     losses = []
-    for _ in range(tiny.pretrain_steps):
+    progress = Progress(what, tiny.pretrain_steps)
+    for step in range(tiny.pretrain_steps):
         starts = torch.randint(0, len(stream) - window, (tiny.pretrain_batch_size,), generator=generator)
         batch = torch.stack([stream[s : s + window] for s in starts.tolist()])  # [batch, window]
         loss = model(input_ids=batch, labels=batch).loss
@@ -112,6 +115,7 @@ def pretrain(model, tokenizer, conversations: list[list[dict]], tiny: TinyConfig
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        progress.update(step + 1, loss=losses[-1])
     model.eval()
     return losses
 
@@ -127,7 +131,7 @@ def build_base_models(tiny: TinyConfig, data: DataConfig, seed: int, target_dir:
         model = build_model(shape, len(tokenizer), tiny.max_position_embeddings, seed)
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        losses = pretrain(model, tokenizer, conversations, tiny, seed)
+        losses = pretrain(model, tokenizer, conversations, tiny, seed, what=f"pretrain {role}")
         log.info("%s: %d parameters, vocabulary %d, loss %.3f -> %.3f", role, model.num_parameters(),
                  model.config.vocab_size, losses[0], losses[-1])
         with atomic_path(out_dir, directory=True) as tmp:

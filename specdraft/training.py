@@ -18,9 +18,12 @@ from transformers import TrainerCallback
 
 from specdraft.atomic import atomic_path
 from specdraft.config import TrainingConfig
+from specdraft.generation import chat_prompt_ids, check_prompt_lengths
 from specdraft.gpu_stats import count_parameters, device_record, reset_peak_memory, throughput
-from specdraft.jsonl import read_jsonl
-from specdraft.models import load_base_weights, load_tokenizer, pad_vocab, resolve_device, resolve_dtype, vocab_size_of
+from specdraft.jsonl import iter_jsonl
+from specdraft.logs import Progress
+from specdraft.models import (context_length, load_base_weights, load_tokenizer, pad_vocab, resolve_device,
+                              resolve_dtype, vocab_size_of)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,22 @@ log = logging.getLogger(__name__)
 def prompt_completion(prompt: list[dict], completion: str) -> dict:
     """TRL's conversational prompt-completion example: the loss covers the completion only."""
     return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
+
+
+def progress_callback(what: str):
+    """A Trainer callback logging step, loss, rate and ETA as readable lines (in place of tqdm's bar and the
+    printed log dicts)."""
+    from transformers import TrainerCallback
+
+    class LogProgress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.progress = Progress(what, state.max_steps)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.progress.update(state.global_step, loss=float(logs["loss"]))
+
+    return LogProgress()
 
 
 def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_dir: str | os.PathLike,
@@ -41,6 +60,7 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
     """
     from datasets import Dataset
     from peft import LoraConfig
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     if not examples:
@@ -78,10 +98,13 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
             report_to="none",
             seed=seed,
             dataloader_num_workers=0,
+            disable_tqdm=True,
         )
         meter = ThroughputMeter()
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                              processing_class=tokenizer, peft_config=lora, callbacks=[meter, *callbacks])
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(progress_callback(f"train {Path(out_dir).name}"))
         trainer.train(resume_from_checkpoint=resume_from)
         stats = meter.summary(6 * num_params, next(model.parameters()).device)
         stats.update({"num_params": num_params, "resumed_from_step": meter.start_step,
@@ -104,29 +127,50 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
     return trainer.state.log_history
 
 
+def check_prompts_fit(path: str, numbered: list[tuple[int, dict]], examples: list[dict], tokenizer, base: str,
+                      cfg: TrainingConfig) -> None:
+    """Before any model is loaded: fail, naming file and line, on a prompt longer than the model's context;
+    count and log (with lines) the prompts of `max_length` tokens or more, whose completions TRL's truncation
+    to `max_length` cuts entirely (they are kept, as configured, but teach nothing)."""
+    lengths = [len(chat_prompt_ids(tokenizer, e["prompt"])) for e in examples]
+    context = context_length(base)
+    check_prompt_lengths(path, lengths, limit=context - 1, ids=[str(r.get("id", "?")) for _, r in numbered],
+                         line_numbers=[n for n, _ in numbered],
+                         reason=f"the model's context of {context}, less one completion token")
+    cut = [(n, r.get("id", "?"), length) for (n, r), length in zip(numbered, lengths) if length >= cfg.max_length]
+    if cut:
+        log.warning("%s: %d of %d prompts have max_length %d tokens or more, so truncation leaves no completion "
+                    "token to learn from: %s", path, len(cut), len(lengths), cfg.max_length,
+                    "; ".join(f"line {n} (id {i}): {length} tokens" for n, i, length in cut[:5]))
+
+
 def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, *, dtype: str, device: str,
                  seed: int, checkpoint_dir: str | None = None) -> list[dict]:
     """LoRA-tune the target on a style's processed training records (QLoRA with `quantization: 4bit`)."""
-    records = read_jsonl(train_path, required=("messages",))
-    examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for r in records]
+    numbered = list(iter_jsonl(train_path, required=("messages",)))
+    examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for _, r in numbered]
+    tokenizer = load_tokenizer(base)
+    check_prompts_fit(train_path, numbered, examples, tokenizer, base, cfg)
     dev = resolve_device(device)
     reset_peak_memory(dev)
     model = load_base_weights(base, dtype=resolve_dtype(dtype, dev), device=dev, quantization=cfg.quantization)
     model.train()
-    return sft_lora(model, load_tokenizer(base), examples, cfg, out_dir, seed, checkpoint_dir=checkpoint_dir)
+    return sft_lora(model, tokenizer, examples, cfg, out_dir, seed, checkpoint_dir=checkpoint_dir)
 
 
 def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, cfg: TrainingConfig, *,
                 dtype: str, device: str, seed: int, checkpoint_dir: str | None = None) -> list[dict]:
     """LoRA-tune the draft on the tuned target's distilled completions, its vocabulary padded to the target's."""
-    records = read_jsonl(distilled_path, required=("prompt", "completion"))
-    examples = [prompt_completion(r["prompt"], r["completion"]) for r in records]
+    numbered = list(iter_jsonl(distilled_path, required=("prompt", "completion")))
+    examples = [prompt_completion(r["prompt"], r["completion"]) for _, r in numbered]
+    tokenizer = load_tokenizer(base)
+    check_prompts_fit(distilled_path, numbered, examples, tokenizer, base, cfg)
     dev = resolve_device(device)
     reset_peak_memory(dev)
     model = load_base_weights(base, dtype=resolve_dtype(dtype, dev), device=dev, quantization=cfg.quantization)
     pad_vocab(model, vocab_size_of(target_base))
     model.train()
-    return sft_lora(model, load_tokenizer(base), examples, cfg, out_dir, seed, checkpoint_dir=checkpoint_dir)
+    return sft_lora(model, tokenizer, examples, cfg, out_dir, seed, checkpoint_dir=checkpoint_dir)
 
 
 # --- checkpoints and resume -------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from specdraft.config import ConfigError, load_config
+from specdraft.config import ConfigError, load_config, validate
 
 
 def test_defaults_fill_every_field():
@@ -43,3 +43,35 @@ def test_shipped_configs_are_valid(repo):
     assert load_config(seed).models.source == "hub"
     merged = {**seed, **demo}  # Snakemake merges --configfile over config.yaml key by key at the top
     assert load_config(merged).models.source == "tiny"
+
+
+def test_numbers_written_with_an_exponent_are_numbers():
+    # YAML 1.1 (PyYAML, Snakemake) reads 1e-3 as the string '1e-3'; where the schema says number, it is one.
+    raw = yaml.safe_load("train_target: {learning_rate: 1e-3, batch_size: 1e1}\nbench: {top_p: '0.9'}")
+    assert raw["train_target"]["learning_rate"] == "1e-3"
+    config = load_config(raw)
+    assert config.train_target.learning_rate == 0.001 and config.train_target.batch_size == 10
+    assert config.bench.top_p == 0.9
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"train_target": {"learning_rate": "fast"}}, "train_target.learning_rate: 'fast' is not a number (write"),
+    ({"train_target": {"batch_size": "2.5"}}, "train_target.batch_size: '2.5' is not an integer"),
+    ({"models": {"target": 1e-3}}, "models.target: 0.001 is not of type 'string'"),
+])
+def test_non_numbers_still_fail_naming_the_key(bad, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(bad)
+    assert message in str(error.value)
+
+
+def test_key_order_does_not_change_the_validated_config():
+    # Snakemake compares params by repr: a dict's repr follows its key order.
+    config = {"seed": 3, "bench": {"top_p": 0.9, "max_new_tokens": 64},
+              "data": {"num_test": 5, "gsm8k": {"path": "x", "kind": "local"}, "num_train": 9}}
+
+    def reversed_keys(value):
+        return {k: reversed_keys(value[k]) for k in reversed(list(value))} if isinstance(value, dict) else value
+
+    assert repr(reversed_keys(config)) != repr(config)
+    assert repr(validate(reversed_keys(config))) == repr(validate(config))

@@ -44,6 +44,15 @@ def workdir(tmp_path, repo):
     return tmp_path
 
 
+def statuses(output: str) -> dict[str, str]:
+    """`snakemake --summary`'s status column per output file ("ok", "params changed", ...).
+
+    Not `--list-params-changes`: in Snakemake 9.27 it also lists one unchanged output of every job.
+    """
+    rows = [line.split("\t") for line in output.splitlines() if line.count("\t") >= 5]
+    return {row[0]: row[4] for row in rows[1:]}
+
+
 def artifacts(workdir: Path) -> dict[str, float]:
     """Every finished artifact and its modification time."""
     found = {}
@@ -89,6 +98,21 @@ def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
     again = subprocess.run(snakemake(repo, workdir, "-n"), capture_output=True, text=True, timeout=120)
     assert "Nothing to be done" in again.stdout + again.stderr
 
+
+    # Run honesty: what seed, engine and dtype change is rerun, nothing else (Snakemake compares params).
+    def params_changed(*config: str) -> set[str]:
+        result = subprocess.run(snakemake(repo, workdir, "--summary", "--config", *config),
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return {path for path, status in statuses(result.stdout).items() if status == "params changed"}
+
+    served = {"results/cod_easy/distilled.jsonl", "results/cod_easy/benchmark.csv",
+              "results/untrained_easy/benchmark.csv"}
+    trained = {"results/cod_easy/target_adapter", "results/cod_easy/draft_adapter"}
+    assert params_changed("engine=auto") == set()
+    assert params_changed("engine=hf") == served
+    assert params_changed("models={dtype: bfloat16}") == served | trained
+    assert {"results/base/target", "data/processed/cod_easy/train.jsonl"} <= params_changed("seed=1")
 
 def test_bad_config_fails_before_any_job(workdir, repo):
     config = micro_config(repo)

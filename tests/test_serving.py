@@ -1,0 +1,82 @@
+"""Both engines decode the same way: no inherited checkpoint decoding defaults, and no model the native engine
+would serve wrongly."""
+
+import logging
+
+import pytest
+import torch
+
+from specdraft.engine import Engine
+from specdraft.serving import serve, unsupported_features
+from tests.conftest import tiny_qwen2
+
+
+def tiny(config_class, model_class, **extra):
+    torch.manual_seed(0)
+    config = config_class(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          num_key_value_heads=1, intermediate_size=32, max_position_embeddings=128, **extra)
+    return model_class(config).eval()
+
+
+def qwen2(**extra):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    return tiny(Qwen2Config, Qwen2ForCausalLM, **extra)
+
+
+def llama(**extra):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return tiny(LlamaConfig, LlamaForCausalLM, **extra)
+
+
+@pytest.mark.parametrize("build, feature", [
+    (lambda: qwen2(rope_scaling={"rope_type": "linear", "factor": 2.0}), "RoPE scaling 'linear'"),
+    (lambda: llama(attention_bias=True), "a bias on o_proj"),
+    (lambda: llama(mlp_bias=True), "biases in the MLP"),
+    (lambda: qwen2(use_sliding_window=True, sliding_window=32, max_window_layers=0), "sliding-window attention"),
+])
+def test_native_engine_refuses_what_it_does_not_implement_and_auto_falls_back(build, feature, caplog):
+    model = build()
+    assert feature in unsupported_features(model)
+    with caplog.at_level(logging.WARNING, logger="specdraft.serving"):
+        assert serve(model, "auto", max_seq_len=64) is model
+    assert f"does not implement {feature}" in caplog.text and "serving with Hugging Face" in caplog.text
+    with pytest.raises(ValueError, match=f"engine 'native' does not implement {feature}"):
+        serve(model, "native", max_seq_len=64)
+
+
+def test_plain_qwen2_and_llama_are_served_natively():
+    for model in (qwen2(), llama(), tiny_qwen2(0)):
+        assert unsupported_features(model) == []
+        assert isinstance(serve(model, "auto", max_seq_len=64), Engine)
+
+
+def test_hf_generate_ignores_the_checkpoints_decoding_defaults(tmp_path, caplog):
+    from transformers import AutoModelForCausalLM
+
+    from specdraft.generation import generate_batched
+    from specdraft.models import load_causal_lm
+    from specdraft.tiny import train_tokenizer
+
+    tokenizer = train_tokenizer(["What is 48+24? 48+24=72 #### 72", "Natalia sold 48/2 = 24 clips."] * 10, 300)
+    model = tiny_qwen2(0, vocab_size=len(tokenizer))
+    # As Qwen2.5-Instruct's generation_config.json does (with a penalty strong enough to change greedy output).
+    model.generation_config.update(do_sample=True, repetition_penalty=2.0, temperature=0.7, top_k=20, top_p=0.8)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(tmp_path / "model")
+    prompts = [[{"role": "user", "content": q}] for q in ("What is 48+24?", "Natalia sold 48/2 clips?")]
+
+    def generate(model, engine):
+        return generate_batched(serve(model, engine, max_seq_len=256, max_batch_size=2), tokenizer, prompts,
+                                max_new_tokens=24, temperature=0.0, batch_size=2, seed=0)
+
+    with caplog.at_level(logging.INFO, logger="specdraft.models"):
+        loaded = load_causal_lm(tmp_path / "model", dtype=torch.float32, device=torch.device("cpu"))
+    assert "'repetition_penalty': 2.0" in caplog.text
+    assert loaded.generation_config.eos_token_id == tokenizer.eos_token_id
+    native = generate(loaded, "native")
+    assert generate(loaded, "hf") == native
+    # The control: loaded as transformers loads it, HF generate applies the penalty and decodes differently.
+    inherited = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype=torch.float32).eval()
+    assert generate(inherited, "hf") != native
