@@ -13,6 +13,7 @@ rule bench:
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
+        engine_weights=config["engine_weights"],
         seed=config["seed"],
     log:
         "logs/bench/{style}_{scenario}.log",
@@ -42,6 +43,7 @@ rule baseline:
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
+        engine_weights=config["engine_weights"],
         seed=config["seed"],
     log:
         "logs/baseline/{scenario}.log",

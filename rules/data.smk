@@ -15,8 +15,8 @@ rule prepare:
         data=config["data"],
         teacher=CFG.data.teacher or base_model("target"),
         seed=config["seed"],
-        llm_rewriter=lambda wildcards: (
-            [config["engine"], config["models"]] if wildcards.style == "cod" and CFG.data.cod_rewriter == "llm" else None
+        llm_rewriter=(
+            [config["engine"], config["engine_weights"], config["models"]] if CFG.data.cod_rewriter == "llm" else None
         ),
     log:
         "logs/prepare/{scenario}.log",

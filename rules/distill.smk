@@ -10,6 +10,7 @@ rule distill:
         models=config["models"],
         distill=config["distill"],
         engine=config["engine"],
+        engine_weights=config["engine_weights"],
         seed=config["seed"],
     log:
         "logs/distill/{style}_{scenario}.log",
