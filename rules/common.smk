@@ -29,3 +29,9 @@ def teacher_input(wildcards):
     if wildcards.style != "cod" or CFG.data.cod_rewriter != "llm" or CFG.data.teacher is not None:
         return []
     return base_model_input("target")
+
+
+def scenario_experiments(scenario):
+    """(style, experiment) of every experiment of `scenario`: each tuned style, then the untrained pair."""
+    pairs = [(style, f"{style}_{scenario}") for style in CFG.styles]
+    return pairs + ([("untrained", f"untrained_{scenario}")] if CFG.baseline.enabled else [])
