@@ -237,6 +237,12 @@ def _read_counts(path: str):
     return pd.read_csv(path, dtype={"id": str, "accepted_per_position": str}, keep_default_na=False)
 
 
+def _pooled(group, suffix: str = "") -> tuple[float, float]:
+    """(acceptance rate, mean acceptance length) pooled over a group of rows' counts."""
+    accepted, proposed, steps = (group[f"num_{count}{suffix}"].sum() for count in ("accepted", "proposed", "steps"))
+    return accepted / max(1, proposed), 1 + accepted / max(1, steps)
+
+
 def check_predictions(pairs: dict[str, tuple[str, str]], temperature: float):
     """Predicted against measured counts, one row per experiment and k, from
     `{experiment: (acceptance_prediction.csv, benchmark.csv)}`.
@@ -261,13 +267,14 @@ def check_predictions(pairs: dict[str, tuple[str, str]], temperature: float):
             same &= joined[field] == joined[f"{field}_predicted"]
         joined["matching"] = same
         for k, group in joined.groupby("k"):
+            predicted_rate, predicted_length = _pooled(group, "_predicted")
+            measured_rate, measured_length = _pooled(group)
             rows.append({
                 "experiment": experiment, "k": int(k), "decoding": "greedy" if temperature == 0 else "sampled",
                 "num_problems": len(group), "num_matching": int(group.matching.sum()),
-                "predicted_acceptance_rate": group.num_accepted_predicted.sum() / max(1, group.num_proposed_predicted.sum()),
-                "measured_acceptance_rate": group.num_accepted.sum() / max(1, group.num_proposed.sum()),
-                "predicted_mean_acceptance_length": 1 + group.num_accepted_predicted.sum() / max(1, group.num_steps_predicted.sum()),
-                "measured_mean_acceptance_length": 1 + group.num_accepted.sum() / max(1, group.num_steps.sum()),
+                "predicted_acceptance_rate": predicted_rate, "measured_acceptance_rate": measured_rate,
+                "predicted_mean_acceptance_length": predicted_length,
+                "measured_mean_acceptance_length": measured_length,
             })
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 

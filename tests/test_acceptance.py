@@ -226,3 +226,33 @@ def test_classes_on_a_byte_level_tokenizer(tokenizer):
     assert by_text["/"] == by_text["="] == by_text["+"] == "operator"
     assert by_text["48"] == by_text["24"] == "digit"
     assert classes[-1] == "end" and classes[-2] == "tail" and by_text[";"] == "other"
+
+
+def test_class_table_counts_the_answer_tokens(tokenizer, chat_models, tmp_path):
+    from specdraft.acceptance import POSITION_FIELDS, write_csv
+    from specdraft.class_acceptance import write_class_acceptance
+
+    target, draft = chat_models
+    cfg = BenchConfig(num_problems=3, num_speculative_tokens=(2, 5), max_new_tokens=16, temperature=0.0, top_p=1.0)
+    outputs, positions, _ = analyse(target, draft, tokenizer, records(3), cfg)
+    fields = POSITION_FIELDS + ["accepted_k2", "accepted_k5"]
+    write_csv(tmp_path / "cot.csv", positions, fields)
+    write_csv(tmp_path / "cod.csv", [r for r in positions if r["id"] != "q2"], fields)
+    table_path, plot_path = tmp_path / "by_class.csv", tmp_path / "plots/by_class.png"
+    write_class_acceptance({"cot_easy": tmp_path / "cot.csv", "cod_easy": tmp_path / "cod.csv"}, table_path, plot_path)
+    import pandas as pd
+
+    table = pd.read_csv(table_path)
+    assert list(table.columns) == ["style", "scenario", "class", "tokens", "token_share", "agreement_rate",
+                                   "accepted_share_k2", "accepted_share_k5"]
+    cot = table[table["style"] == "cot"]
+    answer = [r for r in positions if not r["after_end"]]
+    assert cot.tokens.sum() == len(answer) == sum(o.num_new_tokens for o in outputs)
+    assert cot.token_share.sum() == pytest.approx(1.0, abs=1e-3)
+    for row in cot.itertuples():
+        members = [r for r in answer if r["token_class"] == row._3]
+        assert row.tokens == len(members)
+        assert row.agreement_rate == pytest.approx(sum(r["draft_agrees"] for r in members) / len(members), abs=1e-4)
+        assert row.accepted_share_k5 == pytest.approx(sum(r["accepted_k5"] for r in members) / len(members), abs=1e-4)
+    assert table[table["style"] == "cod"].tokens.sum() == len([r for r in answer if r["id"] != "q2"])
+    assert plot_path.stat().st_size > 0
