@@ -67,8 +67,8 @@ def plot_classes(table, path: str) -> None:
     styles = [s for s in STYLE_ORDER if s in set(table["style"])]
     classes = [c for c in CLASSES if c in set(table["class"])]
     width = 0.8 / len(styles)
-    fig, axes = plt.subplots(len(scenarios), 2, figsize=(12, 3.4 * len(scenarios)), squeeze=False,
-                             gridspec_kw={"width_ratios": [3, 2]})
+    fig, axes = plt.subplots(len(scenarios), 2, figsize=(12, 0.8 + 3.2 * len(scenarios)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]}, layout="constrained")
     for row, scenario in enumerate(scenarios):
         agreement_ax, share_ax = axes[row]
         for i, style in enumerate(styles):
@@ -84,12 +84,13 @@ def plot_classes(table, path: str) -> None:
         for ax, ylabel in ((agreement_ax, "draft agreement rate"), (share_ax, "share of answer tokens")):
             ax.set_xticks([c + width * (len(styles) - 1) / 2 for c in range(len(classes))], classes, fontsize=8)
             ax.set_ylabel(ylabel)
+            ax.set_xlabel("token class", fontsize=8)
             ax.set_ylim(0, 1.1 if ax is agreement_ax else None)
         agreement_ax.set_title(f"{scenario}: draft agrees with the target's token (bar label: tokens)", fontsize=9)
         share_ax.set_title(f"{scenario}: what the answers are made of", fontsize=9)
-        agreement_ax.legend(fontsize=7, title="style", title_fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(styles), title="style", fontsize=8)
     fig.suptitle("Acceptance by token class: where Chain of Draft gains or loses against Chain of Thought")
-    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)

@@ -75,8 +75,9 @@ def plot_transfer(rows: list[TransferRow], path: str) -> None:
     low, high = min(rates), max(rates)
     if high - low < 1e-9:
         low, high = low - 0.05, high + 0.05
-    fig, axes = plt.subplots(1, len(ks), figsize=(1.3 + 2.6 * len(ks) * max(1, len(drafts)) / 3, 3.4),
-                             squeeze=False)
+    side = 0.75 * max(len(drafts), len(targets))  # inches per matrix
+    fig, axes = plt.subplots(1, len(ks), figsize=(1.8 + (side + 0.5) * len(ks), side + 1.4), squeeze=False,
+                             layout="constrained")
     for ax, k in zip(axes[0], ks):
         matrix = np.array([[cell[(k, t, d)].acceptance_rate if (k, t, d) in cell else np.nan for d in drafts]
                            for t in targets])
@@ -91,13 +92,13 @@ def plot_transfer(rows: list[TransferRow], path: str) -> None:
         ax.set_xticks(range(len(drafts)), drafts)
         ax.set_yticks(range(len(targets)), targets)
         ax.set_xlabel("draft tuned on")
-        ax.set_ylabel("target tuned on")
         ax.set_title(f"k = {k}", fontsize=9)
+    axes[0][0].set_ylabel("target tuned on")
     fig.colorbar(image, ax=axes[0].tolist(), label="acceptance rate", shrink=0.8)
     scenario = rows[0].scenario
     fig.suptitle(f"Transfer, {scenario}: acceptance rate (mean acceptance length)", fontsize=10)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
 
 
