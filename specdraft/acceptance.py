@@ -140,7 +140,8 @@ POSITION_FIELDS = ["id", "position", "token_id", "token", "token_class", "after_
 def analyse(target, draft, tokenizer, records: list[dict], cfg: BenchConfig
             ) -> tuple[list[TargetOutput], list[dict], list[PredictionRow]]:
     """For each record's prompt: the target's greedy output, both models' teacher-forced passes over it,
-    and the replay for every configured k. Returns (outputs, position rows, prediction rows)."""
+    and the replay for every k from 1 to the largest configured one (position rows mark what each configured
+    k accepted). Returns (outputs, position rows, prediction rows)."""
     ks = cfg.num_speculative_tokens
     outputs, positions, predictions = [], [], []
     for record in records:
@@ -152,7 +153,7 @@ def analyse(target, draft, tokenizer, records: list[dict], cfg: BenchConfig
         target_predicted = teacher_forced_argmax(target, prompt_ids, output_ids)
         agrees = draft_agreement(draft, output)
         accepted_by_k = {}
-        for k in ks:
+        for k in range(1, max(ks) + 1):
             stats, accepted_by_k[k] = replay_greedy(agrees, num_new_tokens=num_new, num_speculative_tokens=k,
                                                     max_new_tokens=cfg.max_new_tokens)
             predictions.append(prediction_row(record["id"], k, num_new, stats))

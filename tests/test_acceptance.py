@@ -157,8 +157,12 @@ def test_prediction_equals_the_benchmark_rows(tokenizer, chat_models, tmp_path):
     cfg = BenchConfig(num_problems=3, num_speculative_tokens=(1, 3, 6), max_new_tokens=24, temperature=0.0, top_p=1.0)
     outputs, positions, predictions = analyse(target, draft, tokenizer, records(3), cfg)
     measured = run_benchmark(target, draft, tokenizer, records(3), cfg, seed=0)
-    assert len(predictions) == len(measured) == 9
-    for p, m in zip(predictions, measured):
+    # Every k from 1 to the largest configured is predicted; the configured ones are measured.
+    assert [(p.id, p.k) for p in predictions] == [(f"q{i}", k) for i in range(3) for k in range(1, 7)]
+    by_key = {(p.id, p.k): p for p in predictions}
+    assert len(measured) == 9
+    for m in measured:
+        p = by_key[(m.id, m.k)]
         assert (p.id, p.k, p.num_new_tokens, p.num_proposed, p.num_accepted, p.num_steps, p.accepted_per_position) \
             == (m.id, m.k, m.num_new_tokens, m.num_proposed, m.num_accepted, m.num_steps, m.accepted_per_position)
     assert 0 < sum(p.num_accepted for p in predictions) < sum(p.num_proposed for p in predictions)
