@@ -7,7 +7,8 @@ stripped of surrounding whitespace, in this order:
 - `tail`: any token from the one where the answer's first `####` starts to the end of the answer;
 - `whitespace`: spaces and newlines only;
 - `latex`: a LaTeX command or markup: text holding a backslash (`\\frac`, `$\\`), letters continuing a command
-  a previous token began (`fr`, `ac` after `\\`), or only the characters `{ } $ _`;
+  a previous token began (`fr`, `ac` after `\\`), or only the characters `{ } _` (not `$`: it delimits math
+  in MATH but means dollars in GSM8K, so it is `other`);
 - `digit`: a number: a digit, then digits, `.` or `,` (Qwen's tokenizer splits numbers into single digits);
 - `operator`: only arithmetic or comparison characters, `=` included: `+ - * / = < > ^ × ÷ − ± · ≤ ≥ ≠`;
 - `word`: letters only;
@@ -24,7 +25,7 @@ CLASSES = ("digit", "operator", "latex", "word", "whitespace", "tail", "end", "o
 
 _NUMBER = re.compile(r"[0-9][0-9.,]*")
 _OPERATORS = frozenset("+-*/=<>^×÷−±·≤≥≠")
-_LATEX_MARKUP = frozenset("{}$_")
+_LATEX_MARKUP = frozenset("{}_")
 _OPEN_COMMAND = re.compile(r"\\[A-Za-z]*$")  # text ending inside a command: a backslash, then letters
 
 

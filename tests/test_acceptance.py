@@ -205,7 +205,7 @@ def test_check_names_a_missing_prediction(tokenizer, chat_models, tmp_path):
 
 @pytest.mark.parametrize("text, expected", [
     ("48", "digit"), (" 3", "digit"), ("3.5", "digit"), ("=", "operator"), (" +", "operator"), ("×", "operator"),
-    ("\\frac", "latex"), (" \\", "latex"), ("}{", "latex"), ("$", "latex"), (" clips", "word"), ("Half", "word"),
+    ("\\frac", "latex"), (" \\", "latex"), ("}{", "latex"), ("$", "other"), (" clips", "word"), ("Half", "word"),
     ("\n\n", "whitespace"), (" ", "whitespace"), (";", "other"), ("3x", "other"), ("}.", "other"), ("", "other"),
 ])
 def test_text_class(text, expected):
@@ -215,7 +215,7 @@ def test_text_class(text, expected):
 def test_classes_of_an_answer_with_a_command_split_in_tokens():
     texts = ["So", " $\\", "fr", "ac", "{", "1", "}", " x", "$", " ####", " 7", "2", "<|im_end|>"]
     classes = classify_texts(texts, [False] * 12 + [True])
-    assert classes == ["word", "latex", "latex", "latex", "latex", "digit", "latex", "word", "latex", "tail",
+    assert classes == ["word", "latex", "latex", "latex", "latex", "digit", "latex", "word", "other", "tail",
                        "tail", "tail", "end"]
     # The tail starts in the token holding the separator's first character, even one split across tokens.
     assert classify_texts(["5", " #", "###", " 5"], [False] * 4) == ["digit", "tail", "tail", "tail"]
