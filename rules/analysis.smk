@@ -61,7 +61,7 @@ rule acceptance_check:
         predictions=expand("results/{experiment}/acceptance_prediction.csv", experiment=EXPERIMENTS + BASELINES),
         benchmarks=expand("results/{experiment}/benchmark.csv", experiment=EXPERIMENTS + BASELINES),
     output:
-        report("results/acceptance_check.csv", caption="../report/acceptance_check.rst", category="Why: acceptance"),
+        report("results/acceptance_check.csv", caption="../report/acceptance_check.rst", category="Acceptance explained"),
     params:
         experiments=EXPERIMENTS + BASELINES,
         bench=config["bench"],
@@ -79,12 +79,12 @@ rule acceptance_by_class:
         expand("results/{experiment}/acceptance.csv", experiment=EXPERIMENTS + BASELINES),
     output:
         table=report(
-            "results/acceptance_by_class.csv", caption="../report/acceptance_by_class.rst", category="Why: acceptance"
+            "results/acceptance_by_class.csv", caption="../report/acceptance_by_class.rst", category="Acceptance explained"
         ),
         plot=report(
             "results/plots/acceptance_by_class.png",
             caption="../report/acceptance_by_class_plot.rst",
-            category="Why: acceptance",
+            category="Acceptance explained",
         ),
     params:
         experiments=EXPERIMENTS + BASELINES,
@@ -113,13 +113,13 @@ rule transfer:
         table=report(
             "results/transfer_{scenario}.csv",
             caption="../report/transfer.rst",
-            category="Why: transfer",
+            category="Transfer across styles",
             subcategory="{scenario}",
         ),
         plot=report(
             "results/plots/transfer_{scenario}.png",
             caption="../report/transfer_plot.rst",
-            category="Why: transfer",
+            category="Transfer across styles",
             subcategory="{scenario}",
         ),
     params:
