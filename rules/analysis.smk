@@ -61,7 +61,9 @@ rule acceptance_check:
         predictions=expand("results/{experiment}/acceptance_prediction.csv", experiment=EXPERIMENTS + BASELINES),
         benchmarks=expand("results/{experiment}/benchmark.csv", experiment=EXPERIMENTS + BASELINES),
     output:
-        report("results/acceptance_check.csv", caption="../report/acceptance_check.rst", category="Acceptance explained"),
+        report(
+            "results/acceptance_check.csv", caption="../report/acceptance_check.rst", category="Acceptance explained"
+        ),
     params:
         experiments=EXPERIMENTS + BASELINES,
         bench=config["bench"],
@@ -79,7 +81,9 @@ rule acceptance_by_class:
         expand("results/{experiment}/acceptance.csv", experiment=EXPERIMENTS + BASELINES),
     output:
         table=report(
-            "results/acceptance_by_class.csv", caption="../report/acceptance_by_class.rst", category="Acceptance explained"
+            "results/acceptance_by_class.csv",
+            caption="../report/acceptance_by_class.rst",
+            category="Acceptance explained",
         ),
         plot=report(
             "results/plots/acceptance_by_class.png",
