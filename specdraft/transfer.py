@@ -110,6 +110,8 @@ def transfer(scenario: str, outputs_paths: dict[str, str], drafts: dict[str, tup
     outputs_paths: {target style: target_outputs.jsonl}; drafts: {draft style: (base, adapter or None)};
     vocab_size: the target's embedding rows, every draft padded to it as for the bench.
     """
+    import pandas as pd
+
     outputs = {style: read_outputs(path) for style, path in outputs_paths.items()}
     max_seq_len = max(len(o.prompt_ids) + len(o.output_ids) for outs in outputs.values() for o in outs)
     rows = []
@@ -119,8 +121,6 @@ def transfer(scenario: str, outputs_paths: dict[str, str], drafts: dict[str, tup
         rows += transfer_rows(scenario, outputs, draft_style, draft, ks, max_new_tokens)
         del draft
     with atomic_path(table_path) as tmp:
-        import pandas as pd
-
         pd.DataFrame([asdict(r) for r in rows]).to_csv(tmp, index=False, float_format="%.4f")
     plot_transfer(rows, plot_path)
     for r in rows:
