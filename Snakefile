@@ -8,6 +8,9 @@
 #   results/untrained_{scenario}/benchmark.csv               baseline       (vanilla draft and target)
 #   results/summary.csv, results/plots/*.png                 summary
 #   data/processed/stats.csv                                 stats          (tokens and steps per style)
+#   results/{exp}/acceptance.csv, acceptance_prediction.csv  acceptance     (exact offline acceptance, every k)
+#   results/acceptance_check.csv, acceptance_by_class.csv    acceptance_check, acceptance_by_class
+#   results/transfer_{scenario}.csv                          transfer       (drafts across styles)
 #
 # The workflow says what depends on what; the `specdraft` package does the work.
 
@@ -53,6 +56,7 @@ include: "rules/distill.smk"
 include: "rules/bench.smk"
 include: "rules/summary.smk"
 include: "rules/merge.smk"
+include: "rules/analysis.smk"
 
 
 rule all:
@@ -60,4 +64,7 @@ rule all:
         "results/summary.csv",
         expand("results/plots/{metric}.png", metric=PLOT_METRICS),
         "data/processed/stats.csv",
+        "results/acceptance_check.csv",
+        "results/acceptance_by_class.csv",
+        expand("results/transfer_{scenario}.csv", scenario=CFG.scenarios),
     default_target: True

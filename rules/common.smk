@@ -50,3 +50,9 @@ def data_files(wildcards):
         files += [f"{CFG.data.test_sets}/{scenario}_test.jsonl" for scenario, other in SCENARIO_DATASET.items()
                   if other == dataset]
     return [f for f in files if os.path.isfile(f)]
+
+
+def scenario_experiments(scenario):
+    """(style, experiment) of every experiment of `scenario`: each tuned style, then the untrained pair."""
+    pairs = [(style, f"{style}_{scenario}") for style in CFG.styles]
+    return pairs + ([("untrained", f"untrained_{scenario}")] if CFG.baseline.enabled else [])

@@ -95,6 +95,13 @@ def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
     assert all((workdir / f"results/plots/{m}.png").stat().st_size > 0
                for m in ("acceptance_rate", "median_speedup", "tokens_per_answer"))
 
+    # Offline acceptance predicts every benchmark row exactly (greedy, float32); the transfer matrix is built.
+    check = list(csv.DictReader(open(workdir / "results/acceptance_check.csv")))
+    assert len(check) == 2 * 2 and all(r["num_matching"] == r["num_problems"] == "2" for r in check)
+    transfer = list(csv.DictReader(open(workdir / "results/transfer_easy.csv")))
+    assert {(r["target"], r["draft"]) for r in transfer} == {(t, d) for t in ("cod", "untrained")
+                                                              for d in ("cod", "untrained")}
+
     again = subprocess.run(snakemake(repo, workdir, "-n"), capture_output=True, text=True, timeout=120)
     assert "Nothing to be done" in again.stdout + again.stderr
 
