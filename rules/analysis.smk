@@ -19,13 +19,19 @@ rule acceptance:
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
+        engine_weights=config["engine_weights"],
+        seed=config["seed"],
     log:
         "logs/acceptance/{style}_{scenario}.log",
+    benchmark:
+        "results/benchmarks/acceptance/{style}_{scenario}.tsv"
     threads: 1
     resources:
         gpu=1,
+        mem_mb=4_000 if TINY else 64_000,
+        runtime=60 if TINY else 12 * 60,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/serve.yaml"
     script:
         "../scripts/acceptance.py"
 
@@ -45,13 +51,19 @@ rule acceptance_baseline:
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
+        engine_weights=config["engine_weights"],
+        seed=config["seed"],
     log:
         "logs/acceptance/untrained_{scenario}.log",
+    benchmark:
+        "results/benchmarks/acceptance_baseline/{scenario}.tsv"
     threads: 1
     resources:
         gpu=1,
+        mem_mb=4_000 if TINY else 64_000,
+        runtime=60 if TINY else 12 * 60,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/serve.yaml"
     script:
         "../scripts/acceptance.py"
 
@@ -69,9 +81,14 @@ rule acceptance_check:
         bench=config["bench"],
     log:
         "logs/acceptance_check.log",
+    benchmark:
+        "results/benchmarks/acceptance_check.tsv"
     threads: 1
+    resources:
+        mem_mb=2_000,
+        runtime=15,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/acceptance_check.py"
 
@@ -94,9 +111,14 @@ rule acceptance_by_class:
         experiments=EXPERIMENTS + BASELINES,
     log:
         "logs/acceptance_by_class.log",
+    benchmark:
+        "results/benchmarks/acceptance_by_class.tsv"
     threads: 1
+    resources:
+        mem_mb=2_000,
+        runtime=15,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/acceptance_by_class.py"
 
@@ -136,12 +158,18 @@ rule transfer:
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
+        engine_weights=config["engine_weights"],
+        seed=config["seed"],
     log:
         "logs/transfer/{scenario}.log",
+    benchmark:
+        "results/benchmarks/transfer/{scenario}.tsv"
     threads: 1
     resources:
         gpu=1,
+        mem_mb=4_000 if TINY else 64_000,
+        runtime=60 if TINY else 12 * 60,
     conda:
-        "../envs/specdraft.yaml"
+        "../envs/serve.yaml"
     script:
         "../scripts/transfer.py"

@@ -38,10 +38,8 @@ def quiet_libraries() -> None:
     # Already imported (e.g. in a test process): the environment is read at import, so switch them off directly.
     if "huggingface_hub" in sys.modules:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+    if "transformers" in sys.modules:  # through sys.modules: this module must not import transformers itself
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
     for category, message in UNFIXABLE_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
 

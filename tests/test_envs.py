@@ -47,6 +47,10 @@ def distributions_of(requirements: list[Requirement]) -> set[str]:
         except importlib.metadata.PackageNotFoundError:
             continue
         todo += [r.name for r in map(Requirement, requires) if r.marker is None or r.marker.evaluate(environment)]
+    if "torch" in found:
+        # PyPI's Linux torch (what the envs install) is the CUDA build, which requires triton; this machine's CPU
+        # build does not, so its metadata cannot say so. The engine imports triton only for its CUDA kernels.
+        found.add("triton")
     return found
 
 
