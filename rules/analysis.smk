@@ -88,7 +88,7 @@ rule acceptance_check:
         mem_mb=2_000,
         runtime=15,
     conda:
-        "../envs/report.yaml"
+        "../envs/serve.yaml"
     script:
         "../scripts/acceptance_check.py"
 
@@ -118,7 +118,7 @@ rule acceptance_by_class:
         mem_mb=2_000,
         runtime=15,
     conda:
-        "../envs/report.yaml"
+        "../envs/serve.yaml"
     script:
         "../scripts/acceptance_by_class.py"
 
