@@ -13,6 +13,7 @@ rule bench:
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
+        seed=config["seed"],
     log:
         "logs/bench/{style}_{scenario}.log",
     threads: 1
@@ -37,6 +38,7 @@ rule baseline:
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
+        seed=config["seed"],
     log:
         "logs/baseline/{scenario}.log",
     threads: 1
