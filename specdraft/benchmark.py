@@ -60,7 +60,8 @@ class BenchRow:
     verification_ms: float
     draft_cost: float
     verification_cost: float
-    alpha: float  # per-token acceptance probability: accepted / (accepted + steps with a rejection)
+    num_rejected_steps: int  # steps that stopped at a rejected draft token
+    alpha: float  # per-token acceptance probability: accepted / (accepted + rejected steps)
     predicted_speedup: float  # the paper's (1 - alpha^(k+1)) / ((1 - alpha)(1 + k c))
     predicted_speedup_steps: float  # (accepted + steps) / (c proposed + verification_cost steps): the counts
     peak_memory_gib: float  # GPU memory allocated at peak over both runs of the row; NaN on a CPU
@@ -101,6 +102,7 @@ def latencies_ms(start: float, token_times: list[float]) -> tuple[float, float]:
 class StepCosts:
     draft_token_ms: float
     verification_ms: float
+    num_rejected_steps: int
     alpha: float
 
 
@@ -116,7 +118,7 @@ def step_costs(timeline: Timeline, k: int) -> StepCosts:
     accepted = sum(timeline.num_accepted)
     rejections = sum(a < p for p, a in zip(timeline.num_proposed, timeline.num_accepted))
     alpha = accepted / (accepted + rejections) if accepted + rejections else math.nan
-    return StepCosts(draft_ms, verification_ms, alpha)
+    return StepCosts(draft_ms, verification_ms, rejections, alpha)
 
 
 def leviathan_speedup(alpha: float, k: int, c: float, verification_cost: float = 1.0) -> float:
@@ -176,7 +178,7 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
                 target_tokens_per_s=target_rate, speculative_tokens_per_s=rate, speedup=rate / target_rate,
                 ttft_ms=ttft, itl_ms=itl, target_ttft_ms=target_ttft, target_itl_ms=target_itl,
                 draft_token_ms=costs.draft_token_ms, verification_ms=costs.verification_ms,
-                draft_cost=c, verification_cost=v, alpha=costs.alpha,
+                draft_cost=c, verification_cost=v, num_rejected_steps=costs.num_rejected_steps, alpha=costs.alpha,
                 predicted_speedup=leviathan_speedup(costs.alpha, k, c),
                 predicted_speedup_steps=_ratio(stats.num_accepted + stats.num_steps,
                                                c * stats.num_proposed + v * stats.num_steps),

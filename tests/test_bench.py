@@ -42,7 +42,7 @@ def test_step_costs_skip_the_prefill_step_and_count_rejections():
     costs = step_costs(timeline, 4)
     assert costs.draft_token_ms == pytest.approx(1e3 * 1.0 / 10)  # (0.4 + 0.4 + 0.2) s over 10 tokens
     assert costs.verification_ms == pytest.approx(1e3 * 2.0)  # full (k=4) steps after the first only
-    assert costs.alpha == pytest.approx(11 / 12)  # 11 accepted, one step stopped by a rejection
+    assert costs.num_rejected_steps == 1 and costs.alpha == pytest.approx(11 / 12)  # 11 accepted, one step stopped by a rejection
 
 
 def test_leviathan_formula_matches_simulated_iid_acceptance():
