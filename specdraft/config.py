@@ -108,6 +108,11 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class SummaryConfig:
+    bootstrap_resamples: int
+
+
+@dataclass(frozen=True)
 class Config:
     styles: tuple[str, ...]
     scenarios: tuple[str, ...]
@@ -121,6 +126,7 @@ class Config:
     train_draft: TrainingConfig
     distill: DistillConfig
     bench: BenchConfig
+    summary: SummaryConfig
 
 
 class ConfigError(ValueError):
