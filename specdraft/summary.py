@@ -326,7 +326,7 @@ def plot_latency_per_correct(summary, path: str) -> None:
             for x, value in zip(xs, raw[(style, k)]):
                 if value == math.inf:
                     ax.text(x, 0, "no correct answer", rotation=90, ha="center", va="bottom", fontsize=6,
-                            color=colour)
+                            color="#333333")
         ax.set_ylabel(ylabel)
         if not finite[metric].notna().any():
             ax.set_ylim(0, 1)
@@ -375,27 +375,32 @@ def plot_predicted_speedup(summary, path: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5))
     ks = sorted(summary["k"].unique())
+    from matplotlib.lines import Line2D
+
     for style in STYLES:
         for k in ks:
             part = summary[(summary["style"] == style) & (summary["k"] == k)]
-            if part.empty:
-                continue
             colour = shade(style, k, ks)
-            ax.scatter(part.predicted_speedup, part.speedup, marker="o", color=colour,
-                       label=f"{style}, k={k}: Leviathan (alpha, c)")
-            ax.scatter(part.predicted_speedup_steps, part.speedup, marker="x", color=colour,
-                       label=f"{style}, k={k}: counted steps")
+            ax.scatter(part.predicted_speedup, part.speedup, marker="o", color=colour)
+            ax.scatter(part.predicted_speedup_steps, part.speedup, marker="x", color=colour)
+    handles = [Line2D([], [], color=STYLE_COLOURS[s], marker="s", linestyle="", label=s)
+               for s in STYLES if s in set(summary["style"])]
+    handles += [Line2D([], [], color="#444444", marker="o", linestyle="", label="predicted: Leviathan (alpha, c)"),
+                Line2D([], [], color="#444444", marker="x", linestyle="", label="predicted: counted steps (c, v)"),
+                Line2D([], [], color="black", linewidth=0.8, label="measured = predicted"),
+                Line2D([], [], color="black", linestyle="--", linewidth=0.8, label="speedup 1 (the target alone)")]
     values = summary[["speedup", "predicted_speedup", "predicted_speedup_steps"]].to_numpy(dtype=float)
     values = values[np.isfinite(values)]
     low, high = (min(values.min(), 1.0) * 0.9, max(values.max(), 1.0) * 1.1) if len(values) else (0, 2)
-    ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="measured = predicted")
-    ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8, label="speedup 1 (the target alone)")
+    ax.plot([low, high], [low, high], color="black", linewidth=0.8)
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
     ax.set_xlim(low, high)
     ax.set_ylim(low, high)
     ax.set_xlabel("predicted speedup (x the target alone's tokens per second)")
     ax.set_ylabel("measured speedup (x the target alone's tokens per second)")
-    ax.set_title("Predicted vs measured speedup")
-    ax.legend(fontsize=6, ncol=2, frameon=False, loc="upper left")
+    ax.set_title("Predicted vs measured speedup (one point per experiment and k; lighter = smaller k)",
+                 fontsize=9)
+    ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper left")
     _save(fig, path)
 
 
