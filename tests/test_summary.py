@@ -125,3 +125,33 @@ def test_write_summary_writes_csvs_tables_and_plots(benchmarks, tmp_path):
     assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "∞ (no correct answer)" in page
     published = open(outputs["published_table"]).read()
     assert all(f"{acceptance:.3f}" in published for _, _, acceptance, _, _ in PUBLISHED)
+
+
+def test_demo_doc_is_written_from_the_run_outputs(benchmarks, tmp_path):
+    from specdraft.demo_doc import render
+
+    results = tmp_path / "run/results"
+    results.mkdir(parents=True)
+    write_summary(benchmarks, {"summary": str(results / "summary.csv"), "comparison": str(results / "cod_vs_cot.csv"),
+                               "comparison_table": str(tmp_path / "c.html"), "summary_table": str(tmp_path / "s.html"),
+                               "published_table": str(tmp_path / "p.html")}, resamples=100)
+    page = render(tmp_path / "run")
+    rows = [line for line in page.splitlines() if line.startswith("| cod_hard") or line.startswith("| untrained")]
+    assert len(rows) == 3 and "| cod_hard | 2 | 0.35 [0.2, 0.8] |" in rows[0]
+    assert "Accuracy is 0 everywhere" not in page  # cod_hard answers half its problems
+    assert "Every speedup is below 1" not in page and "matches_target` = 1.0 in all 3 rows" in page
+
+
+def test_report_screenshots_find_the_results_the_page_displays():
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("report_screenshots", REPO / "scripts/report_screenshots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = ('<script>\n    var results = {"results/summary.csv": {}, "results/report/summary.html": {}, '
+            '"results/plots/speedup.png": {}};\n</script>')
+    assert module.result_paths(page) == ["results/report/summary.html", "results/plots/speedup.png"]
+    with pytest.raises(ValueError, match="Snakemake"):
+        module.result_paths("<html></html>")
