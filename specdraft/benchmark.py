@@ -14,6 +14,7 @@ import torch
 from specdraft.answers import extract_answer, is_equivalent
 from specdraft.atomic import atomic_path
 from specdraft.config import BenchConfig
+from specdraft.cost_model import leviathan_speedup
 from specdraft.decoding import Timeline, autoregressive_generate, speculative_generate
 from specdraft.generation import chat_prompt_ids
 from specdraft.jsonl import read_jsonl
@@ -119,13 +120,6 @@ def step_costs(timeline: Timeline, k: int) -> StepCosts:
     rejections = sum(a < p for p, a in zip(timeline.num_proposed, timeline.num_accepted))
     alpha = accepted / (accepted + rejections) if accepted + rejections else math.nan
     return StepCosts(draft_ms, verification_ms, rejections, alpha)
-
-
-def leviathan_speedup(alpha: float, k: int, c: float, verification_cost: float = 1.0) -> float:
-    """Expected speedup with k draft tokens: E[tokens per step] / (k c + verification cost), where
-    E[tokens per step] = (1 - alpha^(k+1)) / (1 - alpha) (Leviathan et al. 2023, eq. 1 and theorem 3.8)."""
-    tokens = k + 1 if alpha >= 1 else (1 - alpha ** (k + 1)) / (1 - alpha)
-    return tokens / (k * c + verification_cost)
 
 
 def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfig, seed: int) -> list[BenchRow]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from specdraft.atomic import atomic_path
-from specdraft.benchmark import leviathan_speedup
+from specdraft.cost_model import leviathan_speedup
 
 log = logging.getLogger(__name__)
 

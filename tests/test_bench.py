@@ -7,7 +7,8 @@ import random
 import pytest
 import torch
 
-from specdraft.benchmark import leviathan_speedup, latencies_ms, run_benchmark, step_costs, warm_up
+from specdraft.benchmark import latencies_ms, run_benchmark, step_costs, warm_up
+from specdraft.cost_model import leviathan_speedup
 from specdraft.config import BenchConfig
 from specdraft.decoding import Timeline, autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
