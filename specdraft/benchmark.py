@@ -191,8 +191,7 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
 
 def graph_shapes_met(model) -> int:
     """Graph-sized step shapes the native engine's batch-1 runner has met (0 for a Hugging Face model)."""
-    runner = getattr(model, "_session_runner", None)
-    return len(runner.shapes_met) if runner is not None else 0
+    return getattr(model, "num_graph_shapes", 0)
 
 
 def warm_up(target, draft, prompts: list[torch.Tensor], num_speculative_tokens, generator, common: dict) -> None:

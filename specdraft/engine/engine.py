@@ -107,6 +107,11 @@ class Engine:
         self._session_runner.warm_up([(n, last) for n, last in steps if n <= MAX_GRAPH_TOKENS],
                                      list(range(1, max_k + 1)))
 
+    @property
+    def num_graph_shapes(self) -> int:
+        """Graph-sized shapes batch-1 decoding has met so far (each a CUDA-graph capture on a GPU)."""
+        return len(self._session_runner.shapes_met) if self._session_runner is not None else 0
+
     @torch.inference_mode()
     def generate_batch(self, prompts: list[list[int]], *, max_new_tokens: int, temperature: float = 0.0,
                        eos_token_id: int | None = None, pad_token_id: int = 0,
