@@ -206,18 +206,21 @@ def compare_styles(benchmarks: dict[str, str], *, resamples: int = 1000, seed: i
                                        "difference_high", "larger_than_noise"])
 
 
-def verdict(row) -> str:
-    """One sentence on a CoD-minus-CoT difference and whether its interval excludes 0."""
+def verdict(row, short: bool = False) -> str:
+    """One sentence on a CoD-minus-CoT difference and whether its interval excludes 0 (`short`: the
+    judgement alone, for a table that shows the numbers beside it)."""
     name = {"acceptance_rate": "acceptance rate", "speedup": "speedup", "tokens_per_answer": "tokens per answer"}
     what = name[row.statistic]
     if math.isnan(row.difference_low):
         return f"{what}: no interval (too few problems)"
-    direction = "higher" if row.difference > 0 else "lower"
-    if row.larger_than_noise:
-        return (f"CoD's {what} is {direction} by {abs(row.difference):.3g}; the 95% interval "
-                f"[{row.difference_low:.3g}, {row.difference_high:.3g}] excludes 0: larger than the noise.")
-    return (f"CoD's {what} is {direction} by {abs(row.difference):.3g}, but the 95% interval "
-            f"[{row.difference_low:.3g}, {row.difference_high:.3g}] includes 0: within the noise.")
+    noise = ("larger than the noise (the interval excludes 0)" if row.larger_than_noise
+             else "within the noise (the interval includes 0)")
+    if short:
+        return noise
+    direction = "the same as" if row.difference == 0 else (
+        f"{'higher' if row.difference > 0 else 'lower'} by {abs(row.difference):.3g} than")
+    return (f"CoD's {what} is {direction} CoT's, 95% interval [{row.difference_low:.3g}, "
+            f"{row.difference_high:.3g}]: {noise}.")
 
 
 # ---- plots ---------------------------------------------------------------------------------------------------
@@ -409,7 +412,8 @@ def plot_predicted_speedup(summary, path: str) -> None:
 _CSS = """body{font-family:system-ui,sans-serif;font-size:13px;margin:16px;color:#222}
 h2{font-size:16px;margin:18px 0 6px}p{max-width:60em;line-height:1.4}
 table{border-collapse:collapse;margin:6px 0 14px}th,td{padding:3px 8px;border-bottom:1px solid #ddd}
-th{background:#f2f2f2;text-align:left;position:sticky;top:0}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f2f2f2;text-align:left;vertical-align:bottom}td{white-space:nowrap}
+td.n{text-align:right;font-variant-numeric:tabular-nums}.ci{color:#777;font-size:11px}
 .cot{color:#0072B2;font-weight:600}.cod{color:#D55E00;font-weight:600}.untrained{color:#666;font-weight:600}
 .yes{font-weight:600}"""
 
@@ -422,14 +426,14 @@ def _fmt(value, digits: int = 3) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, float) and math.isinf(value):
-        return "∞ (no correct answer)" if value > 0 else "-∞"
+        return "∞" if value > 0 else "-∞"
     if isinstance(value, (float, np.floating)):
         return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
     return html.escape(str(value))
 
 
 def _interval_cell(value, low, high) -> str:
-    return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
+    return f'{_fmt(value)} <span class="ci">[{_fmt(low)}, {_fmt(high)}]</span>'
 
 
 def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
@@ -493,7 +497,8 @@ def comparison_html(comparison) -> str:
     """The CoD-vs-CoT table, each difference with its interval and a sentence on the noise."""
     rows = [[r.scenario, str(r.k), r.statistic.replace("_", " "), _fmt(r.cot), _fmt(r.cod),
              _interval_cell(r.difference, r.difference_low, r.difference_high),
-             f'<span class="yes">{verdict(r)}</span>' if r.larger_than_noise else verdict(r)]
+             f'<span class="yes">{verdict(r, short=True)}</span>' if r.larger_than_noise
+             else verdict(r, short=True)]
             for r in comparison.itertuples()]
     significant = int(comparison.larger_than_noise.sum()) if len(comparison) else 0
     body = ("<h2>Chain of Draft vs Chain of Thought, per scenario and k</h2>"

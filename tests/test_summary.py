@@ -123,7 +123,7 @@ def test_write_summary_writes_csvs_tables_and_plots(benchmarks, tmp_path):
     assert len(rows) == 3 and rows[2]["latency_per_correct_s"] == "inf"
     assert all(open(outputs[name], "rb").read(8) == b"\x89PNG\r\n\x1a\n" for name in PLOTS)
     page = open(outputs["summary_table"]).read()
-    assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "∞ (no correct answer)" in page
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "<td class=\"n\">∞</td>" in page
     published = open(outputs["published_table"]).read()
     assert all(f"{acceptance:.3f}" in published for _, _, acceptance, _, _ in PUBLISHED)
 
