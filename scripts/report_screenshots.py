@@ -6,7 +6,8 @@ A command-line tool, not a rule script. The report is a single-page app: one HTM
 home page, a category's list of results, a result shown beside it) are switched by JavaScript. For each
 view this writes a copy of the report with a few lines appended that open that view once the page has
 loaded, as a click would, and has Chromium screenshot the copy: `home.png`, then one PNG per HTML table
-and image the report holds, named after the result's file (`summary.png` for `results/report/summary.html`).
+and image the report holds, named after the result's file (`speedup.png` for `results/plots/speedup.png`,
+`summary_table.png` for `results/report/summary.html`).
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def take(report_path: Path, out_dir: Path, chromium: str, width: int, height: in
         views = [("home", report)]
         for path in result_paths(report):
             script = OPEN_RESULT % json.dumps(path)
-            views.append((Path(path).stem, report.replace("</body>", script + "</body>", 1)))
+            name = Path(path).stem + ("_table" if path.lower().endswith(".html") else "")
+            head, body_end, tail = report.rpartition("</body>")  # the page's own: scripts quote the tag too
+            views.append((name, head + script + body_end + tail))
         for name, html in views:
             page = Path(tmp) / f"{name}.html"
             page.write_text(html)

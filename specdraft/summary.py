@@ -334,6 +334,8 @@ def plot_latency_per_correct(summary, path: str) -> None:
         if not finite[metric].notna().any():
             ax.set_ylim(0, 1)
             ax.set_yticks([])
+            ax.text(0.5, 0.75, "accuracy 0 in every experiment: no correct answer, so no finite time per one",
+                    transform=ax.transAxes, ha="center", fontsize=9, color="#333333")
     top.set_title("Latency per correct answer: the target alone vs speculative decoding")
     bottom.set_xticks(range(len(scenarios)), scenarios)
     bottom.set_xlabel("scenario (easy = GSM8K, medium = MATH levels 1-2, hard = MATH levels 3-4)")
@@ -495,8 +497,12 @@ def summary_html(summary) -> str:
 
 def comparison_html(comparison) -> str:
     """The CoD-vs-CoT table, each difference with its interval and a sentence on the noise."""
+    def signed(value: float, statistic: str) -> str:
+        return "–" if math.isnan(value) else f"{value:+.{1 if statistic == 'tokens_per_answer' else 3}f}"
+
     rows = [[r.scenario, str(r.k), r.statistic.replace("_", " "), _fmt(r.cot), _fmt(r.cod),
-             _interval_cell(r.difference, r.difference_low, r.difference_high),
+             f'{signed(r.difference, r.statistic)} <span class="ci">[{signed(r.difference_low, r.statistic)}, '
+             f'{signed(r.difference_high, r.statistic)}]</span>',
              f'<span class="yes">{verdict(r, short=True)}</span>' if r.larger_than_noise
              else verdict(r, short=True)]
             for r in comparison.itertuples()]
