@@ -55,7 +55,8 @@ def render(run: Path) -> str:
         f"side in one process, on {int(summary.num_problems.max())} test problems per scenario with "
         f"k = {', '.join(map(str, sorted(summary.k.unique())))}. The figures below are that run's "
         "`results/summary.csv` and `results/cod_vs_cot.csv`; screenshots of its report are in "
-        "[`docs/report/`](report/).",
+        "[`docs/report/`](report/), the run's machine and conditions in "
+        "[`docs/report/provenance.json`](report/provenance.json).",
         "",
         "## Summary",
         "",
