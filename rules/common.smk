@@ -4,7 +4,7 @@ from specdraft.data.sources import SCENARIO_DATASET
 
 EXPERIMENTS = [f"{style}_{scenario}" for style in CFG.styles for scenario in CFG.scenarios]
 BASELINES = [f"untrained_{scenario}" for scenario in CFG.scenarios] if CFG.baseline.enabled else []
-PLOT_METRICS = ["acceptance_rate", "median_speedup", "tokens_per_answer"]
+PLOT_METRICS = ["latency_per_correct", "cod_vs_cot", "speedup", "acceptance_rate", "tokens_per_answer", "predicted_speedup"]
 TINY = CFG.models.source == "tiny"
 RANDOM = CFG.models.source == "random"
 

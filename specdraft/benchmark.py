@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -13,7 +14,8 @@ import torch
 from specdraft.answers import extract_answer, is_equivalent
 from specdraft.atomic import atomic_path
 from specdraft.config import BenchConfig
-from specdraft.decoding import autoregressive_generate, speculative_generate
+from specdraft.cost_model import leviathan_speedup
+from specdraft.decoding import Timeline, autoregressive_generate, speculative_generate
 from specdraft.generation import chat_prompt_ids, check_prompt_lengths
 from specdraft.jsonl import read_jsonl
 from specdraft.logs import Progress
@@ -26,11 +28,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BenchRow:
-    """One problem decoded with k draft tokens, next to the target alone on the same prompt."""
+    """One problem decoded with k draft tokens, next to the target alone on the same prompt.
+
+    Times are seconds (or ms where named so) of wall clock, the GPU synchronised before each clock read.
+    `ttft_ms` (time to first token: the call's start, prompt in, to the first new token on the host) and
+    `itl_ms` (inter-token latency: the mean time between later tokens, (last - first) / (n - 1), vLLM's time
+    per output token) are the speculative run's; `target_*` the target alone's. A speculative step delivers
+    its tokens together, so its ITL averages over the step's tokens rather than reporting zero gaps.
+    """
 
     id: str
     k: int
-    num_new_tokens: int
+    num_new_tokens: int  # the speculative run's output
+    target_num_new_tokens: int  # the target alone's
     num_proposed: int
     num_accepted: int
     num_steps: int
@@ -39,22 +49,79 @@ class BenchRow:
     accepted_per_position: str  # "a;b;c": steps whose proposal was accepted through position 1, 2, 3, ...
     target_seconds: float
     speculative_seconds: float
-    speedup: float
+    target_tokens_per_s: float
+    speculative_tokens_per_s: float
+    speedup: float  # speculative_tokens_per_s / target_tokens_per_s: a throughput ratio
+    ttft_ms: float
+    itl_ms: float
+    target_ttft_ms: float
+    target_itl_ms: float  # one target step, the unit of the cost model below
+    # The cost model (Leviathan et al. 2023, section 3.4), measured in this run, steps after the first
+    # (the first holds the prompt's prefill): c = one draft token's time / one target step; verification_cost
+    # = one verification of k + 1 tokens / one target step (the paper assumes 1).
+    draft_token_ms: float
+    verification_ms: float
+    draft_cost: float
+    verification_cost: float
+    num_rejected_steps: int  # steps that stopped at a rejected draft token
+    alpha: float  # per-token acceptance probability: accepted / (accepted + rejected steps)
+    predicted_speedup: float  # the paper's (1 - alpha^(k+1)) / ((1 - alpha)(1 + k c))
+    predicted_speedup_steps: float  # (accepted + steps) / (c proposed + verification_cost steps): the counts
+    peak_memory_gib: float  # GPU memory allocated at peak over both runs of the row; NaN on a CPU
     answer: str | None
     reference: str
     correct: bool
+    target_correct: bool
     matches_target: bool
 
 
-def _timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float]:
-    """Run `fn` and return (result, seconds), synchronising the GPU before each clock read."""
+def _timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float, float]:
+    """Run `fn` and return (result, start, seconds), synchronising the GPU before each clock read."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     result = fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return result, time.perf_counter() - start
+    return result, start, time.perf_counter() - start
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN where the denominator is 0 or NaN (a quantity this run could not measure)."""
+    return numerator / denominator if denominator and not math.isnan(denominator) else math.nan
+
+
+def latencies_ms(start: float, token_times: list[float]) -> tuple[float, float]:
+    """(TTFT, mean ITL) in ms from the call's start and each new token's arrival; NaN where undefined."""
+    if not token_times:
+        return math.nan, math.nan
+    ttft = (token_times[0] - start) * 1e3
+    if len(token_times) < 2:
+        return ttft, math.nan
+    return ttft, (token_times[-1] - token_times[0]) * 1e3 / (len(token_times) - 1)
+
+
+@dataclass(frozen=True)
+class StepCosts:
+    draft_token_ms: float
+    verification_ms: float
+    num_rejected_steps: int
+    alpha: float
+
+
+def step_costs(timeline: Timeline, k: int) -> StepCosts:
+    """A speculative run's mean draft-token and full-verification (k + 1 tokens) times, steps after the
+    first, and its per-token acceptance probability (the maximum-likelihood estimate when each draft token
+    is accepted with one probability, a step stopping at its first rejection)."""
+    later = range(1, len(timeline.num_proposed))
+    proposed = sum(timeline.num_proposed[i] for i in later)
+    draft_ms = sum(timeline.proposal_seconds[i] for i in later) * 1e3 / proposed if proposed else math.nan
+    full = [timeline.verification_seconds[i] for i in later if timeline.num_proposed[i] == k]
+    verification_ms = sum(full) * 1e3 / len(full) if full else math.nan
+    accepted = sum(timeline.num_accepted)
+    rejections = sum(a < p for p, a in zip(timeline.num_proposed, timeline.num_accepted))
+    alpha = accepted / (accepted + rejections) if accepted + rejections else math.nan
+    return StepCosts(draft_ms, verification_ms, rejections, alpha)
 
 
 def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfig, seed: int) -> list[BenchRow]:
@@ -67,40 +134,82 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
     def generator() -> torch.Generator:
         return torch.Generator(device=device).manual_seed(seed)
 
+    def is_correct(token_ids, record) -> tuple[str | None, bool]:
+        answer = extract_answer(tokenizer.decode(token_ids, skip_special_tokens=True), record["scenario"])
+        return answer, is_equivalent(answer, record["answer"], record["scenario"])
+
     prompts = [torch.tensor([chat_prompt_ids(tokenizer, r["messages"][:-1])], device=device) for r in records]
-    # Warm-up, excluded from every timing: first-call allocations, kernel selection and (native engine) CUDA
-    # graph capture, on the shortest and the longest prompt so that most attention lengths are seen.
-    by_length = sorted(prompts, key=lambda p: p.shape[1])
-    for input_ids in {p.shape[1]: p for p in (by_length[0], by_length[-1])}.values():
-        autoregressive_generate(target, input_ids, generator=generator(), **common)
-        for k in cfg.num_speculative_tokens:
-            speculative_generate(target, draft, input_ids, num_speculative_tokens=k, generator=generator(), **common)
+    warm_up(target, draft, prompts, cfg.num_speculative_tokens, generator, common)
+    shapes_before = graph_shapes_met(target) + graph_shapes_met(draft)
 
     rows = []
     progress = Progress("bench", len(records), unit="problem")
     for record, input_ids in zip(records, prompts):
-        reference_ids, target_seconds = _timed(
-            lambda: autoregressive_generate(target, input_ids, generator=generator(), **common), device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        target_timeline = Timeline()
+        reference_ids, target_start, target_seconds = _timed(lambda: autoregressive_generate(
+            target, input_ids, generator=generator(), timeline=target_timeline, **common), device)
+        target_ttft, target_itl = latencies_ms(target_start, target_timeline.token_times)
+        _, target_correct = is_correct(reference_ids, record)
+        target_rate = len(reference_ids) / target_seconds
         for k in cfg.num_speculative_tokens:
-            out, seconds = _timed(lambda: speculative_generate(
-                target, draft, input_ids, num_speculative_tokens=k, generator=generator(), **common), device)
-            answer = extract_answer(tokenizer.decode(out.token_ids, skip_special_tokens=True), record["scenario"])
+            timeline = Timeline()
+            out, start, seconds = _timed(lambda: speculative_generate(
+                target, draft, input_ids, num_speculative_tokens=k, generator=generator(), timeline=timeline,
+                **common), device)
+            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
+            ttft, itl = latencies_ms(start, timeline.token_times)
+            costs = step_costs(timeline, k)
+            c, v = _ratio(costs.draft_token_ms, target_itl), _ratio(costs.verification_ms, target_itl)
+            answer, correct = is_correct(out.token_ids, record)
+            stats = out.stats
+            rate = len(out.token_ids) / seconds
             rows.append(BenchRow(
-                id=record["id"], k=k, num_new_tokens=len(out.token_ids),
-                num_proposed=out.stats.num_proposed, num_accepted=out.stats.num_accepted,
-                num_steps=out.stats.num_steps, acceptance_rate=out.stats.acceptance_rate,
-                mean_acceptance_length=out.stats.mean_acceptance_length,
-                accepted_per_position=";".join(map(str, out.stats.num_accepted_per_position)),
-                target_seconds=target_seconds, speculative_seconds=seconds, speedup=target_seconds / seconds,
-                answer=answer, reference=record["answer"],
-                correct=is_equivalent(answer, record["answer"], record["scenario"]),
-                matches_target=torch.equal(out.token_ids, reference_ids),
+                id=record["id"], k=k, num_new_tokens=len(out.token_ids), target_num_new_tokens=len(reference_ids),
+                num_proposed=stats.num_proposed, num_accepted=stats.num_accepted,
+                num_steps=stats.num_steps, acceptance_rate=stats.acceptance_rate,
+                mean_acceptance_length=stats.mean_acceptance_length,
+                accepted_per_position=";".join(map(str, stats.num_accepted_per_position)),
+                target_seconds=target_seconds, speculative_seconds=seconds,
+                target_tokens_per_s=target_rate, speculative_tokens_per_s=rate, speedup=rate / target_rate,
+                ttft_ms=ttft, itl_ms=itl, target_ttft_ms=target_ttft, target_itl_ms=target_itl,
+                draft_token_ms=costs.draft_token_ms, verification_ms=costs.verification_ms,
+                draft_cost=c, verification_cost=v, num_rejected_steps=costs.num_rejected_steps, alpha=costs.alpha,
+                predicted_speedup=leviathan_speedup(costs.alpha, k, c),
+                predicted_speedup_steps=_ratio(stats.num_accepted + stats.num_steps,
+                                               c * stats.num_proposed + v * stats.num_steps),
+                peak_memory_gib=peak, answer=answer, reference=record["answer"], correct=correct,
+                target_correct=target_correct, matches_target=torch.equal(out.token_ids, reference_ids),
             ))
         latest = rows[-len(cfg.num_speculative_tokens):]
         log.info("%s: %s", record["id"],
-                 ", ".join(f"k={r.k} accept={r.acceptance_rate:.2f} speedup={r.speedup:.2f}" for r in latest))
+                 ", ".join(f"k={r.k} accept={r.acceptance_rate:.2f} speedup={r.speedup:.2f} "
+                           f"(predicted {r.predicted_speedup_steps:.2f})" for r in latest))
         progress.update(len(rows) // len(cfg.num_speculative_tokens))
+    new_shapes = graph_shapes_met(target) + graph_shapes_met(draft) - shapes_before
+    if new_shapes:
+        log.warning("%d CUDA-graph shapes were first met inside the timings (captured there on a GPU)", new_shapes)
     return rows
+
+
+def graph_shapes_met(model) -> int:
+    """Graph-sized step shapes the native engine's batch-1 runner has met (0 for a Hugging Face model)."""
+    return getattr(model, "num_graph_shapes", 0)
+
+
+def warm_up(target, draft, prompts: list[torch.Tensor], num_speculative_tokens, generator, common: dict) -> None:
+    """Untimed: capture every CUDA graph the timed runs can replay (each k' <= k, each KV bucket; native
+    engine), then decode the shortest and the longest prompt once each way, for first-call allocations and
+    kernel selection, prefill shapes included."""
+    for model in (target, draft):
+        if hasattr(model, "warm_up"):
+            model.warm_up(list(num_speculative_tokens))
+    by_length = sorted(prompts, key=lambda p: p.shape[1])
+    for input_ids in {p.shape[1]: p for p in (by_length[0], by_length[-1])}.values():
+        autoregressive_generate(target, input_ids, generator=generator(), **common)
+        for k in num_speculative_tokens:
+            speculative_generate(target, draft, input_ids, num_speculative_tokens=k, generator=generator(), **common)
 
 
 def write_rows(path: str, rows: list[BenchRow]) -> None:

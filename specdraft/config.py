@@ -118,6 +118,11 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class SummaryConfig:
+    bootstrap_resamples: int
+
+
+@dataclass(frozen=True)
 class Config:
     styles: tuple[str, ...]
     scenarios: tuple[str, ...]
@@ -132,6 +137,7 @@ class Config:
     train_draft: TrainingConfig
     distill: DistillConfig
     bench: BenchConfig
+    summary: SummaryConfig
 
 
 class ConfigError(ValueError):

@@ -56,6 +56,23 @@ class SpecOutput:
     stats: SpecStats
 
 
+@dataclass
+class Timeline:
+    """`time.perf_counter()` readings of one generation, for TTFT, ITL and the draft / verification split.
+
+    Each reading is taken right after the host has read a token value from the device, a point where it
+    waits for the device anyway, so recording them adds no synchronisation and does not change the timing.
+    """
+
+    token_times: list[float] = field(default_factory=list)  # when each new token reached the host
+    # Speculative steps only, one entry per step: tokens proposed and accepted, and the seconds of the
+    # proposal (draft) and of the verification (the target's forward and the accept/reject decision).
+    num_proposed: list[int] = field(default_factory=list)
+    num_accepted: list[int] = field(default_factory=list)
+    proposal_seconds: list[float] = field(default_factory=list)
+    verification_seconds: list[float] = field(default_factory=list)
+
+
 def _eos_set(eos_token_id: int | list[int] | None) -> set[int]:
     if eos_token_id is None:
         return set()
@@ -76,10 +93,10 @@ def _sample(probs: Tensor, generator: torch.Generator | None) -> int:
 @torch.inference_mode()
 def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, temperature: float = 0.0,
                             eos_token_id: int | list[int] | None = None, generator: torch.Generator | None = None,
-                            top_p: float = 1.0) -> Tensor:
+                            top_p: float = 1.0, timeline: Timeline | None = None) -> Tensor:
     """Plain decoding, one forward per token: the reference speculative decoding must reproduce.
 
-    input_ids: [1, prompt_len]; returns [num_new_tokens].
+    input_ids: [1, prompt_len]; returns [num_new_tokens]. `timeline`, if given, receives each token's time.
     """
     eos, seq = _eos_set(eos_token_id), input_ids[0].tolist()
     prompt_len = len(seq)
@@ -89,6 +106,8 @@ def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, te
         token = int(logits.argmax()) if temperature == 0 else _sample(probabilities(logits, temperature, top_p),
                                                                       generator)
         seq.append(token)
+        if timeline is not None:
+            timeline.token_times.append(time.perf_counter())
         if token in eos:
             break
     return torch.tensor(seq[prompt_len:], dtype=torch.long)
@@ -114,13 +133,15 @@ def _propose(draft: Session, seq: list[int], k: int, temperature: float, top_p: 
 @torch.inference_mode()
 def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_tokens: int, max_new_tokens: int,
                          temperature: float = 0.0, eos_token_id: int | list[int] | None = None,
-                         generator: torch.Generator | None = None, top_p: float = 1.0) -> SpecOutput:
+                         generator: torch.Generator | None = None, top_p: float = 1.0,
+                         timeline: Timeline | None = None) -> SpecOutput:
     """Generate with `draft` proposing and `target` verifying.
 
     target, draft: Hugging Face causal LMs or `specdraft.engine.Engine`s sharing a tokenizer and vocabulary
     size; input_ids: [1, prompt_len]. Greedy output equals the target's own greedy decoding; with
     temperature > 0 the output follows the target's sampling distribution at that temperature and top_p
     (Leviathan et al. 2023), both models' distributions being warped alike before verification.
+    `timeline`, if given, receives each token's time and each step's proposal and verification seconds.
     """
     if num_speculative_tokens < 1:
         raise ValueError(f"num_speculative_tokens must be >= 1, got {num_speculative_tokens}")
@@ -136,10 +157,12 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
             f"draft vocabulary ({draft_session.vocab_size} rows) differs from the target's ({vocab_size}); "
             "pad the draft with specdraft.models.pad_vocab first")
     stats = SpecStats()
+    clock = time.perf_counter()
     while (num_new := len(seq) - prompt_len) < max_new_tokens:
         # Never propose past max_new_tokens: the last step's recovered/bonus token is the target's own.
         k = min(num_speculative_tokens, max_new_tokens - num_new - 1)
         draft_ids, draft_probs = _propose(draft_session, seq, k, temperature, top_p, generator)
+        proposed_at = time.perf_counter() if timeline is not None else 0.0
         target_logits = target_session.forward(seq[target_session.length:] + draft_ids, k + 1)  # [k+1, V]
         proposal = torch.tensor(draft_ids, dtype=torch.long, device=device)  # [k]
         if temperature == 0:
@@ -151,6 +174,14 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
         stats.observe(k, num_accepted)
         new_ids, stop = _truncate_at_eos(draft_ids[:num_accepted] + [int(next_token)], eos)
         seq += new_ids
+        if timeline is not None:
+            verified_at = time.perf_counter()
+            timeline.token_times += [verified_at] * len(new_ids)
+            timeline.num_proposed.append(k)
+            timeline.num_accepted.append(num_accepted)
+            timeline.proposal_seconds.append(proposed_at - clock)
+            timeline.verification_seconds.append(verified_at - proposed_at)
+            clock = verified_at
         # Rollback: keep the KV of accepted tokens only; the newest token is fed at the next step.
         target_session.rollback(len(seq) - 1)
         draft_session.rollback(len(seq) - 1)

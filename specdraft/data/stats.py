@@ -91,13 +91,18 @@ def plot_tokens(stats, path: str) -> None:
 
     train = stats[stats["split"] == "train"]
     scenarios = [s for s in ("easy", "medium", "hard") if s in set(train.scenario)]
-    styles = sorted(set(train["style"]))
+    from specdraft.summary import STYLE_COLOURS, STYLES
+
+    styles = [s for s in STYLES if s in set(train["style"])]  # cot, cod: the order and colours of every plot
     fig, ax = plt.subplots(figsize=(6, 3.5))
     width = 0.8 / len(styles)
     for i, style in enumerate(styles):
         values = [train[(train.scenario == s) & (train["style"] == style)].tokens_mean.sum() for s in scenarios]
-        ax.bar([x + i * width for x in range(len(scenarios))], values, width, label=style)
+        ax.bar([x + i * width for x in range(len(scenarios))], values, width, label=style,
+               color=STYLE_COLOURS[style])
     ax.set_xticks([x + width * (len(styles) - 1) / 2 for x in range(len(scenarios))], scenarios)
+    ax.set_title("Training solutions: tokens per solution, by style")
+    ax.set_xlabel("scenario")
     ax.set_ylabel("tokens per solution (mean)")
     ax.legend()
     fig.tight_layout()

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from specdraft.engine.decoder import Decoder, KVCache
-from specdraft.engine.runner import StepRunner
+from specdraft.engine.runner import MAX_GRAPH_TOKENS, StepRunner
 from specdraft.generation import cut_at_eos, left_pad
 from specdraft.verification import probabilities
 
@@ -163,6 +163,23 @@ class Engine:
     def open_rows(self, batch_size: int, offset: int = 0) -> EngineRows:
         """`batch_size` rows of ragged lengths in the batch cache (see `EngineRows`)."""
         return EngineRows(self, batch_size, offset)
+
+    def warm_up(self, num_speculative_tokens: list[int]) -> None:
+        """Capture before any timing every CUDA graph that batch-1 decoding can replay, plain or speculative
+        with any k' <= max(num_speculative_tokens) (the last steps propose fewer): at every KV bucket, one-token
+        steps, a two-token step with the last logits only (a sampling draft catching up), verifications of
+        k' + 1 tokens, and greedy proposals of k' tokens. Off a GPU it meets the same shapes, eagerly."""
+        if self._session_runner is None:
+            self._session_runner = self._runner(1)
+        max_k = max(num_speculative_tokens, default=0)
+        steps = [(1, True), (2, True)] + [(k + 1, False) for k in range(1, max_k + 1)]
+        self._session_runner.warm_up([(n, last) for n, last in steps if n <= MAX_GRAPH_TOKENS],
+                                     list(range(1, max_k + 1)))
+
+    @property
+    def num_graph_shapes(self) -> int:
+        """Graph-sized shapes batch-1 decoding has met so far (each a CUDA-graph capture on a GPU)."""
+        return len(self._session_runner.shapes_met) if self._session_runner is not None else 0
 
     @torch.inference_mode()
     def generate_batch(self, prompts: list[list[int]], *, max_new_tokens: int, temperature: float = 0.0,

@@ -53,6 +53,9 @@ class StepRunner:
         self.decoder, self.cache, self.kv_block = decoder, cache, kv_block
         self.use_cuda_graphs = use_cuda_graphs and cache.device.type == "cuda"
         self._graphs: dict[tuple, _Graph] = {}
+        # Every graph-sized shape met, captured or (off a GPU) run eagerly: what a graph capture keys on,
+        # counted on a CPU too, so that a test can check that warm_up leaves none to meet for the first time.
+        self.shapes_met: set[tuple] = set()
         self._pool = torch.cuda.graph_pool_handle() if self.use_cuda_graphs else None
 
     def kv_len(self, end: int) -> int:
@@ -66,6 +69,8 @@ class StepRunner:
         start_t = start if isinstance(start, Tensor) else torch.tensor([start], dtype=torch.long,
                                                                         device=input_ids.device)
         inputs = (input_ids, start_t, pad, *extra)
+        if graph:
+            self.shapes_met.add(key)
         if not (graph and self.use_cuda_graphs):
             return fn(*inputs)
         if key not in self._graphs:
@@ -142,6 +147,27 @@ class StepRunner:
 
         key = ("propose_rows", batch, k, kv_len, temperature, top_p)
         return self._run(key, fn, tokens, start, pad, True, uniforms)
+
+    def kv_buckets(self) -> list[int]:
+        """Every kv_len a step can attend over."""
+        return sorted({self.kv_len(end) for end in range(self.kv_block, self.cache.max_seq_len + 1, self.kv_block)}
+                      | {self.kv_len(self.cache.max_seq_len)})
+
+    def warm_up(self, steps: list[tuple[int, bool]], proposal_lengths: list[int]) -> None:
+        """Run (and on a GPU capture) now every graph of batch 1 that `steps` ((num_tokens, last_only) pairs)
+        and greedy proposals of `proposal_lengths` tokens (fed one token or two) can meet, at every KV bucket. They write cache
+        columns no session has attended yet, or that it overwrites before attending them."""
+        pad = torch.zeros(1, dtype=torch.long, device=self.cache.device)
+        for kv_len in self.kv_buckets():
+            for num_tokens, last_only in steps:
+                if num_tokens <= kv_len:
+                    ids = torch.zeros(1, num_tokens, dtype=torch.long, device=self.cache.device)
+                    self.step(ids, kv_len - num_tokens, pad, last_only)
+            for k in proposal_lengths:
+                for first in (1, 2):  # the newest token, or the last accepted proposal and the bonus token
+                    if first + k - 1 <= kv_len:
+                        self.propose_greedy(torch.zeros(1, first, dtype=torch.long, device=self.cache.device),
+                                            kv_len - (first + k - 1), pad, k)
 
     @property
     def num_graphs(self) -> int:
