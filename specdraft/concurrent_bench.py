@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import statistics
 import time
 from pathlib import Path
@@ -39,6 +40,15 @@ METRICS_NAME = "benchmark_concurrency.json"
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def request_latencies_ms(output: BatchOutput) -> tuple[float, float]:
+    """One request's time to first token and mean time between its later tokens, in ms."""
+    timing = output.timing
+    ttft = (timing.first_token_s - timing.admitted_s) * 1000
+    n = len(output.token_ids)
+    itl = (timing.finished_s - timing.first_token_s) * 1000 / (n - 1) if n > 1 else math.nan
+    return ttft, itl
 
 
 def run_metrics(outputs: list[BatchOutput], wall_seconds: float) -> dict:
@@ -107,22 +117,40 @@ def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg:
         metrics["runs"][f"k{k}"], speculative_outputs[k] = run, outputs
         log.info("k=%d: %.1f tok/s (target alone %.1f), acceptance %.2f", k, run["throughput_tok_s"],
                  metrics["runs"]["target"]["throughput_tok_s"], run["acceptance_rate"])
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
     rows = []
     for i, (record, ref) in enumerate(zip(records, references)):
         target_seconds = ref.timing.finished_s - ref.timing.admitted_s
+        target_ttft, target_itl = request_latencies_ms(ref)
+        target_rate = len(ref.token_ids) / target_seconds
+        target_answer = extract_answer(tokenizer.decode(ref.token_ids, skip_special_tokens=True), record["scenario"])
         for k in cfg.num_speculative_tokens:
             out = speculative_outputs[k][i]
             answer = extract_answer(tokenizer.decode(out.token_ids, skip_special_tokens=True), record["scenario"])
             seconds = out.timing.finished_s - out.timing.admitted_s
+            ttft, itl = request_latencies_ms(out)
+            rate = len(out.token_ids) / seconds
+            # Steps that stopped at a rejection: all but those accepted through the last position (a step near
+            # max_new_tokens proposes fewer, so this can count one full acceptance as a rejection).
+            per_position = out.stats.num_accepted_per_position
+            rejected = out.stats.num_steps - (per_position[-1] if per_position else 0)
+            accepted = out.stats.num_accepted
+            alpha = accepted / (accepted + rejected) if accepted + rejected else math.nan
+            # Per-step costs (c, verification) are a batch-1 measurement: in a batch every row shares each step.
             rows.append(BenchRow(
-                id=record["id"], k=k, num_new_tokens=len(out.token_ids),
+                id=record["id"], k=k, num_new_tokens=len(out.token_ids), target_num_new_tokens=len(ref.token_ids),
                 num_proposed=out.stats.num_proposed, num_accepted=out.stats.num_accepted,
                 num_steps=out.stats.num_steps, acceptance_rate=out.stats.acceptance_rate,
                 mean_acceptance_length=out.stats.mean_acceptance_length,
                 accepted_per_position=";".join(map(str, out.stats.num_accepted_per_position)),
-                target_seconds=target_seconds, speculative_seconds=seconds, speedup=target_seconds / seconds,
-                answer=answer, reference=record["answer"],
+                target_seconds=target_seconds, speculative_seconds=seconds,
+                target_tokens_per_s=target_rate, speculative_tokens_per_s=rate, speedup=rate / target_rate,
+                ttft_ms=ttft, itl_ms=itl, target_ttft_ms=target_ttft, target_itl_ms=target_itl,
+                draft_token_ms=math.nan, verification_ms=math.nan, draft_cost=math.nan, verification_cost=math.nan,
+                num_rejected_steps=rejected, alpha=alpha, predicted_speedup=math.nan, predicted_speedup_steps=math.nan,
+                peak_memory_gib=peak, answer=answer, reference=record["answer"],
                 correct=is_equivalent(answer, record["answer"], record["scenario"]),
+                target_correct=is_equivalent(target_answer, record["answer"], record["scenario"]),
                 matches_target=torch.equal(out.token_ids, ref.token_ids),
             ))
     return rows, metrics

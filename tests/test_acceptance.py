@@ -154,7 +154,7 @@ def test_prediction_equals_the_benchmark_rows(tokenizer, chat_models, tmp_path):
     from specdraft.benchmark import run_benchmark, write_rows
 
     target, draft = chat_models
-    cfg = BenchConfig(num_problems=3, num_speculative_tokens=(1, 3, 6), max_new_tokens=24, temperature=0.0, top_p=1.0)
+    cfg = BenchConfig(num_problems=3, num_speculative_tokens=(1, 3, 6), max_new_tokens=24, temperature=0.0, top_p=1.0, concurrency=1)
     outputs, positions, predictions = analyse(target, draft, tokenizer, records(3), cfg)
     measured = run_benchmark(target, draft, tokenizer, records(3), cfg, seed=0)
     # Every k from 1 to the largest configured is predicted; the configured ones are measured.
@@ -193,7 +193,7 @@ def test_check_names_a_missing_prediction(tokenizer, chat_models, tmp_path):
     from specdraft.benchmark import run_benchmark, write_rows
 
     target, draft = chat_models
-    cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2,), max_new_tokens=8, temperature=0.0, top_p=1.0)
+    cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2,), max_new_tokens=8, temperature=0.0, top_p=1.0, concurrency=1)
     _, _, predictions = analyse(target, draft, tokenizer, records(1), cfg)
     write_predictions(tmp_path / "prediction.csv", predictions)
     write_rows(tmp_path / "benchmark.csv", run_benchmark(target, draft, tokenizer, records(2), cfg, seed=0))
@@ -237,7 +237,7 @@ def test_class_table_counts_the_answer_tokens(tokenizer, chat_models, tmp_path):
     from specdraft.class_acceptance import write_class_acceptance
 
     target, draft = chat_models
-    cfg = BenchConfig(num_problems=3, num_speculative_tokens=(2, 5), max_new_tokens=16, temperature=0.0, top_p=1.0)
+    cfg = BenchConfig(num_problems=3, num_speculative_tokens=(2, 5), max_new_tokens=16, temperature=0.0, top_p=1.0, concurrency=1)
     outputs, positions, _ = analyse(target, draft, tokenizer, records(3), cfg)
     fields = POSITION_FIELDS + ["accepted_k2", "accepted_k5"]
     write_csv(tmp_path / "cot.csv", positions, fields)

@@ -94,7 +94,7 @@ def test_without_warm_up_the_same_decoding_meets_new_shapes(target, draft):
 
 
 def test_bench_rows_report_a_throughput_speedup_and_consistent_latencies(engines, caplog):
-    cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2, 3), max_new_tokens=40, temperature=0.0, top_p=1.0)
+    cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2, 3), max_new_tokens=40, temperature=0.0, top_p=1.0, concurrency=1)
     rows = run_benchmark(*engines, CharTokenizer(), records(2), cfg, seed=0)
     assert "inside the timings" not in caplog.text  # every graph shape was met in the warm-up
     assert [(r.id, r.k) for r in rows] == [("p0", 2), ("p0", 3), ("p1", 2), ("p1", 3)]
