@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import torch
 
@@ -27,10 +28,19 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_tokenizer(name_or_path: str | os.PathLike):
-    """The shared tokenizer, padding on the left (batched generation appends on the right)."""
-    from transformers import AutoTokenizer
+    """The shared tokenizer, padding on the left (batched generation appends on the right).
 
-    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    A local directory with a `tokenizer.json` loads exactly that pipeline: beside a model's `config.json`,
+    transformers' AutoTokenizer picks the architecture's tokenizer class instead (Qwen2Tokenizer), which rebuilds
+    the pre-tokenizer its own way, so the demo's tokenizer split "48+24" into other tokens when loaded from the
+    base model's directory than from an adapter's.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (Path(name_or_path) / "tokenizer.json").is_file():
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(name_or_path))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

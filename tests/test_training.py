@@ -144,3 +144,21 @@ def test_checkpoints_of_other_settings_are_discarded(tmp_path):
     assert prepare_checkpoints(tmp_path / "ckpt", {"a": 1}).endswith("checkpoint-3")
     assert prepare_checkpoints(tmp_path / "ckpt", {"a": 2}) is None
     assert not (tmp_path / "ckpt" / "checkpoint-3").exists()
+
+
+def test_a_tokenizer_beside_a_model_config_tokenizes_as_it_was_saved(tmp_path):
+    # transformers' AutoTokenizer, seeing a qwen2 config.json, loaded the demo's tokenizer as Qwen2Tokenizer
+    # and split "48+24" into other tokens than the same tokenizer saved alone (an adapter's directory).
+    from transformers import Qwen2Config
+
+    from specdraft.models import load_tokenizer
+    from specdraft.tiny import train_tokenizer
+
+    texts = ["48+24=72 and 48/2=24 so the answer is 72", "Natalia sold clips to 48 of her friends"] * 50
+    tokenizer = train_tokenizer(texts, 300)
+    tokenizer.save_pretrained(tmp_path / "alone")
+    tokenizer.save_pretrained(tmp_path / "beside_model")
+    Qwen2Config(vocab_size=300).save_pretrained(tmp_path / "beside_model")
+    expected = tokenizer("48+24=72 so")["input_ids"]
+    assert load_tokenizer(tmp_path / "alone")("48+24=72 so")["input_ids"] == expected
+    assert load_tokenizer(tmp_path / "beside_model")("48+24=72 so")["input_ids"] == expected
