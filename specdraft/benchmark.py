@@ -17,6 +17,7 @@ from specdraft.config import BenchConfig
 from specdraft.cost_model import leviathan_speedup
 from specdraft.decoding import Timeline, autoregressive_generate, speculative_generate
 from specdraft.generation import chat_prompt_ids, check_prompt_lengths
+from specdraft.gpu_stats import write_bench_stats
 from specdraft.jsonl import read_jsonl
 from specdraft.logs import Progress
 from specdraft.models import (context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype,
@@ -246,4 +247,5 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
                      for m in (target, draft))
     rows = run_benchmark(target, draft, tokenizer, records, cfg, seed)
     write_rows(out_path, rows)
+    write_bench_stats(out_path, dev)  # throughput and peak memory, beside the CSV
     log.info("%d rows -> %s", len(rows), out_path)

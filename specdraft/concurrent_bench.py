@@ -28,6 +28,7 @@ from specdraft.config import BenchConfig
 from specdraft.decoding import BatchOutput, autoregressive_generate_batch, speculative_generate_batch
 from specdraft.engine import Engine
 from specdraft.generation import chat_prompt_ids
+from specdraft.gpu_stats import write_bench_stats
 from specdraft.jsonl import read_jsonl
 from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
 from specdraft.serving import serve
@@ -184,4 +185,5 @@ def bench_concurrent(target_base: str, draft_base: str, test_path: str, out_path
     with atomic_path(Path(out_path).with_name(METRICS_NAME)) as tmp:
         tmp.write_text(json.dumps(metrics, indent=1))
     write_rows(out_path, rows)
+    write_bench_stats(out_path, dev)  # throughput and peak memory, beside the CSV
     log.info("%d rows -> %s; per-run metrics -> %s", len(rows), out_path, METRICS_NAME)

@@ -7,6 +7,7 @@ import logging
 from specdraft.answers import extract_answer, is_equivalent
 from specdraft.config import DistillConfig
 from specdraft.generation import chat_prompt_ids, check_prompt_lengths, generate_batched
+from specdraft.gpu_stats import measure_stage
 from specdraft.jsonl import iter_jsonl, write_jsonl
 from specdraft.models import context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
 from specdraft.serving import serve
@@ -32,9 +33,11 @@ def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: Distil
     longest = max(lengths)
     model = serve(model, engine, max_seq_len=longest + cfg.max_new_tokens, max_batch_size=cfg.batch_size,
                   weights=engine_weights)
-    generated = generate_batched(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                                 temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
-                                 seed=seed)
+    with measure_stage(f"{out_path}.stats.json", "distill", dev) as stats:
+        generated = generate_batched(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+                                     temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
+                                     seed=seed)
+        stats.num_tokens = sum(len(ids) for ids in generated)
     lines = []
     for record, prompt, ids in zip(records, prompts, generated):
         completion = tokenizer.decode(ids, skip_special_tokens=True).strip()

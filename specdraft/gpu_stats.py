@@ -120,7 +120,7 @@ def write_bench_stats(benchmark_csv: str | Path, device: torch.device) -> dict:
     with open(benchmark_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     target_seconds = {r["id"]: float(r["target_seconds"]) for r in rows}
-    target_tokens = {r["id"]: int(r["num_new_tokens"]) for r in rows}  # greedy: the same tokens for every k
+    target_tokens = {r["id"]: int(r["target_num_new_tokens"]) for r in rows}
     record = {"stage": "bench", **device_record(device), "num_problems": len(target_seconds),
               "target": throughput(sum(target_tokens.values()), sum(target_seconds.values()), None, None)}
     for k in sorted({int(r["k"]) for r in rows}):

@@ -31,10 +31,10 @@ def test_measure_stage_writes_only_when_the_stage_succeeds(tmp_path):
 
 def test_bench_stats_sum_tokens_and_seconds_per_mode(tmp_path):
     path = tmp_path / "benchmark.csv"
-    rows = [{"id": "a", "k": 2, "num_new_tokens": 10, "target_seconds": 1.0, "speculative_seconds": 0.5},
-            {"id": "a", "k": 4, "num_new_tokens": 10, "target_seconds": 1.0, "speculative_seconds": 0.25},
-            {"id": "b", "k": 2, "num_new_tokens": 30, "target_seconds": 3.0, "speculative_seconds": 1.5},
-            {"id": "b", "k": 4, "num_new_tokens": 30, "target_seconds": 3.0, "speculative_seconds": 1.75}]
+    rows = [{"id": "a", "k": 2, "num_new_tokens": 10, "target_num_new_tokens": 10, "target_seconds": 1.0, "speculative_seconds": 0.5},
+            {"id": "a", "k": 4, "num_new_tokens": 10, "target_num_new_tokens": 10, "target_seconds": 1.0, "speculative_seconds": 0.25},
+            {"id": "b", "k": 2, "num_new_tokens": 30, "target_num_new_tokens": 30, "target_seconds": 3.0, "speculative_seconds": 1.5},
+            {"id": "b", "k": 4, "num_new_tokens": 30, "target_num_new_tokens": 30, "target_seconds": 3.0, "speculative_seconds": 1.75}]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
