@@ -114,7 +114,9 @@ def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
         return {path for path, status in statuses(result.stdout).items() if status == "params changed"}
 
     served = {"results/cod_easy/distilled.jsonl", "results/cod_easy/benchmark.csv",
-              "results/untrained_easy/benchmark.csv"}
+              "results/untrained_easy/benchmark.csv", "results/transfer_easy.csv", "results/plots/transfer_easy.png"}
+    served |= {f"results/{experiment}/{name}" for experiment in ("cod_easy", "untrained_easy")
+               for name in ("target_outputs.jsonl", "acceptance.csv", "acceptance_prediction.csv")}
     trained = {"results/cod_easy/target_adapter", "results/cod_easy/draft_adapter"}
     assert params_changed("engine=auto") == set()
     assert params_changed("engine=hf") == served
