@@ -145,21 +145,24 @@ def main() -> None:
     raw_dir = args.out.with_suffix("")
     raw_dir.mkdir(parents=True, exist_ok=True)
     walls = snakemake_walls(args.snakemake_benchmarks)
+    if walls:
+        (raw_dir / "snakemake_benchmarks.json").write_text(json.dumps(walls, indent=2) + "\n")
     stages = []
     for rule, experiment, path in collect(args.workdir):
         stats = load_json(path)
         shutil.copyfile(path, raw_dir / f"{rule}_{experiment}.json")
-        stages.append((rule, experiment, stats, walls.get(f"{rule}/{experiment}")))
+        # The baseline's benchmark file is named by scenario (results/benchmarks/baseline/{scenario}.tsv).
+        wall_key = f"{rule}/{experiment.removeprefix('untrained_')}" if rule == "baseline" else f"{rule}/{experiment}"
+        stages.append((rule, experiment, stats, walls.pop(wall_key, None)))
     if args.mfu.resolve() != (raw_dir / args.mfu.name).resolve():
         shutil.copyfile(args.mfu, raw_dir / args.mfu.name)
-    if walls:
-        (raw_dir / "snakemake_benchmarks.json").write_text(json.dumps(walls, indent=2) + "\n")
+
     mfu = load_json(args.mfu)
     devices = {s.get("device_name") for _, _, s, _ in stages} | {r.get("device_name") for r in mfu["results"]}
     devices.discard(None)
 
     stage_rows = [stage_row(rule, exp, stats, wall) for rule, exp, stats, wall in stages]
-    other_rows = [[name, "–", fmt(seconds), "–", "–", "CPU or no GPU stats"] for name, seconds in walls.items()
+    other_rows = [[name, "–", fmt(seconds), "–", "–", "wall time only (no stats file)"] for name, seconds in walls.items()
                   if not any(name == f"{rule}/{exp}" for rule, exp, _, _ in stages)]
     mfu_rows = []
     for r in mfu["results"]:
@@ -193,7 +196,7 @@ token, N = the base's parameters, against a dense bf16 peak of {fmt(peak / 1e12 
 The project's training path (`specdraft.training.sft_lora`: TRL SFTTrainer + PEFT LoRA on all linear layers),
 synthetic examples of exactly the sequence length, {mfu["conditions"]["steps"]} optimizer steps per variant, each
 variant in its own process; "cap" is `torch.cuda.set_per_process_memory_fraction` at that many GiB (a 24 GB card).
-Command: `{mfu["command"]}`.
+Command: `{"`, then `".join(mfu["command"]) if isinstance(mfu["command"], list) else mfu["command"]}`.{(" " + mfu["notes"]) if mfu.get("notes") else ""}
 
 {table(["variant", "model", "batch x tokens", "base", "grad. ckpt", "cap GiB", "tokens/s", "MFU",
         "peak allocated GiB", "peak reserved GiB"], mfu_rows)}
