@@ -63,7 +63,10 @@ def replay_greedy(agrees: Sequence[bool], *, num_new_tokens: int, num_speculativ
         num_accepted = 0
         while num_accepted < k and agrees[n + num_accepted]:
             num_accepted += 1
-        stats.observe(k, num_accepted)
+        if n + num_accepted >= num_new_tokens:  # eos among the accepted draft tokens: the step ends at it
+            stats.observe(num_new_tokens - n, num_new_tokens - n)  # as speculative_generate counts it
+        else:
+            stats.observe(k, num_accepted)
         for i in range(n, min(n + num_accepted, num_new_tokens)):
             accepted[i] = True
         n += num_accepted + 1

@@ -79,6 +79,16 @@ def _eos_set(eos_token_id: int | list[int] | None) -> set[int]:
     return {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id)
 
 
+def _counted(num_proposed: int, num_accepted: int, num_emitted: int) -> tuple[int, int]:
+    """A step's (proposed, accepted) as the stats count them: after the eos cut. When eos is one of the
+    accepted draft tokens the step ends there, and the draft tokens after it were neither emitted nor
+    candidates for emission: counted as neither proposed nor accepted (so an identical draft still accepts
+    everything it is counted for)."""
+    if num_emitted <= num_accepted:  # eos among the accepted draft tokens: no recovered/bonus token
+        return num_emitted, num_emitted
+    return num_proposed, num_accepted
+
+
 def _truncate_at_eos(new_ids: list[int], eos: set[int]) -> tuple[list[int], bool]:
     for i, t in enumerate(new_ids):
         if t in eos:
@@ -171,8 +181,8 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
             num_accepted, next_token = rejection_sample(
                 proposal, draft_probs if k else target_logits.new_zeros(0, vocab_size),
                 probabilities(target_logits, temperature, top_p), generator)
-        stats.observe(k, num_accepted)
         new_ids, stop = _truncate_at_eos(draft_ids[:num_accepted] + [int(next_token)], eos)
+        stats.observe(*_counted(k, num_accepted, len(new_ids)))
         seq += new_ids
         if timeline is not None:
             verified_at = time.perf_counter()
@@ -338,8 +348,8 @@ def _generate_rows(target, draft, prompts: list[list[int]], k: int, max_new_toke
             remaining = max_new_tokens - (len(seqs[row]) - len(prompts[i]))
             # As `speculative_generate` would: never propose past max_new_tokens (k clipped to remaining - 1).
             k_row = min(k, remaining - 1)
-            stats[i].observe(k_row, min(n, k_row))
             new_ids, stop = _truncate_at_eos((proposed[:n] + [token])[:remaining], eos)
+            stats[i].observe(*_counted(k_row, min(n, k_row), len(new_ids)))
             if len(seqs[row]) == len(prompts[i]):
                 timings[i].first_token_s = now
             seqs[row] += new_ids

@@ -66,7 +66,7 @@ def test_replay_equals_speculative_decoding(target, drafts, which, k):
 @pytest.mark.parametrize("which", ["close", "identical"])
 @pytest.mark.parametrize("k", [2, 5])
 def test_replay_equals_speculative_decoding_with_eos(target, drafts, which, k):
-    checked_past_eos = False
+    checked_eos_accepted = False
     for input_ids in prompts():
         reference = autoregressive_generate(target, input_ids, max_new_tokens=MAX_NEW).tolist()
         for eos in {reference[5], reference[len(reference) // 2]}:  # tokens the target writes early, mid-way
@@ -75,11 +75,13 @@ def test_replay_equals_speculative_decoding_with_eos(target, drafts, which, k):
                                        max_new_tokens=MAX_NEW, eos_token_id=eos)
             assert answer == out.token_ids.tolist() and answer[-1] == eos
             assert_same_counts(stats, out.stats)
-            # The last step accepted tokens past eos (more than eos and the bonus token were cut off): only
-            # the continuation past eos predicts that.
-            checked_past_eos |= stats.num_accepted + stats.num_steps > len(answer) + 1
+            # Every step emits its accepted tokens and a recovered/bonus token, but the last when eos is one of
+            # its accepted draft tokens: then the step ends at eos, and nothing accepted past it is counted.
+            emitted = stats.num_accepted + stats.num_steps
+            assert emitted in (len(answer), len(answer) + 1)
+            checked_eos_accepted |= emitted == len(answer) + 1
     if which == "identical":
-        assert checked_past_eos
+        assert checked_eos_accepted
 
 
 def test_replay_equals_speculative_decoding_on_the_native_engine(target, drafts):
@@ -104,9 +106,10 @@ def test_replay_by_hand():
 
 
 def test_replay_past_eos_and_its_checks():
-    # Eos at position 1; the draft keeps agreeing past it, so the one step accepts 3 tokens, 1 past eos.
+    # Eos at position 1; the draft keeps agreeing past it: the one step's verification accepts 3 tokens, but
+    # the step ends at eos, and only the 2 emitted (eos included) are counted, as proposed and as accepted.
     stats, accepted = replay_greedy([True] * 4, num_new_tokens=2, num_speculative_tokens=3, max_new_tokens=10)
-    assert (stats.num_steps, stats.num_accepted, accepted) == (1, 3, [True, True])
+    assert (stats.num_steps, stats.num_proposed, stats.num_accepted, accepted) == (1, 2, 2, [True, True])
     with pytest.raises(ValueError, match="needs 5"):
         replay_greedy([True] * 4, num_new_tokens=3, num_speculative_tokens=3, max_new_tokens=6)
     with pytest.raises(ValueError, match="num_speculative_tokens must be >= 1"):
