@@ -244,7 +244,7 @@ def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: di
         # Every proposal accepted: k + 1 tokens a row per proposal + verification, against 1 per target step.
         results[f"speculative_k{k}_speedup_from_parts"] = (k + 1) * results["target_step_ms"] / (
             results[f"verification_k{k}_ms"] + results[f"proposal_k{k}_ms"])
-    results["native_graphs_captured"] = sum(e._batch_runner.num_graphs for e in engines)
+    results["native_graphs_captured"] = sum(e.num_graphs for e in engines)
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
 
@@ -393,8 +393,7 @@ def main() -> None:
         prompts = batch_prompts.tolist()
         results[f"native_batch{args.batch}_tok_s"] = rate(timed(
             lambda: engine_target.generate_batch(prompts, max_new_tokens=n), device, args.repeats), n * args.batch)
-    runners = [r for r in (engine_target._session_runner, engine_target._batch_runner) if r is not None]
-    results["native_graphs_captured"] = sum(r.num_graphs for r in runners)
+    results["native_graphs_captured"] = engine_target.num_graphs
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
 
@@ -410,7 +409,7 @@ def write_results(results: dict, path: str, quiet: bool = False) -> None:
 
         results["triton_kernels"] = kernels.available()
         results["triton_failures"] = {str(k): v for k, v in kernels.FAILURES.items()}
-        results["triton_tuned"] = {str(k[:4]): None if c is None else c._asdict() for k, c in kernels._tuned.items()}
+        results["triton_tuned"] = {str(k[:4]): None if c is None else c._asdict() for k, c in kernels.tuned_configs().items()}
     with open(path, "w") as f:
         json.dump(results, f, indent=1, default=str)
     if quiet:

@@ -28,7 +28,7 @@ from specdraft.decoding import SpecStats
 from specdraft.generation import chat_prompt_ids
 from specdraft.jsonl import read_jsonl, write_jsonl
 from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
-from specdraft.serving import serve
+from specdraft.engine_choice import serve
 from specdraft.sessions import open_session
 from specdraft.token_classes import classify_tokens, token_texts
 

@@ -10,7 +10,7 @@ from specdraft.generation import chat_prompt_ids, check_prompt_lengths, generate
 from specdraft.gpu_stats import measure_stage
 from specdraft.jsonl import iter_jsonl, write_jsonl
 from specdraft.models import context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
-from specdraft.serving import serve
+from specdraft.engine_choice import serve
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from specdraft.batching import cut_at_eos, left_pad
 from specdraft.logs import Progress
 
 
@@ -32,20 +33,6 @@ def check_prompt_lengths(path: str, lengths: list[int], *, limit: int, reason: s
     more = f"; and {len(too_long) - 5} more" if len(too_long) > 5 else ""
     raise PromptTooLong(f"{path}: {len(too_long)} of {len(lengths)} prompts are longer than {limit:,} tokens "
                         f"({reason}): {shown}{more}. Drop or shorten them in the data.")
-
-
-def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts right-aligned in one batch: input_ids [B, width], and each row's padding length [B]."""
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, width - len(prompt):] = torch.tensor(prompt)
-    return input_ids, torch.tensor([width - len(p) for p in prompts], dtype=torch.long)
-
-
-def cut_at_eos(ids: list[int], eos_token_id: int | None) -> list[int]:
-    """`ids` up to and including the first eos."""
-    return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
 
 
 def _hf_generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, temperature: float, top_p: float,

@@ -10,7 +10,7 @@ from specdraft.acceptance import (
 )
 from specdraft.config import BenchConfig
 from specdraft.decoding import autoregressive_generate, speculative_generate
-from specdraft.serving import serve
+from specdraft.engine_choice import serve
 from specdraft.token_classes import classify_texts, classify_tokens, text_class, token_texts
 
 MAX_NEW = 40
@@ -154,7 +154,7 @@ def records(n):
 
 
 def test_prediction_equals_the_benchmark_rows(tokenizer, chat_models, tmp_path):
-    from specdraft.benchmark import run_benchmark, write_rows
+    from specdraft.bench import run_benchmark, write_rows
 
     target, draft = chat_models
     cfg = BenchConfig(num_problems=3, num_speculative_tokens=(1, 3, 6), max_new_tokens=24, temperature=0.0, top_p=1.0, concurrency=1)
@@ -193,7 +193,7 @@ def test_prediction_equals_the_benchmark_rows(tokenizer, chat_models, tmp_path):
 
 
 def test_check_names_a_missing_prediction(tokenizer, chat_models, tmp_path):
-    from specdraft.benchmark import run_benchmark, write_rows
+    from specdraft.bench import run_benchmark, write_rows
 
     target, draft = chat_models
     cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2,), max_new_tokens=8, temperature=0.0, top_p=1.0, concurrency=1)

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from specdraft.benchmark import latencies_ms, run_benchmark, step_costs, warm_up
+from specdraft.bench import latencies_ms, run_benchmark, step_costs, warm_up
 from specdraft.cost_model import leviathan_speedup
 from specdraft.config import BenchConfig
 from specdraft.decoding import Timeline, autoregressive_generate, speculative_generate

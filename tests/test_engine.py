@@ -151,12 +151,12 @@ def test_engine_refuses_sequences_longer_than_its_cache(engines):
 def test_bench_and_distill_give_the_same_results_on_either_engine(tmp_path):
     """The workflow's stages through `serve`: the native engine is a faster implementation, not another
     result."""
-    from specdraft.benchmark import run_benchmark
+    from specdraft.bench import run_benchmark
     from specdraft.config import load_config
     from specdraft.generation import generate_batched
     from specdraft.models import pad_vocab
     from specdraft.prompts import prompt_messages
-    from specdraft.serving import serve
+    from specdraft.engine_choice import serve
     from specdraft.tiny import build_model, train_tokenizer
 
     tokenizer = train_tokenizer(["What is 48+24? 48+24=72 #### 72", "Natalia sold 48/2 = 24 clips."] * 10, 300)
@@ -186,7 +186,7 @@ def test_bench_and_distill_give_the_same_results_on_either_engine(tmp_path):
 def test_serve_picks_the_engine_for_architectures_it_implements(target):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from specdraft.serving import serve
+    from specdraft.engine_choice import serve
 
     assert isinstance(serve(target, "auto", max_seq_len=10), Engine)
     assert serve(target, "hf", max_seq_len=10) is target

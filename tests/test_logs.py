@@ -35,7 +35,7 @@ def test_step_log_goes_to_file_and_own_lines_to_console(tmp_path):
     console = io.StringIO()
     with log_to(str(path), console=console):
         logging.getLogger("specdraft.progress").info("train: step 1/2")
-        logging.getLogger("specdraft.serving").warning("falling back")
+        logging.getLogger("specdraft.engine_choice").warning("falling back")
         logging.getLogger("specdraft.distill").info("distilled 4")
         logging.getLogger("some_library").warning("library chatter")
         print("printed by a library")

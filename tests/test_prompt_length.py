@@ -79,7 +79,7 @@ def test_training_counts_prompts_that_truncation_to_max_length_leaves_no_complet
 
 
 def test_bench_rejects_a_prompt_longer_than_the_context(tmp_path, base):
-    from specdraft.benchmark import bench
+    from specdraft.bench import bench
 
     test = write_records(tmp_path / "test.jsonl", long_line=4)
     out = tmp_path / "benchmark.csv"

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from specdraft.benchmark import BenchRow, write_rows
+from specdraft.bench import BenchRow, write_rows
 from specdraft.cost_model import leviathan_speedup
 from specdraft.summary import (PLOTS, PUBLISHED, bar_heights, compare_styles, per_answer_latency, predicted_best_k,
                                summarize, write_summary)

@@ -88,7 +88,7 @@ def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, dev
         from specdraft.data.rewrite import rewrite_messages, rewrite_solutions
         from specdraft.generation import chat_prompt_ids
         from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
-        from specdraft.serving import serve
+        from specdraft.engine_choice import serve
 
         if not loaded:
             dev = resolve_device(device)

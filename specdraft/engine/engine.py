@@ -9,7 +9,7 @@ from torch import Tensor
 
 from specdraft.engine.decoder import Decoder, KVCache
 from specdraft.engine.runner import MAX_GRAPH_TOKENS, StepRunner
-from specdraft.generation import cut_at_eos, left_pad
+from specdraft.batching import cut_at_eos, left_pad
 from specdraft.verification import probabilities
 
 
@@ -175,6 +175,11 @@ class Engine:
         steps = [(1, True), (2, True)] + [(k + 1, False) for k in range(1, max_k + 1)]
         self._session_runner.warm_up([(n, last) for n, last in steps if n <= MAX_GRAPH_TOKENS],
                                      list(range(1, max_k + 1)))
+
+    @property
+    def num_graphs(self) -> int:
+        """CUDA graphs captured so far, batch-1 and batched steps together (0 off a GPU)."""
+        return sum(r.num_graphs for r in (self._session_runner, self._batch_runner) if r is not None)
 
     @property
     def num_graph_shapes(self) -> int:

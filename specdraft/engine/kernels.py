@@ -74,6 +74,11 @@ def _kernels():
 _tuned: dict[tuple, Config | None] = {}
 
 
+def tuned_configs() -> dict[tuple, Config | None]:
+    """The block configuration each kernel shape was tuned to on first use (None: the torch path), a copy."""
+    return dict(_tuned)
+
+
 def _launch(config: Config, x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None, residual: Tensor | None,
             norm_weight: Tensor | None, eps: float, silu_mul: bool, out: Tensor) -> None:
     import triton

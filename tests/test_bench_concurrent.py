@@ -37,9 +37,9 @@ def records():
 
 
 def test_concurrent_rows_equal_batch_one_rows(pair):
-    from specdraft.benchmark import run_benchmark
-    from specdraft.concurrent_bench import run_concurrent_benchmark
-    from specdraft.serving import serve
+    from specdraft.bench import run_benchmark
+    from specdraft.bench_concurrent import run_concurrent_benchmark
+    from specdraft.engine_choice import serve
 
     _, target, draft, tokenizer = pair
     one = load_config({"bench": {"num_speculative_tokens": [1, 3], "max_new_tokens": 12}}).bench
@@ -63,7 +63,7 @@ def test_concurrent_rows_equal_batch_one_rows(pair):
 
 
 def test_bench_stage_writes_the_csv_and_the_metrics_json(pair, tmp_path):
-    from specdraft.benchmark import bench
+    from specdraft.bench import bench
     from specdraft.jsonl import write_jsonl
 
     root = pair[0]

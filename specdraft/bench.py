@@ -22,7 +22,7 @@ from specdraft.jsonl import read_jsonl
 from specdraft.logs import Progress
 from specdraft.models import (context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype,
                               vocab_size_of)
-from specdraft.serving import serve
+from specdraft.engine_choice import serve
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +225,8 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
           target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
           seed: int, engine_weights: str = "bf16") -> None:
     """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems."""
-    if cfg.concurrency > 1:  # problems decoded many at a time: specdraft.concurrent_bench
-        from specdraft.concurrent_bench import bench_concurrent
+    if cfg.concurrency > 1:  # problems decoded many at a time: specdraft.bench_concurrent
+        from specdraft.bench_concurrent import bench_concurrent
 
         return bench_concurrent(target_base, draft_base, test_path, out_path, cfg, target_adapter=target_adapter,
                                 draft_adapter=draft_adapter, engine=engine, dtype=dtype, device=device, seed=seed,

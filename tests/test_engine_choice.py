@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from specdraft.engine import Engine
-from specdraft.serving import serve, unsupported_features
+from specdraft.engine_choice import serve, unsupported_features
 from tests.conftest import tiny_qwen2
 
 
@@ -39,7 +39,7 @@ def llama(**extra):
 def test_native_engine_refuses_what_it_does_not_implement_and_auto_falls_back(build, feature, caplog):
     model = build()
     assert feature in unsupported_features(model)
-    with caplog.at_level(logging.WARNING, logger="specdraft.serving"):
+    with caplog.at_level(logging.WARNING, logger="specdraft.engine_choice"):
         assert serve(model, "auto", max_seq_len=64) is model
     assert f"does not implement {feature}" in caplog.text and "serving with Hugging Face" in caplog.text
     with pytest.raises(ValueError, match=f"engine 'native' does not implement {feature}"):

@@ -23,7 +23,7 @@ import torch
 
 from specdraft.answers import extract_answer, is_equivalent
 from specdraft.atomic import atomic_path
-from specdraft.benchmark import BenchRow, write_rows
+from specdraft.bench import BenchRow, write_rows
 from specdraft.config import BenchConfig
 from specdraft.decoding import BatchOutput, autoregressive_generate_batch, speculative_generate_batch
 from specdraft.engine import Engine
@@ -31,7 +31,7 @@ from specdraft.generation import chat_prompt_ids
 from specdraft.gpu_stats import write_bench_stats
 from specdraft.jsonl import read_jsonl
 from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
-from specdraft.serving import serve
+from specdraft.engine_choice import serve
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg:
 def bench_concurrent(target_base: str, draft_base: str, test_path: str, out_path: str, cfg: BenchConfig, *,
                      target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
                      seed: int, engine_weights: str = "bf16") -> None:
-    """`specdraft.benchmark.bench` at cfg.concurrency > 1: benchmark.csv, and benchmark_concurrency.json
+    """`specdraft.bench.bench` at cfg.concurrency > 1: benchmark.csv, and benchmark_concurrency.json
     beside it."""
     if engine == "hf":
         raise ValueError(f"bench.concurrency {cfg.concurrency} runs on the native engine; set engine to 'auto' or "

@@ -1,0 +1,20 @@
+"""Prompts of different lengths in one batch, and outputs cut at eos: shared by Hugging Face's batched generation
+(`specdraft.generation`) and the engine's (`specdraft.engine`), which import this and not each other."""
+
+from __future__ import annotations
+
+import torch
+
+
+def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts right-aligned in one batch: input_ids [B, width], and each row's padding length [B]."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt):] = torch.tensor(prompt)
+    return input_ids, torch.tensor([width - len(p) for p in prompts], dtype=torch.long)
+
+
+def cut_at_eos(ids: list[int], eos_token_id: int | None) -> list[int]:
+    """`ids` up to and including the first eos."""
+    return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
