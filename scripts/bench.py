@@ -1,5 +1,5 @@
 # Serves both `bench` (tuned adapters as inputs) and `baseline` (no adapters: the vanilla models).
-from specdraft.benchmark import bench
+from specdraft.bench import bench
 from specdraft.workflow import step
 
 with step(snakemake) as cfg:
