@@ -74,7 +74,7 @@ rule acceptance_check:
         benchmarks=expand("results/{experiment}/benchmark.csv", experiment=EXPERIMENTS + BASELINES),
     output:
         report(
-            "results/acceptance_check.csv", caption="../report/acceptance_check.rst", category="Acceptance explained"
+            "results/acceptance_check.csv", caption="../report/acceptance_check.rst", category="4. Acceptance explained"
         ),
     params:
         experiments=EXPERIMENTS + BASELINES,
@@ -100,12 +100,12 @@ rule acceptance_by_class:
         table=report(
             "results/acceptance_by_class.csv",
             caption="../report/acceptance_by_class.rst",
-            category="Acceptance explained",
+            category="4. Acceptance explained",
         ),
         plot=report(
             "results/plots/acceptance_by_class.png",
             caption="../report/acceptance_by_class_plot.rst",
-            category="Acceptance explained",
+            category="4. Acceptance explained",
         ),
     params:
         experiments=EXPERIMENTS + BASELINES,
@@ -139,13 +139,13 @@ rule transfer:
         table=report(
             "results/transfer_{scenario}.csv",
             caption="../report/transfer.rst",
-            category="Transfer across styles",
+            category="5. Transfer across styles",
             subcategory="{scenario}",
         ),
         plot=report(
             "results/plots/transfer_{scenario}.png",
             caption="../report/transfer_plot.rst",
-            category="Transfer across styles",
+            category="5. Transfer across styles",
             subcategory="{scenario}",
         ),
     params:

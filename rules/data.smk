@@ -43,8 +43,8 @@ rule stats:
             split=["train", "test"],
         ),
     output:
-        stats=report("data/processed/stats.csv", caption="../report/stats.rst", category="Data"),
-        plot=report("results/plots/data_tokens.png", caption="../report/data_tokens.rst", category="Data"),
+        stats=report("data/processed/stats.csv", caption="../report/stats.rst", category="6. Data"),
+        plot=report("results/plots/data_tokens.png", caption="../report/data_tokens.rst", category="6. Data"),
     params:
         splits=[(st, sc, sp) for st in CFG.styles for sc in CFG.scenarios for sp in ["train", "test"]],
         tokenizer=base_model("target"),

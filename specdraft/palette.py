@@ -1,9 +1,10 @@
-"""The report's colours: one per style, the same in every plot (seaborn's "deep" blue, orange and grey)."""
+"""The report's colours: one per style, the same in every plot (Okabe-Ito blue and vermilion, colour-blind safe;
+grey for the untrained pair)."""
 
 from __future__ import annotations
 
 STYLE_ORDER = ("cot", "cod", "untrained")
-STYLE_COLOURS = {"cot": "#4C72B0", "cod": "#DD8452", "untrained": "#8C8C8C"}
+STYLE_COLOURS = {"cot": "#0072B2", "cod": "#D55E00", "untrained": "#8C8C8C"}
 
 
 def style_colour(style: str) -> str:

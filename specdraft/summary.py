@@ -12,13 +12,13 @@ import numpy as np
 
 from specdraft.atomic import atomic_path
 from specdraft.cost_model import leviathan_speedup
+from specdraft.palette import STYLE_COLOURS
 
 log = logging.getLogger(__name__)
 
 STYLES = ("cot", "cod", "untrained")
 SCENARIOS = ("easy", "medium", "hard")
-# One colour per style in every plot (Okabe-Ito blue and vermilion, colour-blind safe); k is the shade.
-STYLE_COLOURS = {"cot": "#0072B2", "cod": "#D55E00", "untrained": "#8C8C8C"}
+# One colour per style in every plot (specdraft.palette); k is the shade.
 STYLE_NAMES = {"cot": "Chain of Thought", "cod": "Chain of Draft", "untrained": "untrained pair"}
 MAX_PREDICTED_K = 16  # the range searched for the k the cost model predicts best
 

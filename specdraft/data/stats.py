@@ -91,7 +91,8 @@ def plot_tokens(stats, path: str) -> None:
 
     train = stats[stats["split"] == "train"]
     scenarios = [s for s in ("easy", "medium", "hard") if s in set(train.scenario)]
-    from specdraft.summary import STYLE_COLOURS, STYLES
+    from specdraft.palette import STYLE_COLOURS
+    from specdraft.summary import STYLES
 
     styles = [s for s in STYLES if s in set(train["style"])]  # cot, cod: the order and colours of every plot
     fig, ax = plt.subplots(figsize=(6, 3.5))
