@@ -224,13 +224,11 @@ def write_rows(path: str, rows: list[BenchRow]) -> None:
 def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg: BenchConfig, *,
           target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
           seed: int, engine_weights: str = "bf16") -> None:
-    """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems."""
-    if cfg.concurrency > 1:  # problems decoded many at a time: specdraft.bench_concurrent
-        from specdraft.bench_concurrent import bench_concurrent
-
-        return bench_concurrent(target_base, draft_base, test_path, out_path, cfg, target_adapter=target_adapter,
-                                draft_adapter=draft_adapter, engine=engine, dtype=dtype, device=device, seed=seed,
-                                engine_weights=engine_weights)
+    """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems: one at a
+    time, or `cfg.concurrency` at a time (specdraft.bench_concurrent)."""
+    if cfg.concurrency > 1 and engine == "hf":
+        raise ValueError(f"bench.concurrency {cfg.concurrency} runs on the native engine; set engine to 'auto' or "
+                         "'native' (or bench.concurrency to 1)")
     records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
     tokenizer = load_tokenizer(target_base)
     lengths = [len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records]
@@ -242,10 +240,14 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
     target = load_causal_lm(target_base, dtype=torch_dtype, device=dev, adapter=target_adapter)
     draft = load_causal_lm(draft_base, dtype=torch_dtype, device=dev, adapter=draft_adapter,
                            vocab_size=vocab_size_of(target_base))
-    longest = max(lengths)
-    target, draft = (serve(m, engine, max_seq_len=longest + cfg.max_new_tokens, weights=engine_weights)
-                     for m in (target, draft))
-    rows = run_benchmark(target, draft, tokenizer, records, cfg, seed)
-    write_rows(out_path, rows)
+    if cfg.concurrency > 1:
+        from specdraft.bench_concurrent import bench_concurrent
+
+        bench_concurrent(target, draft, tokenizer, records, max(lengths), out_path, cfg, engine=engine, seed=seed,
+                         engine_weights=engine_weights)
+    else:
+        target, draft = (serve(m, engine, max_seq_len=max(lengths) + cfg.max_new_tokens, weights=engine_weights)
+                         for m in (target, draft))
+        write_rows(out_path, run_benchmark(target, draft, tokenizer, records, cfg, seed))
     write_bench_stats(out_path, dev)  # throughput and peak memory, beside the CSV
-    log.info("%d rows -> %s", len(rows), out_path)
+    log.info("%d problems -> %s", len(records), out_path)

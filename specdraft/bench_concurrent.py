@@ -28,9 +28,6 @@ from specdraft.config import BenchConfig
 from specdraft.decoding import BatchOutput, autoregressive_generate_batch, speculative_generate_batch
 from specdraft.engine import Engine
 from specdraft.generation import chat_prompt_ids
-from specdraft.gpu_stats import write_bench_stats
-from specdraft.jsonl import read_jsonl
-from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
 from specdraft.engine_choice import serve
 
 log = logging.getLogger(__name__)
@@ -157,24 +154,12 @@ def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg:
     return rows, metrics
 
 
-def bench_concurrent(target_base: str, draft_base: str, test_path: str, out_path: str, cfg: BenchConfig, *,
-                     target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
-                     seed: int, engine_weights: str = "bf16") -> None:
-    """`specdraft.bench.bench` at cfg.concurrency > 1: benchmark.csv, and benchmark_concurrency.json
-    beside it."""
-    if engine == "hf":
-        raise ValueError(f"bench.concurrency {cfg.concurrency} runs on the native engine; set engine to 'auto' or "
-                         "'native' (or bench.concurrency to 1)")
-    records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
-    dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
-    target = load_causal_lm(target_base, dtype=torch_dtype, device=dev, adapter=target_adapter)
-    draft = load_causal_lm(draft_base, dtype=torch_dtype, device=dev, adapter=draft_adapter,
-                           vocab_size=vocab_size_of(target_base))
-    tokenizer = load_tokenizer(target_base)
-    longest = max(len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records)
+def bench_concurrent(target, draft, tokenizer, records: list[dict], longest_prompt: int, out_path: str,
+                     cfg: BenchConfig, *, engine: str, seed: int, engine_weights: str = "bf16") -> None:
+    """The bench stage at cfg.concurrency > 1, on a loaded target/draft pair (`specdraft.bench.bench` loads
+    and checks them): benchmark.csv, and benchmark_concurrency.json beside it."""
     # A row runs up to k + 1 positions past max_new_tokens before it is cut; the draft keeps one more column.
-    max_seq_len = longest + cfg.max_new_tokens + max(cfg.num_speculative_tokens) + 2
+    max_seq_len = longest_prompt + cfg.max_new_tokens + max(cfg.num_speculative_tokens) + 2
     model_type = target.config.model_type
     target, draft = (serve(m, engine, max_seq_len=max_seq_len, max_batch_size=cfg.concurrency, weights=engine_weights)
                      for m in (target, draft))
@@ -185,5 +170,4 @@ def bench_concurrent(target_base: str, draft_base: str, test_path: str, out_path
     with atomic_path(Path(out_path).with_name(METRICS_NAME)) as tmp:
         tmp.write_text(json.dumps(metrics, indent=1))
     write_rows(out_path, rows)
-    write_bench_stats(out_path, dev)  # throughput and peak memory, beside the CSV
     log.info("%d rows -> %s; per-run metrics -> %s", len(rows), out_path, METRICS_NAME)
