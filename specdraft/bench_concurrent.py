@@ -40,20 +40,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def request_latencies_ms(output: BatchOutput) -> tuple[float, float]:
-    """One request's time to first token and mean time between its later tokens, in ms."""
+def request_latencies(output: BatchOutput) -> tuple[float, float]:
+    """One request's time to first token and mean time between its later tokens (NaN for one token), in s."""
     timing = output.timing
-    ttft = (timing.first_token_s - timing.admitted_s) * 1000
     n = len(output.token_ids)
-    itl = (timing.finished_s - timing.first_token_s) * 1000 / (n - 1) if n > 1 else math.nan
-    return ttft, itl
+    itl = (timing.finished_s - timing.first_token_s) / (n - 1) if n > 1 else math.nan
+    return timing.first_token_s - timing.admitted_s, itl
 
 
 def run_metrics(outputs: list[BatchOutput], wall_seconds: float) -> dict:
     """Throughput, time to first token and inter-token latency of one batched run."""
-    ttft = [o.timing.first_token_s - o.timing.admitted_s for o in outputs]
-    itl = [(o.timing.finished_s - o.timing.first_token_s) / (len(o.token_ids) - 1)
-           for o in outputs if len(o.token_ids) > 1]
+    latencies = [request_latencies(o) for o in outputs]
+    ttft = [t for t, _ in latencies]
+    itl = [i for (_, i), o in zip(latencies, outputs) if len(o.token_ids) > 1]
     num_tokens = sum(len(o.token_ids) for o in outputs)
     proposed = sum(o.stats.num_proposed for o in outputs)
     accepted = sum(o.stats.num_accepted for o in outputs)
@@ -119,14 +118,14 @@ def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg:
     rows = []
     for i, (record, ref) in enumerate(zip(records, references)):
         target_seconds = ref.timing.finished_s - ref.timing.admitted_s
-        target_ttft, target_itl = request_latencies_ms(ref)
+        target_ttft, target_itl = (1000 * t for t in request_latencies(ref))
         target_rate = len(ref.token_ids) / target_seconds
         target_answer = extract_answer(tokenizer.decode(ref.token_ids, skip_special_tokens=True), record["scenario"])
         for k in cfg.num_speculative_tokens:
             out = speculative_outputs[k][i]
             answer = extract_answer(tokenizer.decode(out.token_ids, skip_special_tokens=True), record["scenario"])
             seconds = out.timing.finished_s - out.timing.admitted_s
-            ttft, itl = request_latencies_ms(out)
+            ttft, itl = (1000 * t for t in request_latencies(out))
             rate = len(out.token_ids) / seconds
             # Steps that stopped at a rejection: all but those accepted through the last position (a step near
             # max_new_tokens proposes fewer, so this can count one full acceptance as a rejection).
