@@ -12,7 +12,7 @@ import numpy as np
 
 from specdraft.atomic import atomic_path
 from specdraft.cost_model import leviathan_speedup
-from specdraft.palette import STYLE_COLOURS
+from specdraft.palette import STYLE_COLOURS, shade
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +235,6 @@ def _pyplot():
     return plt
 
 
-def shade(style: str, k: int, ks: list[int]) -> tuple[float, float, float]:
-    """The style's colour, lighter for smaller k (the largest k at full strength)."""
-    from matplotlib.colors import to_rgb
-
-    strength = 1.0 if len(ks) == 1 else 0.45 + 0.55 * ks.index(k) / (len(ks) - 1)
-    return tuple(strength * c + (1 - strength) for c in to_rgb(STYLE_COLOURS[style]))
-
-
 def bar_heights(summary, metric: str) -> tuple[list[str], dict[tuple[str, int], list[float]]]:
     """The scenarios on the x axis and, for each (style, k) in plotting order, `metric` per scenario."""
     scenarios = [s for s in SCENARIOS if s in set(summary["scenario"])]
@@ -260,15 +252,17 @@ def _grouped_bars(ax, summary, metric: str, interval: bool = False, hatch: str |
     scenarios, heights = bar_heights(summary, metric)
     ks = sorted(summary["k"].unique())
     width = 0.8 / max(1, len(heights))
+    if interval:
+        _, lows = bar_heights(summary, f"{metric}_low")
+        _, highs = bar_heights(summary, f"{metric}_high")
     for i, ((style, k), values) in enumerate(heights.items()):
         xs = [x + (i - (len(heights) - 1) / 2) * width for x in range(len(scenarios))]
         error = None
         if interval:
-            _, lows = bar_heights(summary, f"{metric}_low")
-            _, highs = bar_heights(summary, f"{metric}_high")
             error = [[v - lo for v, lo in zip(values, lows[(style, k)])],
                      [hi - v for v, hi in zip(values, highs[(style, k)])]]
-        ax.bar(xs, values, width, yerr=error, capsize=2, color=shade(style, k, ks), hatch=hatch,
+        colour = shade(style, ks.index(k), len(ks))
+        ax.bar(xs, values, width, yerr=error, capsize=2, color=colour, hatch=hatch,
                edgecolor="white", linewidth=0.5, label=f"{style}, k={k}{label_suffix}",
                error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
     ax.set_xticks(range(len(scenarios)), scenarios)
@@ -322,7 +316,7 @@ def plot_latency_per_correct(summary, path: str) -> None:
         width = 0.8 / max(1, len(heights))
         for i, ((style, k), values) in enumerate(heights.items()):
             xs = [x + (i - (len(heights) - 1) / 2) * width for x in range(len(scenarios))]
-            colour = shade(style, k, ks) if k else STYLE_COLOURS[style]
+            colour = shade(style, ks.index(k), len(ks)) if k else STYLE_COLOURS[style]
             label = f"{style}, target alone" if k == 0 else f"{style}, speculative k={k}"
             ax.bar(xs, values, width, color="white" if k == 0 else colour, edgecolor=colour,
                    hatch="////" if k == 0 else None, linewidth=0.8, label=label)
@@ -359,7 +353,7 @@ def plot_cod_vs_cot(comparison, path: str) -> None:
             xs = [x + (i - (len(ks) - 1) / 2) * width for x in range(len(scenarios))]
             ax.errorbar(xs, part.difference, yerr=[part.difference - part.difference_low,
                                                    part.difference_high - part.difference],
-                        fmt="o", color=shade("cod", k, ks), capsize=3, label=f"k={k}")
+                        fmt="o", color=shade("cod", ks.index(k), len(ks)), capsize=3, label=f"k={k}")
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(scenarios)), scenarios)
         ax.set_xlabel("scenario")
@@ -385,7 +379,7 @@ def plot_predicted_speedup(summary, path: str) -> None:
     for style in STYLES:
         for k in ks:
             part = summary[(summary["style"] == style) & (summary["k"] == k)]
-            colour = shade(style, k, ks)
+            colour = shade(style, ks.index(k), len(ks))
             ax.scatter(part.predicted_speedup, part.speedup, marker="o", color=colour)
             ax.scatter(part.predicted_speedup_steps, part.speedup, marker="x", color=colour)
     handles = [Line2D([], [], color=STYLE_COLOURS[s], marker="s", linestyle="", label=s)
