@@ -5,7 +5,7 @@ time to read its weights once. The profile behind docs/performance.md's decode-s
 
 For each matrix of the seed's 14B target and 0.5B draft (fused qkv, o, fused gate/up, down, lm-head) and
 M = 1 and 6 rows: cuBLAS on bf16 weights (`F.linear`), the engine's Triton int8 kernel
-(`specdraft.engine.kernels.int8_linear`), the int8 reference path (dequantize, then cuBLAS), and
+(`specdraft.engine.kernels.fused_linear`, as tuned), the int8 reference path (dequantize, then cuBLAS), and
 `torch.ops.aten._weight_int8pack_mm` where this torch has it for CUDA. Times are CUDA-graph replays of
 many calls over enough weight copies that no call finds its weights in L2 (median of 5 replays), so they
 include each kernel's launch and tail as a decode step does. Writes JSON and prints a table.
@@ -53,12 +53,39 @@ def replay_us(fn, copies: int, calls: int = 64) -> float:
     return statistics.median(times[1:])
 
 
+def sweep_configs():
+    from specdraft.engine.kernels import Config
+
+    dot = [(64, 256, 1, 4, 4), (128, 128, 1, 8, 4), (128, 256, 1, 8, 3), (32, 256, 1, 4, 4), (32, 256, 2, 4, 4),
+           (32, 256, 4, 4, 4), (64, 256, 2, 4, 4), (64, 128, 4, 4, 5), (16, 256, 8, 4, 3), (16, 512, 4, 4, 3)]
+    gemv = [(8, 512, 1, 4, 3), (16, 512, 1, 4, 3), (16, 256, 1, 4, 4), (32, 256, 1, 8, 4), (32, 512, 1, 8, 3),
+            (8, 512, 4, 4, 3), (16, 512, 2, 4, 3), (8, 1024, 1, 4, 2), (4, 1024, 1, 4, 3), (64, 128, 1, 8, 4)]
+    return [Config(*c) for c in dot] + [Config(*c, dot=False) for c in gemv]
+
+
+FORMS = {  # how the engine calls each matrix: what `layer_step` folds into it
+    "qkv": dict(norm=True, bias=True), "o": dict(residual=True), "gate_up": dict(norm=True, glu=True),
+    "down": dict(residual=True), "lm_head": dict(norm=True),
+}
+
+
+def forced(config, x, q, s, norm=None, bias=None, residual=None, glu=False):
+    """fused_linear with `config` instead of the tuned choice."""
+    from specdraft.engine import kernels
+
+    n = q.shape[0] // 2 if glu else q.shape[0]
+    out = torch.empty((x.shape[0], n), dtype=x.dtype, device=x.device)
+    kernels._launch(config, x, q, s, bias, residual, norm, 1e-6, glu, out)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="linear_kernels.json")
+    parser.add_argument("--sweep", action="store_true", help="also time every configuration of the sweep")
     args = parser.parse_args()
 
-    from specdraft.engine.kernels import int8_linear
+    from specdraft.engine.kernels import fused_linear as int8_linear
     from specdraft.engine.quant import dequantize, quantize_int8
 
     device = torch.device("cuda")
@@ -95,6 +122,38 @@ def main() -> None:
                             lambda i: torch.ops.aten._weight_int8pack_mm(x, q[i], s[i]), copies)
                     except (RuntimeError, NotImplementedError) as e:
                         row["weight_int8pack_mm_us"] = f"unavailable: {str(e).splitlines()[0][:120]}"
+                if args.sweep:
+                    row["sweep_us"] = {}
+                    for config in sweep_configs():
+                        if config.dot or m == 1:
+                            try:
+                                us = replay_us(lambda i: forced(config, x, q[i], s[i]), copies)
+                            except Exception as e:  # noqa: BLE001  a configuration this GPU rejects
+                                us = f"failed: {type(e).__name__}"
+                            row["sweep_us"][str(tuple(config))] = us
+                    timed = {c: us for c, us in row["sweep_us"].items() if isinstance(us, float)}
+                    best = min(timed, key=timed.get)
+                    row["sweep_best"], row["sweep_best_us"] = best, timed[best]
+                    # The matrix as the engine calls it (norm, bias, GLU, residual folded in), every configuration.
+                    form = FORMS[name]
+                    extra = dict(norm=torch.rand(k, device=device, dtype=x.dtype) + 0.5 if form.get("norm") else None,
+                                 bias=torch.randn(n, device=device, dtype=x.dtype) if form.get("bias") else None,
+                                 residual=(torch.randn(m, n, device=device, dtype=x.dtype) if form.get("residual")
+                                           else None), glu=form.get("glu", False))
+                    row["fused_form"] = {key: v is not None and v is not False for key, v in extra.items()}
+                    row["fused_sweep_us"] = {}
+                    for config in sweep_configs():
+                        if config.dot or m == 1:
+                            try:
+                                us = replay_us(lambda i: forced(config, x, q[i], s[i], **extra), copies)
+                            except Exception as e:  # noqa: BLE001  a configuration this GPU rejects
+                                us = f"failed: {type(e).__name__}"
+                            row["fused_sweep_us"][str(tuple(config))] = us
+                    fused = {c: us for c, us in row["fused_sweep_us"].items() if isinstance(us, float)}
+                    fbest = min(fused, key=fused.get)
+                    row["fused_sweep_best"], row["fused_sweep_best_us"] = fbest, fused[fbest]
+                    lines.append(f"   sweep best {best}: {timed[best]:.1f} us; as the engine calls it "
+                                 f"{fbest}: {fused[fbest]:.1f} us")
                 out, ref = int8_linear(x, q[0], s[0]).float(), F.linear(x.float(), q[0].float() * s[0].float()[:, None])
                 row["triton_rel_error"] = float((out - ref).norm() / ref.norm())
                 row["cublas_fraction_of_bf16_floor"] = row["bf16_floor_us"] / row["cublas_bf16_us"]

@@ -92,34 +92,52 @@ def test_unknown_weight_format_is_rejected(target):
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
                     reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton installed")
 @pytest.mark.parametrize("rows", [1, 6, 16])
-@pytest.mark.parametrize("fusion", ["plain", "bias", "residual", "norm", "norm+bias", "silu_mul+residual"])
+@pytest.mark.parametrize("fusion", ["plain", "bias", "residual", "norm", "norm+bias", "norm+glu", "glu"])
+@pytest.mark.parametrize("weights", ["int8", "float"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("config", range(5))
-def test_int8_kernel_equals_the_reference(rows, fusion, dtype, config, monkeypatch):
-    """Each candidate configuration of the Triton kernel (split-K or not) against the reference path in
-    float64, on masked edges (N, K multiples of no block), every fusion."""
+@pytest.mark.parametrize("config", range(8))
+@pytest.mark.parametrize("norm_inside", [True, False], ids=["norm-inside", "norm-before"])
+def test_fused_linear_kernel_equals_the_reference(rows, fusion, weights, dtype, config, norm_inside, monkeypatch):
+    """Each candidate configuration of the Triton kernel (tensor cores or GEMV, split-K or not) against the
+    reference path in float64, on masked edges (N, K multiples of no block), every fusion, int8 and floating
+    weights."""
     pytest.importorskip("triton")
     from specdraft.engine import kernels
     from specdraft.engine.quant import linear
 
+    assert len(kernels.CANDIDATES) == 8, "one test case per candidate: update the parametrisation"
+    if not norm_inside and "norm" not in fusion:
+        pytest.skip("no norm to place")
+    candidate = kernels.CANDIDATES[config]._replace(fuse_norm=norm_inside)
+    if candidate not in kernels.candidates_for(rows):
+        pytest.skip(f"{candidate} takes one row")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and dtype == torch.bfloat16:
         pytest.skip("the interpreter's bf16 dot is numpy's float32 one: nothing more than the float32 case")
     g = torch.Generator().manual_seed(rows)
     n, k = 200, 300
-    q, scale = quantize_int8(torch.randn(n, k, generator=g), torch.float32)
-    x = torch.randn(rows, 2 * k if "silu" in fusion else k, generator=g)
-    kwargs = dict(bias=torch.randn(n, generator=g) if "bias" in fusion else None,
+    w = torch.randn(2 * n if "glu" in fusion else n, k, generator=g)
+    q, scale = quantize_int8(w, torch.float32) if weights == "int8" else (w, None)
+    x = torch.randn(rows, k, generator=g)
+    kwargs = dict(bias=torch.randn(len(w), generator=g) if "bias" in fusion else None,
                   residual=torch.randn(rows, n, generator=g) if "residual" in fusion else None,
                   norm_weight=torch.rand(k, generator=g) + 0.5 if "norm" in fusion else None,
-                  silu_mul="silu" in fusion)
+                  glu="glu" in fusion)
     on = {key: v.to(device, dtype) if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
     kernels._tuned.clear()
-    monkeypatch.setattr(kernels, "_tune", lambda key, run: kernels.CANDIDATES[config])
-    out = kernels.int8_linear(x.to(device, dtype), q.to(device), scale.to(device, dtype), eps=1e-6, **on)
+    monkeypatch.setattr(kernels, "_tune", lambda *args: candidate)
+    import triton
+
+    try:
+        out = kernels.fused_linear(x.to(device, dtype), q.to(device, q.dtype if weights == "int8" else dtype),
+                                   None if scale is None else scale.to(device, dtype), eps=1e-6, **on)
+    except triton.runtime.errors.OutOfResources as e:  # the tuner skips such a candidate too
+        pytest.skip(f"{candidate} does not fit this GPU for {dtype} {weights} weights: {e}")
     assert out is not None, kernels.FAILURES
     as64 = {key: v.double() if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
-    expected = linear(x.double(), q, scale.double(), eps=1e-6, **as64)  # q stays int8: the reference path
+    expected = linear(x.double(), q if scale is not None else q.double(), None if scale is None else scale.double(),
+                      eps=1e-6, **as64)  # int8 q stays int8: the reference path
+    assert out.shape == expected.shape
     error = (out.cpu().double() - expected).norm() / expected.norm()
     assert float(error) < (1e-5 if dtype == torch.float32 else 2e-2), error
 

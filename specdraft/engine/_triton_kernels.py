@@ -6,81 +6,117 @@ import triton.language as tl
 
 
 @triton.jit
-def load_input(x_ptr, nw_ptr, rows, ks, row_ok, k_ok, stride_xm, K, rstd, NORM: tl.constexpr,
-               SILU_MUL: tl.constexpr):
-    """The matmul's input tile [BLOCK_M, BLOCK_K] in x's dtype: x, RMSNorm(x) * w, or SiLU(gate) * up."""
-    mask = row_ok[:, None] & k_ok[None, :]
-    x = tl.load(x_ptr + rows[:, None] * stride_xm + ks[None, :], mask=mask, other=0.0)
-    if NORM:  # as F.rms_norm: normalise in float32, round, multiply by the weight
-        w = tl.load(nw_ptr + ks, mask=k_ok, other=0.0)
-        x = ((x.to(tl.float32) * rstd[:, None]).to(x.dtype) * w[None, :]).to(x.dtype)
-    if SILU_MUL:  # x holds [gate | up], each K wide
-        up = tl.load(x_ptr + rows[:, None] * stride_xm + K + ks[None, :], mask=mask, other=0.0)
-        gate = x.to(tl.float32)
-        x = ((gate * tl.sigmoid(gate)).to(up.dtype) * up).to(up.dtype)
-    return x
+def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr):
+    """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T, w converted in registers: on
+    the tensor cores (DOT), or as broadcast products summed over K (BLOCK_M = 1: a GEMV, no padded rows)."""
+    if DOT:
+        if IEEE:
+            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc)
+    else:
+        acc += tl.sum(a.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :], axis=2)
+    return acc
+
+
+@triton.jit
+def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
+           stride_om, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+           NORM: tl.constexpr, GLU: tl.constexpr):
+    """The epilogue: RMSNorm's 1/rms of each row (the norm weight went into the input), per-channel scale,
+    bias, SiLU(gate) * up (GLU: acc holds the gate columns, acc_up the up columns N further on, each rounded
+    to the output dtype first, as the reference's matmul output is), residual add; then the store."""
+    out_mask = row_ok[:, None] & col_ok[None, :]
+    if NORM:
+        rstd = 1.0 / tl.sqrt(squares / K + eps)
+        acc = acc * rstd[:, None]
+        if GLU:
+            acc_up = acc_up * rstd[:, None]
+    if HAS_SCALE:
+        acc = acc * tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        if GLU:
+            acc_up = acc_up * tl.load(s_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        if GLU:
+            acc_up += tl.load(b_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if GLU:  # as F.silu(gate) * up on the rounded matmul outputs
+        gate = acc.to(o_ptr.dtype.element_ty).to(tl.float32)
+        up = acc_up.to(o_ptr.dtype.element_ty)
+        acc = ((gate * tl.sigmoid(gate)).to(o_ptr.dtype.element_ty) * up).to(tl.float32)
+    if HAS_RESIDUAL:
+        acc += tl.load(r_ptr + rows[:, None] * stride_rm + cols[None, :], mask=out_mask, other=0.0).to(tl.float32)
+    tl.store(o_ptr + rows[:, None] * stride_om + cols[None, :], acc.to(o_ptr.dtype.element_ty), mask=out_mask)
+
 
 @triton.jit(do_not_specialize=["M"])
-def int8_linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, M, N, K, K_PER_SPLIT,
-                       stride_xm, stride_wn, stride_rm, stride_om, eps, HAS_BIAS: tl.constexpr,
-                       HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr, SILU_MUL: tl.constexpr,
-                       SPLIT_K: tl.constexpr, IEEE: tl.constexpr, BLOCK_M: tl.constexpr,
-                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_ptr, M, N, K, K_PER_SPLIT,
+                  stride_xm, stride_wn, stride_rm, stride_om, eps, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                  HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr, GLU: tl.constexpr, SPLIT_K: tl.constexpr,
+                  IEEE: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  BLOCK_K: tl.constexpr):
+    """Program (n, k): output columns n * BLOCK_N.. over the k-th of SPLIT_K slices of K. NORM: the input is
+    x * norm_weight and the row's sum of squares is gathered from the same tiles on the way (the 1/rms is
+    applied after the sum, so no pass over the row precedes the weight loads). GLU: the weight holds 2N rows,
+    gate then up, and each program multiplies both halves for its columns."""
     pid_n, pid_k = tl.program_id(0), tl.program_id(1)
     rows = tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs = tl.arange(0, BLOCK_K)
     row_ok, col_ok = rows < M, cols < N
-    rstd = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    if NORM:  # the whole row's mean square, whatever part of K this program multiplies
-        squares = tl.zeros((BLOCK_M,), dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            ks = k0 + offs
-            x = tl.load(x_ptr + rows[:, None] * stride_xm + ks[None, :], mask=row_ok[:, None] & (ks < K)[None, :],
-                        other=0.0).to(tl.float32)
-            squares += tl.sum(x * x, axis=1)
-        rstd = 1.0 / tl.sqrt(squares / K + eps)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    squares_tile = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)  # summed over K once, after the loop
     k_start = pid_k * K_PER_SPLIT
     for k0 in range(k_start, k_start + K_PER_SPLIT, BLOCK_K):
         ks = k0 + offs
         k_ok = ks < K
-        a = load_input(x_ptr, nw_ptr, rows, ks, row_ok, k_ok, stride_xm, K, rstd, NORM, SILU_MUL)
-        w = tl.load(w_ptr + cols[:, None] * stride_wn + ks[None, :], mask=col_ok[:, None] & k_ok[None, :],
-                    other=0)  # [BLOCK_N, BLOCK_K] int8
-        if IEEE:
-            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc)
-    out_mask = row_ok[:, None] & col_ok[None, :]
-    if SPLIT_K > 1:
-        tl.store(ws_ptr + pid_k * BLOCK_M * N + rows[:, None] * N + cols[None, :], acc, mask=out_mask)
+        a = tl.load(x_ptr + rows[:, None] * stride_xm + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+        if NORM:
+            af = a.to(tl.float32)
+            squares_tile += af * af  # element-wise: no reduction across threads inside the loop
+            a = (a * tl.load(nw_ptr + ks, mask=k_ok, other=0.0)[None, :]).to(a.dtype)
+        w_mask = col_ok[:, None] & k_ok[None, :]
+        w = tl.load(w_ptr + cols[:, None] * stride_wn + ks[None, :], mask=w_mask, other=0)
+        acc = multiply_add(acc, a, w, DOT, IEEE)
+        if GLU:
+            w_up = tl.load(w_ptr + (N + cols)[:, None] * stride_wn + ks[None, :], mask=w_mask, other=0)
+            acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE)
+    squares = tl.sum(squares_tile, axis=1)
+    if SPLIT_K > 1:  # float32 partials, summed in a fixed order by split_k_epilogue
+        out_mask = row_ok[:, None] & col_ok[None, :]
+        part = ws_ptr + pid_k * (1 + GLU) * BLOCK_M * N + rows[:, None] * N + cols[None, :]
+        tl.store(part, acc, mask=out_mask)
+        if GLU:
+            tl.store(part + BLOCK_M * N, acc_up, mask=out_mask)
+        if NORM:
+            if pid_n == 0:
+                tl.store(ss_ptr + pid_k * BLOCK_M + rows, squares, mask=row_ok)
     else:
-        acc = acc * tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-        if HAS_BIAS:
-            acc += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-        if HAS_RESIDUAL:
-            acc += tl.load(r_ptr + rows[:, None] * stride_rm + cols[None, :], mask=out_mask,
-                           other=0.0).to(tl.float32)
-        tl.store(o_ptr + rows[:, None] * stride_om + cols[None, :], acc.to(o_ptr.dtype.element_ty), mask=out_mask)
+        finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
+               stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
+
 
 @triton.jit(do_not_specialize=["M"])
-def split_k_epilogue(ws_ptr, s_ptr, b_ptr, r_ptr, o_ptr, M, N, stride_rm, stride_om, HAS_BIAS: tl.constexpr,
-                     HAS_RESIDUAL: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr,
-                     BLOCK_N: tl.constexpr):
+def split_k_epilogue(ws_ptr, ss_ptr, s_ptr, b_ptr, r_ptr, o_ptr, M, N, K, stride_rm, stride_om, eps,
+                     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr,
+                     GLU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rows = tl.arange(0, BLOCK_M)
-    col_ok = cols < N
-    mask = (rows < M)[:, None] & col_ok[None, :]
+    row_ok, col_ok = rows < M, cols < N
+    mask = row_ok[:, None] & col_ok[None, :]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    squares = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for split in range(SPLIT_K):  # a fixed order: the same sum on every run
-        acc += tl.load(ws_ptr + split * BLOCK_M * N + rows[:, None] * N + cols[None, :], mask=mask, other=0.0)
-    acc = acc * tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    if HAS_RESIDUAL:
-        acc += tl.load(r_ptr + rows[:, None] * stride_rm + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    tl.store(o_ptr + rows[:, None] * stride_om + cols[None, :], acc.to(o_ptr.dtype.element_ty), mask=mask)
+        part = ws_ptr + split * (1 + GLU) * BLOCK_M * N + rows[:, None] * N + cols[None, :]
+        acc += tl.load(part, mask=mask, other=0.0)
+        if GLU:
+            acc_up += tl.load(part + BLOCK_M * N, mask=mask, other=0.0)
+        if NORM:
+            squares += tl.load(ss_ptr + split * BLOCK_M + rows, mask=row_ok, other=0.0)
+    finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
+           stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
 
 
 @triton.jit

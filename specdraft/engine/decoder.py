@@ -147,8 +147,8 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
                                           attn_mask=mask)  # [B, nkv, T*g, hd]
     attn = attn.view(B, num_kv_heads, T, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B * T, num_heads * head_dim)
     x = linear(attn, o_weight, o_scale, residual=x.view(B * T, H))  # residual add fused into the matmul
-    gate_up = linear(x, gate_up_weight, gate_up_scale, norm_weight=post_norm, eps=eps)
-    x = linear(gate_up, down_weight, down_scale, residual=x, silu_mul=True)
+    act = linear(x, gate_up_weight, gate_up_scale, norm_weight=post_norm, eps=eps, glu=True)  # SiLU(gate) * up
+    x = linear(act, down_weight, down_scale, residual=x)
     return x.view(B, T, H)
 
 
@@ -280,6 +280,9 @@ class Decoder(nn.Module):
         mask = (causal & ((keys[None, None, :] >= pad[:, None, None]) | own))[:, None]  # [B, 1, T, S]
         # Query rows come grouped as T * group (see layer_step): each row of the mask once per group member.
         mask = mask.repeat_interleave(s.num_heads // s.num_kv_heads, dim=2)  # [B, 1, T*group, S]
+        # Additive, once per step: given a boolean mask, attention would convert it in every layer (three
+        # kernels a layer on a GPU, docs/performance.md's profile).
+        mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
         step = self.compiled_layer_step if compiled and self.compiled_layer_step is not None else layer_step
         for i, layer in enumerate(self.layers):
             x = step(x, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.gate_up.weight, layer.down.weight,

@@ -1,38 +1,37 @@
 """Triton kernels for the decode path on a CUDA device (imported only there; the CPU path never needs Triton).
 
-`int8_linear`: out = residual + (a @ q.T) * scale + bias for at most MAX_FAST_ROWS rows (a decode step, a
-verification, a batch of a few rows) and an int8 weight q [N, K] with per-output-channel scales. A step
-at these sizes is bound by reading the weight, so the kernel reads the int8 weight once and converts it in
-registers (bf16 weights dequantized by torch first would read 3x the bytes); scale, bias and the
-residual add are its epilogue. It can also compute its input itself (prologues): RMSNorm(x) * norm_weight
-(each program computes the row's norm from x, which is tiny and L2-resident) or SiLU(gate) * up from
-x = [gate | up]; `quant.linear` uses them only when FUSE_PROLOGUES is set (see there why it is not).
+`fused_linear`: a layer's matmul with its neighbours folded in, for at most MAX_FAST_ROWS rows (a decode
+step, a verification, a batch of a few rows). A step at these sizes is bound by reading the weight, and in
+a CUDA graph every extra kernel costs a few microseconds of launch and tail whatever its size
+(docs/performance.md's profile), so one kernel does: an optional RMSNorm of the input (the norm weight is
+applied to each input tile and the row's sum of squares is gathered from the same tiles, so the 1/rms
+multiplies the sums afterwards and no pass over the row precedes the weight loads), the product with an
+int8 weight (per-output-channel scales, converted in registers: a quarter of the float32 bytes, half of
+bf16's) or a floating one, the bias, SiLU(gate) * up for a [gate; up] weight (GLU), and the residual add.
+Rounding follows the reference (`quant.linear`) except inside the norm: the reference rounds
+x / rms before the weight multiplies it, the kernel rounds x * weight and divides the sums by rms.
 
 Small N gives too few programs to keep every SM reading, so K may be split across SPLIT_K programs whose
-float32 partial sums a second small kernel adds up (with the epilogue). Block shapes and SPLIT_K are tuned
-per (N, K, rows, fusion) on first use, timing each candidate with CUDA events (that first use is a CUDA
-graph's warm-up run, before capture; the weights are not flushed from L2 between timings, so matrices
-smaller than L2 are tuned as if cached). A candidate that fails to compile is skipped; if all fail the
-caller's reference path runs instead (`available_for` says so) and the failure is kept in FAILURES.
-Triton's interpreter (TRITON_INTERPRET=1) runs the kernels on a CPU, for tests.
+float32 partial sums (and partial sums of squares) a second small kernel adds up in a fixed order before
+the epilogue. Each (shape, fusion) is tuned on first use: every candidate configuration, and for floating
+weights the reference path (cuBLAS and torch's own kernels) too, is timed one launch at a time with L2
+scrubbed before each launch (a decode step finds its weights in HBM, not in L2), and the fastest is kept.
+A candidate that fails to compile is skipped; if none runs, the caller's reference path runs (FAILURES
+says why). Triton's interpreter (TRITON_INTERPRET=1) runs the kernels on a CPU, for tests.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 MAX_FAST_ROWS = 16  # one tensor-core tile of rows; more rows (prefills) take the reference path
-# Whether `quant.linear` lets the kernel compute the RMSNorm / SiLU·mul input itself. Off: on the H200
-# (docs/perf/h200_seed_int8_fused_2026-11-29.json) the 14B's int8 step with both prologues fused took
-# 14.3 ms against 9.7 ms for bf16, although the same matrices through the plain kernel took 5.4 ms in all
-# (linear_kernels_2026-11-29.json), and a float32 engine test parted from the reference at a gap of 1.7e-3
-# (tests/test_engine_cuda.py); both unexplained yet, so the prologues stay in torch until profiled.
-FUSE_PROLOGUES = False
 FAILURES: dict[tuple, str] = {}  # tuning key -> why no candidate ran
 
 
@@ -42,10 +41,27 @@ class Config(NamedTuple):
     split_k: int
     num_warps: int
     num_stages: int
+    dot: bool = True  # tensor cores over 16 padded rows; False: a GEMV over one row (M = 1 only)
+    # With an RMSNorm input: inside the kernel, or torch's norm kernel first. Inside saves a launch but
+    # every program repeats the norm's arithmetic (on 16 padded rows for the tensor-core form): measured
+    # on the H200 it wins for the draft's small matrices and loses for the lm-heads, so the tuner decides.
+    fuse_norm: bool = True
 
 
-CANDIDATES = (Config(64, 256, 1, 4, 4), Config(32, 256, 1, 4, 4), Config(32, 256, 4, 4, 4),
-              Config(16, 256, 8, 4, 3), Config(32, 128, 2, 4, 4))
+# The winners of `benchmarks/linear_kernels.py --sweep` on the H200 (docs/perf/linear_sweep_*.json) over the
+# seed's matrices, M = 1 and 6: tensor-core tiles for the 14B's matrices and every lm-head, the GEMV form for
+# the draft's small one-row matrices.
+CANDIDATES = (Config(32, 256, 1, 4, 4), Config(32, 256, 2, 4, 4), Config(128, 128, 1, 8, 4),
+              Config(64, 128, 4, 4, 5), Config(64, 256, 1, 4, 4), Config(32, 256, 4, 4, 4),
+              Config(4, 1024, 1, 4, 3, dot=False), Config(8, 1024, 1, 4, 2, dot=False))
+REFERENCE = None  # the tuned choice meaning "the torch path was fastest"
+
+
+def candidates_for(rows: int, norm: bool = False) -> list[Config]:
+    """The candidate configurations that can run `rows` rows (the GEMV form takes one); with an RMSNorm
+    input, each both with the norm inside the kernel and before it."""
+    configs = [c for c in CANDIDATES if c.dot or rows == 1]
+    return configs + [c._replace(fuse_norm=False) for c in configs] if norm else configs
 
 
 @functools.cache
@@ -68,85 +84,117 @@ def _interpreting() -> bool:
 def _kernels():
     from specdraft.engine import _triton_kernels
 
-    return _triton_kernels.int8_linear_kernel, _triton_kernels.split_k_epilogue
+    return _triton_kernels.linear_kernel, _triton_kernels.split_k_epilogue
 
 
 _tuned: dict[tuple, Config | None] = {}
 
 
 def tuned_configs() -> dict[tuple, Config | None]:
-    """The block configuration each kernel shape was tuned to on first use (None: the torch path), a copy."""
+    """The configuration each kernel shape was tuned to on first use (None: the torch path), a copy."""
     return dict(_tuned)
 
 
-def _launch(config: Config, x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None, residual: Tensor | None,
-            norm_weight: Tensor | None, eps: float, silu_mul: bool, out: Tensor) -> None:
+def _launch(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Tensor | None,
+            residual: Tensor | None, norm_weight: Tensor | None, eps: float, glu: bool, out: Tensor) -> None:
     import triton
 
     main, epilogue = _kernels()
     M, N = out.shape
-    K = q.shape[1]
-    block_m = 16
+    K = w.shape[1]
+    block_m = 16 if config.dot else 1
     k_per_split = triton.cdiv(triton.cdiv(K, config.split_k), config.block_k) * config.block_k
     split_k = triton.cdiv(K, k_per_split)  # splits that have any K at all
-    workspace = (torch.empty((split_k, block_m, N), dtype=torch.float32, device=x.device) if split_k > 1
-                 else out)
+    halves = 2 if glu else 1
+    workspace = (torch.empty((split_k * halves * block_m * N,), dtype=torch.float32, device=x.device)
+                 if split_k > 1 else out)
+    squares = (torch.empty((split_k * block_m,), dtype=torch.float32, device=x.device)
+               if split_k > 1 and norm_weight is not None else out)
     r = residual if residual is not None else out
-    dummy = scale  # stands in for absent optional pointers (never read: the flags are off)
-    grid = (triton.cdiv(N, config.block_n), split_k)
-    main[grid](x, q, scale, bias if bias is not None else dummy, r, norm_weight if norm_weight is not None else dummy,
-               out, workspace, M, N, K, k_per_split, x.stride(0), q.stride(0), r.stride(0), out.stride(0), eps,
-               HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None, NORM=norm_weight is not None,
-               SILU_MUL=silu_mul, SPLIT_K=split_k, IEEE=x.dtype == torch.float32, BLOCK_M=block_m,
-               BLOCK_N=config.block_n, BLOCK_K=config.block_k, num_warps=config.num_warps,
-               num_stages=config.num_stages)
+    dummy = out  # stands in for absent optional pointers (never read: the flags are off)
+    flags = dict(HAS_SCALE=scale is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
+                 NORM=norm_weight is not None, GLU=glu, SPLIT_K=split_k)
+    main[(triton.cdiv(N, config.block_n), split_k)](
+        x, w, scale if scale is not None else dummy, bias if bias is not None else dummy, r,
+        norm_weight if norm_weight is not None else dummy, out, workspace, squares, M, N, K, k_per_split,
+        x.stride(0), w.stride(0), r.stride(0), out.stride(0), eps, **flags, IEEE=x.dtype == torch.float32,
+        DOT=config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        num_warps=config.num_warps, num_stages=config.num_stages)
     if split_k > 1:
-        epilogue[(triton.cdiv(N, 128),)](workspace, scale, bias if bias is not None else dummy, r, out, M, N,
-                                         r.stride(0), out.stride(0), HAS_BIAS=bias is not None,
-                                         HAS_RESIDUAL=residual is not None, SPLIT_K=split_k, BLOCK_M=block_m,
-                                         BLOCK_N=128, num_warps=4)
+        epilogue[(triton.cdiv(N, 128),)](
+            workspace, squares, scale if scale is not None else dummy, bias if bias is not None else dummy, r, out,
+            M, N, K, r.stride(0), out.stride(0), eps, **flags, BLOCK_M=block_m, BLOCK_N=128, num_warps=4)
 
 
-def _tune(key: tuple, run) -> Config | None:
-    """The fastest candidate for `key` (CUDA events over repeated launches), or None if none compiles."""
-    if _interpreting():
-        return CANDIDATES[2]  # one split-K configuration: the interpreter is slow, and it covers both kernels
-    best, best_ms, errors = None, float("inf"), []
-    for config in CANDIDATES:
+@functools.cache
+def _scrub_buffer(device: torch.device) -> Tensor:
+    """More bytes than the GPU's L2 (50 MiB on an H100/H200): writing it evicts a matrix from L2."""
+    return torch.empty(256 * 1024**2, dtype=torch.uint8, device=device)
+
+
+def _time_ms(run: Callable[[], object], device: torch.device, repeats: int = 10) -> float:
+    """Median milliseconds of one launch of `run`, L2 scrubbed before each (CUDA events around the launch).
+    A spin kernel before the first event keeps the GPU busy while the host launches `run` (a Triton launch
+    costs tens of microseconds of Python), so the events time the GPU's work, not the host's."""
+    scrub = _scrub_buffer(device)
+    times = []
+    for _ in range(repeats):
+        scrub.zero_()
+        torch.cuda._sleep(200_000)  # ~0.1 ms at the H200's clock: longer than launching `run`
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def _tune(key: tuple, run: Callable[[Config], None], rows: int, norm: bool, reference: Callable[[], object] | None,
+          device: torch.device) -> Config | None:
+    """The fastest candidate for `key`: a configuration, or REFERENCE when `reference` (given for floating
+    weights) beats every one. None of them compiling also gives REFERENCE, and FAILURES[key] says why."""
+    if _interpreting():  # one split-K configuration: the interpreter is slow, and it covers both kernels
+        return CANDIDATES[1]
+    best, best_ms, errors = REFERENCE, float("inf"), []
+    if reference is not None:
+        reference()
+        best_ms = _time_ms(reference, device)
+    for config in candidates_for(rows, norm):
         try:
             run(config)  # compiles
             torch.cuda.synchronize()
         except Exception as e:  # a candidate this Triton or GPU rejects: try the next  # noqa: BLE001
             errors.append(f"{config}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
             continue
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(20):
-            run(config)
-        end.record()
-        end.synchronize()
-        if (ms := start.elapsed_time(end)) < best_ms:
+        if (ms := _time_ms(lambda: run(config), device)) < best_ms:
             best, best_ms = config, ms
-    if best is None:
+    if best is REFERENCE and reference is None:
         FAILURES[key] = "; ".join(errors)
     return best
 
 
-def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None, residual: Tensor | None = None,
-                norm_weight: Tensor | None = None, eps: float = 1e-6, silu_mul: bool = False) -> Tensor | None:
-    """residual + (a @ q.T) * scale + bias with a = x, rms_norm(x) * norm_weight, or silu(gate) * up for
-    x = [gate | up] (silu_mul). x: [..., K] or [..., 2K], at most MAX_FAST_ROWS rows; q: [N, K] int8;
-    scale, bias: [N]; residual: [..., N]. Returns [..., N] in x's dtype, or None when no kernel
-    configuration could run here (the caller then takes its reference path)."""
-    K, N = q.shape[1], q.shape[0]
+def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
+                 residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
+                 glu: bool = False, reference: Callable[[], Tensor] | None = None) -> Tensor | None:
+    """`quant.linear` as one kernel (two with split-K): residual + f(a @ W.T + bias) with a = x or
+    rms_norm(x) * norm_weight, W = w (floating) or w * scale[:, None] (int8 w, scale [N']), f = identity, or
+    silu(gate) * up over the two halves of W's N' = 2N rows (glu). x: [..., K], at most MAX_FAST_ROWS rows;
+    residual: [..., N]. Returns [..., N] in x's dtype, or None when the caller's reference path should run:
+    no configuration compiles here, or (floating weights: pass `reference`, the caller's torch path as a
+    zero-argument function, to be timed against the kernel) the torch path was the faster one."""
+    N = w.shape[0] // 2 if glu else w.shape[0]
+    K = w.shape[1]
     x2 = x.reshape(-1, x.shape[-1])
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     M = x2.shape[0]
     if M > MAX_FAST_ROWS:
-        raise ValueError(f"int8_linear takes at most {MAX_FAST_ROWS} rows, got {M}")
-    if x2.shape[1] != (2 * K if silu_mul else K):
-        raise ValueError(f"x has {x2.shape[1]} columns; the weight takes {K}{' (x2 for silu_mul)' if silu_mul else ''}")
+        raise ValueError(f"fused_linear takes at most {MAX_FAST_ROWS} rows, got {M}")
+    if x2.shape[1] != K:
+        raise ValueError(f"x has {x2.shape[1]} columns; the weight takes {K}")
+    if glu and residual is not None:
+        raise ValueError("glu and residual do not combine (a layer adds its residual after the down projection)")
     out = torch.empty((M, N), dtype=x.dtype, device=x.device)
     r2 = None
     if residual is not None:
@@ -155,13 +203,16 @@ def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None,
             r2 = r2.contiguous()
 
     def run(config: Config) -> None:
-        _launch(config, x2, q, scale, bias, r2, norm_weight, eps, silu_mul, out)
+        if norm_weight is not None and not config.fuse_norm:
+            _launch(config, F.rms_norm(x2, (K,), norm_weight, eps), w, scale, bias, r2, None, eps, glu, out)
+        else:
+            _launch(config, x2, w, scale, bias, r2, norm_weight, eps, glu, out)
 
-    key = (N, K, M, x.dtype, bias is not None, residual is not None, norm_weight is not None, silu_mul)
+    key = (N, K, M, x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None, glu)
     if key not in _tuned:
-        _tuned[key] = _tune(key, run)
+        _tuned[key] = _tune(key, run, M, norm_weight is not None, reference, x.device)
     config = _tuned[key]
-    if config is None:
+    if config is REFERENCE:
         return None
     run(config)
     return out.view(*x.shape[:-1], N)

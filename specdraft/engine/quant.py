@@ -4,10 +4,9 @@ A weight [N, K] is stored as int8 with one scale per output channel (row): w ≈
 [-127, 127], scale = max |w[n]| / 127. Activations stay in the model's dtype. A decode step reads half the
 bytes of bf16. `linear` is the reference: it dequantizes the weight and multiplies, so in float32 the int8
 engine computes exactly what an engine over the dequantized weights computes. On a CUDA device, steps of
-at most `kernels.MAX_FAST_ROWS` rows run a Triton kernel instead that reads the int8 weight, scales it in
-registers and adds the bias and residual in its epilogue (`specdraft.engine.kernels`; its RMSNorm and
-SiLU·mul prologues are off, see FUSE_PROLOGUES there); everything else (a CPU, prefills) takes the
-reference path.
+at most `kernels.MAX_FAST_ROWS` rows run one Triton kernel instead that reads the int8 weight, scales it
+in registers and folds in the layer's RMSNorm, bias, SiLU·mul and residual add
+(`specdraft.engine.kernels.fused_linear`); everything else (a CPU, prefills) takes the reference path.
 """
 
 from __future__ import annotations
@@ -38,39 +37,42 @@ def dequantize(q: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
 
 def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
            residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
-           silu_mul: bool = False) -> Tensor:
-    """residual + a @ W.T + bias, W = weight (scale None) or dequantize(weight, scale), where the input a is
-    x, F.rms_norm(x) * norm_weight (norm_weight given), or silu(gate) * up for x = [gate | up] (silu_mul).
+           glu: bool = False) -> Tensor:
+    """residual + f(a @ W.T + bias), where W = weight (scale None) or dequantize(weight, scale), the input a
+    is x or F.rms_norm(x) * norm_weight (norm_weight given), and f is the identity or, with glu, SiLU(gate) *
+    up over the two halves of the output (W = [gate; up], 2N rows: a layer's MLP activation).
 
-    x: [..., K] ([..., 2K] with silu_mul); weight: [N, K] (int8 when scale [N] is given); residual:
-    [..., N] or None. The fused forms let the CUDA kernel do a layer's norm and activation in its matmul."""
-    # Under torch.compile the reference path is what Inductor fuses into one kernel (gpt-fast's int8).
-    if scale is not None and x.is_cuda and not torch.compiler.is_compiling():
+    x: [..., K]; weight: [N', K] (int8 when scale [N'] is given); residual: [..., N] or None (not with glu).
+    On a CUDA device, steps of at most `kernels.MAX_FAST_ROWS` rows run `kernels.fused_linear` (one kernel
+    for all of it; for floating weights only where it timed faster than this path on first use)."""
+    # Under torch.compile the reference path is what Inductor fuses (gpt-fast's int8).
+    if x.is_cuda and not torch.compiler.is_compiling():
         from specdraft.engine import kernels
 
-        rows = x.numel() // x.shape[-1]
-        if kernels.available() and rows <= kernels.MAX_FAST_ROWS:
-            if kernels.FUSE_PROLOGUES:
-                out = kernels.int8_linear(x, weight, scale, bias, residual, norm_weight, eps, silu_mul)
-            else:
-                out = kernels.int8_linear(_prologue(x, norm_weight, eps, silu_mul), weight, scale, bias, residual)
+        if kernels.available() and x.numel() // x.shape[-1] <= kernels.MAX_FAST_ROWS:
+            reference = None if scale is not None else (
+                lambda: _reference(x, weight, scale, bias, residual, norm_weight, eps, glu))
+            out = kernels.fused_linear(x, weight, scale, bias, residual, norm_weight, eps, glu, reference)
             if out is not None:
                 return out
-    x = _prologue(x, norm_weight, eps, silu_mul)
+    return _reference(x, weight, scale, bias, residual, norm_weight, eps, glu)
+
+
+def _reference(x: Tensor, weight: Tensor, scale: Tensor | None, bias: Tensor | None, residual: Tensor | None,
+               norm_weight: Tensor | None, eps: float, glu: bool) -> Tensor:
+    """`linear` in torch operations: the CPU path, prefills, and what the kernel is checked against."""
+    if glu and residual is not None:
+        raise ValueError("glu and residual do not combine (a layer adds its residual after the down projection)")
+    if norm_weight is not None:
+        x = F.rms_norm(x, (x.shape[-1],), norm_weight, eps)
     w = weight if scale is None else dequantize(weight, scale, x.dtype)
     if residual is None:
-        return F.linear(x, w, bias)
+        out = F.linear(x, w, bias)
+        if glu:
+            gate, up = out.chunk(2, dim=-1)
+            out = F.silu(gate) * up
+        return out
     out = torch.addmm(residual.reshape(-1, residual.shape[-1]), x.reshape(-1, x.shape[-1]), w.t())
     if bias is not None:
         out = out + bias
     return out.view(residual.shape)
-
-
-def _prologue(x: Tensor, norm_weight: Tensor | None, eps: float, silu_mul: bool) -> Tensor:
-    """`linear`'s input: x, F.rms_norm(x) * norm_weight, or silu(gate) * up for x = [gate | up]."""
-    if norm_weight is not None:
-        x = F.rms_norm(x, (x.shape[-1],), norm_weight, eps)
-    if silu_mul:
-        gate, up = x.chunk(2, dim=-1)
-        x = F.silu(gate) * up
-    return x

@@ -1,0 +1,175 @@
+"""Where a decode step's time goes: every GPU kernel of the engine's steps, by kind, against the step's time.
+
+    python benchmarks/engine_profile.py --shape seed --weights int8 --out engine_profile_int8.json
+
+For the target's one-token step, its 6-token verification, the draft's one-token step and the draft's 5-token
+proposal (batch 1, mid-generation after a 128-token prompt; random weights of the seed's shapes from
+`engine_speed.py`), three figures each:
+
+- `step_ms`: one call as decoding runs it (a CUDA-graph replay), timed over back-to-back calls;
+- `kernels`: every kernel the profiler (CUPTI) sees in those replays, grouped by kind (matmul, attention,
+  norm, RoPE + cache write, element-wise, copies...): launches per call and summed device milliseconds;
+- `idle_ms` = step_ms - summed kernel time: the GPU waiting between kernels (launch latency and tails
+  that no kernel's own duration counts).
+
+With a few thousand launches a step, `kernels_per_call` times a few microseconds is the bound the table
+in docs/performance.md explains. The same figures for eager steps (no graph: each launch paid by the host)
+are recorded for comparison. Needs a CUDA device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import defaultdict
+
+import torch
+
+from engine_speed import SHAPES, build, copy_bandwidth, engine_bytes_per_step, sync
+
+KINDS = (  # the first pattern a kernel's name matches gives its kind
+    ("matmul, Triton", r"int8_linear|split_k_epilogue|linear_kernel"),
+    ("matmul, cuBLAS", r"gemv|gemm|cublas|cutlass|xmma|nvjet|splitKreduce|Kernel2"),
+    ("attention", r"fmha|flash|attention|attn|efficient"),
+    ("RoPE + cache write", r"rope"),
+    ("norm", r"rms|norm"),
+    ("argmax / reductions", r"reduce|argmax|arg_max|max_|sum"),
+    ("copies and fills", r"Memcpy|Memset|copy|fill|cat|index|gather|scatter"),
+    ("element-wise", r"elementwise|vectorized|silu|mul|add|unrolled|sin|cos"),
+)
+
+
+def kind_of(name: str) -> str:
+    for kind, pattern in KINDS:
+        if re.search(pattern, name, flags=re.IGNORECASE):
+            return kind
+    return "other"
+
+
+def profile_calls(fn, calls: int) -> dict:
+    """Kernels of `calls` calls of fn: per call, launches and device ms by kind, and the costliest kernels."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    sync(torch.device("cuda"))
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    by_kind: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for event in prof.events():
+        if event.device_type != DeviceType.CUDA:
+            continue
+        ms = event.time_range.elapsed_us() / 1000
+        for table, key in ((by_kind, kind_of(event.name)), (by_name, event.name)):
+            table[key][0] += 1
+            table[key][1] += ms
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    last_call = kernels[len(kernels) - len(kernels) // calls:]  # the last call's kernels, in launch order
+    per_call = {kind: {"launches": n / calls, "ms": ms / calls} for kind, (n, ms) in
+                sorted(by_kind.items(), key=lambda item: -item[1][1])}
+    top = sorted(by_name.items(), key=lambda item: -item[1][1])[:12]
+    return {"kernels_per_call": sum(v["launches"] for v in per_call.values()),
+            "kernel_ms_per_call": sum(v["ms"] for v in per_call.values()),
+            "by_kind": per_call,
+            "top_kernels": [{"name": name[:160], "launches_per_call": n / calls, "ms_per_call": ms / calls}
+                            for name, (n, ms) in top],
+            "one_call": [[e.name[:48], round(e.time_range.elapsed_us(), 2)] for e in last_call]}
+
+
+def ms_per_call(fn, calls: int, repeats: int = 5) -> float:
+    """Median over `repeats` of the wall milliseconds per call of `calls` back-to-back calls."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(torch.device("cuda"))
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync(torch.device("cuda"))
+        times.append((time.perf_counter() - start) * 1000 / calls)
+    return sorted(times)[len(times) // 2]
+
+
+def parts(engine, prompt_len: int) -> dict:
+    """The calls to profile on one engine, each leaving the session at `prompt_len` cached positions."""
+    session = engine.open_session(prompt_len + 16)
+    session.forward(list(range(1, prompt_len + 1)), 1)
+
+    def step(num_tokens: int):
+        def call():
+            session.rollback(prompt_len)
+            session.forward([0] * num_tokens, num_tokens)
+        return call
+
+    def proposal():
+        session.rollback(prompt_len)
+        session.propose_greedy([0], 5)
+
+    return {"one_token_step": step(1), "verification_6": step(6), "proposal_5": proposal}
+
+
+def profile_engine(engine, wanted: list[str], prompt_len: int, calls: int, bytes_per_s: float) -> dict:
+    floor_ms = engine_bytes_per_step(engine) / bytes_per_s * 1000
+    out = {"weight_bytes_per_step": engine_bytes_per_step(engine), "bytes_floor_ms": floor_ms}
+    runner_graphs = None
+    for name, fn in parts(engine, prompt_len).items():
+        if name not in wanted:
+            continue
+        fn()  # capture the graph (and tune kernels) before timing
+        graph = {"step_ms": ms_per_call(fn, calls)}
+        graph.update(profile_calls(fn, calls))
+        graph["idle_ms"] = graph["step_ms"] - graph["kernel_ms_per_call"]
+        runner_graphs = engine._session_runner
+        runner_graphs.use_cuda_graphs = False  # the same steps launched one kernel at a time by the host
+        eager = {"step_ms": ms_per_call(fn, max(2, calls // 4), repeats=3)}
+        eager.update(profile_calls(fn, max(2, calls // 4)))
+        runner_graphs.use_cuda_graphs = True
+        out[name] = {"graph": graph, "eager": eager}
+        print(f"  {name}: graph {graph['step_ms']:.3f} ms ({graph['kernels_per_call']:.0f} kernels, "
+              f"{graph['kernel_ms_per_call']:.3f} ms busy, {graph['idle_ms']:.3f} ms idle); eager "
+              f"{eager['step_ms']:.3f} ms; floor {floor_ms:.3f} ms", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="seed")
+    parser.add_argument("--weights", default="bf16", help="engine weights, comma-separated: bf16,int8")
+    parser.add_argument("--prompt-len", type=int, default=128)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--out", default="engine_profile.json")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("engine_profile.py needs a CUDA device (the profile is of GPU kernels)")
+    from specdraft.engine import Engine, kernels
+
+    device, started = torch.device("cuda"), time.perf_counter()
+    results = {"command": "python " + " ".join(sys.argv), "shape": args.shape, "gpu": torch.cuda.get_device_name(),
+               "torch": torch.__version__, "prompt_len": args.prompt_len, "calls": args.calls,
+               "copy_bandwidth_bytes_per_s": copy_bandwidth(device, 2 * 1024**3)}
+    wanted = {"target": ["one_token_step", "verification_6"], "draft": ["one_token_step", "proposal_5"]}
+    for role, seed in (("target", 0), ("draft", 1)):
+        model = build(SHAPES[args.shape][role], torch.bfloat16, device, seed)
+        for weights in args.weights.split(","):
+            print(f"{role}, {weights}:", flush=True)
+            engine = Engine.from_hf(model, max_seq_len=args.prompt_len + 32, max_batch_size=1, weights=weights)
+            results[f"{role}_{weights}"] = profile_engine(engine, wanted[role], args.prompt_len, args.calls,
+                                                          results["copy_bandwidth_bytes_per_s"])
+            del engine
+            torch.cuda.empty_cache()
+        del model
+        torch.cuda.empty_cache()
+    results["triton_tuned"] = {str(k[:4]): None if c is None else c._asdict()
+                               for k, c in kernels.tuned_configs().items()}
+    results["seconds"] = time.perf_counter() - started
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
