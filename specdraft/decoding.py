@@ -4,7 +4,8 @@ Each step the draft proposes k tokens with its own KV cache, the target verifies
 k+1 positions, and both caches are rolled back past the first rejection. Every cache holds the KV of
 `seq[:-1]` or less; what a model has not seen yet is fed at its next forward, so no separate prefill or
 catch-up path exists and rollback is one call per session. Models are reached through `Session`s, so the
-same loop drives Hugging Face models and the native engine.
+same loop drives Hugging Face models and the native engine. Tokens stay on the device from proposal to
+verdict; the host waits for the device once per step, to read the verdict (greedy decoding).
 """
 
 from __future__ import annotations
