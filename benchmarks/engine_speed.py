@@ -103,8 +103,8 @@ def step_parts(engine_target, engine_draft, device: torch.device, prompt_len: in
                repeats: int, calls: int = 20) -> dict:
     """Milliseconds of one call of each part of a batch-1 speculative step (graph replays, mid-generation,
     `calls` back to back between two synchronisations): the target's one-token step, its 6-token
-    verification, and one draft token inside a 5-token proposal (which ends in a host synchronisation,
-    as in `speculative_generate`); each against its bytes floor (weights read once at `bandwidth`)."""
+    verification, and one draft token inside a 5-token proposal (one graph fed one new token and the one
+    before it, as in `speculative_generate`); each against its bytes floor (weights read once at `bandwidth`)."""
     target, draft = engine_target.open_session(prompt_len + 8), engine_draft.open_session(prompt_len + 8)
     prompt = list(range(1, prompt_len + 1))
     target.forward(prompt, 1)

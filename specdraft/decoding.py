@@ -4,7 +4,8 @@ Each step the draft proposes k tokens with its own KV cache, the target verifies
 k+1 positions, and both caches are rolled back past the first rejection. Every cache holds the KV of
 `seq[:-1]` or less; what a model has not seen yet is fed at its next forward, so no separate prefill or
 catch-up path exists and rollback is one call per session. Models are reached through `Session`s, so the
-same loop drives Hugging Face models and the native engine.
+same loop drives Hugging Face models and the native engine. Tokens stay on the device from proposal to
+verdict; the host waits for the device once per step, to read the verdict (greedy decoding).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import torch
 from torch import Tensor
 
 from specdraft.sessions import Session, open_session
-from specdraft.verification import (probabilities, rejection_sample, rejection_sample_batch, verify_greedy,
-                                    verify_greedy_batch)
+from specdraft.verification import probabilities, rejection_sample_batch, verify_greedy_batch
 
 
 @dataclass
@@ -58,10 +58,14 @@ class SpecOutput:
 
 @dataclass
 class Timeline:
-    """`time.perf_counter()` readings of one generation, for TTFT, ITL and the draft / verification split.
+    """Readings of one generation, for TTFT, ITL and the draft / verification split; recording them adds no
+    synchronisation with the device.
 
-    Each reading is taken right after the host has read a token value from the device, a point where it
-    waits for the device anyway, so recording them adds no synchronisation and does not change the timing.
+    A token's time is the host's `time.perf_counter()` right after it has read the token's value from the
+    device, a point where it waits for the device anyway. A speculative step's proposal and verification are
+    timed on the device's own clock (CUDA events, read once the generation is over; off a GPU, where every
+    operation has finished when it returns, the host clock): from the end of the previous verification (the
+    start of the loop for the first step) to the end of the proposal, then to the end of the verification.
     """
 
     token_times: list[float] = field(default_factory=list)  # when each new token reached the host
@@ -71,6 +75,27 @@ class Timeline:
     num_accepted: list[int] = field(default_factory=list)
     proposal_seconds: list[float] = field(default_factory=list)
     verification_seconds: list[float] = field(default_factory=list)
+
+
+class _DeviceClock:
+    """Marks points in the device's stream of work without waiting for it: CUDA events on a GPU (their times
+    are read once, at the end), the host clock elsewhere (a CPU operation has finished when it returns)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda, self.marks = device.type == "cuda", []
+
+    def mark(self) -> None:
+        if self.cuda:
+            self.marks.append(torch.cuda.Event(enable_timing=True))
+            self.marks[-1].record()
+        else:
+            self.marks.append(time.perf_counter())
+
+    def intervals(self) -> list[float]:
+        """Seconds between consecutive marks; on a GPU, call after the device has passed the last mark."""
+        if self.cuda:
+            return [a.elapsed_time(b) / 1e3 for a, b in zip(self.marks, self.marks[1:])]
+        return [b - a for a, b in zip(self.marks, self.marks[1:])]
 
 
 def _eos_set(eos_token_id: int | list[int] | None) -> set[int]:
@@ -96,10 +121,6 @@ def _truncate_at_eos(new_ids: list[int], eos: set[int]) -> tuple[list[int], bool
     return new_ids, False
 
 
-def _sample(probs: Tensor, generator: torch.Generator | None) -> int:
-    return int(torch.multinomial(probs, 1, generator=generator)[0])
-
-
 @torch.inference_mode()
 def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, temperature: float = 0.0,
                             eos_token_id: int | list[int] | None = None, generator: torch.Generator | None = None,
@@ -111,10 +132,14 @@ def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, te
     eos, seq = _eos_set(eos_token_id), input_ids[0].tolist()
     prompt_len = len(seq)
     session = open_session(model, prompt_len + max_new_tokens)
+    pending = input_ids[0]  # what the session has not seen: the prompt, then each new token, on the device
     while len(seq) - prompt_len < max_new_tokens:
-        logits = session.forward(seq[session.length:], 1)[0]  # [V]
-        token = int(logits.argmax()) if temperature == 0 else _sample(probabilities(logits, temperature, top_p),
-                                                                      generator)
+        logits = session.forward(pending, 1)[0]  # [V]
+        if temperature == 0:
+            pending = logits.argmax(dim=-1, keepdim=True)  # [1]
+        else:
+            pending = torch.multinomial(probabilities(logits, temperature, top_p), 1, generator=generator)  # [1]
+        token = int(pending)  # the host's one read per token
         seq.append(token)
         if timeline is not None:
             timeline.token_times.append(time.perf_counter())
@@ -123,21 +148,19 @@ def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, te
     return torch.tensor(seq[prompt_len:], dtype=torch.long)
 
 
-def _propose(draft: Session, seq: list[int], k: int, temperature: float, top_p: float,
-             generator: torch.Generator | None) -> tuple[list[int], Tensor | None]:
-    """k draft tokens, and (sampling only) the draft's distributions [k, V] they were drawn from."""
-    pending = seq[draft.length:]
-    if k == 0:
-        return [], None
+def _propose(draft: Session, pending: Tensor, k: int, temperature: float, top_p: float,
+             generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
+    """k draft tokens [k] after `pending` (the draft's unseen tokens, on the device), and (sampling only) the
+    draft's distributions [k, V] they were drawn from."""
     if temperature == 0:
         return draft.propose_greedy(pending, k), None
     draft_ids, draft_probs = [], []
     for _ in range(k):
         probs = probabilities(draft.forward(pending, 1)[0], temperature, top_p)  # [V]
-        draft_ids.append(_sample(probs, generator))
+        pending = torch.multinomial(probs, 1, generator=generator)  # [1]
+        draft_ids.append(pending)
         draft_probs.append(probs)
-        pending = draft_ids[-1:]
-    return draft_ids, torch.stack(draft_probs)
+    return torch.cat(draft_ids), torch.stack(draft_probs)
 
 
 @torch.inference_mode()
@@ -152,12 +175,16 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
     temperature > 0 the output follows the target's sampling distribution at that temperature and top_p
     (Leviathan et al. 2023), both models' distributions being warped alike before verification.
     `timeline`, if given, receives each token's time and each step's proposal and verification seconds.
+
+    The proposal, the verification input and the verdict stay on the device; the host reads each step's
+    proposal, accepted count and next token in one go, its one wait for the device per step (greedy; the
+    sampler's draws add their own).
     """
     if num_speculative_tokens < 1:
         raise ValueError(f"num_speculative_tokens must be >= 1, got {num_speculative_tokens}")
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ValueError(f"input_ids must have shape [1, prompt_len], got {list(input_ids.shape)}")
-    eos, device, seq = _eos_set(eos_token_id), input_ids.device, input_ids[0].tolist()
+    eos, seq = _eos_set(eos_token_id), input_ids[0].tolist()
     prompt_len = len(seq)
     target_session = open_session(target, prompt_len + max_new_tokens)
     draft_session = open_session(draft, prompt_len + max_new_tokens)
@@ -166,37 +193,54 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
         raise ValueError(
             f"draft vocabulary ({draft_session.vocab_size} rows) differs from the target's ({vocab_size}); "
             "pad the draft with specdraft.models.pad_vocab first")
+    # The sequence on the device, `seq` there: the sessions' inputs are slices of it, not copies of host lists.
+    # A step writes its proposal after the sequence, verifies it in place, then writes the next token after
+    # the accepted ones.
+    ids = torch.empty(prompt_len + max_new_tokens, dtype=torch.long, device=target_session.device)
+    ids[:prompt_len] = input_ids[0]
     stats = SpecStats()
-    clock = time.perf_counter()
+    clock = _DeviceClock(ids.device) if timeline is not None else None
+    if clock is not None:
+        clock.mark()
     while (num_new := len(seq) - prompt_len) < max_new_tokens:
         # Never propose past max_new_tokens: the last step's recovered/bonus token is the target's own.
         k = min(num_speculative_tokens, max_new_tokens - num_new - 1)
-        draft_ids, draft_probs = _propose(draft_session, seq, k, temperature, top_p, generator)
-        proposed_at = time.perf_counter() if timeline is not None else 0.0
-        target_logits = target_session.forward(seq[target_session.length:] + draft_ids, k + 1)  # [k+1, V]
-        proposal = torch.tensor(draft_ids, dtype=torch.long, device=device)  # [k]
+        n = len(seq)
+        draft_probs = None
+        if k:
+            draft_ids, draft_probs = _propose(draft_session, ids[draft_session.length : n], k, temperature, top_p,
+                                              generator)
+            ids[n : n + k] = draft_ids
+        proposal = ids[None, n : n + k]  # [1, k]
+        if clock is not None:
+            clock.mark()
+        target_logits = target_session.forward(ids[target_session.length : n + k], k + 1)[None]  # [1, k+1, V]
         if temperature == 0:
-            num_accepted, next_token = verify_greedy(proposal, target_logits)
+            num_accepted, next_token = verify_greedy_batch(proposal, target_logits)  # [1], [1]
         else:
-            num_accepted, next_token = rejection_sample(
-                proposal, draft_probs if k else target_logits.new_zeros(0, vocab_size),
-                probabilities(target_logits, temperature, top_p), generator)
-        new_ids, stop = _truncate_at_eos(draft_ids[:num_accepted] + [int(next_token)], eos)
-        stats.observe(*_counted(k, num_accepted, len(new_ids)))
+            target_probs = probabilities(target_logits, temperature, top_p)  # [1, k+1, V]
+            draft_probs = target_probs.new_zeros(1, 0, vocab_size) if draft_probs is None else draft_probs[None]
+            num_accepted, next_token = rejection_sample_batch(proposal, draft_probs, target_probs, generator)
+        if clock is not None:
+            clock.mark()
+        *proposed, accepted, token = torch.cat((proposal[0], num_accepted, next_token)).tolist()  # one read
+        ids[n + accepted : n + accepted + 1] = next_token
+        new_ids, stop = _truncate_at_eos(proposed[:accepted] + [token], eos)
+        stats.observe(*_counted(k, accepted, len(new_ids)))
         seq += new_ids
         if timeline is not None:
-            verified_at = time.perf_counter()
-            timeline.token_times += [verified_at] * len(new_ids)
+            timeline.token_times += [time.perf_counter()] * len(new_ids)
             timeline.num_proposed.append(k)
-            timeline.num_accepted.append(num_accepted)
-            timeline.proposal_seconds.append(proposed_at - clock)
-            timeline.verification_seconds.append(verified_at - proposed_at)
-            clock = verified_at
+            timeline.num_accepted.append(accepted)
         # Rollback: keep the KV of accepted tokens only; the newest token is fed at the next step.
         target_session.rollback(len(seq) - 1)
         draft_session.rollback(len(seq) - 1)
         if stop:
             break
+    if clock is not None:
+        intervals = clock.intervals()  # proposal, verification, proposal, ...
+        timeline.proposal_seconds += intervals[0::2]
+        timeline.verification_seconds += intervals[1::2]
     return SpecOutput(token_ids=torch.tensor(seq[prompt_len:], dtype=torch.long), stats=stats)
 
 

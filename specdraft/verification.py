@@ -13,38 +13,6 @@ import torch
 from torch import Tensor
 
 
-def verify_greedy(draft_ids: Tensor, target_logits: Tensor) -> tuple[int, Tensor]:
-    """Return (num_accepted, next_token). draft_ids: [k]; target_logits: [k+1, V]."""
-    target_ids = target_logits.argmax(dim=-1)  # [k+1]
-    k = draft_ids.shape[0]
-    mismatch = (draft_ids != target_ids[:k]).nonzero()
-    num_accepted = int(mismatch[0, 0]) if mismatch.numel() else k
-    return num_accepted, target_ids[num_accepted]
-
-
-def rejection_sample(draft_ids: Tensor, draft_probs: Tensor, target_probs: Tensor,
-                     generator: torch.Generator | None = None) -> tuple[int, Tensor]:
-    """Return (num_accepted, next_token).
-
-    draft_ids: [k] tokens sampled from draft_probs; draft_probs: [k, V] the draft's distributions;
-    target_probs: [k+1, V] the target's distributions at the same positions plus one.
-    """
-    k = draft_ids.shape[0]
-    positions = torch.arange(k, device=draft_ids.device)
-    p = target_probs[positions, draft_ids]  # [k]
-    q = draft_probs[positions, draft_ids]  # [k]
-    u = torch.rand(k, generator=generator, device=draft_ids.device)
-    # Accept when u < p/q, written as u * q < p so that q = 0 (never proposed) cannot divide by zero.
-    rejected = (u * q >= p).nonzero()
-    if not rejected.numel():
-        return k, torch.multinomial(target_probs[k], 1, generator=generator)[0]
-    n = int(rejected[0, 0])
-    residual = (target_probs[n] - draft_probs[n]).clamp_min(0)  # [V]
-    if residual.sum() <= 0:  # p == q exactly: rejection had probability 0; fall back to p
-        residual = target_probs[n]
-    return n, torch.multinomial(residual / residual.sum(), 1, generator=generator)[0]
-
-
 def probabilities(logits: Tensor, temperature: float, top_p: float = 1.0) -> Tensor:
     """Softmax at `temperature` in float32, restricted to the top-p nucleus (Holtzman et al. 2020) when
     top_p < 1: the fewest most likely tokens whose mass reaches top_p, renormalised. [..., V] -> [..., V]."""
@@ -69,8 +37,8 @@ def sample_inverse_cdf(probs: Tensor, uniforms: Tensor) -> Tensor:
 
 
 def verify_greedy_batch(draft_ids: Tensor, target_logits: Tensor) -> tuple[Tensor, Tensor]:
-    """`verify_greedy` for every row at once, on the device. draft_ids: [B, k]; target_logits: [B, k+1, V].
-    Returns (num_accepted [B], next_token [B])."""
+    """Greedy verification of every row's proposal at once, on the device (nothing is read back).
+    draft_ids: [B, k]; target_logits: [B, k+1, V]. Returns (num_accepted [B], next_token [B])."""
     target_ids = target_logits.argmax(dim=-1)  # [B, k+1]
     k = draft_ids.shape[1]
     num_accepted = (draft_ids == target_ids[:, :k]).long().cumprod(dim=1).sum(dim=1)  # [B]
@@ -79,7 +47,7 @@ def verify_greedy_batch(draft_ids: Tensor, target_logits: Tensor) -> tuple[Tenso
 
 def rejection_sample_batch(draft_ids: Tensor, draft_probs: Tensor, target_probs: Tensor,
                            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """`rejection_sample` for every row at once, on the device (Leviathan et al. 2023, Alg. 1, per row).
+    """Rejection sampling of every row's proposal at once, on the device (Leviathan et al. 2023, Alg. 1, per row).
 
     draft_ids: [B, k] sampled from draft_probs [B, k, V]; target_probs: [B, k+1, V].
     Returns (num_accepted [B], next_token [B]).

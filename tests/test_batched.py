@@ -6,8 +6,7 @@ import torch
 from specdraft.decoding import (autoregressive_generate, autoregressive_generate_batch, speculative_generate,
                                 speculative_generate_batch)
 from specdraft.engine import Engine
-from specdraft.verification import (probabilities, rejection_sample_batch, sample_inverse_cdf, verify_greedy,
-                                    verify_greedy_batch)
+from specdraft.verification import probabilities, rejection_sample_batch, sample_inverse_cdf, verify_greedy_batch
 from tests.conftest import tiny_qwen2
 
 MAX_NEW = 24
@@ -87,15 +86,16 @@ def test_batched_decoding_refuses_hugging_face_models_and_too_long_rows(target, 
                                       max_new_tokens=4, concurrency=3)
 
 
-def test_batched_verifiers_agree_with_the_per_row_ones():
+def test_batched_greedy_verifier_finds_each_rows_first_disagreement():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 4, 9, generator=g)  # [B, k+1, V]
     draft_ids = logits[:, :3].argmax(-1)
     draft_ids[1, 0], draft_ids[2, 2], draft_ids[3, 1] = (draft_ids[1, 0] + 1) % 9, (draft_ids[2, 2] + 1) % 9, 0
     num_accepted, next_token = verify_greedy_batch(draft_ids, logits)
+    target_ids = logits.argmax(-1).tolist()
     for row in range(6):
-        n, token = verify_greedy(draft_ids[row], logits[row])
-        assert (int(num_accepted[row]), int(next_token[row])) == (n, int(token))
+        n = next((i for i in range(3) if draft_ids[row, i] != target_ids[row][i]), 3)
+        assert (int(num_accepted[row]), int(next_token[row])) == (n, target_ids[row][n])
     assert num_accepted[:3].tolist() == [3, 0, 2]
 
 

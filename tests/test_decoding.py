@@ -23,7 +23,7 @@ def test_autoregressive_matches_hf_generate(target, prompt):
                        hf_greedy(target, prompt, MAX_NEW))
 
 
-@pytest.mark.parametrize("k", [1, 2, 4])
+@pytest.mark.parametrize("k", range(1, 7))
 def test_greedy_speculative_equals_target_greedy(target, draft, prompt, k):
     out = speculative_generate(target, draft, prompt, num_speculative_tokens=k, max_new_tokens=MAX_NEW)
     assert torch.equal(out.token_ids, hf_greedy(target, prompt, MAX_NEW))
@@ -31,7 +31,7 @@ def test_greedy_speculative_equals_target_greedy(target, draft, prompt, k):
     assert len(out.token_ids) == MAX_NEW
 
 
-@pytest.mark.parametrize("k", [1, 2, 4])
+@pytest.mark.parametrize("k", range(1, 7))
 def test_greedy_speculative_stops_at_eos(target, draft, prompt, k):
     reference = hf_greedy(target, prompt, MAX_NEW)
     eos = int(reference[len(reference) // 2])  # a token the target produces mid-way
@@ -40,6 +40,24 @@ def test_greedy_speculative_stops_at_eos(target, draft, prompt, k):
                                eos_token_id=eos)
     assert torch.equal(out.token_ids, expected)
     assert int(out.token_ids[-1]) == eos and len(out.token_ids) < MAX_NEW
+
+
+@pytest.mark.parametrize("k", range(1, 7))
+def test_eos_inside_an_accepted_proposal_ends_the_step_there(target, prompt, k):
+    """An identical draft proposes the eos and the target accepts it: the step stops there, and its draft
+    tokens after the eos count as neither proposed nor accepted (Hugging Face and the native engine alike)."""
+    from specdraft.engine import Engine
+
+    reference = hf_greedy(target, prompt, MAX_NEW).tolist()
+    # The last token met for the first time that an identical draft proposes (not a step's bonus token).
+    e = max(i for i in range(MAX_NEW - k - 1) if reference[i] not in reference[:i] and i % (k + 1) != k)
+    engine = Engine.from_hf(target, max_seq_len=128)
+    for pair in ((target, target), (engine, Engine(engine.decoder, max_seq_len=128))):
+        out = speculative_generate(*pair, prompt, num_speculative_tokens=k, max_new_tokens=MAX_NEW,
+                                   eos_token_id=reference[e])
+        assert out.token_ids.tolist() == reference[: e + 1]
+        assert out.stats.num_steps == e // (k + 1) + 1
+        assert out.stats.num_proposed == out.stats.num_accepted == e + 1 - (out.stats.num_steps - 1)
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])

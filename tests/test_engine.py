@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from specdraft.decoding import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
@@ -105,7 +106,7 @@ def test_plain_and_speculative_greedy_equal_hf_generate(target, engines, seed):
     prompt = torch.randint(0, 97, (1, 5 + seed), generator=torch.Generator().manual_seed(seed))
     expected = hf_greedy(target, prompt[0].tolist(), MAX_NEW)
     assert autoregressive_generate(engines[0], prompt, max_new_tokens=MAX_NEW).tolist() == expected
-    for k in (1, 2, 4):
+    for k in range(1, 7):
         out = speculative_generate(engines[0], engines[1], prompt, num_speculative_tokens=k, max_new_tokens=MAX_NEW)
         assert out.token_ids.tolist() == expected
         eos = expected[MAX_NEW // 2]
@@ -197,14 +198,72 @@ def test_serve_picks_the_engine_for_architectures_it_implements(target):
     assert serve(target, "native", max_seq_len=300).max_seq_len == 512
 
 
-def test_a_proposal_fed_two_tokens_equals_one_fed_them_one_at_a_time(engines):
+def test_a_proposal_fed_two_tokens_equals_one_fed_them_one_at_a_time(draft, engines):
     """After a fully accepted proposal the draft gets two new tokens; the proposal graph takes both in its
-    first step instead of a separate draft step: same proposal, same cache length, same next proposal."""
+    first step instead of a separate draft step (and takes one new token with the cached one before it): same
+    proposal, same cache length, same next proposal."""
     prompt = torch.randint(0, 97, (12,), generator=torch.Generator().manual_seed(5)).tolist()
     runs = []
     for split in (10, 11):  # two pending tokens, or one
         session = engines[1].open_session(64)
         session.forward(prompt[:split], 1)
         first = session.propose_greedy(prompt[split:], 4)
-        runs.append((first, session.length, session.propose_greedy(first[-1:], 3)))
+        runs.append((first.tolist(), session.length, session.propose_greedy(first[-1:], 3).tolist()))
     assert runs[0] == runs[1]
+    one_token = engines[1].open_session(64)  # nothing cached before the one token: a plain step first
+    assert one_token.propose_greedy(prompt[:1], 4).tolist() == hf_greedy(draft, prompt[:1], 4)
+
+
+class HostWaits(TorchFunctionMode):
+    """Counts the torch calls that make the host wait for a CUDA device. On a CPU nothing waits, so the calls
+    are counted as they would act on a GPU: a tensor's values read on the host (item, tolist, int(), bool()
+    ...), shapes that depend on values (nonzero, a boolean mask), and tensors built from host data
+    (torch.tensor, as_tensor: a copy to the device that first waits for its queued work)."""
+
+    WAITS = {"item", "tolist", "__int__", "__float__", "__bool__", "__index__", "cpu", "numpy", "nonzero",
+             "argwhere", "masked_select", "unique", "multinomial", "tensor", "as_tensor"}
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        masked = name == "__getitem__" and any(isinstance(a, torch.Tensor) and a.dtype == torch.bool
+                                               for a in args[1:])
+        if name in self.WAITS or masked:
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_speculative_greedy_waits_for_the_device_once_per_step(engines, k):
+    """The step's proposal, verification input and verdict stay on the device; the host reads them once.
+    Besides the steps, a generation reads its prompt (input_ids.tolist()) and builds its output tensor."""
+    from specdraft.decoding import Timeline
+
+    twin = Engine(engines[0].decoder, max_seq_len=128)  # accepts everything: two new tokens for the draft
+    for draft, prompt_len in ((engines[1], 5), (engines[1], 20), (twin, 1), (twin, 20)):  # graph-sized or eager
+        prompt = torch.randint(0, 97, (1, prompt_len), generator=torch.Generator().manual_seed(prompt_len))
+        with HostWaits() as waits:
+            out = speculative_generate(engines[0], draft, prompt, num_speculative_tokens=k, max_new_tokens=MAX_NEW,
+                                       timeline=Timeline())
+        assert out.stats.num_steps >= 5
+        assert len(waits.calls) <= out.stats.num_steps + 2, waits.calls
+
+
+def test_plain_greedy_waits_for_the_device_once_per_token(engines):
+    prompt = torch.randint(0, 97, (1, 20), generator=torch.Generator().manual_seed(0))
+    with HostWaits() as waits:
+        out = autoregressive_generate(engines[0], prompt, max_new_tokens=MAX_NEW)
+    assert len(waits.calls) <= len(out) + 2, waits.calls
+
+
+def test_host_waits_are_counted(engines):
+    """The counts above can fail: a session fed a host list, a token read back and a data-dependent shape
+    are each counted."""
+    session = engines[0].open_session(10)
+    with HostWaits() as waits:
+        token = int(session.forward([1, 2, 3], 1).argmax())
+        (torch.arange(3) != token).nonzero()
+    assert waits.calls == ["tensor", "__int__", "nonzero"]

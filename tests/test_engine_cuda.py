@@ -57,6 +57,37 @@ def test_speculative_and_plain_agree_with_hf_but_for_near_ties(models):
     assert engine_draft._session_runner.num_graphs >= 3  # the draft's k-token proposals are graphs too
 
 
+def synchronisations(fn) -> tuple[object, int]:
+    """fn()'s result and how many times it made the host wait for the GPU (torch's sync debug mode)."""
+    import warnings
+
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = fn()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return result, sum("synchronizing CUDA operation" in str(w.message) for w in caught)
+
+
+def test_greedy_decoding_synchronises_once_per_step(models):
+    """What tests/test_engine.py's HostWaits counts on a CPU, counted by CUDA itself: greedy speculative
+    decoding waits for the GPU once per step, plain decoding once per token, the timeline adding nothing
+    (and a generation reads its prompt once)."""
+    from specdraft.decoding import Timeline
+
+    engine_target, engine_draft = (Engine.from_hf(m, max_seq_len=512) for m in models)
+    prompt = torch.randint(0, 97, (1, 20), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    common = {"num_speculative_tokens": 4, "max_new_tokens": 100}
+    speculative_generate(engine_target, engine_draft, prompt, **common)  # captures graphs, tunes kernels
+    out, syncs = synchronisations(lambda: speculative_generate(engine_target, engine_draft, prompt,
+                                                               timeline=Timeline(), **common))
+    assert 0 < syncs <= out.stats.num_steps + 1
+    plain, syncs = synchronisations(lambda: autoregressive_generate(engine_target, prompt, max_new_tokens=100))
+    assert 0 < syncs <= len(plain) + 1
+
+
 def test_batched_graph_generation_matches_hf_but_for_near_ties(models):
     target, _ = models
     engine = Engine.from_hf(target, max_seq_len=256, max_batch_size=8)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from specdraft.verification import rejection_sample, verify_greedy
+from specdraft.verification import rejection_sample_batch, verify_greedy_batch
 
 
 def one_hot_logits(ids, vocab=6):
@@ -17,8 +17,8 @@ def one_hot_logits(ids, vocab=6):
     ([], [2], 0, 2),                   # no proposal: the target's own next token
 ])
 def test_verify_greedy(draft, target, accepted, next_token):
-    n, token = verify_greedy(torch.tensor(draft, dtype=torch.long), one_hot_logits(target))
-    assert (n, int(token)) == (accepted, next_token)
+    n, token = verify_greedy_batch(torch.tensor([draft], dtype=torch.long), one_hot_logits(target)[None])
+    assert (n.tolist(), token.tolist()) == ([accepted], [next_token])
 
 
 def test_rejection_sampling_reproduces_the_target_distribution():
@@ -36,8 +36,8 @@ def test_rejection_sampling_reproduces_the_target_distribution():
         d2 = int(torch.multinomial(q2, 1, generator=g))
         p3 = torch.full((vocab,), 1 / vocab)
         target_probs = torch.stack([p1, p2_given[d1], p3])
-        n, token = rejection_sample(torch.tensor([d1, d2]), torch.stack([q1, q2]), target_probs, g)
-        emitted = [d1, d2][:n] + [int(token)]
+        n, token = rejection_sample_batch(torch.tensor([[d1, d2]]), torch.stack([q1, q2])[None], target_probs[None], g)
+        emitted = [d1, d2][: int(n)] + [int(token)]
         first[emitted[0]] += 1
         if len(emitted) > 1:
             second[emitted[0], emitted[1]] += 1
@@ -52,15 +52,15 @@ def test_rejection_sampling_accepts_an_identical_draft():
     probs = torch.softmax(torch.randn(4, 7, generator=g), dim=-1)
     for _ in range(200):
         ids = torch.multinomial(probs[:3], 1, generator=g)[:, 0]
-        n, _ = rejection_sample(ids, probs[:3], probs, g)
-        assert n == 3
+        n, _ = rejection_sample_batch(ids[None], probs[None, :3], probs[None], g)
+        assert int(n) == 3
 
 
 def test_rejection_sampling_never_accepts_a_token_the_target_rules_out():
     p = torch.tensor([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
     q = torch.tensor([[1.0, 0.0, 0.0]])
-    n, token = rejection_sample(torch.tensor([0]), q, p)
-    assert (n, int(token)) == (0, 1)
+    n, token = rejection_sample_batch(torch.tensor([[0]]), q[None], p[None])
+    assert (int(n), int(token)) == (0, 1)
 
 
 def test_top_p_keeps_the_smallest_nucleus_reaching_p():

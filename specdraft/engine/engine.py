@@ -10,15 +10,26 @@ from torch import Tensor
 from specdraft.engine.decoder import Decoder, KVCache
 from specdraft.engine.runner import MAX_GRAPH_TOKENS, StepRunner
 from specdraft.batching import cut_at_eos, left_pad
+from specdraft.sessions import device_ids
 from specdraft.verification import probabilities
 
 
 class EngineSession:
-    """One sequence in the engine's batch-1 cache. A newer session on the same engine supersedes it."""
+    """One sequence in the engine's batch-1 cache. A newer session on the same engine supersedes it.
+
+    Nothing here waits for the device. Token ids may come as a device tensor; a step's first column is a
+    view of the engine's device tensor of positions, not a host int copied over (a blocking copy); a
+    proposal is returned as the device tensor its graph wrote. So the steps are batch-1 ragged rows
+    (`StepRunner.step_rows`, `propose_rows`), the runner's steps that take their start column from the
+    device. A proposal's graph takes two tokens: one new token comes with the cached token before it,
+    fed again (the session keeps its tokens on the device for that), as in batched decoding.
+    """
 
     def __init__(self, engine: Engine, epoch: int):
         self.engine, self.epoch, self.length = engine, epoch, 0
-        self.vocab_size = engine.vocab_size
+        self.vocab_size, self.device = engine.vocab_size, engine.device
+        self._ids = torch.zeros(engine.max_seq_len, dtype=torch.long, device=self.device)  # cached tokens
+        self._no_uniforms: dict[int, Tensor] = {}  # k -> zeros [1, k]: a greedy proposal draws nothing
 
     def _runner(self) -> StepRunner:
         if self.epoch != self.engine._epoch:
@@ -26,24 +37,48 @@ class EngineSession:
                                "use one Engine per concurrent sequence")
         return self.engine._session_runner
 
-    def forward(self, token_ids: list[int], num_logits: int) -> Tensor:
-        runner = self._runner()
-        ids = torch.tensor([token_ids], dtype=torch.long, device=runner.cache.device)  # [1, T]
-        logits = runner.step(ids, self.length, self.engine._zero_pad, last_only=num_logits == 1)
-        self.length += len(token_ids)
-        return logits[0, -num_logits:]
+    def _start(self) -> Tensor:
+        return self.engine._positions[self.length : self.length + 1]  # [1], holds self.length
 
-    def propose_greedy(self, pending: list[int], k: int) -> list[int]:
-        """Feed `pending` and return the k greedy tokens after it, as one graph replay. Its last two tokens
-        go into the proposal graph's first step: after a fully accepted proposal `pending` is the last
-        proposal and the bonus token, and feeding them separately would cost a whole extra draft step."""
-        if len(pending) > 2:
-            self.forward(pending[:-2], 1)
+    def forward(self, token_ids: list[int] | Tensor, num_logits: int) -> Tensor:
+        """Logits [num_logits, V]: on a GPU a graph's static output, valid until that graph's next replay."""
         runner = self._runner()
-        last = torch.tensor([pending[-2:]], dtype=torch.long, device=runner.cache.device)  # [1, 1 or 2]
-        proposed = runner.propose_greedy(last, self.length, self.engine._zero_pad, k)[0].tolist()
-        self.length += last.shape[1] + k - 1
-        return proposed
+        ids = device_ids(token_ids, self.device)  # [T]
+        end = self.length + ids.shape[0]
+        if ids.shape[0] <= MAX_GRAPH_TOKENS:
+            logits = runner.step_rows(ids[None], self._start(), self.engine._zero_pad, end)[0]  # [T, V]
+        else:  # a prefill: eager, as the runner runs it, and only the last logits when that is all it needs
+            logits = runner.decoder(ids[None], self._start(), self.engine._zero_pad, runner.cache,
+                                    runner.kv_len(end), last_only=num_logits == 1)[0]
+        self._ids[self.length : end] = ids
+        self.length = end
+        return logits[-num_logits:]
+
+    def propose_greedy(self, pending: list[int] | Tensor, k: int) -> Tensor:
+        """Feed `pending` and return the k greedy tokens after it [k], as one graph replay (on a GPU the
+        graph's static output, valid until the next proposal of k tokens). The graph's first step takes two
+        tokens: pending's last two, or its one token and the cached one before it. After a fully accepted
+        proposal `pending` is the last proposal and the bonus token, and feeding them separately would cost
+        a whole extra draft step."""
+        ids = device_ids(pending, self.device)  # [P]
+        if ids.shape[0] > 2:
+            self.forward(ids[:-2], 1)
+            ids = ids[-2:]
+        if ids.shape[0] == 1:
+            if self.length == 0:  # a one-token sequence: nothing before it; a plain step proposes first
+                first = self.forward(ids, 1).argmax(dim=-1)  # [1]
+                return first if k == 1 else torch.cat((first, self.propose_greedy(first, k - 1)))
+            self.length -= 1
+            ids = torch.cat((self._ids[self.length : self.length + 1], ids))  # [2]
+        if k not in self._no_uniforms:
+            self._no_uniforms[k] = torch.zeros(1, k, device=self.device)
+        end = self.length + k + 1  # the two tokens and k - 1 proposals are cached
+        proposal = self._runner().propose_rows(ids[None], self._start(), self.engine._zero_pad, end,
+                                               self._no_uniforms[k], 0.0, 1.0)[0][0]  # [k]
+        self._ids[self.length : self.length + 2] = ids
+        self._ids[self.length + 2 : end] = proposal[: k - 1]
+        self.length = end
+        return proposal
 
     def rollback(self, length: int) -> None:
         self.length = min(self.length, length)  # stale columns are overwritten before they are attended
@@ -124,6 +159,7 @@ class Engine:
         self._session_runner: StepRunner | None = None
         self._batch_runner: StepRunner | None = None
         self._zero_pad = torch.zeros(1, dtype=torch.long, device=self.device)
+        self._positions = torch.arange(max_seq_len, device=self.device)  # a session's start columns, as views
 
     @classmethod
     def from_hf(cls, model, *, max_seq_len: int, max_batch_size: int = 64, use_cuda_graphs: bool = True,
@@ -166,15 +202,25 @@ class Engine:
 
     def warm_up(self, num_speculative_tokens: list[int]) -> None:
         """Capture before any timing every CUDA graph that batch-1 decoding can replay, plain or speculative
-        with any k' <= max(num_speculative_tokens) (the last steps propose fewer): at every KV bucket, one-token
-        steps, a two-token step with the last logits only (a sampling draft catching up), verifications of
-        k' + 1 tokens, and greedy proposals of k' tokens. Off a GPU it meets the same shapes, eagerly."""
+        with any k' <= max(num_speculative_tokens) (the last steps propose fewer): at every KV bucket, steps
+        of one token, of two (a sampling draft catching up) and verifications of k' + 1 tokens, and greedy
+        proposals of k' tokens. Off a GPU it meets the same shapes, eagerly. The steps write cache columns
+        that no session has attended yet, or that it overwrites before attending them."""
         if self._session_runner is None:
             self._session_runner = self._runner(1)
+        runner, pad = self._session_runner, self._zero_pad
         max_k = max(num_speculative_tokens, default=0)
-        steps = [(1, True), (2, True)] + [(k + 1, False) for k in range(1, max_k + 1)]
-        self._session_runner.warm_up([(n, last) for n, last in steps if n <= MAX_GRAPH_TOKENS],
-                                     list(range(1, max_k + 1)))
+        sizes = sorted({1, 2} | {k + 1 for k in range(1, max_k + 1)})
+        zeros = torch.zeros(1, max(sizes), dtype=torch.long, device=self.device)
+        for kv_len in runner.kv_buckets():
+            for num_tokens in sizes:
+                if num_tokens <= min(kv_len, MAX_GRAPH_TOKENS):
+                    start = kv_len - num_tokens
+                    runner.step_rows(zeros[:, :num_tokens], self._positions[start : start + 1], pad, kv_len)
+            for k in range(1, min(max_k, kv_len - 1) + 1):
+                start = kv_len - k - 1
+                runner.propose_rows(zeros[:, :2], self._positions[start : start + 1], pad, kv_len,
+                                    torch.zeros(1, k, device=self.device), 0.0, 1.0)
 
     @property
     def num_graphs(self) -> int:
