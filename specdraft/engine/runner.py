@@ -3,9 +3,9 @@
 A step's shape is (batch, T, kv_len): T new tokens attending over the first kv_len cache columns. kv_len
 is rounded up to a multiple of `kv_block`, so a generation touches a handful of shapes; each is captured
 once, on first use, into a graph that shares one memory pool with the others (gpt-fast's
-"reduce-overhead", without compiling). A draft proposal of k tokens is one graph too: each step's argmax
-(or sample, from uniforms drawn before the replay) feeds the next on the device, so the host neither waits
-nor launches between draft tokens. Ragged batches (`step_rows`, `propose_rows`) give every row its own
+"reduce-overhead", without compiling). A draft proposal of k tokens is one graph too (`propose_rows`):
+each step's argmax (or sample, from uniforms drawn before the replay) feeds the next on the device, so the
+host neither waits nor launches between draft tokens. Ragged batches (`step_rows`, `propose_rows`) give every row its own
 first column: one graph per (batch, tokens, kv_len) serves any mix of row lengths.
 Inputs are copied into a graph's static buffers before a replay; what it returns is the graph's static
 output, valid until that graph's next replay.
@@ -90,25 +90,6 @@ class StepRunner:
         return self._run(("step", batch, num_tokens, kv_len, last_only), fn, input_ids, start, pad, graph)
 
     @torch.inference_mode()
-    def propose_greedy(self, tokens: Tensor, start: int, pad: Tensor, k: int) -> Tensor:
-        """Feed tokens [1, T0] (T0 = 1 or 2: the newest token, or the last accepted proposal and the bonus
-        token after it) at columns start.., then each greedy successor, k draft tokens in all. Returns them
-        [1, k]; columns start..start+T0+k-2 are cached."""
-        first = tokens.shape[1]
-        kv_len = self.kv_len(start + first + k - 1)
-
-        def fn(ids: Tensor, start_t: Tensor, pad_t: Tensor) -> Tensor:
-            proposed = []
-            for j in range(k):
-                column = start_t if j == 0 else start_t + first + j - 1
-                logits = self.decoder(ids, column, pad_t, self.cache, kv_len, True, compiled=True)  # [1, 1, V]
-                ids = logits[:, -1].argmax(dim=-1, keepdim=True)  # [1, 1]
-                proposed.append(ids)
-            return torch.cat(proposed, dim=1)  # [1, k]
-
-        return self._run(("propose", first, k, kv_len), fn, tokens, start, pad, graph=True)
-
-    @torch.inference_mode()
     def step_rows(self, input_ids: Tensor, start: Tensor, pad: Tensor, end: int) -> Tensor:
         """Ragged rows: row b's input_ids [B, T] at its columns start[b]..start[b]+T-1 (start: [B]);
         end: the largest start[b] + T (exclusive). Returns logits [B, T, V]."""
@@ -152,22 +133,6 @@ class StepRunner:
         """Every kv_len a step can attend over."""
         return sorted({self.kv_len(end) for end in range(self.kv_block, self.cache.max_seq_len + 1, self.kv_block)}
                       | {self.kv_len(self.cache.max_seq_len)})
-
-    def warm_up(self, steps: list[tuple[int, bool]], proposal_lengths: list[int]) -> None:
-        """Run (and on a GPU capture) now every graph of batch 1 that `steps` ((num_tokens, last_only) pairs)
-        and greedy proposals of `proposal_lengths` tokens (fed one token or two) can meet, at every KV bucket. They write cache
-        columns no session has attended yet, or that it overwrites before attending them."""
-        pad = torch.zeros(1, dtype=torch.long, device=self.cache.device)
-        for kv_len in self.kv_buckets():
-            for num_tokens, last_only in steps:
-                if num_tokens <= kv_len:
-                    ids = torch.zeros(1, num_tokens, dtype=torch.long, device=self.cache.device)
-                    self.step(ids, kv_len - num_tokens, pad, last_only)
-            for k in proposal_lengths:
-                for first in (1, 2):  # the newest token, or the last accepted proposal and the bonus token
-                    if first + k - 1 <= kv_len:
-                        self.propose_greedy(torch.zeros(1, first, dtype=torch.long, device=self.cache.device),
-                                            kv_len - (first + k - 1), pad, k)
 
     @property
     def num_graphs(self) -> int:
