@@ -120,8 +120,8 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
                eps: float, qk_norm: Tensor | None = None, scales: tuple[Tensor, ...] | None = None) -> Tensor:
     """One decoder layer on x [B, T, H]; writes this step's keys and values into the layer's cache
     [B_cache, nkv, S_max, hd] at `columns` ([1, T]: the same columns for every row, or [B, T]: each row's
-    own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], one row per (token,
-    query head of a KV group). qk_norm: [nh + nkv, hd] per-head RMSNorm weights of the query and key heads
+    own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], additive (0 or -inf),
+    one row per (token, query head of a KV group). qk_norm: [nh + nkv, hd] per-head RMSNorm weights of the query and key heads
     (Qwen3), or None. scales: the per-channel scales of int8 qkv, o, gate_up and down weights, or None
     (weights in the activations' dtype).
 
