@@ -130,36 +130,52 @@ def test_inverse_cdf_sampling_follows_the_distribution_and_skips_zero_mass():
     assert (freq - probs).abs().max() < 0.01 and freq[probs == 0].sum() == 0
 
 
-def test_batched_sampling_follows_the_target_distribution_end_to_end():
-    """Rows of two different prompts decoded 16 at a time, temperature 0.8 and top-p 0.9: the first and
-    second tokens of each prompt follow the target's exact marginals, not the draft's."""
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("weights", ["bf16", "int8"])  # bf16: the model's own dtype (float32 here)
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "batch-1"])
+def test_sampling_follows_the_target_distribution_end_to_end(device, weights, batched):
+    """Two prompts, temperature 0.8 and top-p 0.9, decoded 16 rows at a time or one at a time: the first and
+    second tokens of each prompt follow the target's exact marginals (of its int8 weights with
+    weights='int8'), not the draft's. On a GPU through CUDA graphs and the fused Triton kernels."""
+    from tests.test_engine_int8 import dequantized_copy
+
     target, draft = tiny_qwen2(0, vocab_size=12), tiny_qwen2(5, vocab_size=12, hidden_size=16)
     with torch.no_grad():  # peaked, distinct distributions, so that the test can tell them apart
         target.lm_head.weight.mul_(30)
         draft.lm_head.weight.mul_(30)
+    target, draft = target.to(device), draft.to(device)
+    reference = dequantized_copy(target) if weights == "int8" else target  # what the int8 engine computes
     warp = dict(temperature=0.8, top_p=0.9)
     prompts = [[3, 1, 4], [2, 7, 1, 8, 2]]
 
     def exact_marginals(model, prompt):
-        prompt = torch.tensor([prompt])
+        prompt = torch.tensor([prompt], device=device)
         with torch.no_grad():
             p1 = probabilities(model(prompt).logits[0, -1], **warp)  # [12]
-            follow = torch.cat([prompt.repeat(12, 1), torch.arange(12)[:, None]], dim=1)
+            follow = torch.cat([prompt.repeat(12, 1), torch.arange(12, device=device)[:, None]], dim=1)
             p2 = probabilities(model(follow).logits[:, -1], **warp)  # [12, 12]
-        return p1, p1 @ p2
+        return p1.cpu(), (p1 @ p2).cpu()
 
     runs = 1500
-    engines = [Engine.from_hf(m, max_seq_len=32, max_batch_size=16) for m in (target, draft)]
-    outputs = speculative_generate_batch(*engines, prompts * runs, num_speculative_tokens=2, max_new_tokens=2,
-                                         concurrency=16, generator=torch.Generator().manual_seed(0), **warp)
+    engines = [Engine.from_hf(m, max_seq_len=32, max_batch_size=16, weights=weights) for m in (target, draft)]
+    generator = torch.Generator(device).manual_seed(0)
+    if batched:
+        outputs = speculative_generate_batch(*engines, prompts * runs, num_speculative_tokens=2, max_new_tokens=2,
+                                             concurrency=16, generator=generator, **warp)
+    else:
+        outputs = [speculative_generate(*engines, torch.tensor([p], device=device), num_speculative_tokens=2,
+                                        max_new_tokens=2, generator=generator, **warp) for p in prompts * runs]
 
     def tv(p, q):
         return 0.5 * float((p - q).abs().sum())
 
     for j, prompt in enumerate(prompts):
-        ids = torch.stack([o.token_ids for o in outputs[j::2]])  # [runs, 2]
+        ids = torch.stack([o.token_ids.cpu() for o in outputs[j::2]])  # [runs, 2]
         first, second = (torch.bincount(ids[:, i], minlength=12) / runs for i in (0, 1))
-        target_first, target_second = exact_marginals(target, prompt)
+        target_first, target_second = exact_marginals(reference, prompt)
         assert tv(first, target_first) < 0.05 and tv(second, target_second) < 0.05
         assert tv(target_first, exact_marginals(draft, prompt)[0]) > 0.2  # the draft alone would fail
 
