@@ -27,8 +27,8 @@ from specdraft.config import BenchConfig
 from specdraft.decoding import SpecStats
 from specdraft.generation import chat_prompt_ids
 from specdraft.jsonl import read_jsonl, write_jsonl
-from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
-from specdraft.engine_choice import serve
+from specdraft.engine_choice import load_served
+from specdraft.models import load_tokenizer, vocab_size_of
 from specdraft.sessions import open_session
 from specdraft.token_classes import classify_tokens, token_texts
 
@@ -196,18 +196,9 @@ def read_outputs(path: str) -> list[TargetOutput]:
     return [TargetOutput(**{f: r[f] for f in fields}) for r in read_jsonl(path, required=fields)]
 
 
-def load_served(base: str, *, adapter: str | None, engine: str, dtype: str, device: str, max_seq_len: int,
-                vocab_size: int | None = None):
-    """A model loaded and served as the bench stage does: adapter merged, vocabulary padded, `engine`."""
-    dev = resolve_device(device)
-    model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter,
-                           vocab_size=vocab_size)
-    return serve(model, engine, max_seq_len=max_seq_len)
-
-
 def acceptance(target_base: str, draft_base: str, test_path: str, cfg: BenchConfig, *, outputs_path: str,
                positions_path: str, predictions_path: str, target_adapter: str | None, draft_adapter: str | None,
-               engine: str, dtype: str, device: str) -> None:
+               engine: str, dtype: str, device: str, engine_weights: str = "bf16") -> None:
     """The acceptance stage: on the bench's test problems, write the target's greedy outputs (JSONL), the
     per-position agreement and token class (CSV), and the predicted benchmark counts for every k (CSV)."""
     if cfg.temperature > 0:
@@ -216,7 +207,8 @@ def acceptance(target_base: str, draft_base: str, test_path: str, cfg: BenchConf
     records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
     tokenizer = load_tokenizer(target_base)
     max_seq_len = max(len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records) + cfg.max_new_tokens
-    served = {"engine": engine, "dtype": dtype, "device": device, "max_seq_len": max_seq_len}
+    served = {"engine": engine, "weights": engine_weights, "dtype": dtype, "device": device,
+              "max_seq_len": max_seq_len}
     target = load_served(target_base, adapter=target_adapter, **served)
     draft = load_served(draft_base, adapter=draft_adapter, vocab_size=vocab_size_of(target_base), **served)
     outputs, positions, predictions = analyse(target, draft, tokenizer, records, cfg)

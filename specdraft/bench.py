@@ -20,9 +20,8 @@ from specdraft.generation import chat_prompt_ids, check_prompt_lengths
 from specdraft.gpu_stats import write_bench_stats
 from specdraft.jsonl import read_jsonl
 from specdraft.logs import Progress
-from specdraft.models import (context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype,
-                              vocab_size_of)
-from specdraft.engine_choice import serve
+from specdraft.engine_choice import load_served
+from specdraft.models import context_length, load_tokenizer, resolve_device, vocab_size_of
 
 log = logging.getLogger(__name__)
 
@@ -236,18 +235,19 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
     check_prompt_lengths(test_path, lengths, limit=context - cfg.max_new_tokens, ids=[r["id"] for r in records],
                          reason=f"the model's context of {context} less bench.max_new_tokens {cfg.max_new_tokens}")
     dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
-    target = load_causal_lm(target_base, dtype=torch_dtype, device=dev, adapter=target_adapter)
-    draft = load_causal_lm(draft_base, dtype=torch_dtype, device=dev, adapter=draft_adapter,
-                           vocab_size=vocab_size_of(target_base))
+    max_seq_len, rows = max(lengths) + cfg.max_new_tokens, 1
+    if cfg.concurrency > 1:
+        # A row runs up to k + 1 positions past max_new_tokens before it is cut; the draft keeps one more column.
+        max_seq_len, rows = max_seq_len + max(cfg.num_speculative_tokens) + 2, cfg.concurrency
+    served = dict(engine=engine, weights=engine_weights, dtype=dtype, device=device, max_seq_len=max_seq_len,
+                  max_batch_size=rows)
+    target = load_served(target_base, adapter=target_adapter, **served)
+    draft = load_served(draft_base, adapter=draft_adapter, vocab_size=vocab_size_of(target_base), **served)
     if cfg.concurrency > 1:
         from specdraft.bench_concurrent import bench_concurrent
 
-        bench_concurrent(target, draft, tokenizer, records, max(lengths), out_path, cfg, engine=engine, seed=seed,
-                         engine_weights=engine_weights)
+        bench_concurrent(target, draft, tokenizer, records, out_path, cfg, seed=seed)
     else:
-        target, draft = (serve(m, engine, max_seq_len=max(lengths) + cfg.max_new_tokens, weights=engine_weights)
-                         for m in (target, draft))
         write_rows(out_path, run_benchmark(target, draft, tokenizer, records, cfg, seed))
     write_bench_stats(out_path, dev)  # throughput and peak memory, beside the CSV
     log.info("%d problems -> %s", len(records), out_path)

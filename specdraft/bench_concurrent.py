@@ -28,7 +28,6 @@ from specdraft.config import BenchConfig
 from specdraft.decoding import BatchOutput, autoregressive_generate_batch, speculative_generate_batch
 from specdraft.engine import Engine
 from specdraft.generation import chat_prompt_ids
-from specdraft.engine_choice import serve
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +152,14 @@ def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg:
     return rows, metrics
 
 
-def bench_concurrent(target, draft, tokenizer, records: list[dict], longest_prompt: int, out_path: str,
-                     cfg: BenchConfig, *, engine: str, seed: int, engine_weights: str = "bf16") -> None:
-    """The bench stage at cfg.concurrency > 1, on a loaded target/draft pair (`specdraft.bench.bench` loads
-    and checks them): benchmark.csv, and benchmark_concurrency.json beside it."""
-    # A row runs up to k + 1 positions past max_new_tokens before it is cut; the draft keeps one more column.
-    max_seq_len = longest_prompt + cfg.max_new_tokens + max(cfg.num_speculative_tokens) + 2
-    model_type = target.config.model_type
-    target, draft = (serve(m, engine, max_seq_len=max_seq_len, max_batch_size=cfg.concurrency, weights=engine_weights)
-                     for m in (target, draft))
+def bench_concurrent(target, draft, tokenizer, records: list[dict], out_path: str, cfg: BenchConfig, *,
+                     seed: int) -> None:
+    """The bench stage at cfg.concurrency > 1, on a served target/draft pair (`specdraft.bench.bench` loads,
+    checks and serves them, caches sized for cfg.concurrency rows): benchmark.csv, and
+    benchmark_concurrency.json beside it."""
     if not isinstance(target, Engine):
         raise ValueError(f"bench.concurrency {cfg.concurrency} runs on the native engine, which does not implement "
-                         f"{model_type!r} models; set bench.concurrency to 1")
+                         f"{target.config.model_type!r} models; set bench.concurrency to 1")
     rows, metrics = run_concurrent_benchmark(target, draft, tokenizer, records, cfg, seed)
     with atomic_path(Path(out_path).with_name(METRICS_NAME)) as tmp:
         tmp.write_text(json.dumps(metrics, indent=1))

@@ -9,8 +9,8 @@ from specdraft.config import DistillConfig
 from specdraft.generation import chat_prompt_ids, check_prompt_lengths, generate_batched
 from specdraft.gpu_stats import measure_stage
 from specdraft.jsonl import iter_jsonl, write_jsonl
-from specdraft.models import context_length, load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
-from specdraft.engine_choice import serve
+from specdraft.engine_choice import load_served
+from specdraft.models import context_length, load_tokenizer, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,8 @@ def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: Distil
                          line_numbers=[n for n, _ in numbered],
                          reason=f"the model's context of {context} less distill.max_new_tokens {cfg.max_new_tokens}")
     dev = resolve_device(device)
-    model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter)
-    longest = max(lengths)
-    model = serve(model, engine, max_seq_len=longest + cfg.max_new_tokens, max_batch_size=cfg.batch_size,
-                  weights=engine_weights)
+    model = load_served(base, adapter=adapter, engine=engine, weights=engine_weights, dtype=dtype, device=device,
+                        max_seq_len=max(lengths) + cfg.max_new_tokens, max_batch_size=cfg.batch_size)
     with measure_stage(f"{out_path}.stats.json", "distill", dev) as stats:
         generated = generate_batched(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                                      temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,

@@ -41,13 +41,15 @@ def model_type_unsupported(model) -> bool:
     return getattr(model.config, "model_type", None) not in NATIVE_MODEL_TYPES
 
 
-def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weights: str = "bf16"):
+def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weights: str = "bf16",
+          device: torch.device | None = None):
     """An `Engine` over `model`'s weights ('native'; 'auto' when the engine implements everything the model
     uses), or `model` itself ('hf', or 'auto' for anything else, logged). 'native' refuses a model it would
     serve wrongly.
 
     max_seq_len: the longest prompt plus max_new_tokens; rounded up to a multiple of 256 for the cache.
     weights: the native engine's weight format (`engine_weights`: 'bf16' or 'int8'); 'hf' ignores it.
+    device: where the engine builds its weights (default: the model's device).
     """
     if engine == "hf":
         return model
@@ -65,4 +67,25 @@ def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weig
     from specdraft.engine import Engine
 
     return Engine.from_hf(model, max_seq_len=math.ceil(max_seq_len / 256) * 256, max_batch_size=max_batch_size,
-                          weights=weights)
+                          weights=weights, device=device)
+
+
+def load_served(base: str, *, adapter: str | None, engine: str, weights: str, dtype: str, device: str,
+                max_seq_len: int, max_batch_size: int = 1, vocab_size: int | None = None):
+    """A model as the workflow's stages serve it: loaded, vocabulary padded to `vocab_size`, `adapter` merged,
+    then `serve`d by `engine` with `weights` on `device` (see `serve`).
+
+    On a GPU with an engine that may be native, the Hugging Face model is loaded into host memory and the
+    engine builds its weights on the GPU from it, matrix by matrix (fused, and quantized with 'int8'): the GPU
+    never holds the model and the engine's copy at once, so the bf16 14B needs its 29.5 GB once, not twice,
+    and the int8 14B needs 15 GB, not 29.5 + 15. A model the engine does not serve then moves to the GPU.
+    """
+    from specdraft.models import load_causal_lm, resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    on_host = engine != "hf" and dev.type == "cuda"
+    model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter, vocab_size=vocab_size,
+                           on_host=on_host)
+    served = serve(model, engine, max_seq_len=max_seq_len, max_batch_size=max_batch_size, weights=weights,
+                   device=dev)
+    return model.to(dev) if served is model else served

@@ -68,9 +68,12 @@ def pad_vocab(model, vocab_size: int) -> None:
 
 
 def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device,
-                   adapter: str | os.PathLike | None = None, vocab_size: int | None = None):
-    """A causal LM in eval mode: base weights, vocabulary padded to `vocab_size`, then `adapter` merged in."""
-    model = load_base_weights(name_or_path, dtype=dtype, device=device)
+                   adapter: str | os.PathLike | None = None, vocab_size: int | None = None, on_host: bool = False):
+    """A causal LM in eval mode: base weights, vocabulary padded to `vocab_size`, then `adapter` merged in.
+
+    on_host: keep it in host memory instead of on `device` (a random base is still drawn on `device`, so it is
+    the same base every stage gets): for the native engine, which builds its own weights on `device`."""
+    model = load_base_weights(name_or_path, dtype=dtype, device=device, on_host=on_host)
     if vocab_size is not None:
         pad_vocab(model, vocab_size)
     if adapter is not None:
@@ -78,22 +81,26 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, devic
 
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     neutral_generation_config(model)
-    return model.to(device).eval()
+    return model.to("cpu" if on_host else device).eval()
 
 
 def load_base_weights(name_or_path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device,
-                      quantization: str = "none"):
-    """A base model's weights, placed on `device` as they load (no host copy of a 30 GB model).
+                      quantization: str = "none", on_host: bool = False):
+    """A base model's weights, placed on `device` as they load (no host copy of a 30 GB model), or with
+    `on_host` in host memory (no device copy).
 
     `name_or_path`: a hub name, a local checkpoint, or a random checkpoint (`models.source: random`), whose
     weights are drawn on the device. quantization: 'none', or '4bit' (bitsandbytes NF4 linear layers, QLoRA).
     """
+    if on_host and quantization != "none":
+        raise ValueError("a quantized base is loaded on its device (bitsandbytes), not in host memory")
     from specdraft.random_models import build_random_model, import_bitsandbytes, is_random_checkpoint
 
     if quantization not in ("none", "4bit"):
         raise ValueError(f"quantization must be 'none' or '4bit', got {quantization!r}")
     if is_random_checkpoint(name_or_path):
-        return build_random_model(name_or_path, dtype=dtype, device=device, quantize_4bit=quantization == "4bit")
+        return build_random_model(name_or_path, dtype=dtype, device=device, quantize_4bit=quantization == "4bit",
+                                  store_on=torch.device("cpu") if on_host else None)
     from transformers import AutoModelForCausalLM
 
     quantization_config = None
@@ -104,7 +111,8 @@ def load_base_weights(name_or_path: str | os.PathLike, *, dtype: torch.dtype, de
         # QLoRA (Dettmers et al. 2023): NF4 storage, double quantisation of the scales, bf16 compute.
         quantization_config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                  bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
-    return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype, device_map=str(device),
+    return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype,
+                                                device_map="cpu" if on_host else str(device),
                                                 quantization_config=quantization_config)
 
 

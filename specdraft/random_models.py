@@ -91,8 +91,10 @@ def _draw(name: str, param: torch.Tensor, seed: int, std: float) -> None:
 
 
 def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device,
-                       quantize_4bit: bool = False):
-    """The random model a checkpoint written by `write_random_checkpoint` describes, on `device`.
+                       quantize_4bit: bool = False, store_on: torch.device | None = None):
+    """The random model a checkpoint written by `write_random_checkpoint` describes, drawn on `device` and
+    kept there, or moved module by module to `store_on` as it is drawn (the same draws, held elsewhere: the
+    CPU, when an engine builds its own copy on the GPU).
 
     With `quantize_4bit`, each decoder layer's linear layers become bitsandbytes NF4 as soon as they are drawn
     (QLoRA's storage; bitsandbytes runs it on CUDA, and slowly on a CPU); embeddings, norms and the output layer
@@ -119,6 +121,8 @@ def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: t
         module.to_empty(device=device, recurse=False)
         for name, param in module.named_parameters(recurse=False):
             _draw(f"{module_name}.{name}", param, marker["seed"], config.initializer_range)
+        if store_on is not None:
+            module.to(store_on)
         if linear_4bit is not None and isinstance(module, torch.nn.Linear) and ".layers." in f".{module_name}":
             parent_name, _, child = module_name.rpartition(".")
             setattr(model.get_submodule(parent_name), child, linear_4bit(module))
@@ -127,7 +131,7 @@ def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: t
         model.tie_weights()
     # Non-persistent buffers (the rotary inverse frequencies) are computed at construction: redo it on device.
     rotary = model.model.rotary_emb
-    model.model.rotary_emb = type(rotary)(config=model.config).to(device)
+    model.model.rotary_emb = type(rotary)(config=model.config).to(store_on or device)
     leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
     if leftover:
         raise RuntimeError(f"random model {path}: tensors left unmaterialised: {leftover[:5]}")
@@ -135,7 +139,7 @@ def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: t
         model.is_loaded_in_4bit = True  # what TRL and PEFT read to treat the base as quantised (QLoRA)
     log.info("random %s (seed %d%s): %d parameters on %s%s", marker["architecture"], marker["seed"],
              f", overrides {marker['overrides']}" if marker["overrides"] else "",
-             sum(p.numel() for p in model.parameters()), device, ", linear layers NF4" if quantize_4bit else "")
+             sum(p.numel() for p in model.parameters()), store_on or device, ", linear layers NF4" if quantize_4bit else "")
     return model
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from specdraft.acceptance import TargetOutput, draft_agreement, load_served, read_outputs, replay_greedy
+from specdraft.acceptance import TargetOutput, draft_agreement, read_outputs, replay_greedy
 from specdraft.atomic import atomic_path
+from specdraft.engine_choice import load_served
 from specdraft.palette import STYLE_ORDER
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def plot_transfer(rows: list[TransferRow], path: str) -> None:
 
 def transfer(scenario: str, outputs_paths: dict[str, str], drafts: dict[str, tuple[str, str | None]], *,
              ks: tuple[int, ...], max_new_tokens: int, vocab_size: int, table_path: str, plot_path: str, engine: str,
-             dtype: str, device: str) -> None:
+             dtype: str, device: str, engine_weights: str = "bf16") -> None:
     """The transfer stage of one scenario.
 
     outputs_paths: {target style: target_outputs.jsonl}; drafts: {draft style: (base, adapter or None)};
@@ -116,7 +117,7 @@ def transfer(scenario: str, outputs_paths: dict[str, str], drafts: dict[str, tup
     max_seq_len = max(len(o.prompt_ids) + len(o.output_ids) for outs in outputs.values() for o in outs)
     rows = []
     for draft_style, (base, adapter) in drafts.items():  # one draft in memory at a time
-        draft = load_served(base, adapter=adapter, engine=engine, dtype=dtype, device=device,
+        draft = load_served(base, adapter=adapter, engine=engine, weights=engine_weights, dtype=dtype, device=device,
                             max_seq_len=max_seq_len, vocab_size=vocab_size)
         rows += transfer_rows(scenario, outputs, draft_style, draft, ks, max_new_tokens)
         del draft

@@ -80,3 +80,37 @@ def test_hf_generate_ignores_the_checkpoints_decoding_defaults(tmp_path, caplog)
     # The control: loaded as transformers loads it, HF generate applies the penalty and decodes differently.
     inherited = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype=torch.float32).eval()
     assert generate(inherited, "hf") != native
+
+
+SMALL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "intermediate_size": 96}
+
+
+@pytest.mark.parametrize("weights", ["bf16", "int8"])
+def test_load_served_is_serve_of_the_loaded_model(tmp_path, weights):
+    """What the stages load: an engine with the weights `serve` would build from the loaded model (the same
+    random base and greedy output), a Hugging Face model for engine 'hf'."""
+    from specdraft.decoding import autoregressive_generate
+    from specdraft.engine_choice import load_served
+    from specdraft.models import load_causal_lm
+    from specdraft.random_models import write_random_checkpoint
+
+    path = tmp_path / "base"
+    write_random_checkpoint("Qwen2.5-0.5B-Instruct", 0, path, SMALL)
+    common = dict(adapter=None, weights=weights, dtype="float32", device="cpu", max_seq_len=64)
+    served = load_served(str(path), engine="native", **common)
+    expected = serve(load_causal_lm(path, dtype=torch.float32, device=torch.device("cpu")), "native",
+                     max_seq_len=64, weights=weights)
+    assert isinstance(served, Engine) and served.decoder.weights == weights
+    prompt = torch.tensor([[3, 14, 15, 92, 6]])
+    assert torch.equal(autoregressive_generate(served, prompt, max_new_tokens=12),
+                       autoregressive_generate(expected, prompt, max_new_tokens=12))
+    hf = load_served(str(path), engine="hf", **common)
+    assert not isinstance(hf, Engine) and next(hf.parameters()).device.type == "cpu"
+
+
+def test_a_quantized_base_is_not_loaded_into_host_memory(tmp_path):
+    from specdraft.models import load_base_weights
+
+    with pytest.raises(ValueError, match="host memory"):
+        load_base_weights(tmp_path, dtype=torch.float32, device=torch.device("cpu"), quantization="4bit", on_host=True)

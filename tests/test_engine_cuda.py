@@ -156,3 +156,22 @@ def test_int8_engine_through_triton_agrees_with_the_dequantized_model_but_for_ne
         assert_agree_but_for_near_ties(out.token_ids, plain, reference, prompt)
     outputs = engine_target.generate_batch([prompt[0].tolist(), prompt[0, :7].tolist()], max_new_tokens=40)
     assert_agree_but_for_near_ties(torch.tensor(outputs[0]), plain[:40], reference, prompt)
+
+
+def test_the_engine_is_built_from_a_host_model_without_a_device_copy_of_it(tmp_path):
+    """load_served on a GPU: the Hugging Face model stays in host memory (a random base drawn on the GPU
+    module by module), so the GPU's peak is the engine's own weights, not the model's plus the engine's."""
+    from specdraft.engine_choice import load_served
+    from specdraft.random_models import write_random_checkpoint
+
+    path = tmp_path / "base"
+    write_random_checkpoint("Qwen2.5-0.5B-Instruct", 0, path)  # the real draft's shape: 0.99 GB in bf16
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    engine = load_served(str(path), adapter=None, engine="native", weights="bf16", dtype="bfloat16", device="cuda",
+                         max_seq_len=256)
+    held = torch.cuda.memory_allocated() - before
+    engine_bytes = sum(t.numel() * t.element_size() for t in engine.decoder.parameters())
+    assert isinstance(engine, Engine) and held >= engine_bytes
+    assert torch.cuda.max_memory_allocated() - before < 1.25 * engine_bytes  # a second copy would be 2x
