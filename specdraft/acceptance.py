@@ -197,17 +197,18 @@ def read_outputs(path: str) -> list[TargetOutput]:
 
 
 def load_served(base: str, *, adapter: str | None, engine: str, dtype: str, device: str, max_seq_len: int,
-                vocab_size: int | None = None):
-    """A model loaded and served as the bench stage does: adapter merged, vocabulary padded, `engine`."""
+                vocab_size: int | None = None, engine_weights: str = "bf16"):
+    """A model loaded and served as the bench stage does: adapter merged, vocabulary padded, `engine` with
+    `engine_weights` (so that the prediction is of the weights the bench decodes with)."""
     dev = resolve_device(device)
     model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter,
                            vocab_size=vocab_size)
-    return serve(model, engine, max_seq_len=max_seq_len)
+    return serve(model, engine, max_seq_len=max_seq_len, weights=engine_weights)
 
 
 def acceptance(target_base: str, draft_base: str, test_path: str, cfg: BenchConfig, *, outputs_path: str,
                positions_path: str, predictions_path: str, target_adapter: str | None, draft_adapter: str | None,
-               engine: str, dtype: str, device: str) -> None:
+               engine: str, dtype: str, device: str, engine_weights: str = "bf16") -> None:
     """The acceptance stage: on the bench's test problems, write the target's greedy outputs (JSONL), the
     per-position agreement and token class (CSV), and the predicted benchmark counts for every k (CSV)."""
     if cfg.temperature > 0:
@@ -216,7 +217,8 @@ def acceptance(target_base: str, draft_base: str, test_path: str, cfg: BenchConf
     records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
     tokenizer = load_tokenizer(target_base)
     max_seq_len = max(len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records) + cfg.max_new_tokens
-    served = {"engine": engine, "dtype": dtype, "device": device, "max_seq_len": max_seq_len}
+    served = {"engine": engine, "dtype": dtype, "device": device, "max_seq_len": max_seq_len,
+              "engine_weights": engine_weights}
     target = load_served(target_base, adapter=target_adapter, **served)
     draft = load_served(draft_base, adapter=draft_adapter, vocab_size=vocab_size_of(target_base), **served)
     outputs, positions, predictions = analyse(target, draft, tokenizer, records, cfg)

@@ -104,7 +104,7 @@ def plot_transfer(rows: list[TransferRow], path: str) -> None:
 
 def transfer(scenario: str, outputs_paths: dict[str, str], drafts: dict[str, tuple[str, str | None]], *,
              ks: tuple[int, ...], max_new_tokens: int, vocab_size: int, table_path: str, plot_path: str, engine: str,
-             dtype: str, device: str) -> None:
+             dtype: str, device: str, engine_weights: str = "bf16") -> None:
     """The transfer stage of one scenario.
 
     outputs_paths: {target style: target_outputs.jsonl}; drafts: {draft style: (base, adapter or None)};
@@ -117,7 +117,7 @@ def transfer(scenario: str, outputs_paths: dict[str, str], drafts: dict[str, tup
     rows = []
     for draft_style, (base, adapter) in drafts.items():  # one draft in memory at a time
         draft = load_served(base, adapter=adapter, engine=engine, dtype=dtype, device=device,
-                            max_seq_len=max_seq_len, vocab_size=vocab_size)
+                            max_seq_len=max_seq_len, vocab_size=vocab_size, engine_weights=engine_weights)
         rows += transfer_rows(scenario, outputs, draft_style, draft, ks, max_new_tokens)
         del draft
     with atomic_path(table_path) as tmp:
