@@ -1,11 +1,13 @@
 """The demo's benchmark with `engine_weights: int8` against the same run with the models' own weights.
 
     python benchmarks/int8_vs_bf16.py --run /tmp/int8demo --out docs/perf/demo_int8_vs_bf16_<date>.json
+    python benchmarks/int8_vs_bf16.py --run /tmp/int8demo --reuse-bf16 --out ...   # int8 again, bf16 kept
     python benchmarks/int8_vs_bf16.py --bf16 RUN/bf16 --int8 RUN/int8          # compare two finished runs
 
 `--run DIR` copies the project (`git ls-files`, as benchmarks/demo_time.py does) to DIR/bf16 and runs the
 README's demo there (`engine_weights: bf16`, the default: the models' own float32 weights on a CPU). It then
-copies DIR/bf16 to DIR/int8, file times kept, and reruns there only what the engine serves at benchmark
+copies DIR/bf16 to DIR/int8, file times kept, puts this checkout's files over the copy's (the same files
+unless --reuse-bf16 kept an earlier bf16 run), and reruns there only what the engine serves at benchmark
 time (`bench`, `baseline`, `acceptance`, `acceptance_baseline`) and what reads them (`summary`,
 `acceptance_check`), with `--config engine_weights=int8`: the same trained adapters, prompts, seed and k.
 
@@ -56,17 +58,34 @@ def snakemake(run_dir: Path, args: list[str]) -> float:
     return seconds
 
 
-def run(out_dir: Path) -> tuple[Path, Path, dict]:
+def head_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
+def run(out_dir: Path, reuse_bf16: bool) -> tuple[Path, Path, dict]:
     bf16, int8 = out_dir / "bf16", out_dir / "int8"
-    for path in (bf16, int8):
-        if path.exists():
-            sys.exit(f"{path} exists: give --run an empty or new directory, or compare with --bf16/--int8")
-    bf16.mkdir(parents=True)
-    copy_project(bf16)
-    seconds_bf16 = snakemake(bf16, DEMO_ARGS)
+    if int8.exists() or (bf16.exists() and not reuse_bf16):
+        sys.exit(f"{int8 if int8.exists() else bf16} exists: give --run a new directory (with --reuse-bf16 only "
+                 "DIR/bf16 may exist), or compare finished runs with --bf16/--int8")
+    timing = {}
+    if reuse_bf16:
+        if not (bf16 / "results" / "summary.csv").is_file():
+            sys.exit(f"--reuse-bf16: {bf16} holds no finished demo run (no results/summary.csv)")
+    else:
+        bf16.mkdir(parents=True)
+        copy_project(bf16)
+        (bf16 / "int8_vs_bf16_commit").write_text(head_commit() + "\n")
+        timing["bf16_wall_seconds"] = round(snakemake(bf16, DEMO_ARGS), 1)
     shutil.copytree(bf16, int8, symlinks=True)  # copy2 keeps file times, so nothing upstream looks stale
-    seconds_int8 = snakemake(int8, INT8_ARGS)
-    return bf16, int8, {"bf16_wall_seconds": round(seconds_bf16, 1), "int8_wall_seconds": round(seconds_int8, 1)}
+    copy_project(int8)  # this checkout's code: none of it is a rule's input, so nothing looks stale
+    (int8 / "int8_vs_bf16_commit").write_text(head_commit() + "\n")
+    timing["int8_wall_seconds"] = round(snakemake(int8, INT8_ARGS), 1)
+    return bf16, int8, timing
+
+
+def run_commit(run_dir: Path) -> str | None:
+    path = run_dir / "int8_vs_bf16_commit"
+    return path.read_text().strip() if path.is_file() else None
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -146,6 +165,7 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="run both into DIR/bf16 and DIR/int8, then compare")
+    parser.add_argument("--reuse-bf16", action="store_true", help="with --run: keep a finished DIR/bf16")
     parser.add_argument("--bf16", type=Path, help="a finished demo run with engine_weights: bf16")
     parser.add_argument("--int8", type=Path, help="the same run with bench and what follows rerun in int8")
     parser.add_argument("--out", type=Path, help="JSON to write (default: none; the table is printed)")
@@ -155,7 +175,7 @@ def main() -> None:
     load_before = os.getloadavg()
     timing = {}
     if args.run is not None:
-        bf16, int8, timing = run(args.run)
+        bf16, int8, timing = run(args.run, args.reuse_bf16)
     else:
         bf16, int8 = args.bf16, args.int8
     rows = compare(bf16, int8)
@@ -167,7 +187,8 @@ def main() -> None:
         "bf16_run": "snakemake " + " ".join(DEMO_ARGS) + "  (in a clean copy of the project, git ls-files)",
         "int8_run": "snakemake " + " ".join(INT8_ARGS) + "  (in a copy of the bf16 run's directory)",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+        "commit": head_commit(),
+        "run_commits": {"bf16": run_commit(bf16), "int8": run_commit(int8)},  # the code each run copied
         "machine": machine(),
         "conditions": {
             "config": "demo/config.yaml: tiny Qwen2-architecture models (float32, CPU), 10 test problems per "
