@@ -67,7 +67,7 @@ def run(out_dir: Path, reuse_bf16: bool) -> tuple[Path, Path, dict]:
     if int8.exists() or (bf16.exists() and not reuse_bf16):
         sys.exit(f"{int8 if int8.exists() else bf16} exists: give --run a new directory (with --reuse-bf16 only "
                  "DIR/bf16 may exist), or compare finished runs with --bf16/--int8")
-    timing = {}
+    timing = {"load_average_before": os.getloadavg()}
     if reuse_bf16:
         if not (bf16 / "results" / "summary.csv").is_file():
             sys.exit(f"--reuse-bf16: {bf16} holds no finished demo run (no results/summary.csv)")
@@ -80,6 +80,7 @@ def run(out_dir: Path, reuse_bf16: bool) -> tuple[Path, Path, dict]:
     copy_project(int8)  # this checkout's code: none of it is a rule's input, so nothing looks stale
     (int8 / "int8_vs_bf16_commit").write_text(head_commit() + "\n")
     timing["int8_wall_seconds"] = round(snakemake(int8, INT8_ARGS), 1)
+    timing["load_average_after"] = os.getloadavg()
     return bf16, int8, timing
 
 
@@ -124,7 +125,7 @@ def compare(bf16: Path, int8: Path) -> list[dict]:
                "num_problems": int(b["num_problems"])}
         for figure in FIGURES:
             x, y = number(b[figure]), number(q[figure])
-            row[figure] = {"bf16": x, "int8": y, "difference": None if x is None or y is None else y - x}
+            row[figure] = {"bf16": x, "int8": y, "difference": None if x is None or y is None else round(y - x, 6)}
         # The target alone: does the int8 target answer as the float model does? Token for token, from the
         # acceptance stage's greedy outputs, and by answer correctness per problem from the bench.
         out_b, out_q = target_outputs(bf16, experiment), target_outputs(int8, experiment)
@@ -172,8 +173,7 @@ def main() -> None:
     args = parser.parse_args()
     if (args.run is None) == (args.bf16 is None or args.int8 is None):
         parser.error("give --run DIR, or both --bf16 DIR and --int8 DIR")
-    load_before = os.getloadavg()
-    timing = {}
+    timing = {}  # the runs' wall times and load, when this invocation ran them
     if args.run is not None:
         bf16, int8, timing = run(args.run, args.reuse_bf16)
     else:
@@ -196,8 +196,7 @@ def main() -> None:
             "bf16": "engine_weights: bf16, the models' own weights (float32 here)",
             "int8": "engine_weights: int8, weight-only int8 with one scale per output channel; on a CPU the "
                     "engine dequantizes and multiplies in float32",
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            "load_average_before": load_before, "load_average_after": os.getloadavg(), **timing,
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), **timing,
         },
         "fields": {
             "figures": "from results/summary.csv of each run: bf16, int8 and difference (int8 - bf16)",
