@@ -267,3 +267,13 @@ def test_host_waits_are_counted(engines):
         token = int(session.forward([1, 2, 3], 1).argmax())
         (torch.arange(3) != token).nonzero()
     assert waits.calls == ["tensor", "__int__", "nonzero"]
+
+
+def test_a_long_forward_outside_inference_mode_after_a_generation():
+    """The session's eager prefill path runs in inference mode, as its graph steps do: the cache, allocated
+    by a first generation inside it, can be written by a later call from outside."""
+    engine = Engine.from_hf(tiny_qwen2(0), max_seq_len=256)
+    autoregressive_generate(engine, torch.tensor([[1, 2, 3]]), max_new_tokens=2)
+    session = engine.open_session(64)
+    logits = session.forward(list(range(1, 21)), 1)  # 20 tokens > MAX_GRAPH_TOKENS: the eager path
+    assert logits.shape == (1, engine.vocab_size)

@@ -90,16 +90,21 @@ def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, dev
         from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
         from specdraft.engine_choice import serve
 
+        dev = resolve_device(device)
         if not loaded:
-            dev = resolve_device(device)
             loaded["tokenizer"] = load_tokenizer(teacher)
-            loaded["model"] = load_causal_lm(teacher, dtype=resolve_dtype(dtype, dev), device=dev)
+            # In host memory when the engine may serve it: each scenario's engine is built on the GPU from it
+            # (as `engine_choice.load_served` does), so the GPU never holds the teacher twice.
+            loaded["model"] = load_causal_lm(teacher, dtype=resolve_dtype(dtype, dev), device=dev,
+                                             on_host=engine != "hf" and dev.type == "cuda")
         tokenizer = loaded["tokenizer"]
         dataset = SCENARIO_DATASET[scenario]
         items = [(p.problem, cot_solution(p, dataset), p.answer) for p in problems]
         longest = max(len(chat_prompt_ids(tokenizer, rewrite_messages(q, c))) for q, c, _ in items)
         served = serve(loaded["model"], engine, max_seq_len=longest + data.rewrite_max_new_tokens,
-                       max_batch_size=data.rewrite_batch_size, weights=engine_weights)
+                       max_batch_size=data.rewrite_batch_size, weights=engine_weights, device=dev)
+        if served is loaded["model"]:  # served by Hugging Face: the model itself goes to the device
+            served = loaded["model"] = served.to(dev)
         return [r.solution for r in rewrite_solutions(
             served, tokenizer, items, scenario, max_new_tokens=data.rewrite_max_new_tokens,
             batch_size=data.rewrite_batch_size, seed=seed)]

@@ -40,6 +40,7 @@ class EngineSession:
     def _start(self) -> Tensor:
         return self.engine._positions[self.length : self.length + 1]  # [1], holds self.length
 
+    @torch.inference_mode()
     def forward(self, token_ids: list[int] | Tensor, num_logits: int) -> Tensor:
         """Logits [num_logits, V]: on a GPU a graph's static output, valid until that graph's next replay."""
         runner = self._runner()
@@ -54,6 +55,7 @@ class EngineSession:
         self.length = end
         return logits[-num_logits:]
 
+    @torch.inference_mode()
     def propose_greedy(self, pending: list[int] | Tensor, k: int) -> Tensor:
         """Feed `pending` and return the k greedy tokens after it [k], as one graph replay (on a GPU the
         graph's static output, valid until the next proposal of k tokens). The graph's first step takes two

@@ -8,8 +8,10 @@ applied to each input tile and the row's sum of squares is gathered from the sam
 multiplies the sums afterwards and no pass over the row precedes the weight loads), the product with an
 int8 weight (per-output-channel scales, converted in registers: a quarter of the float32 bytes, half of
 bf16's) or a floating one, the bias, SiLU(gate) * up for a [gate; up] weight (GLU), and the residual add.
-Rounding follows the reference (`quant.linear`) except inside the norm: the reference rounds
-x / rms before the weight multiplies it, the kernel rounds x * weight and divides the sums by rms.
+Rounding differs from the reference (`quant.linear`, which prefills run) in two places: the reference rounds
+x / rms before the norm weight multiplies it, the kernel rounds x * weight and divides the sums by rms (so
+the fused norm is not offered for float16, where x * weight can overflow); and with int8 weights the reference
+multiplies by the dequantized weight rounded to the activations' dtype, the kernel scales the float32 sums.
 
 Small N gives too few programs to keep every SM reading, so K may be split across SPLIT_K programs whose
 float32 partial sums (and partial sums of squares) a second small kernel adds up in a fixed order before
@@ -57,11 +59,14 @@ CANDIDATES = (Config(32, 256, 1, 4, 4), Config(32, 256, 2, 4, 4), Config(128, 12
 REFERENCE = None  # the tuned choice meaning "the torch path was fastest"
 
 
-def candidates_for(rows: int, norm: bool = False) -> list[Config]:
+def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = None) -> list[Config]:
     """The candidate configurations that can run `rows` rows (the GEMV form takes one); with an RMSNorm
-    input, each both with the norm inside the kernel and before it."""
+    input, each both with the norm inside the kernel and before it (before only, in float16)."""
     configs = [c for c in CANDIDATES if c.dot or rows == 1]
-    return configs + [c._replace(fuse_norm=False) for c in configs] if norm else configs
+    if not norm:
+        return configs
+    before = [c._replace(fuse_norm=False) for c in configs]
+    return before if dtype == torch.float16 else configs + before
 
 
 @functools.cache
@@ -102,6 +107,8 @@ def _launch(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Te
     main, epilogue = _kernels()
     M, N = out.shape
     K = w.shape[1]
+    if not (config.dot or M == 1):
+        raise ValueError(f"{config} is the one-row GEMV form; got {M} rows")
     block_m = 16 if config.dot else 1
     k_per_split = triton.cdiv(triton.cdiv(K, config.split_k), config.block_k) * config.block_k
     split_k = triton.cdiv(K, k_per_split)  # splits that have any K at all
@@ -151,16 +158,20 @@ def _time_ms(run: Callable[[], object], device: torch.device, repeats: int = 10)
 
 
 def _tune(key: tuple, run: Callable[[Config], None], rows: int, norm: bool, reference: Callable[[], object] | None,
-          device: torch.device) -> Config | None:
+          device: torch.device, dtype: torch.dtype | None = None) -> Config | None:
     """The fastest candidate for `key`: a configuration, or REFERENCE when `reference` (given for floating
     weights) beats every one. None of them compiling also gives REFERENCE, and FAILURES[key] says why."""
     if _interpreting():  # one split-K configuration: the interpreter is slow, and it covers both kernels
-        return CANDIDATES[1]
+        return CANDIDATES[1]._replace(fuse_norm=dtype != torch.float16)
+    if torch.cuda.is_current_stream_capturing():  # timing and compiling cannot happen inside a graph
+        raise RuntimeError(f"fused_linear met the shape {key} for the first time during CUDA-graph capture; run "
+                           "the step once before capturing it (the runner's warm-up run does)")
     best, best_ms, errors = REFERENCE, float("inf"), []
     if reference is not None:
         reference()
         best_ms = _time_ms(reference, device)
-    for config in candidates_for(rows, norm):
+    candidates = candidates_for(rows, norm, dtype)
+    for config in candidates:
         try:
             run(config)  # compiles
             torch.cuda.synchronize()
@@ -169,7 +180,7 @@ def _tune(key: tuple, run: Callable[[Config], None], rows: int, norm: bool, refe
             continue
         if (ms := _time_ms(lambda: run(config), device)) < best_ms:
             best, best_ms = config, ms
-    if best is REFERENCE and reference is None:
+    if len(errors) == len(candidates):  # no configuration compiled: the torch path runs
         FAILURES[key] = "; ".join(errors)
     return best
 
@@ -195,6 +206,8 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
         raise ValueError(f"x has {x2.shape[1]} columns; the weight takes {K}")
     if glu and residual is not None:
         raise ValueError("glu and residual do not combine (a layer adds its residual after the down projection)")
+    if glu and w.shape[0] % 2:
+        raise ValueError(f"a glu weight stacks gate and up rows: an even number, got {w.shape[0]}")
     out = torch.empty((M, N), dtype=x.dtype, device=x.device)
     r2 = None
     if residual is not None:
@@ -210,7 +223,7 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
 
     key = (N, K, M, x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None, glu)
     if key not in _tuned:
-        _tuned[key] = _tune(key, run, M, norm_weight is not None, reference, x.device)
+        _tuned[key] = _tune(key, run, M, norm_weight is not None, reference, x.device, x.dtype)
     config = _tuned[key]
     if config is REFERENCE:
         return None
