@@ -79,6 +79,20 @@ def forced(config, x, q, s, norm=None, bias=None, residual=None, glu=False):
     return out
 
 
+def sweep(call, rows: int, copies: int) -> tuple[str, dict]:
+    """Microseconds of call(config, i) for every configuration of the sweep that takes `rows` rows (or why it
+    did not run), and the fastest one."""
+    times = {}
+    for config in sweep_configs():
+        if config.dot or rows == 1:
+            try:
+                times[str(tuple(config))] = replay_us(lambda i: call(config, i), copies)
+            except Exception as e:  # noqa: BLE001  a configuration this GPU rejects
+                times[str(tuple(config))] = f"failed: {type(e).__name__}"
+    timed = {c: us for c, us in times.items() if isinstance(us, float)}
+    return min(timed, key=timed.get), times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="linear_kernels.json")
@@ -123,17 +137,8 @@ def main() -> None:
                     except (RuntimeError, NotImplementedError) as e:
                         row["weight_int8pack_mm_us"] = f"unavailable: {str(e).splitlines()[0][:120]}"
                 if args.sweep:
-                    row["sweep_us"] = {}
-                    for config in sweep_configs():
-                        if config.dot or m == 1:
-                            try:
-                                us = replay_us(lambda i: forced(config, x, q[i], s[i]), copies)
-                            except Exception as e:  # noqa: BLE001  a configuration this GPU rejects
-                                us = f"failed: {type(e).__name__}"
-                            row["sweep_us"][str(tuple(config))] = us
-                    timed = {c: us for c, us in row["sweep_us"].items() if isinstance(us, float)}
-                    best = min(timed, key=timed.get)
-                    row["sweep_best"], row["sweep_best_us"] = best, timed[best]
+                    best, row["sweep_us"] = sweep(lambda config, i: forced(config, x, q[i], s[i]), m, copies)
+                    row["sweep_best"], row["sweep_best_us"] = best, row["sweep_us"][best]
                     # The matrix as the engine calls it (norm, bias, GLU, residual folded in), every configuration.
                     form = FORMS[name]
                     extra = dict(norm=torch.rand(k, device=device, dtype=x.dtype) + 0.5 if form.get("norm") else None,
@@ -141,19 +146,11 @@ def main() -> None:
                                  residual=(torch.randn(m, n, device=device, dtype=x.dtype) if form.get("residual")
                                            else None), glu=form.get("glu", False))
                     row["fused_form"] = {key: v is not None and v is not False for key, v in extra.items()}
-                    row["fused_sweep_us"] = {}
-                    for config in sweep_configs():
-                        if config.dot or m == 1:
-                            try:
-                                us = replay_us(lambda i: forced(config, x, q[i], s[i], **extra), copies)
-                            except Exception as e:  # noqa: BLE001  a configuration this GPU rejects
-                                us = f"failed: {type(e).__name__}"
-                            row["fused_sweep_us"][str(tuple(config))] = us
-                    fused = {c: us for c, us in row["fused_sweep_us"].items() if isinstance(us, float)}
-                    fbest = min(fused, key=fused.get)
-                    row["fused_sweep_best"], row["fused_sweep_best_us"] = fbest, fused[fbest]
-                    lines.append(f"   sweep best {best}: {timed[best]:.1f} us; as the engine calls it "
-                                 f"{fbest}: {fused[fbest]:.1f} us")
+                    fbest, row["fused_sweep_us"] = sweep(lambda config, i: forced(config, x, q[i], s[i], **extra), m,
+                                                         copies)
+                    row["fused_sweep_best"], row["fused_sweep_best_us"] = fbest, row["fused_sweep_us"][fbest]
+                    lines.append(f"   sweep best {best}: {row['sweep_best_us']:.1f} us; as the engine calls it "
+                                 f"{fbest}: {row['fused_sweep_best_us']:.1f} us")
                 out, ref = int8_linear(x, q[0], s[0]).float(), F.linear(x.float(), q[0].float() * s[0].float()[:, None])
                 row["triton_rel_error"] = float((out - ref).norm() / ref.norm())
                 row["cublas_fraction_of_bf16_floor"] = row["bf16_floor_us"] / row["cublas_bf16_us"]
