@@ -164,7 +164,7 @@ def main() -> None:
             torch.cuda.empty_cache()
         del model
         torch.cuda.empty_cache()
-    results["triton_tuned"] = {str(k[:4]): None if c is None else c._asdict()
+    results["triton_tuned"] = {str(k): None if c is None else c._asdict()
                                for k, c in kernels.tuned_configs().items()}
     results["seconds"] = time.perf_counter() - started
     with open(args.out, "w") as f:

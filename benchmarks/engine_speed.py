@@ -409,7 +409,7 @@ def write_results(results: dict, path: str, quiet: bool = False) -> None:
 
         results["triton_kernels"] = kernels.available()
         results["triton_failures"] = {str(k): v for k, v in kernels.FAILURES.items()}
-        results["triton_tuned"] = {str(k[:4]): None if c is None else c._asdict() for k, c in kernels.tuned_configs().items()}
+        results["triton_tuned"] = {str(k): None if c is None else c._asdict() for k, c in kernels.tuned_configs().items()}
     with open(path, "w") as f:
         json.dump(results, f, indent=1, default=str)
     if quiet:
