@@ -20,6 +20,13 @@ weights the reference path (cuBLAS and torch's own kernels) too, is timed one la
 scrubbed before each launch (a decode step finds its weights in HBM, not in L2), and the fastest is kept.
 A candidate that fails to compile is skipped; if none runs, the caller's reference path runs (FAILURES
 says why). Triton's interpreter (TRITON_INTERPRET=1) runs the kernels on a CPU, for tests.
+
+`rope_and_cache`: a layer's per-head norm, RoPE and cache writes in one kernel. `decode_attention`: a
+step's attention over the static cache for few query rows (a decode step, a verification, a proposal),
+where SDPA runs a prefill kernel: flash-decoding, the attended keys split over several programs per
+(batch row, KV head) so that batch 1 fills the GPU, each an online softmax over its key blocks for all of a
+KV head's query rows at once, and a second small kernel combining the splits in a fixed order. Tuned per
+shape as `fused_linear` is, against SDPA.
 """
 
 from __future__ import annotations
@@ -159,18 +166,28 @@ def _time_ms(run: Callable[[], object], device: torch.device, repeats: int = 10)
 
 def _tune(key: tuple, run: Callable[[Config], None], rows: int, norm: bool, reference: Callable[[], object] | None,
           device: torch.device, dtype: torch.dtype | None = None) -> Config | None:
-    """The fastest candidate for `key`: a configuration, or REFERENCE when `reference` (given for floating
-    weights) beats every one. None of them compiling also gives REFERENCE, and FAILURES[key] says why."""
+    """The fastest candidate for `key` (`_fastest`; `reference` is given for floating weights), or under
+    the interpreter a fixed one."""
     if _interpreting():  # one split-K configuration: the interpreter is slow, and it covers both kernels
         return CANDIDATES[1]._replace(fuse_norm=dtype != torch.float16)
+    _refuse_during_capture("fused_linear", key)
+    return _fastest(key, candidates_for(rows, norm, dtype), run, reference, device)
+
+
+def _refuse_during_capture(kernel: str, key: tuple) -> None:
     if torch.cuda.is_current_stream_capturing():  # timing and compiling cannot happen inside a graph
-        raise RuntimeError(f"fused_linear met the shape {key} for the first time during CUDA-graph capture; run "
+        raise RuntimeError(f"{kernel} met the shape {key} for the first time during CUDA-graph capture; run "
                            "the step once before capturing it (the runner's warm-up run does)")
+
+
+def _fastest(key: tuple, candidates: list, run: Callable, reference: Callable[[], object] | None,
+             device: torch.device):
+    """The candidate configuration for which run(config) is fastest, or REFERENCE when `reference` (timed
+    too where given) beats every one. None of them compiling also gives REFERENCE, and FAILURES[key] says why."""
     best, best_ms, errors = REFERENCE, float("inf"), []
     if reference is not None:
         reference()
         best_ms = _time_ms(reference, device)
-    candidates = candidates_for(rows, norm, dtype)
     for config in candidates:
         try:
             run(config)  # compiles
@@ -266,3 +283,114 @@ def rope_and_cache(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor
 
 
 _ROPE_COMPILED: set[tuple] = set()
+
+
+class AttentionConfig(NamedTuple):
+    block_n: int  # keys per block (one tl.dot of the padded query rows against them)
+    splits: int  # programs per (batch row, KV head), each over a run of key blocks; fewer where blocks are few
+    num_warps: int
+    num_stages: int
+
+
+# Batch 1 has B * nkv = 8 (14B) or 2 (0.5B draft) (row, KV head) pairs for the H200's 132 SMs, so most
+# candidates split the keys; large batches fill the GPU without splitting.
+ATTENTION_CANDIDATES = (AttentionConfig(64, 1, 4, 2), AttentionConfig(64, 2, 4, 2), AttentionConfig(64, 4, 4, 2),
+                        AttentionConfig(64, 8, 4, 2), AttentionConfig(32, 8, 4, 2), AttentionConfig(32, 16, 4, 2),
+                        AttentionConfig(128, 4, 8, 2), AttentionConfig(64, 16, 4, 2))
+# Under the interpreter (tests): split whenever kv_len > 32, so that both kernels run.
+INTERPRETER_ATTENTION = AttentionConfig(32, 4, 4, 2)
+MAX_ATTENTION_ROWS = 128  # query rows per KV head in one tile: MAX_GRAPH_TOKENS (16) x a group of up to 8
+MAX_ATTENTION_HEAD_DIM = 256
+
+
+def attention_splits(config: AttentionConfig, kv_len: int) -> tuple[int, int]:
+    """(splits that have any key block, key blocks per split) of `config` over kv_len keys."""
+    blocks = -(-kv_len // config.block_n)
+    per_split = -(-blocks // min(config.splits, blocks))
+    return -(-blocks // per_split), per_split
+
+
+def attention_candidates_for(kv_len: int) -> list[AttentionConfig]:
+    """ATTENTION_CANDIDATES with their split counts as they run over kv_len keys, duplicates dropped (8
+    splits of 4 blocks are 4 splits)."""
+    configs = []
+    for config in ATTENTION_CANDIDATES:
+        effective = config._replace(splits=attention_splits(config, kv_len)[0])
+        if effective not in configs:
+            configs.append(effective)
+    return configs
+
+
+def _attention_launch(config: AttentionConfig, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, out: Tensor) -> None:
+    """decode_attention_kernel (and, over several splits, its combine kernel) with `config`."""
+    import triton
+
+    from specdraft.engine import _triton_kernels
+
+    B, nkv, R, head_dim = q.shape
+    kv_len = mask.shape[-1]
+    splits, per_split = attention_splits(config, kv_len)
+    block_d = max(16, triton.next_power_of_2(head_dim))
+    if splits > 1:  # float32 partials: the unnormalised output, and each row's max and sum
+        acc_ws = torch.empty((B * nkv * splits * R * head_dim,), dtype=torch.float32, device=q.device)
+        ml_ws = torch.empty((B * nkv * splits * 2 * R,), dtype=torch.float32, device=q.device)
+    else:
+        acc_ws = ml_ws = out  # never touched: the one split writes the output
+    _triton_kernels.decode_attention_kernel[(B * nkv, splits)](
+        q, k, v, mask, out, acc_ws, ml_ws, R, kv_len, nkv, head_dim, per_split, head_dim**-0.5, q.stride(0),
+        q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
+        mask.stride(0), mask.stride(2), mask.stride(3), PARTIAL=splits > 1, IEEE=q.dtype == torch.float32,
+        BLOCK_R=max(16, triton.next_power_of_2(R)), BLOCK_N=config.block_n, BLOCK_D=block_d,
+        num_warps=config.num_warps, num_stages=config.num_stages)
+    if splits > 1:
+        _triton_kernels.decode_attention_combine[(B * nkv, triton.cdiv(R, 16))](
+            acc_ws, ml_ws, out, R, head_dim, splits, BLOCK_R=16, BLOCK_D=block_d, num_warps=4)
+
+
+def _sdpa(q: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor) -> Tensor:
+    """Attention as `decoder.layer_step` calls torch for it: what the kernel computes and is timed against."""
+    B, kv_len = q.shape[0], mask.shape[-1]
+    return F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len], attn_mask=mask)
+
+
+def decode_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor) -> Tensor | None:
+    """`F.scaled_dot_product_attention(q, k_cache[:B, :, :S], v_cache[:B, :, :S], attn_mask=mask)` for a
+    step of few query rows, as split-KV (flash-decoding) Triton kernels: q [B, nkv, R, hd] (R = T * group:
+    each KV head's query heads as rows, `decoder.layer_step`'s layout), the caches [B_cache >= B, nkv,
+    S_max, hd], mask [B or 1, 1, R, S] additive (S = kv_len columns attended; each row needs a finite one).
+    Returns [B, nkv, R, hd] in q's dtype (softmax in float32), or None where the caller should run SDPA:
+    more than MAX_ATTENTION_ROWS rows or an unusual layout, no configuration compiles here, or SDPA timed
+    faster for this shape on first use."""
+    B, nkv, R, head_dim = q.shape
+    kv_len = mask.shape[-1]
+    if (R > MAX_ATTENTION_ROWS or head_dim > MAX_ATTENTION_HEAD_DIM or mask.dim() != 4 or mask.shape[1] != 1
+            or mask.shape[2] != R or mask.shape[0] not in (1, B) or not mask.dtype.is_floating_point
+            or kv_len > k_cache.shape[2] or k_cache.shape[0] < B or k_cache.shape[1:2] != (nkv,)
+            or k_cache.shape != v_cache.shape or k_cache.shape[-1] != head_dim
+            or not (q.dtype == k_cache.dtype == v_cache.dtype)
+            or k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1):
+        return None
+    if q.stride(-1) != 1:
+        q = q.contiguous()
+    mask = mask.expand(B, 1, R, kv_len)  # a mask shared by the batch: stride 0
+    out = torch.empty((B, nkv, R, head_dim), dtype=q.dtype, device=q.device)
+    key = ("decode_attention", B, nkv, R, head_dim, kv_len, q.dtype)
+    if key not in _tuned:
+        _tuned[key] = _tune_attention(key, lambda config: _attention_launch(config, q, k_cache, v_cache, mask, out),
+                                      lambda: _sdpa(q, k_cache, v_cache, mask), kv_len, q.device)
+    config = _tuned[key]
+    if config is REFERENCE:
+        return None
+    _attention_launch(config, q, k_cache, v_cache, mask, out)
+    return out
+
+
+def _tune_attention(key: tuple, run: Callable[[AttentionConfig], None], reference: Callable[[], object],
+                    kv_len: int, device: torch.device) -> AttentionConfig | None:
+    """The fastest of `attention_candidates_for(kv_len)` and SDPA (`_fastest`), or under the interpreter one
+    configuration that splits the keys (so that both kernels run)."""
+    if _interpreting():
+        return INTERPRETER_ATTENTION
+    _refuse_during_capture("decode_attention", key)
+    return _fastest(key, attention_candidates_for(kv_len), run, reference, device)
+
