@@ -123,7 +123,8 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], additive (0 or -inf),
     one row per (token, query head of a KV group). qk_norm: [nh + nkv, hd] per-head RMSNorm weights of the query and key heads
     (Qwen3), or None. scales: the per-channel scales of int8 qkv, o, gate_up and down weights, or None
-    (weights in the activations' dtype).
+    (weights in the activations' dtype). On a CUDA device the projections, RoPE and cache writes, and
+    attention run the Triton kernels of `specdraft.engine.kernels` where they exist and are faster.
 
     A pure function of tensors (weights passed in), so `torch.compile` compiles it once for every layer.
     """
@@ -133,7 +134,8 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     qkv_scale, o_scale, gate_up_scale, down_scale = scales if scales is not None else (None,) * 4
     qkv = linear(x, qkv_weight, qkv_scale, qkv_bias, norm_weight=input_norm, eps=eps)  # RMSNorm fused in
     qkv = qkv.view(B, T, num_heads + 2 * num_kv_heads, head_dim)
-    if _fast_kernels(x):  # one kernel for the per-head norm, RoPE, cache writes and q's layout
+    fast = _fast_kernels(x)
+    if fast:  # one kernel for the per-head norm, RoPE, cache writes and q's layout
         from specdraft.engine.kernels import rope_and_cache
 
         q = rope_and_cache(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads, num_kv_heads)
@@ -142,9 +144,15 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     if q is None:
         q = rope_and_cache_reference(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads,
                                      num_kv_heads)
-    kv_len = mask.shape[-1]
-    attn = F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len],
-                                          attn_mask=mask)  # [B, nkv, T*g, hd]
+    attn = None
+    if fast:  # split-KV attention for few query rows, where it timed faster than SDPA's prefill kernel
+        from specdraft.engine.kernels import decode_attention
+
+        attn = decode_attention(q, k_cache, v_cache, mask)
+    if attn is None:
+        kv_len = mask.shape[-1]
+        attn = F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len],
+                                              attn_mask=mask)  # [B, nkv, T*g, hd]
     attn = attn.view(B, num_kv_heads, T, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B * T, num_heads * head_dim)
     x = linear(attn, o_weight, o_scale, residual=x.view(B * T, H))  # residual add fused into the matmul
     act = linear(x, gate_up_weight, gate_up_scale, norm_weight=post_norm, eps=eps, glu=True)  # SiLU(gate) * up

@@ -297,8 +297,9 @@ class AttentionConfig(NamedTuple):
 ATTENTION_CANDIDATES = (AttentionConfig(64, 1, 4, 2), AttentionConfig(64, 2, 4, 2), AttentionConfig(64, 4, 4, 2),
                         AttentionConfig(64, 8, 4, 2), AttentionConfig(32, 8, 4, 2), AttentionConfig(32, 16, 4, 2),
                         AttentionConfig(128, 4, 8, 2), AttentionConfig(64, 16, 4, 2))
-# Under the interpreter (tests): split whenever kv_len > 32, so that both kernels run.
-INTERPRETER_ATTENTION = AttentionConfig(32, 4, 4, 2)
+# Under the interpreter (tests): 4 splits of 2 blocks over 128 keys, so that both kernels run and a split
+# rescales its sums from block to block.
+INTERPRETER_ATTENTION = AttentionConfig(16, 4, 4, 2)
 MAX_ATTENTION_ROWS = 128  # query rows per KV head in one tile: MAX_GRAPH_TOKENS (16) x a group of up to 8
 MAX_ATTENTION_HEAD_DIM = 256
 
