@@ -33,6 +33,8 @@ def test_splits_cover_every_key_block_once():
             splits, per_split = kernels.attention_splits(config, kv_len)
             blocks = -(-kv_len // config.block_n)
             assert 1 <= splits <= config.splits and (splits - 1) * per_split < blocks <= splits * per_split
+            # The tuner keeps the effective split count: it must run as the configuration it came from.
+            assert kernels.attention_splits(config._replace(splits=splits), kv_len) == (splits, per_split)
     # 300 keys in 5 blocks of 64: two splits of 3 and 2 blocks, three of 2, 2 and 1; the test below runs them.
     assert kernels.attention_splits(kernels.AttentionConfig(64, 2, 4, 2), 300) == (2, 3)
     assert kernels.attention_splits(kernels.AttentionConfig(64, 4, 4, 2), 300) == (3, 2)
