@@ -48,7 +48,7 @@ def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weig
     serve wrongly.
 
     max_seq_len: the longest prompt plus max_new_tokens; rounded up to a multiple of 256 for the cache.
-    weights: the native engine's weight format (`engine_weights`: 'bf16' or 'int8'); 'hf' ignores it.
+    weights: the native engine's weight format (`engine_weights`: 'bf16', 'int8' or 'int4'); 'hf' ignores it.
     device: where the engine builds its weights (default: the model's device).
     """
     if engine == "hf":
