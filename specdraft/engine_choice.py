@@ -76,9 +76,10 @@ def load_served(base: str, *, adapter: str | None, engine: str, weights: str, dt
     then `serve`d by `engine` with `weights` on `device` (see `serve`).
 
     On a GPU with an engine that may be native, the Hugging Face model is loaded into host memory and the
-    engine builds its weights on the GPU from it, matrix by matrix (fused, and quantized with 'int8'): the GPU
-    never holds the model and the engine's copy at once, so the bf16 14B needs its 29.5 GB once, not twice,
-    and the int8 14B needs 15 GB, not 29.5 + 15. A model the engine does not serve then moves to the GPU.
+    engine builds its weights on the GPU from it, matrix by matrix (fused, and quantized with 'int8' or
+    'int4'): the GPU never holds the model and the engine's copy at once, so the bf16 14B needs its 29.5 GB
+    once, not twice, and the int8 14B needs 15 GB, not 29.5 + 15. A model the engine does not serve then
+    moves to the GPU.
     """
     from specdraft.models import load_causal_lm, resolve_device, resolve_dtype
 

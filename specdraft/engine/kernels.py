@@ -8,7 +8,8 @@ applied to each input tile and the row's sum of squares is gathered from the sam
 multiplies the sums afterwards and no pass over the row precedes the weight loads), the product with an
 int8 weight (per-output-channel scales, converted in registers: a quarter of the float32 bytes, half of
 bf16's), a packed int4 one (two values a byte, a scale per 128 columns of K applied to each tile in
-registers before the multiply: a quarter of bf16's bytes) or a floating one, the bias, SiLU(gate) * up for a [gate; up] weight (GLU), and the residual add.
+registers before the multiply: a quarter of bf16's bytes) or a floating one, the bias, SiLU(gate) * up for
+a [gate; up] weight (GLU), and the residual add.
 Rounding differs from the reference (`quant.linear`, which prefills run) in two places: the reference rounds
 x / rms before the norm weight multiplies it, the kernel rounds x * weight and divides the sums by rms (so
 the fused norm is not offered for float16, where x * weight can overflow); and with int8 weights the reference
