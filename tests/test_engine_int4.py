@@ -219,3 +219,17 @@ def test_int4_candidates_hold_whole_groups(monkeypatch):
         assert half_group in kernels.candidates_for(rows)  # floating and int8 weights may use it
         configs = kernels.candidates_for(rows, norm=True, int4=True)
         assert configs and all(c.block_k % GROUP == 0 for c in configs)
+
+
+def test_fused_linear_rejects_malformed_int4_weights():
+    """Checked before any kernel runs (no Triton needed): scales of the wrong shape, K not whole groups."""
+    from specdraft.engine import kernels
+
+    packed, scale = quantize_int4(torch.randn(8, 2 * GROUP), torch.float32)
+    x = torch.randn(1, 2 * GROUP)
+    with pytest.raises(ValueError, match=r"scales \[8, 2\], got \(8, 1\)"):
+        kernels.fused_linear(x, packed, scale[:, :1])
+    with pytest.raises(ValueError, match="got None"):
+        kernels.fused_linear(x, packed, None)
+    with pytest.raises(ValueError, match=f"multiple of {GROUP}"):
+        kernels.fused_linear(torch.randn(1, GROUP + 64), packed[:, : (GROUP + 64) // 2], scale[:, :1])
