@@ -5,6 +5,7 @@ native engine (target alone, speculative k = 3, 5, 8, batch-64 generation), and 
     python benchmarks/engine_speed.py --shape tiny    # small shapes: runs anywhere, a CPU included
     python benchmarks/engine_speed.py --shape qwen3 --concurrency 16   # Qwen3-14B / 0.6B, 16 in flight
     python benchmarks/engine_speed.py --shape seed --weights int8 --skip-hf   # weight-only int8 engines
+    python benchmarks/engine_speed.py --shape seed --weights int4 --skip-hf   # weight-only int4 engines
 
 With --concurrency B, only the batched comparison runs: --problems prompts (default 2 B, so that finished
 rows are refilled once) decoded B at a time by the target alone and speculatively (each --ks value), with
@@ -280,11 +281,11 @@ def main() -> None:
                         help="run only the batched comparison, this many problems in flight")
     parser.add_argument("--problems", type=int, default=0, help="problems of the batched comparison (0: 2 B)")
     parser.add_argument("--ks", default="5", help="k values of the batched comparison, comma-separated")
-    parser.add_argument("--weights", choices=["bf16", "int8"], default="bf16",
-                        help="the engines' weights (`engine_weights`): the model's dtype, or weight-only int8")
+    parser.add_argument("--weights", choices=["bf16", "int8", "int4"], default="bf16",
+                        help="the engines' weights (`engine_weights`): the model's dtype, or weight-only int8 or int4")
     parser.add_argument("--skip-batch", action="store_true", help="leave out batch-64 generation")
     parser.add_argument("--compare-bf16", action="store_true",
-                        help="with --weights int8: also time bf16 engines of the same models in this process")
+                        help="with --weights int8 or int4: also time bf16 engines of the same models in this process")
     parser.add_argument("--out", default="engine_speed.json")
     args = parser.parse_args()
 

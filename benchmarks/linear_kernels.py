@@ -2,11 +2,13 @@
 time to read its weights once. The profile behind docs/performance.md's decode-step figures.
 
     python benchmarks/linear_kernels.py --out linear_kernels.json
+    python benchmarks/linear_kernels.py --int4 --out linear_kernels_int4.json   # the int4 kernel as well
 
 For each matrix of the seed's 14B target and 0.5B draft (fused qkv, o, fused gate/up, down, lm-head) and
 M = 1 and 6 rows: cuBLAS on bf16 weights (`F.linear`), the engine's Triton int8 kernel
 (`specdraft.engine.kernels.fused_linear`, as tuned), the int8 reference path (dequantize, then cuBLAS), and
-`torch.ops.aten._weight_int8pack_mm` where this torch has it for CUDA. Times are CUDA-graph replays of
+`torch.ops.aten._weight_int8pack_mm` where this torch has it for CUDA; with --int4, the same Triton kernel
+on packed int4 weights (a scale per 128 input columns) too. Times are CUDA-graph replays of
 many calls over enough weight copies that no call finds its weights in L2 (median of 5 replays), so they
 include each kernel's launch and tail as a decode step does. Writes JSON and prints a table.
 """
@@ -97,10 +99,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="linear_kernels.json")
     parser.add_argument("--sweep", action="store_true", help="also time every configuration of the sweep")
+    parser.add_argument("--int4", action="store_true", help="also time the Triton kernel on int4 weights (with "
+                        "--sweep: every configuration of the sweep for them too)")
     args = parser.parse_args()
 
     from specdraft.engine.kernels import fused_linear as int8_linear
-    from specdraft.engine.quant import dequantize, quantize_int8
+    from specdraft.engine.quant import GROUP, dequantize, dequantize_int4, quantize_int4, quantize_int8
 
     device = torch.device("cuda")
     src = torch.empty(2 * 1024**3 // 2, dtype=torch.bfloat16, device=device).uniform_()
@@ -121,6 +125,8 @@ def main() -> None:
             g = torch.Generator(device=device).manual_seed(0)
             bf16 = [torch.randn(n, k, device=device, dtype=torch.bfloat16, generator=g) / 30 for _ in range(copies)]
             q, s = zip(*(quantize_int8(w, torch.bfloat16) for w in bf16))
+            if args.int4:
+                q4, s4 = zip(*(quantize_int4(w, torch.bfloat16) for w in bf16))
             for m in (1, 6):
                 x = torch.randn(m, k, device=device, dtype=torch.bfloat16, generator=g)
                 row = {"N": n, "K": k, "M": m,
@@ -151,24 +157,45 @@ def main() -> None:
                     row["fused_sweep_best"], row["fused_sweep_best_us"] = fbest, row["fused_sweep_us"][fbest]
                     lines.append(f"   sweep best {best}: {row['sweep_best_us']:.1f} us; as the engine calls it "
                                  f"{fbest}: {row['fused_sweep_best_us']:.1f} us")
+                if args.int4:  # packed bytes plus one bf16 scale per GROUP weights
+                    row["int4_floor_us"] = (n * k // 2 + n * k // GROUP * 2) / bandwidth * 1e6
+                    row["triton_int4_us"] = replay_us(lambda i: int8_linear(x, q4[i], s4[i]), copies)
+                    out4 = int8_linear(x, q4[0], s4[0]).float()
+                    ref4 = F.linear(x.float(), dequantize_int4(q4[0], s4[0], x.dtype).float())
+                    row["triton_int4_rel_error"] = float((out4 - ref4).norm() / ref4.norm())
+                    row["triton_fraction_of_int4_floor"] = row["int4_floor_us"] / row["triton_int4_us"]
+                    if args.sweep:
+                        best4, row["int4_sweep_us"] = sweep(lambda config, i: forced(config, x, q4[i], s4[i]), m,
+                                                            copies)
+                        row["int4_sweep_best"], row["int4_sweep_best_us"] = best4, row["int4_sweep_us"][best4]
                 out, ref = int8_linear(x, q[0], s[0]).float(), F.linear(x.float(), q[0].float() * s[0].float()[:, None])
                 row["triton_rel_error"] = float((out - ref).norm() / ref.norm())
                 row["cublas_fraction_of_bf16_floor"] = row["bf16_floor_us"] / row["cublas_bf16_us"]
                 row["triton_fraction_of_int8_floor"] = row["int8_floor_us"] / row["triton_int8_us"]
                 results["rows"][f"{model}.{name}.M{m}"] = row
-                step.setdefault(m, [0.0, 0.0])
+                step.setdefault(m, [0.0, 0.0, 0.0])
                 step[m][0] += count * row["cublas_bf16_us"]
                 step[m][1] += count * row["triton_int8_us"]
+                step[m][2] += count * row.get("triton_int4_us", 0.0)
                 lines.append(f"{model:6} {name:8} M={m:<2} N={n:<6} K={k:<5} cublas {row['cublas_bf16_us']:8.1f} us "
                              f"({row['cublas_fraction_of_bf16_floor']:.0%})  "
                              f"triton-int8 {row['triton_int8_us']:8.1f} us "
                              f"({row['triton_fraction_of_int8_floor']:.0%})  err {row['triton_rel_error']:.1e}")
+                if args.int4:
+                    lines.append(f"{'':40}triton-int4 {row['triton_int4_us']:8.1f} us "
+                                 f"({row['triton_fraction_of_int4_floor']:.0%})  "
+                                 f"err {row['triton_int4_rel_error']:.1e}")
             del bf16, q, s
-        for m, (cublas, triton_int8) in step.items():
+            if args.int4:
+                del q4, s4
+        for m, (cublas, triton_int8, triton_int4) in step.items():
             results[f"{model}_matmuls_M{m}_cublas_bf16_ms"] = cublas / 1000
             results[f"{model}_matmuls_M{m}_triton_int8_ms"] = triton_int8 / 1000
+            if args.int4:
+                results[f"{model}_matmuls_M{m}_triton_int4_ms"] = triton_int4 / 1000
             lines.append(f"{model} step matmuls M={m}: cublas bf16 {cublas / 1000:.3f} ms, triton int8 "
-                         f"{triton_int8 / 1000:.3f} ms")
+                         f"{triton_int8 / 1000:.3f} ms" + (f", triton int4 {triton_int4 / 1000:.3f} ms" if args.int4
+                                                           else ""))
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; _weight_int8pack_mm present: {has_pack}")

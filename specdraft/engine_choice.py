@@ -48,7 +48,7 @@ def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weig
     serve wrongly.
 
     max_seq_len: the longest prompt plus max_new_tokens; rounded up to a multiple of 256 for the cache.
-    weights: the native engine's weight format (`engine_weights`: 'bf16' or 'int8'); 'hf' ignores it.
+    weights: the native engine's weight format (`engine_weights`: 'bf16', 'int8' or 'int4'); 'hf' ignores it.
     device: where the engine builds its weights (default: the model's device).
     """
     if engine == "hf":
@@ -76,9 +76,10 @@ def load_served(base: str, *, adapter: str | None, engine: str, weights: str, dt
     then `serve`d by `engine` with `weights` on `device` (see `serve`).
 
     On a GPU with an engine that may be native, the Hugging Face model is loaded into host memory and the
-    engine builds its weights on the GPU from it, matrix by matrix (fused, and quantized with 'int8'): the GPU
-    never holds the model and the engine's copy at once, so the bf16 14B needs its 29.5 GB once, not twice,
-    and the int8 14B needs 15 GB, not 29.5 + 15. A model the engine does not serve then moves to the GPU.
+    engine builds its weights on the GPU from it, matrix by matrix (fused, and quantized with 'int8' or
+    'int4'): the GPU never holds the model and the engine's copy at once, so the bf16 14B needs its 29.5 GB
+    once, not twice, and the int8 14B needs 15 GB, not 29.5 + 15. A model the engine does not serve then
+    moves to the GPU.
     """
     from specdraft.models import load_causal_lm, resolve_device, resolve_dtype
 

@@ -158,6 +158,32 @@ def test_int8_engine_through_triton_agrees_with_the_dequantized_model_but_for_ne
     assert_agree_but_for_near_ties(torch.tensor(outputs[0]), plain[:40], reference, prompt)
 
 
+def test_int4_engine_through_triton_agrees_with_the_dequantized_model_but_for_near_ties():
+    """weights='int4' on a GPU runs the Triton kernel on packed int4 weights in every graph step (unpacked and
+    scaled with the reference's rounding: only the order of the sums differs); greedy plain and speculative
+    output agree with the dequantized model's, batched rows too. Models whose inputs are multiples of 128."""
+    from tests.test_engine_int4 import dequantized_copy, int4_qwen2
+
+    target, draft = int4_qwen2(0).cuda(), int4_qwen2(1, num_hidden_layers=1).cuda()
+    reference = dequantized_copy(target)
+    engine_target = Engine.from_hf(target, max_seq_len=512, weights="int4")
+    engine_draft = Engine.from_hf(draft, max_seq_len=512, weights="int4")
+    assert engine_target.decoder.layers[0].gate_up.weight.dtype == torch.uint8
+    prompt = torch.randint(0, 97, (1, 20), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    hf = reference.generate(prompt, max_new_tokens=300, do_sample=False, pad_token_id=0, top_p=None, top_k=None,
+                            temperature=None)[0, 20:].cpu()
+    plain = autoregressive_generate(engine_target, prompt, max_new_tokens=300)
+    assert_agree_but_for_near_ties(plain, hf, reference, prompt)
+    for k in (1, 5):
+        out = speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=k, max_new_tokens=300)
+        assert_agree_but_for_near_ties(out.token_ids, plain, reference, prompt)
+    outputs = engine_target.generate_batch([prompt[0].tolist(), prompt[0, :7].tolist()], max_new_tokens=40)
+    assert_agree_but_for_near_ties(torch.tensor(outputs[0]), plain[:40], reference, prompt)
+    from specdraft.engine import kernels
+
+    assert any(key[4] == torch.uint8 and config is not None for key, config in kernels.tuned_configs().items())
+
+
 def test_the_engine_is_built_from_a_host_model_without_a_device_copy_of_it(tmp_path):
     """load_served on a GPU: the Hugging Face model stays in host memory (a random base drawn on the GPU
     module by module), so the GPU's peak is the engine's own weights, not the model's plus the engine's."""

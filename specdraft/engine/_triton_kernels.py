@@ -20,6 +20,26 @@ def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr):
 
 
 @triton.jit
+def load_int4(w_ptr, s_ptr, n, n_ok, k0, K, stride_wn, stride_sn, dtype: tl.constexpr, BLOCK_N: tl.constexpr,
+              BLOCK_K: tl.constexpr, GROUP: tl.constexpr):
+    """Weight rows n, columns k0 .. k0 + BLOCK_K of a packed int4 matrix, dequantized in registers to `dtype`:
+    the bytes [BLOCK_N, BLOCK_K / 2] (column 2j in byte j's low nibble, 2j + 1 in its high one, each as q + 8),
+    both nibbles unpacked and interleaved back, times each group's scale (q * scale rounded to `dtype`, as
+    `quant.dequantize_int4` rounds it). k0 and BLOCK_K are multiples of GROUP; so is K."""
+    pk = k0 // 2 + tl.arange(0, BLOCK_K // 2)
+    packed = tl.load(w_ptr + n[:, None] * stride_wn + pk[None, :], mask=n_ok[:, None] & (pk < K // 2)[None, :],
+                     other=0x88)  # q = 0 outside the matrix
+    low = (packed & 15).to(tl.int8) - 8
+    high = (packed >> 4).to(tl.int8) - 8
+    q = tl.reshape(tl.join(low, high), (BLOCK_N, BLOCK_K)).to(tl.float32)  # join's last axis: (even, odd)
+    g = k0 // GROUP + tl.arange(0, BLOCK_K // GROUP)
+    scale = tl.load(s_ptr + n[:, None] * stride_sn + g[None, :], mask=n_ok[:, None] & (g < K // GROUP)[None, :],
+                    other=0.0).to(tl.float32)
+    w = tl.reshape(q, (BLOCK_N, BLOCK_K // GROUP, GROUP)) * scale[:, :, None]
+    return tl.reshape(w, (BLOCK_N, BLOCK_K)).to(dtype)
+
+
+@triton.jit
 def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
            stride_om, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
            NORM: tl.constexpr, GLU: tl.constexpr):
@@ -51,14 +71,16 @@ def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b
 
 @triton.jit(do_not_specialize=["M"])
 def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_ptr, M, N, K, K_PER_SPLIT,
-                  stride_xm, stride_wn, stride_rm, stride_om, eps, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr, GLU: tl.constexpr, SPLIT_K: tl.constexpr,
-                  IEEE: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                  BLOCK_K: tl.constexpr):
+                  stride_xm, stride_wn, stride_sn, stride_rm, stride_om, eps, HAS_SCALE: tl.constexpr,
+                  HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr, GLU: tl.constexpr,
+                  SPLIT_K: tl.constexpr, INT4: tl.constexpr, GROUP: tl.constexpr, IEEE: tl.constexpr,
+                  DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """Program (n, k): output columns n * BLOCK_N.. over the k-th of SPLIT_K slices of K. NORM: the input is
     x * norm_weight and the row's sum of squares is gathered from the same tiles on the way (the 1/rms is
     applied after the sum, so no pass over the row precedes the weight loads). GLU: the weight holds 2N rows,
-    gate then up, and each program multiplies both halves for its columns."""
+    gate then up, and each program multiplies both halves for its columns. The weight is floating, int8
+    (HAS_SCALE: per-channel scales, applied in the epilogue) or packed int4 (INT4: scales per GROUP columns
+    of K vary along K, so `load_int4` applies them to each tile before the multiply)."""
     pid_n, pid_k = tl.program_id(0), tl.program_id(1)
     rows = tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -76,11 +98,19 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
             af = a.to(tl.float32)
             squares_tile += af * af  # element-wise: no reduction across threads inside the loop
             a = (a * tl.load(nw_ptr + ks, mask=k_ok, other=0.0)[None, :]).to(a.dtype)
-        w_mask = col_ok[:, None] & k_ok[None, :]
-        w = tl.load(w_ptr + cols[:, None] * stride_wn + ks[None, :], mask=w_mask, other=0)
+        if INT4:
+            w = load_int4(w_ptr, s_ptr, cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N, BLOCK_K, GROUP)
+        else:
+            w = tl.load(w_ptr + cols[:, None] * stride_wn + ks[None, :], mask=col_ok[:, None] & k_ok[None, :],
+                        other=0)
         acc = multiply_add(acc, a, w, DOT, IEEE)
         if GLU:
-            w_up = tl.load(w_ptr + (N + cols)[:, None] * stride_wn + ks[None, :], mask=w_mask, other=0)
+            if INT4:
+                w_up = load_int4(w_ptr, s_ptr, N + cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N,
+                                 BLOCK_K, GROUP)
+            else:
+                w_up = tl.load(w_ptr + (N + cols)[:, None] * stride_wn + ks[None, :],
+                               mask=col_ok[:, None] & k_ok[None, :], other=0)
             acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE)
     squares = tl.sum(squares_tile, axis=1)
     if SPLIT_K > 1:  # float32 partials, summed in a fixed order by split_k_epilogue

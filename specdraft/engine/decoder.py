@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from specdraft.engine.quant import WEIGHT_FORMATS, linear, quantize_int8
+from specdraft.engine.quant import GROUP, WEIGHT_FORMATS, linear, quantize_int4, quantize_int8
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     [B_cache, nkv, S_max, hd] at `columns` ([1, T]: the same columns for every row, or [B, T]: each row's
     own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], additive (0 or -inf),
     one row per (token, query head of a KV group). qk_norm: [nh + nkv, hd] per-head RMSNorm weights of the query and key heads
-    (Qwen3), or None. scales: the per-channel scales of int8 qkv, o, gate_up and down weights, or None
+    (Qwen3), or None. scales: the scales of int8 or int4 qkv, o, gate_up and down weights, or None
     (weights in the activations' dtype). On a CUDA device the projections, RoPE and cache writes, and
     attention run the Triton kernels of `specdraft.engine.kernels` where they exist and are faster.
 
@@ -163,10 +163,18 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
 PROJECTIONS = ("qkv", "o", "gate_up", "down")  # a layer's matrices, in `layer_step`'s order of scales
 
 
-def _int8_weight(linear: nn.Linear) -> tuple[nn.Parameter, Tensor]:
-    """An int8 weight of linear's shape and an empty scale per output channel (filled by `Decoder.from_hf`)."""
-    weight = nn.Parameter(torch.empty(linear.weight.shape, dtype=torch.int8), requires_grad=False)
-    return weight, torch.empty(linear.weight.shape[0])
+def _quantized_weight(linear: nn.Linear, weights: str, name: str) -> tuple[nn.Parameter, Tensor]:
+    """An empty quantized weight of `weights`' format for linear and its empty scales (filled by
+    `Decoder.from_hf`): int8 [N, K] with a scale per output channel [N], or int4 packed two to a byte
+    [N, K / 2] uint8 with a scale per group of GROUP input columns [N, K / GROUP]."""
+    N, K = linear.weight.shape
+    if weights == "int8":
+        return nn.Parameter(torch.empty(N, K, dtype=torch.int8), requires_grad=False), torch.empty(N)
+    if K % GROUP:
+        raise ValueError(f"engine weights 'int4' need each matrix's input size to be a multiple of {GROUP}; the "
+                         f"{name} matrix [{N}, {K}] is not (use engine_weights: int8 for this model)")
+    return (nn.Parameter(torch.empty(N, K // 2, dtype=torch.uint8), requires_grad=False),
+            torch.empty(N, K // GROUP))
 
 
 class Layer(nn.Module):
@@ -181,11 +189,11 @@ class Layer(nn.Module):
         self.post_norm = nn.Parameter(torch.ones(s.hidden_size))
         # Qwen3's q_norm repeated for every query head, then k_norm for every KV head: one multiply.
         self.qk_norm = nn.Parameter(torch.ones(s.num_heads + s.num_kv_heads, s.head_dim)) if s.qk_norm else None
-        self.scales: tuple[Tensor, ...] | None = None  # int8: per-channel scales of PROJECTIONS
-        self.quantized = weights == "int8"
+        self.scales: tuple[Tensor, ...] | None = None  # int8 / int4: the scales of PROJECTIONS
+        self.quantized = weights in ("int8", "int4")
         if self.quantized:
             for name in PROJECTIONS:
-                getattr(self, name).weight, scale = _int8_weight(getattr(self, name))
+                getattr(self, name).weight, scale = _quantized_weight(getattr(self, name), weights, name)
                 self.register_buffer(f"{name}_scale", scale)
 
     def refresh_scales(self) -> None:
@@ -195,9 +203,10 @@ class Layer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """weights: 'bf16' (every matrix in the model's dtype) or 'int8' (the layers' matrices and the lm-head
-    as int8 with per-channel scales, see `specdraft.engine.quant`; the embedding table stays in the model's
-    dtype, as a step reads one row of it)."""
+    """weights: 'bf16' (every matrix in the model's dtype), 'int8' (the layers' matrices and the lm-head as
+    int8 with per-channel scales) or 'int4' (the same matrices packed two values to a byte with a scale per
+    group of 128 input columns), see `specdraft.engine.quant`; the embedding table stays in the model's
+    dtype, as a step reads one row of it."""
 
     def __init__(self, shape: DecoderShape, weights: str = "bf16"):
         super().__init__()
@@ -209,8 +218,8 @@ class Decoder(nn.Module):
         self.norm = nn.Parameter(torch.ones(shape.hidden_size))
         self.lm_head = nn.Linear(shape.hidden_size, shape.vocab_size, bias=False)
         self.register_buffer("lm_head_scale", None)
-        if weights == "int8":
-            self.lm_head.weight, self.lm_head_scale = _int8_weight(self.lm_head)
+        if weights in ("int8", "int4"):
+            self.lm_head.weight, self.lm_head_scale = _quantized_weight(self.lm_head, weights, "lm_head")
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2).float() / shape.head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.compiled_layer_step = None
@@ -220,8 +229,8 @@ class Decoder(nn.Module):
     def from_hf(cls, model, dtype: torch.dtype | None = None, device: torch.device | None = None,
                 weights: str = "bf16") -> Decoder:
         """Copy a Hugging Face Qwen2/Qwen3/Llama causal LM's weights (merge LoRA adapters first), fusing q/k/v
-        and gate/up into one matrix each; weights 'int8' quantizes each matrix as it is copied, so the
-        decoder never holds more than one matrix in `dtype` beyond its own int8 weights."""
+        and gate/up into one matrix each; weights 'int8' or 'int4' quantizes each matrix as it is copied, so
+        the decoder never holds more than one matrix in `dtype` beyond its own quantized weights."""
         if "sliding_attention" in (getattr(model.config, "layer_types", None) or []):
             raise ValueError("the native engine attends over the whole sequence; this model has sliding-window "
                              "layers (use_sliding_window): serve it with engine 'hf'")
@@ -233,14 +242,15 @@ class Decoder(nn.Module):
         device = device or next(model.parameters()).device
         with torch.device("meta"):
             decoder = cls(shape, weights)
-        decoder = decoder.to_empty(device=device).to(dtype)  # floating tensors only: int8 weights stay int8
+        decoder = decoder.to_empty(device=device).to(dtype)  # floating tensors only: int8/uint8 weights stay
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, device=device).float()
                                                 / shape.head_dim))
         decoder.inv_freq = inv_freq  # recomputed: to_empty left the buffer uninitialised
 
-        def put(owner: nn.Module, name: str, weight: Tensor) -> None:  # a matrix, quantized if int8
-            if weights == "int8":
-                q, scale = quantize_int8(weight.to(device), dtype)
+        def put(owner: nn.Module, name: str, weight: Tensor) -> None:  # a matrix, quantized if int8 / int4
+            if weights in ("int8", "int4"):
+                quantize = quantize_int8 if weights == "int8" else quantize_int4
+                q, scale = quantize(weight.to(device), dtype)
                 getattr(owner, name).weight.copy_(q)
                 getattr(owner, f"{name}_scale").copy_(scale)
             else:

@@ -168,8 +168,8 @@ class Engine:
                 compile_layers: bool = False, dtype: torch.dtype | None = None, weights: str = "bf16",
                 device: torch.device | None = None) -> Engine:
         """Serve a loaded Hugging Face Qwen2/Qwen3/Llama model (adapters merged first) on `device` (default:
-        the model's own). weights: 'bf16' (the model's dtype) or 'int8' (weight-only, per-channel scales;
-        greedy output is then the quantized model's)."""
+        the model's own). weights: 'bf16' (the model's dtype), 'int8' (weight-only, per-channel scales) or
+        'int4' (weight-only, a scale per 128 input columns); quantized, greedy output is the quantized model's."""
         return cls(Decoder.from_hf(model, dtype=dtype, device=device, weights=weights), max_seq_len=max_seq_len,
                    max_batch_size=max_batch_size,
                    use_cuda_graphs=use_cuda_graphs, compile_layers=compile_layers)

@@ -7,11 +7,14 @@ a CUDA graph every extra kernel costs a few microseconds of launch and tail what
 applied to each input tile and the row's sum of squares is gathered from the same tiles, so the 1/rms
 multiplies the sums afterwards and no pass over the row precedes the weight loads), the product with an
 int8 weight (per-output-channel scales, converted in registers: a quarter of the float32 bytes, half of
-bf16's) or a floating one, the bias, SiLU(gate) * up for a [gate; up] weight (GLU), and the residual add.
+bf16's), a packed int4 one (two values a byte, a scale per 128 columns of K applied to each tile in
+registers before the multiply: a quarter of bf16's bytes) or a floating one, the bias, SiLU(gate) * up for
+a [gate; up] weight (GLU), and the residual add.
 Rounding differs from the reference (`quant.linear`, which prefills run) in two places: the reference rounds
 x / rms before the norm weight multiplies it, the kernel rounds x * weight and divides the sums by rms (so
 the fused norm is not offered for float16, where x * weight can overflow); and with int8 weights the reference
-multiplies by the dequantized weight rounded to the activations' dtype, the kernel scales the float32 sums.
+multiplies by the dequantized weight rounded to the activations' dtype, the kernel scales the float32 sums
+(int4 weights are dequantized with the reference's rounding, so only the order of the sums differs).
 
 Small N gives too few programs to keep every SM reading, so K may be split across SPLIT_K programs whose
 float32 partial sums (and partial sums of squares) a second small kernel adds up in a fixed order before
@@ -40,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from specdraft.engine.quant import GROUP
+
 MAX_FAST_ROWS = 16  # one tensor-core tile of rows; more rows (prefills) take the reference path
 FAILURES: dict[tuple, str] = {}  # tuning key -> why no candidate ran
 
@@ -66,10 +71,12 @@ CANDIDATES = (Config(32, 256, 1, 4, 4), Config(32, 256, 2, 4, 4), Config(128, 12
 REFERENCE = None  # the tuned choice meaning "the torch path was fastest"
 
 
-def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = None) -> list[Config]:
-    """The candidate configurations that can run `rows` rows (the GEMV form takes one); with an RMSNorm
-    input, each both with the norm inside the kernel and before it (before only, in float16)."""
-    configs = [c for c in CANDIDATES if c.dot or rows == 1]
+def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = None,
+                   int4: bool = False) -> list[Config]:
+    """The candidate configurations that can run `rows` rows (the GEMV form takes one) and, for int4 weights,
+    whose K tiles hold whole groups of scales; with an RMSNorm input, each both with the norm inside the
+    kernel and before it (before only, in float16)."""
+    configs = [c for c in CANDIDATES if (c.dot or rows == 1) and not (int4 and c.block_k % GROUP)]
     if not norm:
         return configs
     before = [c._replace(fuse_norm=False) for c in configs]
@@ -113,7 +120,10 @@ def _launch(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Te
 
     main, epilogue = _kernels()
     M, N = out.shape
-    K = w.shape[1]
+    int4 = w.dtype == torch.uint8
+    K = w.shape[1] * 2 if int4 else w.shape[1]
+    if int4 and config.block_k % GROUP:
+        raise ValueError(f"{config}: int4 weights need BLOCK_K a multiple of the group size {GROUP}")
     if not (config.dot or M == 1):
         raise ValueError(f"{config} is the one-row GEMV form; got {M} rows")
     block_m = 16 if config.dot else 1
@@ -126,12 +136,13 @@ def _launch(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Te
                if split_k > 1 and norm_weight is not None else out)
     r = residual if residual is not None else out
     dummy = out  # stands in for absent optional pointers (never read: the flags are off)
-    flags = dict(HAS_SCALE=scale is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
+    flags = dict(HAS_SCALE=scale is not None and not int4, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
                  NORM=norm_weight is not None, GLU=glu, SPLIT_K=split_k)
     main[(triton.cdiv(N, config.block_n), split_k)](
         x, w, scale if scale is not None else dummy, bias if bias is not None else dummy, r,
         norm_weight if norm_weight is not None else dummy, out, workspace, squares, M, N, K, k_per_split,
-        x.stride(0), w.stride(0), r.stride(0), out.stride(0), eps, **flags, IEEE=x.dtype == torch.float32,
+        x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps, **flags,
+        INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
         DOT=config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
         num_warps=config.num_warps, num_stages=config.num_stages)
     if split_k > 1:
@@ -165,13 +176,13 @@ def _time_ms(run: Callable[[], object], device: torch.device, repeats: int = 10)
 
 
 def _tune(key: tuple, run: Callable[[Config], None], rows: int, norm: bool, reference: Callable[[], object] | None,
-          device: torch.device, dtype: torch.dtype | None = None) -> Config | None:
+          device: torch.device, dtype: torch.dtype | None = None, int4: bool = False) -> Config | None:
     """The fastest candidate for `key` (`_fastest`; `reference` is given for floating weights), or under
     the interpreter a fixed one."""
     if _interpreting():  # one split-K configuration: the interpreter is slow, and it covers both kernels
         return CANDIDATES[1]._replace(fuse_norm=dtype != torch.float16)
     _refuse_during_capture("fused_linear", key)
-    return _fastest(key, candidates_for(rows, norm, dtype), run, reference, device)
+    return _fastest(key, candidates_for(rows, norm, dtype, int4), run, reference, device)
 
 
 def _refuse_during_capture(kernel: str, key: tuple) -> None:
@@ -206,13 +217,19 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
                  residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
                  glu: bool = False, reference: Callable[[], Tensor] | None = None) -> Tensor | None:
     """`quant.linear` as one kernel (two with split-K): residual + f(a @ W.T + bias) with a = x or
-    rms_norm(x) * norm_weight, W = w (floating) or w * scale[:, None] (int8 w, scale [N']), f = identity, or
+    rms_norm(x) * norm_weight, W = w (floating), w * scale[:, None] (int8 w, scale [N']) or
+    `quant.dequantize_int4(w, scale)` (uint8 w: packed int4 [N', K / 2], scale [N', K / GROUP]), f = identity, or
     silu(gate) * up over the two halves of W's N' = 2N rows (glu). x: [..., K], at most MAX_FAST_ROWS rows;
     residual: [..., N]. Returns [..., N] in x's dtype, or None when the caller's reference path should run:
     no configuration compiles here, or (floating weights: pass `reference`, the caller's torch path as a
     zero-argument function, to be timed against the kernel) the torch path was the faster one."""
     N = w.shape[0] // 2 if glu else w.shape[0]
-    K = w.shape[1]
+    int4 = w.dtype == torch.uint8
+    K = w.shape[1] * 2 if int4 else w.shape[1]
+    if int4 and (K % GROUP or scale is None or scale.shape != (w.shape[0], K // GROUP) or scale.stride(-1) != 1):
+        raise ValueError(f"packed int4 weight [{w.shape[0]}, {w.shape[1]}] needs K = {K} a multiple of {GROUP} and "
+                         f"contiguous scales [{w.shape[0]}, {K // GROUP}], got "
+                         f"{None if scale is None else tuple(scale.shape)}")
     x2 = x.reshape(-1, x.shape[-1])
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
@@ -240,7 +257,7 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
 
     key = (N, K, M, x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None, glu)
     if key not in _tuned:
-        _tuned[key] = _tune(key, run, M, norm_weight is not None, reference, x.device, x.dtype)
+        _tuned[key] = _tune(key, run, M, norm_weight is not None, reference, x.device, x.dtype, int4)
     config = _tuned[key]
     if config is REFERENCE:
         return None

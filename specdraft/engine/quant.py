@@ -1,4 +1,4 @@
-"""Weight-only int8 quantization (gpt-fast's scheme) and the one projection every decoder matmul goes through.
+"""Weight-only int8 and int4 quantization and the one projection every decoder matmul goes through.
 
 A weight [N, K] is stored as int8 with one scale per output channel (row): w ≈ q * scale[:, None], q in
 [-127, 127], scale = max |w[n]| / 127. Activations stay in the model's dtype. A decode step reads half the
@@ -7,6 +7,15 @@ engine computes exactly what an engine over the dequantized weights computes. On
 at most `kernels.MAX_FAST_ROWS` rows run one Triton kernel instead that reads the int8 weight, scales it
 in registers and folds in the layer's RMSNorm, bias, SiLU·mul and residual add
 (`specdraft.engine.kernels.fused_linear`); everything else (a CPU, prefills) takes the reference path.
+
+int4 (gpt-fast's and AWQ's grouping, symmetric): one scale per output row and group of GROUP = 128 input
+columns, scale = max |w| / 7 over the group, q = round(w / scale) in [-7, 7]. The symmetric grid [-7, 7]
+(not [-8, 7]) so that every value, the group's largest of either sign included, rounds to its nearest grid
+point with no clipping; it gives up one of the 16 levels. Two values go in one byte, as q + 8 (1..15):
+column 2j in the low nibble and column 2j + 1 in the high nibble of byte j, so a packed weight is uint8
+[N, K / 2] (a quarter of bf16's bytes, plus one scale per 128 weights) and its scales [N, K / GROUP].
+K must be a multiple of GROUP (every matrix of the seed's models is); a matrix that is not is rejected
+with its name, not silently kept in another format. A uint8 weight in `linear` means packed int4.
 """
 
 from __future__ import annotations
@@ -15,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-WEIGHT_FORMATS = ("bf16", "int8")  # `engine_weights` in the config; bf16 means the model's own dtype
+WEIGHT_FORMATS = ("bf16", "int8", "int4")  # `engine_weights` in the config; bf16 means the model's own dtype
+GROUP = 128  # int4: input columns per scale
 
 
 @torch.no_grad()
@@ -35,14 +45,46 @@ def dequantize(q: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
     return q.to(dtype) * scale.to(dtype)[:, None]
 
 
+@torch.no_grad()
+def quantize_int4(weight: Tensor, scale_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Symmetric int4 per group of GROUP input columns: weight [N, K] -> (packed [N, K / 2] uint8, scale
+    [N, K / GROUP] of `scale_dtype`); see the module's docstring for the grid and the nibble order.
+
+    As for int8, the scale is rounded to `scale_dtype` before q is computed."""
+    N, K = weight.shape
+    if K % GROUP:
+        raise ValueError(f"int4 groups {GROUP} input columns: K must be a multiple of {GROUP}, got [{N}, {K}]")
+    w = weight.float().view(N, K // GROUP, GROUP)
+    scale = (w.abs().amax(dim=2) / 7).clamp_min(1e-8).to(scale_dtype)  # [N, K/G]; an all-zero group keeps q = 0
+    q = (torch.round(w / scale.float()[:, :, None]).clamp_(-7, 7) + 8).view(N, K).to(torch.uint8)  # 1..15
+    return q[:, 0::2] | (q[:, 1::2] << 4), scale
+
+
+def unpack_int4(packed: Tensor) -> Tensor:
+    """packed [N, K / 2] uint8 -> q [N, K] int8 in [-7, 7] (low nibble: even column, high: odd)."""
+    low = (packed & 15).to(torch.int8) - 8
+    high = (packed >> 4).to(torch.int8) - 8
+    return torch.stack((low, high), dim=-1).view(packed.shape[0], -1)
+
+
+def dequantize_int4(packed: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    """packed [N, K / 2] uint8, scale [N, K / GROUP] -> the weight [N, K] in `dtype` that `linear`'s reference
+    path multiplies by (q times its group's scale, each rounded to `dtype` as int8's `dequantize` does)."""
+    q = unpack_int4(packed)
+    N, K = q.shape
+    return (q.to(dtype).view(N, K // GROUP, GROUP) * scale.to(dtype)[:, :, None]).view(N, K)
+
+
 def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
            residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
            glu: bool = False) -> Tensor:
-    """residual + f(a @ W.T + bias), where W = weight (scale None) or dequantize(weight, scale), the input a
+    """residual + f(a @ W.T + bias), where W = weight (scale None), dequantize(weight, scale) (int8 weight) or
+    dequantize_int4(weight, scale) (uint8 weight: packed int4), the input a
     is x or F.rms_norm(x) * norm_weight (norm_weight given), and f is the identity or, with glu, SiLU(gate) *
     up over the two halves of the output (W = [gate; up], 2N rows: a layer's MLP activation).
 
-    x: [..., K]; weight: [N', K] (int8 when scale [N'] is given); residual: [..., N] or None (not with glu).
+    x: [..., K]; weight: [N', K] (int8 when scale [N'] is given) or [N', K / 2] uint8 (int4, scale
+    [N', K / GROUP]); residual: [..., N] or None (not with glu).
     On a CUDA device, steps of at most `kernels.MAX_FAST_ROWS` rows run `kernels.fused_linear` (one kernel
     for all of it; for floating weights only where it timed faster than this path on first use)."""
     # Under torch.compile the reference path is what Inductor fuses (gpt-fast's int8).
@@ -65,7 +107,12 @@ def _reference(x: Tensor, weight: Tensor, scale: Tensor | None, bias: Tensor | N
         raise ValueError("glu and residual do not combine (a layer adds its residual after the down projection)")
     if norm_weight is not None:
         x = F.rms_norm(x, (x.shape[-1],), norm_weight, eps)
-    w = weight if scale is None else dequantize(weight, scale, x.dtype)
+    if scale is None:
+        w = weight
+    elif weight.dtype == torch.uint8:
+        w = dequantize_int4(weight, scale, x.dtype)
+    else:
+        w = dequantize(weight, scale, x.dtype)
     if residual is None:
         out = F.linear(x, w, bias)
         if glu:

@@ -1,0 +1,235 @@
+"""Weight-only int4 engine (`weights='int4'`) on CPU, float32: it computes exactly what a model over the
+dequantized weights computes, and speculative decoding reproduces the quantized target's greedy output.
+Every matrix's input size must be a multiple of the group (128), so the models here are built for that."""
+
+import copy
+import os
+
+import pytest
+import torch
+
+from specdraft.decoding import autoregressive_generate, speculative_generate
+from specdraft.engine import Engine
+from specdraft.engine.quant import GROUP, dequantize_int4, quantize_int4, unpack_int4
+from tests.conftest import tiny_qwen2
+from tests.test_engine import hf_greedy
+
+
+def int4_qwen2(seed: int, hidden_size: int = 128, num_hidden_layers: int = 2):
+    """A tiny Qwen2 whose matrices all take a multiple of 128 inputs (hidden 128, 4 heads of 32, MLP 256)."""
+    return tiny_qwen2(seed, vocab_size=97, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers)
+
+
+def int4_qwen3(seed: int):
+    """A tiny Qwen3 (per-head q/k norm, head_dim 64 unlike hidden / heads = 32) with 128-multiple inputs."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=61, hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=64, intermediate_size=384, max_position_embeddings=256)).eval()
+    with torch.no_grad():  # the norms start at 1: make them matter
+        for layer in model.model.layers:
+            layer.self_attn.q_norm.weight.uniform_(0.5, 1.5)
+            layer.self_attn.k_norm.weight.uniform_(0.5, 1.5)
+    return model
+
+
+def dequantized_copy(model):
+    """`model` with every layer matrix and the lm-head replaced by its int4 approximation (the embedding
+    table kept): what the int4 engine should compute, as a Hugging Face model."""
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, torch.nn.Linear):
+                packed, scale = quantize_int4(module.weight, module.weight.dtype)
+                module.weight.copy_(dequantize_int4(packed, scale, module.weight.dtype))
+    return reference
+
+
+def test_quantize_int4_rounds_each_value_to_its_groups_nearest_grid_point():
+    g = torch.Generator().manual_seed(0)
+    # Groups of very different ranges along K and along N.
+    w = torch.randn(12, 4 * GROUP, generator=g) * torch.logspace(-3, 1, 4).repeat_interleave(GROUP)
+    w = w * torch.logspace(-1, 1, 12)[:, None]
+    w[3, GROUP : 2 * GROUP] = 0  # an all-zero group stays zero
+    packed, scale = quantize_int4(w, torch.float32)
+    assert packed.dtype == torch.uint8 and packed.shape == (12, 2 * GROUP) and scale.shape == (12, 4)
+    q = unpack_int4(packed)  # [12, 4 * GROUP]
+    assert int(q.min()) == -7 and int(q.max()) == 7
+    assert bool((q[3, GROUP : 2 * GROUP] == 0).all())
+    # Every group's largest magnitude lands on +-7 exactly: the grid spans the group, no more, no less.
+    assert bool((q.view(12, 4, GROUP).abs().amax(-1)[scale > 1e-8] == 7).all())
+    largest = w.view(12, 4, GROUP).abs().amax(-1)  # [12, 4]
+    torch.testing.assert_close((7 * scale)[largest > 0], largest[largest > 0])
+    # Each value is the nearest grid point of its own group's scale.
+    group_scale = scale.repeat_interleave(GROUP, dim=1)  # [12, 4 * GROUP]
+    error = (dequantize_int4(packed, scale, torch.float32) - w).abs()
+    assert bool((error <= group_scale / 2 + 1e-6 * w.abs()).all())
+    # The scale of another group would not do: the groups really are separate.
+    assert float(scale[:, 0].max()) < float(scale[:, 3].min())
+
+
+def test_int4_packing_round_trips_and_follows_the_nibble_order():
+    q = torch.randint(-7, 8, (5, 2 * GROUP), generator=torch.Generator().manual_seed(1))
+    q[:, 0], q[:, GROUP] = 7, -7  # each group's largest |q| is 7: its scale is 1, and quantizing q returns q
+    packed, scale = quantize_int4(q.float(), torch.float32)
+    assert torch.equal(scale, torch.ones(5, 2))
+    assert torch.equal(unpack_int4(packed), q.to(torch.int8))
+    # Byte j holds q + 8 of column 2j in its low nibble and of column 2j + 1 in its high one.
+    assert torch.equal(packed, ((q[:, 0::2] + 8) | ((q[:, 1::2] + 8) << 4)).to(torch.uint8))
+
+
+def test_int4_rejects_inputs_not_a_multiple_of_the_group(target):
+    with pytest.raises(ValueError, match="multiple of 128"):
+        quantize_int4(torch.randn(4, 96), torch.float32)
+    # The conftest target has hidden size 32: the engine names the matrix and the way out.
+    with pytest.raises(ValueError, match=r"the qkv matrix \[\d+, 32\].*engine_weights: int8"):
+        Engine.from_hf(target, max_seq_len=64, weights="int4")
+
+
+@pytest.mark.parametrize("make", [lambda: int4_qwen2(0), lambda: int4_qwen3(0)], ids=["qwen2", "qwen3"])
+def test_int4_engine_equals_the_dequantized_model(make):
+    model = make()
+    reference = dequantized_copy(model)
+    int4 = Engine.from_hf(model, max_seq_len=128, weights="int4")
+    over_dequantized = Engine.from_hf(reference, max_seq_len=128)  # bf16 format: plain float32 matrices
+    assert int4.decoder.layers[0].qkv.weight.dtype == torch.uint8
+    assert int4.decoder.lm_head.weight.dtype == torch.uint8
+    vocab = model.config.vocab_size
+    prompt = torch.randint(0, vocab, (1, 9), generator=torch.Generator().manual_seed(1))
+    logits = []
+    for engine in (int4, over_dequantized):
+        session = engine.open_session(64)
+        logits.append(torch.cat([session.forward(prompt[0, :6].tolist(), 6),
+                                 session.forward(prompt[0, 6:7].tolist(), 1),
+                                 session.forward(prompt[0, 7:].tolist(), 2)]))
+    assert torch.equal(logits[0], logits[1])  # the same function, bit for bit
+    with torch.no_grad():
+        hf = reference(prompt).logits[0]
+    torch.testing.assert_close(logits[0], hf, atol=1e-4, rtol=0)
+    # Quantization changed the model: the int4 logits are not the float model's.
+    with torch.no_grad():
+        assert not torch.allclose(logits[0], model(prompt).logits[0], atol=1e-4)
+    out = autoregressive_generate(int4, prompt, max_new_tokens=30)
+    assert out.tolist() == hf_greedy(reference, prompt[0].tolist(), 30)
+
+
+def test_int4_speculative_equals_int4_target_greedy():
+    target, draft = int4_qwen2(0), int4_qwen2(1, num_hidden_layers=1)
+    int4_target = Engine.from_hf(target, max_seq_len=128, weights="int4")
+    drafts = (Engine.from_hf(draft, max_seq_len=128, weights="int4"), Engine.from_hf(draft, max_seq_len=128))
+    for draft_engine in drafts:
+        for seed in range(3):
+            prompt = torch.randint(0, 97, (1, 5 + seed), generator=torch.Generator().manual_seed(seed))
+            reference = autoregressive_generate(int4_target, prompt, max_new_tokens=40)
+            for k in (1, 4):
+                out = speculative_generate(int4_target, draft_engine, prompt, num_speculative_tokens=k,
+                                           max_new_tokens=40)
+                assert torch.equal(out.token_ids, reference)
+
+
+def test_int4_takes_a_quarter_of_the_matrix_bytes():
+    model = int4_qwen2(0)
+
+    def matrix_bytes(engine):
+        return sum(p.numel() * p.element_size() for n, p in engine.decoder.named_parameters()
+                   if n.endswith("weight") and p.dim() == 2 and not n.startswith("embed"))
+
+    def scale_bytes(engine):
+        return sum(b.numel() * b.element_size() for n, b in engine.decoder.named_buffers() if n.endswith("_scale"))
+
+    bf16 = Engine.from_hf(model, max_seq_len=64, dtype=torch.bfloat16)
+    int4 = Engine.from_hf(model, max_seq_len=64, dtype=torch.bfloat16, weights="int4")
+    assert matrix_bytes(int4) * 4 == matrix_bytes(bf16)
+    assert scale_bytes(int4) * GROUP == matrix_bytes(bf16)  # one bf16 scale per 128 weights
+
+
+def test_engine_weights_config_accepts_int4():
+    from specdraft.config import ConfigError, load_config, validate
+    from specdraft.engine_choice import serve
+
+    assert load_config(validate({"engine_weights": "int4"})).engine_weights == "int4"
+    with pytest.raises(ConfigError, match=r"engine_weights.*allowed values: \['bf16', 'int8', 'int4'\]"):
+        validate({"engine_weights": "int2"})
+    with pytest.raises(ValueError, match=r"\['bf16', 'int8', 'int4'\]"):
+        Engine.from_hf(int4_qwen2(0), max_seq_len=64, weights="int2")
+    served = serve(int4_qwen2(0), "native", max_seq_len=64, weights="int4")
+    assert served.decoder.lm_head.weight.dtype == torch.uint8
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
+                    reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton installed")
+@pytest.mark.parametrize("rows", [1, 6, 16])
+@pytest.mark.parametrize("fusion", ["plain", "bias", "residual", "residual+bias", "norm", "norm+bias", "norm+residual",
+                                    "norm+glu", "glu", "glu+bias"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("config", range(8))
+@pytest.mark.parametrize("norm_inside", [True, False], ids=["norm-inside", "norm-before"])
+def test_fused_linear_int4_kernel_equals_the_reference(rows, fusion, dtype, config, norm_inside, monkeypatch):
+    """Each candidate configuration of the Triton kernel with packed int4 weights (tensor cores or GEMV,
+    split-K or not, the norm inside or before it) against the reference path in float64, every fusion, on
+    masked edges: N a multiple of no block, K = 3 groups (a multiple of no BLOCK_K above 128)."""
+    pytest.importorskip("triton")
+    from specdraft.engine import kernels
+    from specdraft.engine.quant import linear
+
+    assert len(kernels.CANDIDATES) == 8, "one test case per candidate: update the parametrisation"
+    if not norm_inside and "norm" not in fusion:
+        pytest.skip("no norm to place")
+    candidate = kernels.CANDIDATES[config]._replace(fuse_norm=norm_inside)
+    if candidate not in kernels.candidates_for(rows, norm="norm" in fusion, int4=True):
+        pytest.skip(f"{candidate} takes one row")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and dtype == torch.bfloat16:
+        pytest.skip("the interpreter's bf16 dot is numpy's float32 one: nothing more than the float32 case")
+    g = torch.Generator().manual_seed(rows)
+    n, k = 203, 3 * GROUP
+    w = torch.randn(2 * n if "glu" in fusion else n, k, generator=g)
+    w = w * torch.logspace(-1, 1, 3).repeat_interleave(GROUP)  # groups of different scales along K
+    packed, scale = quantize_int4(w, torch.float32)
+    x = torch.randn(rows, k, generator=g)
+    kwargs = dict(bias=torch.randn(len(w), generator=g) if "bias" in fusion else None,
+                  residual=torch.randn(rows, n, generator=g) if "residual" in fusion else None,
+                  norm_weight=torch.rand(k, generator=g) + 0.5 if "norm" in fusion else None,
+                  glu="glu" in fusion)
+    on = {key: v.to(device, dtype) if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
+    kernels._tuned.clear()
+    monkeypatch.setattr(kernels, "_tune", lambda *args: candidate)
+    import triton
+
+    try:
+        out = kernels.fused_linear(x.to(device, dtype), packed.to(device), scale.to(device, dtype), eps=1e-6, **on)
+    except triton.runtime.errors.OutOfResources as e:  # the tuner skips such a candidate too
+        pytest.skip(f"{candidate} does not fit this GPU for {dtype} int4 weights: {e}")
+    assert out is not None, kernels.FAILURES
+    as64 = {key: v.double() if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
+    expected = linear(x.double(), packed, scale.double(), eps=1e-6, **as64)  # packed stays uint8: the reference
+    assert out.shape == expected.shape
+    error = (out.cpu().double() - expected).norm() / expected.norm()
+    assert float(error) < (1e-5 if dtype == torch.float32 else 2e-2), error
+
+
+def test_int4_candidates_hold_whole_groups(monkeypatch):
+    from specdraft.engine import kernels
+
+    half_group = kernels.Config(32, GROUP // 2, 1, 4, 4)
+    monkeypatch.setattr(kernels, "CANDIDATES", (*kernels.CANDIDATES, half_group))
+    for rows in (1, 6):
+        assert half_group in kernels.candidates_for(rows)  # floating and int8 weights may use it
+        configs = kernels.candidates_for(rows, norm=True, int4=True)
+        assert configs and all(c.block_k % GROUP == 0 for c in configs)
+
+
+def test_fused_linear_rejects_malformed_int4_weights():
+    """Checked before any kernel runs (no Triton needed): scales of the wrong shape, K not whole groups."""
+    from specdraft.engine import kernels
+
+    packed, scale = quantize_int4(torch.randn(8, 2 * GROUP), torch.float32)
+    x = torch.randn(1, 2 * GROUP)
+    with pytest.raises(ValueError, match=r"scales \[8, 2\], got \(8, 1\)"):
+        kernels.fused_linear(x, packed, scale[:, :1])
+    with pytest.raises(ValueError, match="got None"):
+        kernels.fused_linear(x, packed, None)
+    with pytest.raises(ValueError, match=f"multiple of {GROUP}"):
+        kernels.fused_linear(torch.randn(1, GROUP + 64), packed[:, : (GROUP + 64) // 2], scale[:, :1])
