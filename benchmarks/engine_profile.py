@@ -28,7 +28,7 @@ from collections import defaultdict
 
 import torch
 
-from engine_speed import SHAPES, build, copy_bandwidth, engine_bytes_per_step, sync
+from engine_speed import SHAPES, build, copy_bandwidth, engine_bytes_per_step, session_calls, sync
 
 KINDS = (  # the first pattern a kernel's name matches gives its kind
     ("matmul, Triton", r"int8_linear|split_k_epilogue|linear_kernel"),
@@ -59,17 +59,15 @@ def profile_calls(fn, calls: int) -> dict:
         for _ in range(calls):
             fn()
         torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    last_call = kernels[len(kernels) - len(kernels) // calls:]  # the last call's kernels, in launch order
     by_kind: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for event in prof.events():
-        if event.device_type != DeviceType.CUDA:
-            continue
+    for event in kernels:
         ms = event.time_range.elapsed_us() / 1000
         for table, key in ((by_kind, kind_of(event.name)), (by_name, event.name)):
             table[key][0] += 1
             table[key][1] += ms
-    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
-    last_call = kernels[len(kernels) - len(kernels) // calls:]  # the last call's kernels, in launch order
     per_call = {kind: {"launches": n / calls, "ms": ms / calls} for kind, (n, ms) in
                 sorted(by_kind.items(), key=lambda item: -item[1][1])}
     top = sorted(by_name.items(), key=lambda item: -item[1][1])[:12]
@@ -95,29 +93,11 @@ def ms_per_call(fn, calls: int, repeats: int = 5) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def parts(engine, prompt_len: int) -> dict:
-    """The calls to profile on one engine, each leaving the session at `prompt_len` cached positions."""
-    session = engine.open_session(prompt_len + 16)
-    session.forward(list(range(1, prompt_len + 1)), 1)
-
-    def step(num_tokens: int):
-        def call():
-            session.rollback(prompt_len)
-            session.forward([0] * num_tokens, num_tokens)
-        return call
-
-    def proposal():
-        session.rollback(prompt_len)
-        session.propose_greedy([0], 5)
-
-    return {"one_token_step": step(1), "verification_6": step(6), "proposal_5": proposal}
-
-
 def profile_engine(engine, wanted: list[str], prompt_len: int, calls: int, bytes_per_s: float) -> dict:
     floor_ms = engine_bytes_per_step(engine) / bytes_per_s * 1000
     out = {"weight_bytes_per_step": engine_bytes_per_step(engine), "bytes_floor_ms": floor_ms}
     runner_graphs = None
-    for name, fn in parts(engine, prompt_len).items():
+    for name, fn in session_calls(engine, prompt_len).items():
         if name not in wanted:
             continue
         fn()  # capture the graph (and tune kernels) before timing

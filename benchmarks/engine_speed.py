@@ -100,31 +100,40 @@ def engine_bytes_per_step(engine) -> int:
                if not name.startswith("embed") and name != "inv_freq")
 
 
+def session_calls(engine, prompt_len: int) -> dict:
+    """The calls a batch-1 speculative step is made of, on a session of `engine` that holds a prompt of
+    `prompt_len` tokens, each rolled back to it first: a one-token step, a 6-token verification, and a
+    5-token greedy proposal (one graph fed one new token and the one before it, as in `speculative_generate`)."""
+    session = engine.open_session(prompt_len + 16)
+    session.forward(list(range(1, prompt_len + 1)), 1)
+
+    def step(num_tokens: int):
+        def call():
+            session.rollback(prompt_len)
+            session.forward([0] * num_tokens, num_tokens)
+        return call
+
+    def proposal():
+        session.rollback(prompt_len)
+        session.propose_greedy([0], 5)
+
+    return {"one_token_step": step(1), "verification_6": step(6), "proposal_5": proposal}
+
+
 def step_parts(engine_target, engine_draft, device: torch.device, prompt_len: int, bandwidth: float,
                repeats: int, calls: int = 20) -> dict:
     """Milliseconds of one call of each part of a batch-1 speculative step (graph replays, mid-generation,
     `calls` back to back between two synchronisations): the target's one-token step, its 6-token
     verification, and one draft token inside a 5-token proposal (one graph fed one new token and the one
     before it, as in `speculative_generate`); each against its bytes floor (weights read once at `bandwidth`)."""
-    target, draft = engine_target.open_session(prompt_len + 8), engine_draft.open_session(prompt_len + 8)
-    prompt = list(range(1, prompt_len + 1))
-    target.forward(prompt, 1)
-    draft.forward(prompt, 1)
-
-    def target_call(num_tokens: int):
-        target.rollback(prompt_len)
-        target.forward([0] * num_tokens, num_tokens)
-
-    def draft_call():
-        draft.rollback(prompt_len)
-        draft.propose_greedy([0], 5)
+    target, draft = session_calls(engine_target, prompt_len), session_calls(engine_draft, prompt_len)
 
     def per_call_ms(fn) -> float:
         return 1000 * timed(lambda: [fn() for _ in range(calls)], device, repeats) / calls
 
-    parts = {"target_step_ms": per_call_ms(lambda: target_call(1)),
-             "verification_6_ms": per_call_ms(lambda: target_call(6)),
-             "draft_token_ms": per_call_ms(draft_call) / 5}
+    parts = {"target_step_ms": per_call_ms(target["one_token_step"]),
+             "verification_6_ms": per_call_ms(target["verification_6"]),
+             "draft_token_ms": per_call_ms(draft["proposal_5"]) / 5}
     floors = {"target_step_ms": engine_bytes_per_step(engine_target) / bandwidth * 1000,
               "draft_token_ms": engine_bytes_per_step(engine_draft) / bandwidth * 1000}
     floors["verification_6_ms"] = floors["target_step_ms"]

@@ -6,8 +6,8 @@ import torch
 from specdraft.decoding import (autoregressive_generate, autoregressive_generate_batch, speculative_generate,
                                 speculative_generate_batch)
 from specdraft.engine import Engine
-from specdraft.verification import probabilities, rejection_sample_batch, sample_inverse_cdf, verify_greedy_batch
-from tests.conftest import tiny_qwen2
+from specdraft.verification import rejection_sample_batch, sample_inverse_cdf, verify_greedy_batch
+from tests.conftest import WARP, exact_marginals, peaked_pair, total_variation
 
 MAX_NEW = 24
 LENGTHS = (1, 2, 9, 4, 13, 3, 7, 5, 11, 6, 1, 8, 2, 10, 12, 3, 9, 4, 6, 14)  # 20 prompts: rows get refilled
@@ -142,42 +142,25 @@ def test_sampling_follows_the_target_distribution_end_to_end(device, weights, ba
     weights='int8'), not the draft's. On a GPU through CUDA graphs and the fused Triton kernels."""
     from tests.test_engine_int8 import dequantized_copy
 
-    target, draft = tiny_qwen2(0, vocab_size=12), tiny_qwen2(5, vocab_size=12, hidden_size=16)
-    with torch.no_grad():  # peaked, distinct distributions, so that the test can tell them apart
-        target.lm_head.weight.mul_(30)
-        draft.lm_head.weight.mul_(30)
-    target, draft = target.to(device), draft.to(device)
+    target, draft = (m.to(device) for m in peaked_pair())
     reference = dequantized_copy(target) if weights == "int8" else target  # what the int8 engine computes
-    warp = dict(temperature=0.8, top_p=0.9)
     prompts = [[3, 1, 4], [2, 7, 1, 8, 2]]
-
-    def exact_marginals(model, prompt):
-        prompt = torch.tensor([prompt], device=device)
-        with torch.no_grad():
-            p1 = probabilities(model(prompt).logits[0, -1], **warp)  # [12]
-            follow = torch.cat([prompt.repeat(12, 1), torch.arange(12, device=device)[:, None]], dim=1)
-            p2 = probabilities(model(follow).logits[:, -1], **warp)  # [12, 12]
-        return p1.cpu(), (p1 @ p2).cpu()
-
     runs = 1500
     engines = [Engine.from_hf(m, max_seq_len=32, max_batch_size=16, weights=weights) for m in (target, draft)]
     generator = torch.Generator(device).manual_seed(0)
     if batched:
         outputs = speculative_generate_batch(*engines, prompts * runs, num_speculative_tokens=2, max_new_tokens=2,
-                                             concurrency=16, generator=generator, **warp)
+                                             concurrency=16, generator=generator, **WARP)
     else:
         outputs = [speculative_generate(*engines, torch.tensor([p], device=device), num_speculative_tokens=2,
-                                        max_new_tokens=2, generator=generator, **warp) for p in prompts * runs]
-
-    def tv(p, q):
-        return 0.5 * float((p - q).abs().sum())
+                                        max_new_tokens=2, generator=generator, **WARP) for p in prompts * runs]
 
     for j, prompt in enumerate(prompts):
         ids = torch.stack([o.token_ids.cpu() for o in outputs[j::2]])  # [runs, 2]
         first, second = (torch.bincount(ids[:, i], minlength=12) / runs for i in (0, 1))
         target_first, target_second = exact_marginals(reference, prompt)
-        assert tv(first, target_first) < 0.05 and tv(second, target_second) < 0.05
-        assert tv(target_first, exact_marginals(draft, prompt)[0]) > 0.2  # the draft alone would fail
+        assert total_variation(first, target_first) < 0.05 and total_variation(second, target_second) < 0.05
+        assert total_variation(target_first, exact_marginals(draft, prompt)[0]) > 0.2  # the draft alone would fail
 
 
 def test_batched_sampling_is_reproducible_with_a_generator(engines, prompts):

@@ -78,35 +78,20 @@ def test_speculative_sampling_follows_the_target_distribution_end_to_end():
     """Two generated tokens from tiny models (vocabulary 12), temperature 0.8 and top-p 0.9: the marginals
     of the first and second token match the target's, computed exactly, and not the draft's."""
     from specdraft.decoding import speculative_generate
-    from specdraft.verification import probabilities
-    from tests.conftest import tiny_qwen2
+    from tests.conftest import WARP, exact_marginals, peaked_pair, total_variation
 
-    target, draft = tiny_qwen2(0, vocab_size=12), tiny_qwen2(5, vocab_size=12, hidden_size=16)
-    with torch.no_grad():  # peaked, distinct distributions, so that the test can tell them apart
-        target.lm_head.weight.mul_(30)
-        draft.lm_head.weight.mul_(30)
+    target, draft = peaked_pair()
     prompt = torch.tensor([[3, 1, 4]])
-    warp = dict(temperature=0.8, top_p=0.9)
-
-    def exact_marginals(model):
-        with torch.no_grad():
-            p1 = probabilities(model(prompt).logits[0, -1], **warp)  # [12]
-            follow = torch.cat([prompt.repeat(12, 1), torch.arange(12)[:, None]], dim=1)
-            p2 = probabilities(model(follow).logits[:, -1], **warp)  # [12, 12]
-        return p1, p1 @ p2
 
     first, second = torch.zeros(12), torch.zeros(12)
     g, runs = torch.Generator().manual_seed(0), 2000
     for _ in range(runs):
         out = speculative_generate(target, draft, prompt, num_speculative_tokens=2, max_new_tokens=2, generator=g,
-                                   **warp)
+                                   **WARP)
         first[out.token_ids[0]] += 1
         second[out.token_ids[1]] += 1
 
-    def tv(p, q):
-        return 0.5 * float((p - q).abs().sum())
-
-    target_first, target_second = exact_marginals(target)
-    draft_first, draft_second = exact_marginals(draft)
-    assert tv(first / runs, target_first) < 0.04 and tv(second / runs, target_second) < 0.04
-    assert tv(target_first, draft_first) > 0.2  # the draft alone would fail the test above
+    target_first, target_second = exact_marginals(target, [3, 1, 4])
+    draft_first, _ = exact_marginals(draft, [3, 1, 4])
+    assert total_variation(first / runs, target_first) < 0.04 and total_variation(second / runs, target_second) < 0.04
+    assert total_variation(target_first, draft_first) > 0.2  # the draft alone would fail the test above

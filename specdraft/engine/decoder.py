@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from specdraft.engine.quant import GROUP, WEIGHT_FORMATS, linear, quantize_int4, quantize_int8
+from specdraft.engine.quant import GROUP, WEIGHT_FORMATS, fast_kernels, linear, quantize_int4, quantize_int8
 
 
 @dataclass(frozen=True)
@@ -79,16 +79,6 @@ def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
 
 
-def _fast_kernels(x: Tensor) -> bool:
-    """Whether the Triton kernels run for a step on x: on a CUDA device with Triton, outside torch.compile
-    (which fuses the reference path itself)."""
-    if not x.is_cuda or torch.compiler.is_compiling():
-        return False
-    from specdraft.engine import kernels
-
-    return kernels.available()
-
-
 def rope_and_cache_reference(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor, v_cache: Tensor,
                              columns: Tensor, qk_norm: Tensor | None, eps: float, num_heads: int,
                              num_kv_heads: int) -> Tensor:
@@ -134,7 +124,7 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     qkv_scale, o_scale, gate_up_scale, down_scale = scales if scales is not None else (None,) * 4
     qkv = linear(x, qkv_weight, qkv_scale, qkv_bias, norm_weight=input_norm, eps=eps)  # RMSNorm fused in
     qkv = qkv.view(B, T, num_heads + 2 * num_kv_heads, head_dim)
-    fast = _fast_kernels(x)
+    fast = fast_kernels(x)
     if fast:  # one kernel for the per-head norm, RoPE, cache writes and q's layout
         from specdraft.engine.kernels import rope_and_cache
 

@@ -62,7 +62,7 @@ class Config(NamedTuple):
     fuse_norm: bool = True
 
 
-# The winners of `benchmarks/linear_kernels.py --sweep` on the H200 (docs/perf/linear_sweep_*.json) over the
+# The winners of `benchmarks/linear_kernels.py --sweep` on the H200 (docs/perf/h200_linear_sweep_*.json) over the
 # seed's matrices, M = 1 and 6: tensor-core tiles for the 14B's matrices and every lm-head, the GEMV form for
 # the draft's small one-row matrices.
 CANDIDATES = (Config(32, 256, 1, 4, 4), Config(32, 256, 2, 4, 4), Config(128, 128, 1, 8, 4),
@@ -97,6 +97,11 @@ def available() -> bool:
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _reason(error: Exception) -> str:
+    """Why a kernel did not compile or run, in one line (for FAILURES)."""
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
 
 
 @functools.cache
@@ -204,7 +209,7 @@ def _fastest(key: tuple, candidates: list, run: Callable, reference: Callable[[]
             run(config)  # compiles
             torch.cuda.synchronize()
         except Exception as e:  # a candidate this Triton or GPU rejects: try the next  # noqa: BLE001
-            errors.append(f"{config}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
+            errors.append(f"{config}: {_reason(e)}")
             continue
         if (ms := _time_ms(lambda: run(config), device)) < best_ms:
             best, best_ms = config, ms
@@ -293,7 +298,7 @@ def rope_and_cache(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor
     except Exception as e:  # this Triton or GPU rejects it: the caller's reference path runs  # noqa: BLE001
         if key in _ROPE_COMPILED or torch.cuda.is_current_stream_capturing():
             raise
-        FAILURES[key] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+        FAILURES[key] = _reason(e)
         return None
     _ROPE_COMPILED.add(key)
     return q

@@ -75,6 +75,16 @@ def dequantize_int4(packed: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor
     return (q.to(dtype).view(N, K // GROUP, GROUP) * scale.to(dtype)[:, :, None]).view(N, K)
 
 
+def fast_kernels(x: Tensor) -> bool:
+    """Whether the Triton kernels run for a step on x: on a CUDA device with Triton, outside torch.compile
+    (under which Inductor fuses the reference path itself, as gpt-fast's int8 does)."""
+    if not x.is_cuda or torch.compiler.is_compiling():
+        return False
+    from specdraft.engine import kernels
+
+    return kernels.available()
+
+
 def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
            residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
            glu: bool = False) -> Tensor:
@@ -87,11 +97,10 @@ def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor 
     [N', K / GROUP]); residual: [..., N] or None (not with glu).
     On a CUDA device, steps of at most `kernels.MAX_FAST_ROWS` rows run `kernels.fused_linear` (one kernel
     for all of it; for floating weights only where it timed faster than this path on first use)."""
-    # Under torch.compile the reference path is what Inductor fuses (gpt-fast's int8).
-    if x.is_cuda and not torch.compiler.is_compiling():
+    if fast_kernels(x):
         from specdraft.engine import kernels
 
-        if kernels.available() and x.numel() // x.shape[-1] <= kernels.MAX_FAST_ROWS:
+        if x.numel() // x.shape[-1] <= kernels.MAX_FAST_ROWS:
             reference = None if scale is not None else (
                 lambda: _reference(x, weight, scale, bias, residual, norm_weight, eps, glu))
             out = kernels.fused_linear(x, weight, scale, bias, residual, norm_weight, eps, glu, reference)
