@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -295,11 +296,15 @@ def main() -> None:
     parser.add_argument("--skip-batch", action="store_true", help="leave out batch-64 generation")
     parser.add_argument("--compare-bf16", action="store_true",
                         help="with --weights int8 or int4: also time bf16 engines of the same models in this process")
+    parser.add_argument("--compare-no-pdl", action="store_true",
+                        help="also time the engines with programmatic dependent launch off, in this process")
     parser.add_argument("--out", default="engine_speed.json")
     args = parser.parse_args()
 
     from specdraft.decoding import autoregressive_generate, speculative_generate
     from specdraft.engine import Engine
+    from specdraft.engine import kernels
+    from specdraft.engine.kernels import tuning_seconds
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -346,12 +351,16 @@ def main() -> None:
     # Start-up: from weights on the device to generating at full speed, graph capture (and compilation)
     # included: the first full generation's time, less a steady-state generation's.
     sync(device)
+    tuning_before = tuning_seconds()
     start = time.perf_counter()
     engine_target = Engine.from_hf(target, max_seq_len=args.prompt_len + n + 16, max_batch_size=args.batch,
                                    compile_layers=args.compile, weights=args.weights)
+    sync(device)
+    results["startup_target_build_s"] = time.perf_counter() - start  # the engine's own weights (quantized)
     autoregressive_generate(engine_target, prompt, max_new_tokens=n)
     sync(device)
     first = time.perf_counter() - start
+    results["startup_target_tuning_s"] = tuning_seconds() - tuning_before  # compiling and timing candidates
     steady = timed(lambda: autoregressive_generate(engine_target, prompt, max_new_tokens=n), device, args.repeats)
     results["native_target_tok_s"] = rate(steady)
     results["native_target_fraction_of_bound"] = results["native_target_tok_s"] / results["bandwidth_bound_tok_s"]
@@ -362,12 +371,14 @@ def main() -> None:
     write_results(results, args.out, quiet=True)
 
     sync(device)
+    tuning_before = tuning_seconds()
     start = time.perf_counter()
     engine_draft = Engine.from_hf(draft, max_seq_len=args.prompt_len + n + 16, max_batch_size=1,
                                   compile_layers=args.compile, weights=args.weights)
     out = speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=5, max_new_tokens=n)
     sync(device)
     first = time.perf_counter() - start
+    results["startup_speculative_tuning_s"] = tuning_seconds() - tuning_before
     assert out.stats.acceptance_rate == 1.0, "zeroed final norms should make every proposal accepted"
     for k in (3, 5, 8):
         results[f"native_speculative_k{k}_tok_s"] = rate(timed(lambda: speculative_generate(
@@ -389,6 +400,23 @@ def main() -> None:
         parts = step_parts(*bf16, device, args.prompt_len, bandwidth, args.repeats)
         results.update({f"bf16_{key}": value for key, value in parts.items()})
         del bf16, parts
+        write_results(results, args.out, quiet=True)
+    if args.compare_no_pdl and device.type == "cuda" and kernels.pdl():
+        # The same engines with the kernels launched plainly (each waits for the one before it to end), in the
+        # same process: what programmatic dependent launch buys. The tuned configurations are kept.
+        os.environ["SPECDRAFT_NO_PDL"] = "1"
+        kernels.pdl.cache_clear()
+        plain = [Engine.from_hf(m, max_seq_len=args.prompt_len + n + 16, max_batch_size=1, weights=args.weights)
+                 for m in (target, draft)]
+        results["no_pdl_native_target_tok_s"] = rate(timed(
+            lambda: autoregressive_generate(plain[0], prompt, max_new_tokens=n), device, args.repeats))
+        results["no_pdl_native_speculative_k5_tok_s"] = rate(timed(lambda: speculative_generate(
+            *plain, prompt, num_speculative_tokens=5, max_new_tokens=n), device, args.repeats))
+        parts = step_parts(*plain, device, args.prompt_len, bandwidth, args.repeats)
+        results.update({f"no_pdl_{key}": value for key, value in parts.items()})
+        del plain, parts
+        del os.environ["SPECDRAFT_NO_PDL"]
+        kernels.pdl.cache_clear()
         write_results(results, args.out, quiet=True)
     if device.type == "cuda":
         # The pair as served: the Hugging Face models dropped, then the peak of a speculative generation
@@ -418,6 +446,7 @@ def write_results(results: dict, path: str, quiet: bool = False) -> None:
         from specdraft.engine import kernels
 
         results["triton_kernels"] = kernels.available()
+        results["programmatic_dependent_launch"] = kernels.pdl()
         results["triton_failures"] = {str(k): v for k, v in kernels.FAILURES.items()}
         results["triton_tuned"] = {str(k): None if c is None else c._asdict() for k, c in kernels.tuned_configs().items()}
     with open(path, "w") as f:

@@ -150,7 +150,7 @@ def test_engine_greedy_output_through_the_kernel_equals_the_reference_engine(mon
                                            num_speculative_tokens=3, max_new_tokens=12).token_ids
         return logits.clone(), plain, speculative
 
-    monkeypatch.setattr(decoder, "_fast_kernels", lambda x: False)  # torch's path, on a GPU too
+    monkeypatch.setattr(decoder, "fast_kernels", lambda x: False)  # torch's path, on a GPU too
     reference = run()
     used = []
     original = kernels.decode_attention
@@ -160,7 +160,7 @@ def test_engine_greedy_output_through_the_kernel_equals_the_reference_engine(mon
         used.append(out is not None)
         return out
 
-    monkeypatch.setattr(decoder, "_fast_kernels", lambda x: True)
+    monkeypatch.setattr(decoder, "fast_kernels", lambda x: True)
     monkeypatch.setattr(kernels, "_tuned", {})
     monkeypatch.setattr(kernels, "_tune_attention", lambda *args: kernels.INTERPRETER_ATTENTION)  # not SDPA
     monkeypatch.setattr(kernels, "decode_attention", spy)

@@ -3,6 +3,27 @@ interpreter in tests). Triton resolves a kernel's helpers among its module's glo
 
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+
+@triton.jit
+def wait_for_previous_kernel(PDL: tl.constexpr):
+    """Programmatic dependent launch (Hopper on): a kernel launched with `launch_pdl` may start while the
+    kernel before it in the stream is still running. Wait here for that kernel's writes to be complete and
+    visible before reading anything it writes or writing anything, then let the next kernel launch (its
+    programs start once every program of this one has got here, and in turn wait for this one to finish)."""
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+
+
+@triton.jit
+def prefetch_to_l2(ptrs, mask, PDL: tl.constexpr):
+    """Ask for each masked-in address's cache line in L2 without waiting for it (PTX prefetch.global.L2):
+    for a kernel's weights (which no earlier kernel writes) while the kernel before it is still running."""
+    if PDL:
+        tl.inline_asm_elementwise("{ .reg .pred p; setp.ne.b32 p, $2, 0; @p prefetch.global.L2 [$1]; mov.u32 $0, 0; }",
+                                  "=r,l,r", [ptrs, mask.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
 
 
 @triton.jit
@@ -74,18 +95,29 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
                   stride_xm, stride_wn, stride_sn, stride_rm, stride_om, eps, HAS_SCALE: tl.constexpr,
                   HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr, GLU: tl.constexpr,
                   SPLIT_K: tl.constexpr, INT4: tl.constexpr, GROUP: tl.constexpr, IEEE: tl.constexpr,
-                  DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                  DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                  PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1, LINE_ELEMS: tl.constexpr = 64):
     """Program (n, k): output columns n * BLOCK_N.. over the k-th of SPLIT_K slices of K. NORM: the input is
     x * norm_weight and the row's sum of squares is gathered from the same tiles on the way (the 1/rms is
     applied after the sum, so no pass over the row precedes the weight loads). GLU: the weight holds 2N rows,
     gate then up, and each program multiplies both halves for its columns. The weight is floating, int8
     (HAS_SCALE: per-channel scales, applied in the epilogue) or packed int4 (INT4: scales per GROUP columns
-    of K vary along K, so `load_int4` applies them to each tile before the multiply)."""
+    of K vary along K, so `load_int4` applies them to each tile before the multiply). PDL: launched early
+    (programmatic dependent launch), the program first asks for the start of its weight rows in L2 -- PREFETCH_LINES
+    cache lines of LINE_ELEMS stored elements each -- then waits for the kernel before it."""
     pid_n, pid_k = tl.program_id(0), tl.program_id(1)
     rows = tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs = tl.arange(0, BLOCK_K)
     row_ok, col_ok = rows < M, cols < N
+    if PDL:  # the weights: no earlier kernel writes them
+        stored_k = K // 2 if INT4 else K  # int4 packs two values a byte
+        first = (pid_k * K_PER_SPLIT) // (2 if INT4 else 1) + tl.arange(0, PREFETCH_LINES) * LINE_ELEMS
+        line_ok = col_ok[:, None] & (first < stored_k)[None, :]
+        prefetch_to_l2(w_ptr + cols[:, None] * stride_wn + first[None, :], line_ok, PDL)
+        if GLU:
+            prefetch_to_l2(w_ptr + (N + cols)[:, None] * stride_wn + first[None, :], line_ok, PDL)
+    wait_for_previous_kernel(PDL)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     squares_tile = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)  # summed over K once, after the loop
@@ -130,7 +162,9 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
 @triton.jit(do_not_specialize=["M"])
 def split_k_epilogue(ws_ptr, ss_ptr, s_ptr, b_ptr, r_ptr, o_ptr, M, N, K, stride_rm, stride_om, eps,
                      HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr,
-                     GLU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                     GLU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                     PDL: tl.constexpr = False):
+    wait_for_previous_kernel(PDL)
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rows = tl.arange(0, BLOCK_M)
     row_ok, col_ok = rows < M, cols < N
@@ -152,10 +186,11 @@ def split_k_epilogue(ws_ptr, ss_ptr, s_ptr, b_ptr, r_ptr, o_ptr, M, N, K, stride
 @triton.jit
 def rope_and_cache_kernel(qkv_ptr, cos_ptr, sin_ptr, qn_ptr, col_ptr, q_ptr, k_ptr, v_ptr, T, NH, NKV, HD, GROUP,
                           stride_tok, col_row_stride, stride_kb, stride_kh, stride_ks, stride_vb, stride_vh,
-                          stride_vs, eps, QK_NORM: tl.constexpr, BLOCK_D: tl.constexpr):
+                          stride_vs, eps, QK_NORM: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr = False):
     """One program per (token, head) of qkv [B*T, NH + 2 NKV, HD]: a query or key head gets Qwen3's per-head
     RMSNorm (QK_NORM) and rotate-half RoPE, then a query goes to q [B, NKV, T * GROUP, HD] (its KV group's
     rows) and a key to the key cache at its column; a value head is copied to the value cache."""
+    wait_for_previous_kernel(PDL)
     bt, h = tl.program_id(0), tl.program_id(1)
     b, t = bt // T, bt % T
     d = tl.arange(0, BLOCK_D)
@@ -195,12 +230,13 @@ def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml
                             BLOCKS_PER_SPLIT, sm_scale, stride_qb, stride_qh, stride_qr, stride_kb, stride_kh,
                             stride_ks, stride_vb, stride_vh, stride_vs, stride_mb, stride_mr, stride_mn,
                             PARTIAL: tl.constexpr, IEEE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
-                            BLOCK_D: tl.constexpr):
+                            BLOCK_D: tl.constexpr, PDL: tl.constexpr = False):
     """Program (b * NKV + h, split): the R query rows of KV head h of batch row b (a KV group's query heads
     for each token, padded to BLOCK_R rows for the tensor cores) against the split-th run of BLOCKS_PER_SPLIT
     key blocks of the first KV_LEN cache columns, as an online softmax (flash-decoding). PARTIAL: the
     unnormalised float32 output and each row's running max and sum go to the workspaces for
     `decode_attention_combine`; else the split is the only one and the normalised output is stored."""
+    wait_for_previous_kernel(PDL)
     bh, split = tl.program_id(0), tl.program_id(1)
     b, h = bh // NKV, bh % NKV
     rows = tl.arange(0, BLOCK_R)
@@ -255,9 +291,10 @@ def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml
 
 @triton.jit(do_not_specialize=["R", "NUM_SPLITS"])
 def decode_attention_combine(acc_ws_ptr, ml_ws_ptr, o_ptr, R, HD, NUM_SPLITS, BLOCK_R: tl.constexpr,
-                             BLOCK_D: tl.constexpr):
+                             BLOCK_D: tl.constexpr, PDL: tl.constexpr = False):
     """Program (b * NKV + h, row block): the splits' partial outputs of those rows rescaled to their common
     max and summed, in split order (the same sum on every run), then normalised."""
+    wait_for_previous_kernel(PDL)
     bh = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
     d = tl.arange(0, BLOCK_D)

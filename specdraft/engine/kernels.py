@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -99,6 +100,26 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+@functools.cache
+def pdl() -> bool:
+    """Whether the kernels are launched with programmatic dependent launch (Hopper and later; not under the
+    interpreter, nor with SPECDRAFT_NO_PDL=1, which the benchmarks set to measure what it buys). Each kernel
+    then starts while the one before it finishes: its launch and, for `fused_linear`, the first reads of its
+    weight are hidden behind that kernel's last programs, and it waits for that kernel's writes before
+    reading its input (`_triton_kernels.wait_for_previous_kernel`)."""
+    if _interpreting() or os.environ.get("SPECDRAFT_NO_PDL") or not torch.cuda.is_available():
+        return False
+    return torch.cuda.get_device_capability()[0] >= 9
+
+
+def _pdl_options() -> dict:
+    return dict(PDL=pdl(), launch_pdl=pdl())
+
+
+CACHE_LINE_BYTES = 128
+PREFETCH_TILES = 2  # weight tiles of each program asked for in L2 before it waits for the kernel before it
+
+
 def _reason(error: Exception) -> str:
     """Why a kernel did not compile or run, in one line (for FAILURES)."""
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
@@ -143,17 +164,21 @@ def _launch(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Te
     dummy = out  # stands in for absent optional pointers (never read: the flags are off)
     flags = dict(HAS_SCALE=scale is not None and not int4, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
                  NORM=norm_weight is not None, GLU=glu, SPLIT_K=split_k)
+    line_elems = CACHE_LINE_BYTES // w.element_size()  # stored elements (int4: bytes of two values)
+    stored_block_k = config.block_k // 2 if int4 else config.block_k
     main[(triton.cdiv(N, config.block_n), split_k)](
         x, w, scale if scale is not None else dummy, bias if bias is not None else dummy, r,
         norm_weight if norm_weight is not None else dummy, out, workspace, squares, M, N, K, k_per_split,
         x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps, **flags,
         INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
         DOT=config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        num_warps=config.num_warps, num_stages=config.num_stages)
+        PREFETCH_LINES=max(1, PREFETCH_TILES * stored_block_k // line_elems), LINE_ELEMS=line_elems,
+        num_warps=config.num_warps, num_stages=config.num_stages, **_pdl_options())
     if split_k > 1:
         epilogue[(triton.cdiv(N, 128),)](
             workspace, squares, scale if scale is not None else dummy, bias if bias is not None else dummy, r, out,
-            M, N, K, r.stride(0), out.stride(0), eps, **flags, BLOCK_M=block_m, BLOCK_N=128, num_warps=4)
+            M, N, K, r.stride(0), out.stride(0), eps, **flags, BLOCK_M=block_m, BLOCK_N=128, num_warps=4,
+            **_pdl_options())
 
 
 @functools.cache
@@ -200,6 +225,7 @@ def _fastest(key: tuple, candidates: list, run: Callable, reference: Callable[[]
              device: torch.device):
     """The candidate configuration for which run(config) is fastest, or REFERENCE when `reference` (timed
     too where given) beats every one. None of them compiling also gives REFERENCE, and FAILURES[key] says why."""
+    started = time.perf_counter()
     best, best_ms, errors = REFERENCE, float("inf"), []
     if reference is not None:
         reference()
@@ -215,7 +241,17 @@ def _fastest(key: tuple, candidates: list, run: Callable, reference: Callable[[]
             best, best_ms = config, ms
     if len(errors) == len(candidates):  # no configuration compiled: the torch path runs
         FAILURES[key] = "; ".join(errors)
+    _TUNING[key] = time.perf_counter() - started
     return best
+
+
+_TUNING: dict[tuple, float] = {}  # tuning key -> seconds spent choosing its configuration (compiling included)
+
+
+def tuning_seconds() -> float:
+    """Seconds spent so far in this process choosing kernel configurations: compiling every candidate and
+    timing it (part of an engine's start-up)."""
+    return sum(_TUNING.values())
 
 
 def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
@@ -294,7 +330,7 @@ def rope_and_cache(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor
             qkv, cos, sin_signed, qk_norm if qk_norm is not None else cos, columns, q, k_cache, v_cache, T,
             num_heads, num_kv_heads, head_dim, group, qkv.stride(1), col_row_stride, *k_cache.stride()[:3],
             *v_cache.stride()[:3], eps, QK_NORM=qk_norm is not None, BLOCK_D=triton.next_power_of_2(head_dim),
-            num_warps=1)
+            num_warps=1, **_pdl_options())
     except Exception as e:  # this Triton or GPU rejects it: the caller's reference path runs  # noqa: BLE001
         if key in _ROPE_COMPILED or torch.cuda.is_current_stream_capturing():
             raise
@@ -364,10 +400,10 @@ def _attention_launch(config: AttentionConfig, q: Tensor, k: Tensor, v: Tensor, 
         q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         mask.stride(0), mask.stride(2), mask.stride(3), PARTIAL=splits > 1, IEEE=q.dtype == torch.float32,
         BLOCK_R=max(16, triton.next_power_of_2(R)), BLOCK_N=config.block_n, BLOCK_D=block_d,
-        num_warps=config.num_warps, num_stages=config.num_stages)
+        num_warps=config.num_warps, num_stages=config.num_stages, **_pdl_options())
     if splits > 1:
         _triton_kernels.decode_attention_combine[(B * nkv, triton.cdiv(R, 16))](
-            acc_ws, ml_ws, out, R, head_dim, splits, BLOCK_R=16, BLOCK_D=block_d, num_warps=4)
+            acc_ws, ml_ws, out, R, head_dim, splits, BLOCK_R=16, BLOCK_D=block_d, num_warps=4, **_pdl_options())
 
 
 def _sdpa(q: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor) -> Tensor:

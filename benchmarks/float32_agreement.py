@@ -1,0 +1,117 @@
+"""How far the engine's fast paths are from the model they stand for, in float32, part by part.
+
+    python benchmarks/float32_agreement.py --out float32_agreement.json
+
+For each engine weight format (bf16 = the model's own float32 weights here, int8, int4), a tiny float32
+Qwen2 whose matrices take multiples of 128 inputs (so int4 applies) is compared with the Hugging Face
+model over the same (dequantized) weights: the engine's logits at every position of a 20-token prefill
+and 40 one-token steps (fed the reference's greedy tokens, so both see the same prefix) against the
+reference's logits for that prefix. Four engines per format, each built afresh (graphs are captured with
+the kernels of their time):
+
+- `torch`: every step on torch's path (`quant.fast_kernels` and `decoder.fast_kernels` off);
+- `linear`: the Triton matmul kernel only;
+- `rope_attention`: the Triton RoPE + cache-write and attention kernels only;
+- `all`: every Triton kernel, as decoding runs.
+
+Per engine: the largest |logit difference|, and the positions whose argmax differs from the reference's
+with the reference's top-2 gap (a disagreement where the gap is above ~1e-5 is not float32 rounding).
+Needs a CUDA device (on a CPU every variant is the torch path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+
+import torch
+
+VARIANTS = {"torch": (False, False), "linear": (True, False), "rope_attention": (False, True), "all": (True, True)}
+
+
+def tiny_model(seed: int):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(Qwen2Config(vocab_size=97, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2, intermediate_size=256,
+                                        max_position_embeddings=256)).eval()
+
+
+def dequantized(model, weights: str):
+    """The model over the weights the engine of `weights` multiplies by (every Linear; embeddings kept)."""
+    from specdraft.engine.quant import dequantize, dequantize_int4, quantize_int4, quantize_int8
+
+    reference = copy.deepcopy(model)
+    if weights == "bf16":
+        return reference
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, torch.nn.Linear):
+                w = module.weight
+                if weights == "int8":
+                    module.weight.copy_(dequantize(*quantize_int8(w, w.dtype), w.dtype))
+                else:
+                    module.weight.copy_(dequantize_int4(*quantize_int4(w, w.dtype), w.dtype))
+    return reference
+
+
+def compare(engine, reference, prompt: torch.Tensor, steps: int) -> dict:
+    """Engine logits for the prompt, then one token at a time along the reference's greedy continuation,
+    against the reference's logits for the same prefixes."""
+    with torch.no_grad():
+        continuation = reference.generate(prompt, max_new_tokens=steps, do_sample=False, pad_token_id=0, top_p=None,
+                                          top_k=None, temperature=None)[0]
+        expected = reference(continuation[None]).logits[0].float()  # [P + steps, V]
+    session = engine.open_session(continuation.shape[0] + 1)
+    got = [session.forward(prompt[0], prompt.shape[1]).float().clone()]
+    for i in range(prompt.shape[1], continuation.shape[0] - 1):
+        got.append(session.forward(continuation[i:i + 1], 1).float().clone())
+    got = torch.cat(got)
+    expected = expected[: got.shape[0]]
+    top2 = expected.topk(2, dim=-1).values
+    gaps = (top2[:, 0] - top2[:, 1])
+    parted = (got.argmax(-1) != expected.argmax(-1)).nonzero().flatten().tolist()
+    return {"positions": got.shape[0], "max_abs_logit_difference": float((got - expected).abs().max()),
+            "argmax_disagreements": [{"position": p, "reference_top2_gap": float(gaps[p])} for p in parted]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default="bf16,int8,int4")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--out", default="float32_agreement.json")
+    args = parser.parse_args()
+    from specdraft.engine import Engine, decoder, kernels, quant
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    results = {"command": "python " + " ".join(sys.argv), "device": str(device), "torch": torch.__version__,
+               "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+               "programmatic_dependent_launch": kernels.pdl() if device.type == "cuda" else False}
+    model = tiny_model(0).to(device)
+    prompt = torch.randint(0, 97, (1, 20), generator=torch.Generator().manual_seed(0)).to(device)
+    original_quant, original_decoder = quant.fast_kernels, decoder.fast_kernels
+    started = time.perf_counter()
+    for weights in args.weights.split(","):
+        reference = dequantized(model, weights)
+        for name, (linear_on, rope_attention_on) in VARIANTS.items():
+            quant.fast_kernels = original_quant if linear_on else (lambda x: False)
+            decoder.fast_kernels = original_decoder if rope_attention_on else (lambda x: False)
+            try:
+                engine = Engine.from_hf(model, max_seq_len=128, weights=weights)
+                results[f"{weights}_{name}"] = row = compare(engine, reference, prompt, args.steps)
+            finally:
+                quant.fast_kernels, decoder.fast_kernels = original_quant, original_decoder
+            print(f"{weights:>5} {name:>15}: max |dlogit| {row['max_abs_logit_difference']:.3g}, "
+                  f"argmax parts at {row['argmax_disagreements']}", flush=True)
+    results["triton_tuned"] = {str(k): None if c is None else c._asdict() for k, c in kernels.tuned_configs().items()}
+    results["seconds"] = time.perf_counter() - started
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
