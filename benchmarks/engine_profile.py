@@ -131,7 +131,7 @@ def main() -> None:
     device, started = torch.device("cuda"), time.perf_counter()
     results = {"command": "python " + " ".join(sys.argv), "shape": args.shape, "gpu": torch.cuda.get_device_name(),
                "torch": torch.__version__, "prompt_len": args.prompt_len, "calls": args.calls,
-               "programmatic_dependent_launch": kernels.pdl(),
+               "programmatic_dependent_launch_supported": kernels.pdl_supported(),
                "copy_bandwidth_bytes_per_s": copy_bandwidth(device, 2 * 1024**3)}
     wanted = {"target": ["one_token_step", "verification_6"], "draft": ["one_token_step", "proposal_5"]}
     for role, seed in (("target", 0), ("draft", 1)):

@@ -401,11 +401,11 @@ def main() -> None:
         results.update({f"bf16_{key}": value for key, value in parts.items()})
         del bf16, parts
         write_results(results, args.out, quiet=True)
-    if args.compare_no_pdl and device.type == "cuda" and kernels.pdl():
-        # The same engines with the kernels launched plainly (each waits for the one before it to end), in the
-        # same process: what programmatic dependent launch buys. The tuned configurations are kept.
+    if args.compare_no_pdl and device.type == "cuda" and kernels.pdl_supported():
+        # The same engines with every graph's kernels launched plainly (each waits for the one before it to
+        # end), in the same process: what capturing each graph both ways and keeping the faster buys.
         os.environ["SPECDRAFT_NO_PDL"] = "1"
-        kernels.pdl.cache_clear()
+        kernels.pdl_supported.cache_clear()
         plain = [Engine.from_hf(m, max_seq_len=args.prompt_len + n + 16, max_batch_size=1, weights=args.weights)
                  for m in (target, draft)]
         results["no_pdl_native_target_tok_s"] = rate(timed(
@@ -416,7 +416,7 @@ def main() -> None:
         results.update({f"no_pdl_{key}": value for key, value in parts.items()})
         del plain, parts
         del os.environ["SPECDRAFT_NO_PDL"]
-        kernels.pdl.cache_clear()
+        kernels.pdl_supported.cache_clear()
         write_results(results, args.out, quiet=True)
     if device.type == "cuda":
         # The pair as served: the Hugging Face models dropped, then the peak of a speculative generation
@@ -432,6 +432,9 @@ def main() -> None:
         results[f"native_batch{args.batch}_tok_s"] = rate(timed(
             lambda: engine_target.generate_batch(prompts, max_new_tokens=n), device, args.repeats), n * args.batch)
     results["native_graphs_captured"] = engine_target.num_graphs
+    for role, engine in (("target", engine_target), ("draft", engine_draft)):  # dependent launches or plain
+        runner = engine._session_runner
+        results[f"{role}_graph_launches"] = runner.launch_choices() if runner is not None else {}
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
 
@@ -446,7 +449,7 @@ def write_results(results: dict, path: str, quiet: bool = False) -> None:
         from specdraft.engine import kernels
 
         results["triton_kernels"] = kernels.available()
-        results["programmatic_dependent_launch"] = kernels.pdl()
+        results["programmatic_dependent_launch_supported"] = kernels.pdl_supported()
         results["triton_failures"] = {str(k): v for k, v in kernels.FAILURES.items()}
         results["triton_tuned"] = {str(k): None if c is None else c._asdict() for k, c in kernels.tuned_configs().items()}
     with open(path, "w") as f:

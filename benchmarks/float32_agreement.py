@@ -90,7 +90,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = {"command": "python " + " ".join(sys.argv), "device": str(device), "torch": torch.__version__,
                "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
-               "programmatic_dependent_launch": kernels.pdl() if device.type == "cuda" else False}
+               "programmatic_dependent_launch_supported": kernels.pdl_supported()}
     model = tiny_model(0).to(device)
     prompt = torch.randint(0, 97, (1, 20), generator=torch.Generator().manual_seed(0)).to(device)
     original_quant, original_decoder = quant.fast_kernels, decoder.fast_kernels

@@ -201,3 +201,28 @@ def test_the_engine_is_built_from_a_host_model_without_a_device_copy_of_it(tmp_p
     engine_bytes = sum(t.numel() * t.element_size() for t in engine.decoder.parameters())
     assert isinstance(engine, Engine) and held >= engine_bytes
     assert torch.cuda.max_memory_allocated() - before < 1.25 * engine_bytes  # a second copy would be 2x
+
+
+@pytest.mark.parametrize("weights", ["bf16", "int8"])
+def test_graphs_with_dependent_launches_compute_what_plain_ones_do(models, weights, monkeypatch):
+    """A graph captured with programmatic dependent launches (each kernel starting while the one before it
+    ends) computes bit for bit what the plainly launched one does: every kernel waits for its input."""
+    from specdraft.engine import kernels, runner
+
+    if not kernels.pdl_supported():
+        pytest.skip("this GPU has no programmatic dependent launch")
+    target, draft = models
+    prompt = torch.randint(0, 97, (1, 20), device="cuda", generator=torch.Generator("cuda").manual_seed(1))
+    outputs = {}
+    for dependent in (False, True):  # the timing that picks a graph, rigged to pick one way
+        monkeypatch.setattr(runner._Graph, "_replay_ms", lambda self, graph, d=dependent: float(
+            (graph is self.graph) == d))  # the plain graph is self.graph while both are timed
+        engine_target = Engine.from_hf(target, max_seq_len=512, weights=weights)
+        engine_draft = Engine.from_hf(draft, max_seq_len=512, weights=weights)
+        plain = autoregressive_generate(engine_target, prompt, max_new_tokens=200)
+        speculative = speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=5,
+                                           max_new_tokens=200).token_ids
+        choices = engine_target._session_runner.launch_choices()
+        assert choices and all(choice["dependent"] == dependent for choice in choices.values())
+        outputs[dependent] = (plain, speculative)
+    assert torch.equal(outputs[True][0], outputs[False][0]) and torch.equal(outputs[True][1], outputs[False][1])

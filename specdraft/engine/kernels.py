@@ -34,6 +34,7 @@ shape as `fused_linear` is, against SDPA.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -101,15 +102,35 @@ def _interpreting() -> bool:
 
 
 @functools.cache
-def pdl() -> bool:
-    """Whether the kernels are launched with programmatic dependent launch (Hopper and later; not under the
-    interpreter, nor with SPECDRAFT_NO_PDL=1, which the benchmarks set to measure what it buys). Each kernel
-    then starts while the one before it finishes: its launch and, for `fused_linear`, the first reads of its
-    weight are hidden behind that kernel's last programs, and it waits for that kernel's writes before
-    reading its input (`_triton_kernels.wait_for_previous_kernel`)."""
+def pdl_supported() -> bool:
+    """Whether this GPU can launch the kernels with programmatic dependent launch (Hopper and later; not
+    under the interpreter, nor with SPECDRAFT_NO_PDL=1)."""
     if _interpreting() or os.environ.get("SPECDRAFT_NO_PDL") or not torch.cuda.is_available():
         return False
     return torch.cuda.get_device_capability()[0] >= 9
+
+
+_PDL = [False]  # launches inside `dependent_launches(True)`: the innermost setting
+
+
+def pdl() -> bool:
+    """Whether kernels launched now use programmatic dependent launch: each then starts while the one
+    before it finishes, its launch and, for `fused_linear`, the first reads of its weight hidden behind
+    that kernel's last programs, and waits for that kernel's writes before reading its input
+    (`_triton_kernels.wait_for_previous_kernel`). Measured on the H200 it speeds the 0.5B draft's step
+    and slows the 14B int8 target's (docs/performance.md), so the runner captures each graph both ways and
+    keeps the faster (`runner._Graph`); plain launches elsewhere."""
+    return _PDL[-1]
+
+
+@contextlib.contextmanager
+def dependent_launches(on: bool):
+    """Launch the kernels with programmatic dependent launch inside (where `pdl_supported`), or plainly."""
+    _PDL.append(on and pdl_supported())
+    try:
+        yield
+    finally:
+        _PDL.pop()
 
 
 def _pdl_options() -> dict:
@@ -215,8 +236,32 @@ def _tune(key: tuple, run: Callable[[Config], None], rows: int, norm: bool, refe
     return _fastest(key, candidates_for(rows, norm, dtype, int4), run, reference, device)
 
 
+def _choose(key: tuple, make: type, run: Callable, tune: Callable[[], object]):
+    """The configuration for `key`: the one stored in a tuning table (`tuning_table.lookup`) where it still
+    runs here, else `tune()`'s choice, which is then stored in this machine's table."""
+    if _interpreting():
+        return tune()
+    _refuse_during_capture("a Triton kernel", key)
+    from specdraft.engine import tuning_table
+
+    stored = tuning_table.lookup(key)
+    if stored is not tuning_table.MISSING:
+        if stored is None:
+            return REFERENCE
+        try:
+            config = make(**stored)
+            run(config)  # compiles it
+            return config
+        except Exception:  # a stale or foreign entry: tune afresh  # noqa: BLE001
+            pass
+    choice = tune()
+    if key not in FAILURES:  # a shape where nothing compiled is tried again in the next process
+        tuning_table.record(key, None if choice is REFERENCE else choice._asdict())
+    return choice
+
+
 def _refuse_during_capture(kernel: str, key: tuple) -> None:
-    if torch.cuda.is_current_stream_capturing():  # timing and compiling cannot happen inside a graph
+    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():  # no timing or compiling inside
         raise RuntimeError(f"{kernel} met the shape {key} for the first time during CUDA-graph capture; run "
                            "the step once before capturing it (the runner's warm-up run does)")
 
@@ -298,7 +343,8 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
 
     key = (N, K, M, x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None, glu)
     if key not in _tuned:
-        _tuned[key] = _tune(key, run, M, norm_weight is not None, reference, x.device, x.dtype, int4)
+        _tuned[key] = _choose(key, Config, run, lambda: _tune(key, run, M, norm_weight is not None, reference,
+                                                                x.device, x.dtype, int4))
     config = _tuned[key]
     if config is REFERENCE:
         return None
@@ -435,8 +481,11 @@ def decode_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor) 
     out = torch.empty((B, nkv, R, head_dim), dtype=q.dtype, device=q.device)
     key = ("decode_attention", B, nkv, R, head_dim, kv_len, q.dtype)
     if key not in _tuned:
-        _tuned[key] = _tune_attention(key, lambda config: _attention_launch(config, q, k_cache, v_cache, mask, out),
-                                      lambda: _sdpa(q, k_cache, v_cache, mask), kv_len, q.device)
+        def run(config: AttentionConfig) -> None:
+            _attention_launch(config, q, k_cache, v_cache, mask, out)
+
+        _tuned[key] = _choose(key, AttentionConfig, run, lambda: _tune_attention(
+            key, run, lambda: _sdpa(q, k_cache, v_cache, mask), kv_len, q.device))
     config = _tuned[key]
     if config is REFERENCE:
         return None

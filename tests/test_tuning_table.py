@@ -1,0 +1,110 @@
+"""Stored kernel choices (`specdraft.engine.tuning_table`) and how `kernels` uses them, on a CPU."""
+
+import json
+
+import pytest
+import torch
+
+from specdraft.engine import kernels, tuning_table
+
+KEY = (896, 896, 1, torch.bfloat16, torch.int8, False, True, False, False)
+CONFIG = kernels.Config(32, 256, 2, 4, 4)
+
+
+@pytest.fixture
+def tables(tmp_path, monkeypatch):
+    """A local table under tmp_path and an empty shipped folder, for a GPU named 'Test GPU'."""
+    monkeypatch.setattr(tuning_table, "_gpu_name", lambda: "Test GPU")
+    monkeypatch.setattr(tuning_table, "SHIPPED", tmp_path / "shipped")
+    monkeypatch.setenv("SPECDRAFT_KERNEL_CACHE", str(tmp_path / "local.json"))
+    tuning_table._tables.cache_clear()
+    yield tmp_path
+    tuning_table._tables.cache_clear()
+
+
+def test_gpu_names_become_file_names():
+    assert tuning_table.gpu_slug("NVIDIA H200") == "NVIDIA_H200"
+    assert tuning_table.gpu_slug("NVIDIA GeForce RTX 4090 (x)") == "NVIDIA_GeForce_RTX_4090_x"
+
+
+def test_local_choices_come_before_shipped_ones_and_are_added_to(tables):
+    shipped = {str(KEY): CONFIG._asdict(), "other": None}
+    tuning_table.write(tables / "shipped" / "Test_GPU.json", "Test GPU", shipped, "a benchmark")
+    tuning_table.write(tables / "local.json", "Test GPU", {"other": {"block_n": 8}}, "here")
+    assert tuning_table.lookup(KEY) == CONFIG._asdict()
+    assert tuning_table.lookup("other") == {"block_n": 8}
+    assert tuning_table.lookup("absent") is tuning_table.MISSING
+    tuning_table.record("absent", None)
+    assert json.loads((tables / "local.json").read_text())["choices"] == {"other": {"block_n": 8}, "absent": None}
+
+
+def test_record_keeps_what_another_process_wrote(tables):
+    tuning_table.lookup(KEY)  # this process reads the (empty) table
+    tuning_table.write(tables / "local.json", "Test GPU", {"theirs": None}, "another process")
+    tuning_table.record("mine", None)
+    assert set(json.loads((tables / "local.json").read_text())["choices"]) == {"theirs", "mine"}
+
+
+def test_off_reads_and_writes_nothing(tables, monkeypatch):
+    tuning_table.write(tables / "local.json", "Test GPU", {str(KEY): None}, "here")
+    monkeypatch.setenv("SPECDRAFT_KERNEL_CACHE", "off")
+    tuning_table._tables.cache_clear()
+    assert tuning_table.lookup(KEY) is tuning_table.MISSING
+    tuning_table.record("new", None)
+    assert "new" not in json.loads((tables / "local.json").read_text())["choices"]
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"choices": [1, 2]}', '{"gpu": "x"}', '{"choices": {"k": 3}}'])
+def test_a_malformed_table_is_an_error_naming_its_file(tables, text):
+    (tables / "local.json").write_text(text)
+    with pytest.raises(ValueError, match="local.json: not a kernel tuning table"):
+        tuning_table.lookup(KEY)
+
+
+@pytest.fixture
+def choosing(tables, monkeypatch):
+    """kernels._choose as on a GPU (not the interpreter), with tune() and run() recorded."""
+    monkeypatch.setattr(kernels, "_interpreting", lambda: False)
+    calls = {"tune": 0, "run": []}
+
+    def tune():
+        calls["tune"] += 1
+        return CONFIG
+
+    def run(config):
+        calls["run"].append(config)
+
+    return calls, tune, run
+
+
+def test_a_stored_choice_that_compiles_is_used_without_tuning(choosing, tables):
+    calls, tune, run = choosing
+    tuning_table.write(tables / "local.json", "Test GPU", {str(KEY): CONFIG._replace(block_n=64)._asdict()}, "here")
+    assert kernels._choose(KEY, kernels.Config, run, tune) == CONFIG._replace(block_n=64)
+    assert calls["tune"] == 0 and calls["run"] == [CONFIG._replace(block_n=64)]
+
+
+def test_a_stored_torch_path_is_used_without_running_anything(choosing, tables):
+    calls, tune, run = choosing
+    tuning_table.write(tables / "local.json", "Test GPU", {str(KEY): None}, "here")
+    assert kernels._choose(KEY, kernels.Config, run, tune) is kernels.REFERENCE
+    assert calls == {"tune": 0, "run": []}
+
+
+def test_a_missing_or_stale_choice_is_tuned_and_stored(choosing, tables):
+    calls, tune, run = choosing
+    assert kernels._choose(KEY, kernels.Config, run, tune) == CONFIG  # missing
+    assert json.loads((tables / "local.json").read_text())["choices"][str(KEY)] == CONFIG._asdict()
+    other = ("decode_attention", 1, 8, 5, 128, 256, torch.bfloat16)
+    tuning_table.record(other, {"block_n": 64, "no_such_field": 1})  # from another version: does not fit
+    assert kernels._choose(other, kernels.AttentionConfig, run, tune) == CONFIG
+    assert calls["tune"] == 2
+
+
+def test_the_shipped_h200_table_holds_only_configurations_that_fit():
+    """Every entry of the shipped H200 table builds its configuration type (what `_choose` does with it)."""
+    table = tuning_table.read(tuning_table.SHIPPED / "NVIDIA_H200.json")
+    assert table
+    for key, choice in table.items():
+        if choice is not None:
+            (kernels.AttentionConfig if "decode_attention" in key else kernels.Config)(**choice)
