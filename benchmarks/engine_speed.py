@@ -390,34 +390,31 @@ def main() -> None:
     write_results(results, args.out, quiet=True)
     results.update(step_parts(engine_target, engine_draft, device, args.prompt_len, bandwidth, args.repeats))
     write_results(results, args.out, quiet=True)
-    if args.compare_bf16 and args.weights != "bf16":
-        # The same models served in bf16, in the same process: the side-by-side baseline.
-        bf16 = [Engine.from_hf(m, max_seq_len=args.prompt_len + n + 16, max_batch_size=1) for m in (target, draft)]
-        results["bf16_native_target_tok_s"] = rate(timed(
-            lambda: autoregressive_generate(bf16[0], prompt, max_new_tokens=n), device, args.repeats))
-        results["bf16_native_speculative_k5_tok_s"] = rate(timed(lambda: speculative_generate(
-            *bf16, prompt, num_speculative_tokens=5, max_new_tokens=n), device, args.repeats))
-        parts = step_parts(*bf16, device, args.prompt_len, bandwidth, args.repeats)
-        results.update({f"bf16_{key}": value for key, value in parts.items()})
-        del bf16, parts
+    def side_by_side(prefix: str, weights: str) -> None:
+        """Another target and draft engine pair of the same models, in this process: its target alone,
+        speculative k = 5 and step parts, as `prefix`_..."""
+        pair = [Engine.from_hf(m, max_seq_len=args.prompt_len + n + 16, max_batch_size=1, weights=weights)
+                for m in (target, draft)]
+        results[f"{prefix}_native_target_tok_s"] = rate(timed(
+            lambda: autoregressive_generate(pair[0], prompt, max_new_tokens=n), device, args.repeats))
+        results[f"{prefix}_native_speculative_k5_tok_s"] = rate(timed(lambda: speculative_generate(
+            *pair, prompt, num_speculative_tokens=5, max_new_tokens=n), device, args.repeats))
+        parts = step_parts(*pair, device, args.prompt_len, bandwidth, args.repeats)
+        results.update({f"{prefix}_{key}": value for key, value in parts.items()})
         write_results(results, args.out, quiet=True)
+
+    if args.compare_bf16 and args.weights != "bf16":
+        side_by_side("bf16", "bf16")  # the same models served in bf16: the baseline
     if args.compare_no_pdl and device.type == "cuda" and kernels.pdl_supported():
-        # The same engines with every graph's kernels launched plainly (each waits for the one before it to
-        # end), in the same process: what capturing each graph both ways and keeping the faster buys.
+        # No graph offered dependent launches (each kernel waits for the one before it to end): what
+        # programmatic dependent launch buys. Tuned choices are kept.
         os.environ["SPECDRAFT_NO_PDL"] = "1"
         kernels.pdl_supported.cache_clear()
-        plain = [Engine.from_hf(m, max_seq_len=args.prompt_len + n + 16, max_batch_size=1, weights=args.weights)
-                 for m in (target, draft)]
-        results["no_pdl_native_target_tok_s"] = rate(timed(
-            lambda: autoregressive_generate(plain[0], prompt, max_new_tokens=n), device, args.repeats))
-        results["no_pdl_native_speculative_k5_tok_s"] = rate(timed(lambda: speculative_generate(
-            *plain, prompt, num_speculative_tokens=5, max_new_tokens=n), device, args.repeats))
-        parts = step_parts(*plain, device, args.prompt_len, bandwidth, args.repeats)
-        results.update({f"no_pdl_{key}": value for key, value in parts.items()})
-        del plain, parts
-        del os.environ["SPECDRAFT_NO_PDL"]
-        kernels.pdl_supported.cache_clear()
-        write_results(results, args.out, quiet=True)
+        try:
+            side_by_side("no_pdl", args.weights)
+        finally:
+            del os.environ["SPECDRAFT_NO_PDL"]
+            kernels.pdl_supported.cache_clear()
     if device.type == "cuda":
         # The pair as served: the Hugging Face models dropped, then the peak of a speculative generation
         # (weights, caches, graphs' memory) and the memory the engines hold.

@@ -5,8 +5,9 @@
 For each engine weight format (bf16 = the model's own float32 weights here, int8, int4), a tiny float32
 Qwen2 whose matrices take multiples of 128 inputs (so int4 applies) is compared with the Hugging Face
 model over the same (dequantized) weights: the engine's logits at every position of a 20-token prefill
-and 40 one-token steps (fed the reference's greedy tokens, so both see the same prefix) against the
-reference's logits for that prefix. Four engines per format, each built afresh (graphs are captured with
+and `--steps` one-token steps (fed the reference's greedy tokens, so both see the same prefix) against the
+reference's logits for that prefix. The engine's cache holds `--max-seq-len` columns (512, as
+tests/test_engine_cuda.py's engines: attention then runs over 256 or 512 of them). Four engines per format, each built afresh (graphs are captured with
 the kernels of their time):
 
 - `torch`: every step on torch's path (`quant.fast_kernels` and `decoder.fast_kernels` off);
@@ -68,7 +69,7 @@ def compare(engine, reference, prompt: torch.Tensor, steps: int) -> dict:
         expected = reference(continuation[None]).logits[0].float()  # [P + steps, V]
     session = engine.open_session(continuation.shape[0] + 1)
     got = [session.forward(prompt[0], prompt.shape[1]).float().clone()]
-    for i in range(prompt.shape[1], continuation.shape[0] - 1):
+    for i in range(prompt.shape[1], continuation.shape[0]):
         got.append(session.forward(continuation[i:i + 1], 1).float().clone())
     got = torch.cat(got)
     expected = expected[: got.shape[0]]
@@ -83,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default="bf16,int8,int4")
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--max-seq-len", type=int, default=512)
     parser.add_argument("--out", default="float32_agreement.json")
     args = parser.parse_args()
     from specdraft.engine import Engine, decoder, kernels, quant
@@ -101,7 +103,7 @@ def main() -> None:
             quant.fast_kernels = original_quant if linear_on else (lambda x: False)
             decoder.fast_kernels = original_decoder if rope_attention_on else (lambda x: False)
             try:
-                engine = Engine.from_hf(model, max_seq_len=128, weights=weights)
+                engine = Engine.from_hf(model, max_seq_len=args.max_seq_len, weights=weights)
                 results[f"{weights}_{name}"] = row = compare(engine, reference, prompt, args.steps)
             finally:
                 quant.fast_kernels, decoder.fast_kernels = original_quant, original_decoder

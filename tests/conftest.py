@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# Kernel choices stored on this machine or shipped for its GPU would stand in for the configurations a test
+# forces: the tests read and write no tuning table (tests/test_tuning_table.py points it at its own files).
+os.environ["SPECDRAFT_KERNEL_CACHE"] = "off"
 
 
 def tiny_qwen2(seed: int, *, vocab_size: int = 97, hidden_size: int = 32, num_hidden_layers: int = 2):
@@ -65,3 +69,85 @@ def draft():
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def assert_engine_is_its_dequantized_model(model, reference, weights: str):
+    """The engine of `weights` (int8, int4) built from `model` computes what `reference` (model over the
+    dequantized weights) computes: bit for bit against a float engine built from `reference`, within 1e-4
+    of the Hugging Face model over it (and not of `model` itself: quantizing changed it), and greedy
+    output equal to Hugging Face's. Returns the quantized engine."""
+    from specdraft.decoding import autoregressive_generate
+    from specdraft.engine import Engine
+    from tests.test_engine import hf_greedy
+
+    quantized = Engine.from_hf(model, max_seq_len=128, weights=weights)
+    over_dequantized = Engine.from_hf(reference, max_seq_len=128)  # bf16 format: plain float32 matrices
+    prompt = torch.randint(0, model.config.vocab_size, (1, 9), generator=torch.Generator().manual_seed(1))
+    logits = []
+    for engine in (quantized, over_dequantized):
+        session = engine.open_session(64)
+        logits.append(torch.cat([session.forward(prompt[0, :6].tolist(), 6),
+                                 session.forward(prompt[0, 6:7].tolist(), 1),
+                                 session.forward(prompt[0, 7:].tolist(), 2)]))
+    assert torch.equal(logits[0], logits[1])  # the same function, bit for bit
+    with torch.no_grad():
+        hf = reference(prompt).logits[0]
+    torch.testing.assert_close(logits[0], hf, atol=1e-4, rtol=0)
+    with torch.no_grad():
+        assert not torch.allclose(logits[0], model(prompt).logits[0], atol=1e-4)
+    out = autoregressive_generate(quantized, prompt, max_new_tokens=30)
+    assert out.tolist() == hf_greedy(reference, prompt[0].tolist(), 30)
+    return quantized
+
+
+def forced_candidate(config: int, norm_inside: bool, fusion: str, rows: int, dtype: torch.dtype, int4: bool = False):
+    """`kernels.CANDIDATES[config]` with the norm inside or before it, or a skip where that case does not
+    exist (no norm to place, a one-row form for several rows) or adds nothing (bf16 under the interpreter)."""
+    pytest.importorskip("triton")
+    from specdraft.engine import kernels
+
+    assert len(kernels.CANDIDATES) == 8, "one test case per candidate: update the parametrisation"
+    if not norm_inside and "norm" not in fusion:
+        pytest.skip("no norm to place")
+    candidate = kernels.CANDIDATES[config]._replace(fuse_norm=norm_inside)
+    if candidate not in kernels.candidates_for(rows, norm="norm" in fusion, int4=int4):
+        pytest.skip(f"{candidate} takes one row")
+    if not torch.cuda.is_available() and dtype == torch.bfloat16:
+        pytest.skip("the interpreter's bf16 dot is numpy's float32 one: nothing more than the float32 case")
+    return candidate
+
+
+def assert_fused_linear_equals_reference(candidate, fusion: str, rows: int, weight: torch.Tensor,
+                                         scale: torch.Tensor | None, x: torch.Tensor, g: torch.Generator,
+                                         dtype: torch.dtype, monkeypatch) -> None:
+    """`kernels.fused_linear` forced to `candidate` (on a GPU, or under the Triton interpreter) against
+    `quant.linear`'s reference in float64: weight floating, int8 (scale per row) or packed int4 (uint8, scale
+    per group), x [rows, K]; `fusion` names what is folded in (bias, residual, norm, glu), drawn from g."""
+    import triton
+
+    from specdraft.engine import kernels
+    from specdraft.engine.quant import linear
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    n = len(weight) // 2 if "glu" in fusion else len(weight)
+    k = x.shape[1]
+    kwargs = dict(bias=torch.randn(len(weight), generator=g) if "bias" in fusion else None,
+                  residual=torch.randn(rows, n, generator=g) if "residual" in fusion else None,
+                  norm_weight=torch.rand(k, generator=g) + 0.5 if "norm" in fusion else None,
+                  glu="glu" in fusion)
+    on = {key: v.to(device, dtype) if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
+    integer = not weight.dtype.is_floating_point
+    kernels._tuned.clear()
+    monkeypatch.setattr(kernels, "_tune", lambda *args: candidate)
+    try:
+        out = kernels.fused_linear(x.to(device, dtype), weight.to(device, weight.dtype if integer else dtype),
+                                   None if scale is None else scale.to(device, dtype), eps=1e-6, **on)
+    except triton.runtime.errors.OutOfResources as e:  # the tuner skips such a candidate too
+        pytest.skip(f"{candidate} does not fit this GPU for {dtype} {weight.dtype} weights: {e}")
+    assert out is not None, kernels.FAILURES
+    as64 = {key: v.double() if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
+    expected = linear(x.double(), weight if integer else weight.double(), None if scale is None else scale.double(),
+                      eps=1e-6, **as64)  # integer weights stay as stored: the reference dequantizes them
+    assert out.shape == expected.shape
+    error = (out.cpu().double() - expected).norm() / expected.norm()
+    assert float(error) < (1e-5 if dtype == torch.float32 else 2e-2), error

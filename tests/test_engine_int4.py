@@ -11,8 +11,8 @@ import torch
 from specdraft.decoding import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
 from specdraft.engine.quant import GROUP, dequantize_int4, quantize_int4, unpack_int4
-from tests.conftest import tiny_qwen2
-from tests.test_engine import hf_greedy
+from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference, forced_candidate,
+                            tiny_qwen2)
 
 
 def int4_qwen2(seed: int, hidden_size: int = 128, num_hidden_layers: int = 2):
@@ -91,28 +91,9 @@ def test_int4_rejects_inputs_not_a_multiple_of_the_group(target):
 @pytest.mark.parametrize("make", [lambda: int4_qwen2(0), lambda: int4_qwen3(0)], ids=["qwen2", "qwen3"])
 def test_int4_engine_equals_the_dequantized_model(make):
     model = make()
-    reference = dequantized_copy(model)
-    int4 = Engine.from_hf(model, max_seq_len=128, weights="int4")
-    over_dequantized = Engine.from_hf(reference, max_seq_len=128)  # bf16 format: plain float32 matrices
+    int4 = assert_engine_is_its_dequantized_model(model, dequantized_copy(model), "int4")
     assert int4.decoder.layers[0].qkv.weight.dtype == torch.uint8
     assert int4.decoder.lm_head.weight.dtype == torch.uint8
-    vocab = model.config.vocab_size
-    prompt = torch.randint(0, vocab, (1, 9), generator=torch.Generator().manual_seed(1))
-    logits = []
-    for engine in (int4, over_dequantized):
-        session = engine.open_session(64)
-        logits.append(torch.cat([session.forward(prompt[0, :6].tolist(), 6),
-                                 session.forward(prompt[0, 6:7].tolist(), 1),
-                                 session.forward(prompt[0, 7:].tolist(), 2)]))
-    assert torch.equal(logits[0], logits[1])  # the same function, bit for bit
-    with torch.no_grad():
-        hf = reference(prompt).logits[0]
-    torch.testing.assert_close(logits[0], hf, atol=1e-4, rtol=0)
-    # Quantization changed the model: the int4 logits are not the float model's.
-    with torch.no_grad():
-        assert not torch.allclose(logits[0], model(prompt).logits[0], atol=1e-4)
-    out = autoregressive_generate(int4, prompt, max_new_tokens=30)
-    assert out.tolist() == hf_greedy(reference, prompt[0].tolist(), 30)
 
 
 def test_int4_speculative_equals_int4_target_greedy():
@@ -170,44 +151,14 @@ def test_fused_linear_int4_kernel_equals_the_reference(rows, fusion, dtype, conf
     """Each candidate configuration of the Triton kernel with packed int4 weights (tensor cores or GEMV,
     split-K or not, the norm inside or before it) against the reference path in float64, every fusion, on
     masked edges: N a multiple of no block, K = 3 groups (a multiple of no BLOCK_K above 128)."""
-    pytest.importorskip("triton")
-    from specdraft.engine import kernels
-    from specdraft.engine.quant import linear
-
-    assert len(kernels.CANDIDATES) == 8, "one test case per candidate: update the parametrisation"
-    if not norm_inside and "norm" not in fusion:
-        pytest.skip("no norm to place")
-    candidate = kernels.CANDIDATES[config]._replace(fuse_norm=norm_inside)
-    if candidate not in kernels.candidates_for(rows, norm="norm" in fusion, int4=True):
-        pytest.skip(f"{candidate} takes one row")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" and dtype == torch.bfloat16:
-        pytest.skip("the interpreter's bf16 dot is numpy's float32 one: nothing more than the float32 case")
+    candidate = forced_candidate(config, norm_inside, fusion, rows, dtype, int4=True)
     g = torch.Generator().manual_seed(rows)
     n, k = 203, 3 * GROUP
     w = torch.randn(2 * n if "glu" in fusion else n, k, generator=g)
     w = w * torch.logspace(-1, 1, 3).repeat_interleave(GROUP)  # groups of different scales along K
     packed, scale = quantize_int4(w, torch.float32)
     x = torch.randn(rows, k, generator=g)
-    kwargs = dict(bias=torch.randn(len(w), generator=g) if "bias" in fusion else None,
-                  residual=torch.randn(rows, n, generator=g) if "residual" in fusion else None,
-                  norm_weight=torch.rand(k, generator=g) + 0.5 if "norm" in fusion else None,
-                  glu="glu" in fusion)
-    on = {key: v.to(device, dtype) if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
-    kernels._tuned.clear()
-    monkeypatch.setattr(kernels, "_tune", lambda *args: candidate)
-    import triton
-
-    try:
-        out = kernels.fused_linear(x.to(device, dtype), packed.to(device), scale.to(device, dtype), eps=1e-6, **on)
-    except triton.runtime.errors.OutOfResources as e:  # the tuner skips such a candidate too
-        pytest.skip(f"{candidate} does not fit this GPU for {dtype} int4 weights: {e}")
-    assert out is not None, kernels.FAILURES
-    as64 = {key: v.double() if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
-    expected = linear(x.double(), packed, scale.double(), eps=1e-6, **as64)  # packed stays uint8: the reference
-    assert out.shape == expected.shape
-    error = (out.cpu().double() - expected).norm() / expected.norm()
-    assert float(error) < (1e-5 if dtype == torch.float32 else 2e-2), error
+    assert_fused_linear_equals_reference(candidate, fusion, rows, packed, scale, x, g, dtype, monkeypatch)
 
 
 def test_int4_candidates_hold_whole_groups(monkeypatch):

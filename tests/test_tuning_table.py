@@ -27,6 +27,13 @@ def test_gpu_names_become_file_names():
     assert tuning_table.gpu_slug("NVIDIA GeForce RTX 4090 (x)") == "NVIDIA_GeForce_RTX_4090_x"
 
 
+def test_the_local_table_is_per_gpu_and_triton_version(monkeypatch):
+    monkeypatch.delenv("SPECDRAFT_KERNEL_CACHE")
+    monkeypatch.setattr(tuning_table, "_triton_version", lambda: "3.6.0")
+    path = tuning_table.local_path("NVIDIA H200")
+    assert path.parent.name == "specdraft" and path.name == "kernels-NVIDIA_H200-triton3.6.0.json"
+
+
 def test_local_choices_come_before_shipped_ones_and_are_added_to(tables):
     shipped = {str(KEY): CONFIG._asdict(), "other": None}
     tuning_table.write(tables / "shipped" / "Test_GPU.json", "Test GPU", shipped, "a benchmark")
@@ -65,6 +72,8 @@ def test_a_malformed_table_is_an_error_naming_its_file(tables, text):
 def choosing(tables, monkeypatch):
     """kernels._choose as on a GPU (not the interpreter), with tune() and run() recorded."""
     monkeypatch.setattr(kernels, "_interpreting", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)  # a CPU-only torch has none
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     calls = {"tune": 0, "run": []}
 
     def tune():
@@ -99,6 +108,19 @@ def test_a_missing_or_stale_choice_is_tuned_and_stored(choosing, tables):
     tuning_table.record(other, {"block_n": 64, "no_such_field": 1})  # from another version: does not fit
     assert kernels._choose(other, kernels.AttentionConfig, run, tune) == CONFIG
     assert calls["tune"] == 2
+
+
+def test_a_stored_choice_that_fails_here_is_tuned_again_and_said(choosing, tables, caplog):
+    calls, tune, _ = choosing
+    tuning_table.write(tables / "local.json", "Test GPU", {str(KEY): CONFIG._replace(block_k=4096)._asdict()}, "here")
+
+    def run(config):
+        if config.block_k == 4096:
+            raise RuntimeError("out of shared memory")
+
+    assert kernels._choose(KEY, kernels.Config, run, tune) == CONFIG
+    assert calls["tune"] == 1 and "out of shared memory" in caplog.text
+    assert json.loads((tables / "local.json").read_text())["choices"][str(KEY)] == CONFIG._asdict()
 
 
 def test_the_shipped_h200_table_holds_only_configurations_that_fit():

@@ -3,7 +3,13 @@ interpreter in tests). Triton resolves a kernel's helpers among its module's glo
 
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+try:  # grid dependency control: Triton 3.4 and later
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+    HAS_GRID_DEPENDENCY_CONTROL = True
+except ImportError:  # older Triton: kernels are never launched with PDL (`kernels.pdl_supported`)
+    HAS_GRID_DEPENDENCY_CONTROL = False
 
 
 @triton.jit

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from specdraft.engine.quant import GROUP
+from specdraft.engine.timing import median_ms
 
 MAX_FAST_ROWS = 16  # one tensor-core tile of rows; more rows (prefills) take the reference path
 FAILURES: dict[tuple, str] = {}  # tuning key -> why no candidate ran
@@ -103,11 +105,13 @@ def _interpreting() -> bool:
 
 @functools.cache
 def pdl_supported() -> bool:
-    """Whether this GPU can launch the kernels with programmatic dependent launch (Hopper and later; not
-    under the interpreter, nor with SPECDRAFT_NO_PDL=1)."""
+    """Whether this GPU and Triton can launch the kernels with programmatic dependent launch (Hopper and
+    later, Triton 3.4 and later; not under the interpreter, nor with SPECDRAFT_NO_PDL=1)."""
     if _interpreting() or os.environ.get("SPECDRAFT_NO_PDL") or not torch.cuda.is_available():
         return False
-    return torch.cuda.get_device_capability()[0] >= 9
+    from specdraft.engine import _triton_kernels
+
+    return _triton_kernels.HAS_GRID_DEPENDENCY_CONTROL and torch.cuda.get_device_capability()[0] >= 9
 
 
 _PDL = [False]  # launches inside `dependent_launches(True)`: the innermost setting
@@ -117,9 +121,8 @@ def pdl() -> bool:
     """Whether kernels launched now use programmatic dependent launch: each then starts while the one
     before it finishes, its launch and, for `fused_linear`, the first reads of its weight hidden behind
     that kernel's last programs, and waits for that kernel's writes before reading its input
-    (`_triton_kernels.wait_for_previous_kernel`). Measured on the H200 it speeds the 0.5B draft's step
-    and slows the 14B int8 target's (docs/performance.md), so the runner captures each graph both ways and
-    keeps the faster (`runner._Graph`); plain launches elsewhere."""
+    (`_triton_kernels.wait_for_previous_kernel`). Only inside `dependent_launches(True)`, which the runner
+    offers to draft proposals (`runner._Graph`); plain launches elsewhere."""
     return _PDL[-1]
 
 
@@ -134,7 +137,7 @@ def dependent_launches(on: bool):
 
 
 def _pdl_options() -> dict:
-    return dict(PDL=pdl(), launch_pdl=pdl())
+    return dict(PDL=True, launch_pdl=True) if pdl() else {}
 
 
 CACHE_LINE_BYTES = 128
@@ -213,17 +216,12 @@ def _time_ms(run: Callable[[], object], device: torch.device, repeats: int = 10)
     A spin kernel before the first event keeps the GPU busy while the host launches `run` (a Triton launch
     costs tens of microseconds of Python), so the events time the GPU's work, not the host's."""
     scrub = _scrub_buffer(device)
-    times = []
-    for _ in range(repeats):
+
+    def before() -> None:
         scrub.zero_()
         torch.cuda._sleep(200_000)  # ~0.1 ms at the H200's clock: longer than launching `run`
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
+
+    return median_ms(run, repeats, before)
 
 
 def _tune(key: tuple, run: Callable[[Config], None], rows: int, norm: bool, reference: Callable[[], object] | None,
@@ -251,9 +249,11 @@ def _choose(key: tuple, make: type, run: Callable, tune: Callable[[], object]):
         try:
             config = make(**stored)
             run(config)  # compiles it
+            torch.cuda.synchronize()  # and runs it
             return config
-        except Exception:  # a stale or foreign entry: tune afresh  # noqa: BLE001
-            pass
+        except Exception as e:  # a stale or foreign entry: tune afresh  # noqa: BLE001
+            logging.getLogger(__name__).warning("stored kernel choice %s for %s does not run here (%s): tuning "
+                                                "it again", stored, key, _reason(e))
     choice = tune()
     if key not in FAILURES:  # a shape where nothing compiled is tried again in the next process
         tuning_table.record(key, None if choice is REFERENCE else choice._asdict())
@@ -261,7 +261,7 @@ def _choose(key: tuple, make: type, run: Callable, tune: Callable[[], object]):
 
 
 def _refuse_during_capture(kernel: str, key: tuple) -> None:
-    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():  # no timing or compiling inside
+    if torch.cuda.is_current_stream_capturing():  # timing and compiling cannot happen inside a graph
         raise RuntimeError(f"{kernel} met the shape {key} for the first time during CUDA-graph capture; run "
                            "the step once before capturing it (the runner's warm-up run does)")
 

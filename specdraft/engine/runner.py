@@ -20,31 +20,38 @@ import torch
 from torch import Tensor
 
 from specdraft.engine.decoder import Decoder, KVCache
+from specdraft.engine.timing import median_ms
 from specdraft.verification import probabilities, sample_inverse_cdf
 
 MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this (prefills) run eagerly
 
 
 class _Graph:
-    """`fn(*inputs)` captured over static copies of its tensor inputs. Where the GPU supports programmatic
-    dependent launch (`kernels.pdl_supported`), the step is captured twice, with the kernels launched
-    plainly and with dependent launches, each replayed and timed, and the faster kept: measured on the H200,
-    dependent launches speed steps of small matrices and slow some steps of large ones (`pdl_ms` keeps
-    both timings: plain, dependent)."""
+    """`fn(*inputs)` captured over static copies of its tensor inputs. With `try_dependent`, where the GPU
+    supports programmatic dependent launch (`kernels.pdl_supported`), the step is captured twice, with the
+    kernels launched plainly and with dependent launches, each replayed and timed, and the faster kept
+    (`pdl_ms`: both timings, plain then dependent; `dependent`: which was kept). Measured on the H200
+    (docs/performance.md), dependent launches took about 10% off the 0.5B draft's proposals and added 28-41%
+    to the 14B int8 target's steps. A dependent capture that fails leaves the plain graph (`pdl_error`)."""
 
     TIMED_REPLAYS = 10
 
-    def __init__(self, fn: Callable[..., object], inputs: tuple[Tensor, ...], pool):
+    def __init__(self, fn: Callable[..., object], inputs: tuple[Tensor, ...], pool, try_dependent: bool = False):
         from specdraft.engine import kernels
 
         self.inputs = tuple(t.clone() for t in inputs)
         self.pdl_ms: tuple[float, float] | None = None
+        self.dependent, self.pdl_error = False, None
         self.graph, self.output = self._capture(fn, pool, pdl=False)
-        if kernels.pdl_supported():
-            graph, output = self._capture(fn, pool, pdl=True)
+        if try_dependent and kernels.pdl_supported():
+            try:
+                graph, output = self._capture(fn, pool, pdl=True)
+            except Exception as e:  # this driver or Triton refuses it: the plain graph serves  # noqa: BLE001
+                self.pdl_error = f"{type(e).__name__}: {e}"[:300]
+                return
             self.pdl_ms = (self._replay_ms(self.graph), self._replay_ms(graph))
             if self.pdl_ms[1] < self.pdl_ms[0]:
-                self.graph, self.output = graph, output
+                self.graph, self.output, self.dependent = graph, output, True
 
     def _capture(self, fn: Callable[..., object], pool, pdl: bool) -> tuple[torch.cuda.CUDAGraph, object]:
         from specdraft.engine import kernels
@@ -64,15 +71,7 @@ class _Graph:
         """Median milliseconds of a replay, back to back as decoding replays (the same static inputs each
         time: a replay rewrites what the last one wrote)."""
         graph.replay()
-        times = []
-        for _ in range(self.TIMED_REPLAYS):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        return sorted(times)[len(times) // 2]
+        return median_ms(graph.replay, self.TIMED_REPLAYS)
 
     def __call__(self, *inputs: Tensor):
         for buffer, value in zip(self.inputs, inputs):
@@ -100,7 +99,7 @@ class StepRunner:
         return min(self.cache.max_seq_len, math.ceil(end / self.kv_block) * self.kv_block)
 
     def _run(self, key: tuple, fn: Callable, input_ids: Tensor, start: int | Tensor, pad: Tensor, graph: bool,
-             *extra: Tensor):
+             *extra: Tensor, try_dependent: bool = False):
         start_t = start if isinstance(start, Tensor) else torch.tensor([start], dtype=torch.long,
                                                                         device=input_ids.device)
         inputs = (input_ids, start_t, pad, *extra)
@@ -109,7 +108,7 @@ class StepRunner:
         if not (graph and self.use_cuda_graphs):
             return fn(*inputs)
         if key not in self._graphs:
-            self._graphs[key] = _Graph(fn, inputs, self._pool)
+            self._graphs[key] = _Graph(fn, inputs, self._pool, try_dependent)
         return self._graphs[key](*inputs)
 
     @torch.inference_mode()
@@ -162,7 +161,10 @@ class StepRunner:
             return torch.cat(proposed, dim=1), torch.stack(dists, dim=1) if dists else None
 
         key = ("propose_rows", batch, k, kv_len, temperature, top_p)
-        return self._run(key, fn, tokens, start, pad, True, uniforms)
+        # Only proposals may take dependent launches: whatever a proposal holds, verification against the
+        # target keeps speculative output exact (the target's greedy tokens, or with sampling its
+        # distribution, as each proposed token is drawn from the distribution returned with it).
+        return self._run(key, fn, tokens, start, pad, True, uniforms, try_dependent=True)
 
     def kv_buckets(self) -> list[int]:
         """Every kv_len a step can attend over."""
@@ -174,6 +176,8 @@ class StepRunner:
         return len(self._graphs)
 
     def launch_choices(self) -> dict[str, dict]:
-        """Each captured graph's replay time with plain and with dependent launches (ms) and which it kept."""
-        return {str(key): {"plain_ms": g.pdl_ms[0], "dependent_ms": g.pdl_ms[1], "dependent": g.pdl_ms[1] < g.pdl_ms[0]}
-                for key, g in self._graphs.items() if g.pdl_ms is not None}
+        """Each graph offered dependent launches: its replay times plain and dependent (ms), which it kept,
+        or why the dependent capture failed."""
+        return {str(key): {"plain_ms": g.pdl_ms[0], "dependent_ms": g.pdl_ms[1], "dependent": g.dependent}
+                if g.pdl_ms is not None else {"dependent": False, "error": g.pdl_error}
+                for key, g in self._graphs.items() if g.pdl_ms is not None or g.pdl_error is not None}

@@ -1,11 +1,12 @@
 """Kernel configurations chosen before, so that an engine's start-up need not time every candidate again.
 
 `kernels` tunes each (shape, fusion) on first use: it compiles and times every candidate configuration.
-On the H200 that was 35 s of the 14B int8 pair's 39 s start-up (docs/performance.md). A choice is looked
-up first, in order, in:
+On the H200 that was 34.6 s of the 14B int8 target's 39.0 s start-up (docs/performance.md). A choice is
+looked up first, in order, in:
 
-1. this machine's table, `$SPECDRAFT_KERNEL_CACHE` (default `~/.cache/specdraft/kernels-<gpu>.json`), to
-   which every choice made here is added as soon as it is made;
+1. this machine's table, `$SPECDRAFT_KERNEL_CACHE` (default
+   `~/.cache/specdraft/kernels-<gpu>-triton<version>.json`: a new Triton tunes afresh), to which every
+   choice made here is added as soon as it is made;
 2. the table shipped for this GPU model, `specdraft/engine/tuned/<gpu>.json`, written from a benchmark's
    record of its choices on that GPU (`benchmarks/tuning_table.py`), as vLLM ships tuned kernel
    configurations per GPU.
@@ -18,6 +19,7 @@ writes neither table.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import json
 import os
 import re
@@ -40,14 +42,21 @@ def _gpu_name() -> str:
     return torch.cuda.get_device_name()
 
 
+def _triton_version() -> str:
+    try:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
 def local_path(gpu: str) -> Path | None:
-    """This machine's table for `gpu`, or None when SPECDRAFT_KERNEL_CACHE=off."""
+    """This machine's table for `gpu` and the installed Triton, or None when SPECDRAFT_KERNEL_CACHE=off."""
     setting = os.environ.get("SPECDRAFT_KERNEL_CACHE", "")
     if setting == "off":
         return None
     if setting:
         return Path(setting)
-    return Path.home() / ".cache" / "specdraft" / f"kernels-{gpu_slug(gpu)}.json"
+    return Path.home() / ".cache" / "specdraft" / f"kernels-{gpu_slug(gpu)}-triton{_triton_version()}.json"
 
 
 def read(path: Path) -> dict[str, dict | None]:
