@@ -236,3 +236,49 @@ def test_proposals_with_dependent_launches_compute_what_plain_ones_do(models, we
         outputs[dependent] = (torch.cat(proposals), out.token_ids, out.stats.num_accepted_per_position)
     assert torch.equal(outputs[True][0], outputs[False][0]) and torch.equal(outputs[True][1], outputs[False][1])
     assert outputs[True][2] == outputs[False][2]
+
+
+@pytest.mark.parametrize("weights", ["bf16", "int8"])
+def test_a_chain_of_dependent_launches_computes_what_plain_launches_do(weights):
+    """Forty fused matmuls, each reading the one before it's output (residual, norm and GLU forms in turn),
+    launched back to back in a CUDA graph with dependent launches, equal bit for bit the same chain launched
+    plainly: a kernel that read its input before the one writing it had finished would show here."""
+    from specdraft.engine import kernels
+    from specdraft.engine.quant import linear, quantize_int8
+
+    if not kernels.pdl_supported():
+        pytest.skip("this GPU has no programmatic dependent launch")
+    g = torch.Generator("cuda").manual_seed(0)
+    hidden, inner = 896, 4864
+    layers = []
+    for _ in range(10):
+        mats = [torch.randn(n, k, device="cuda", generator=g, dtype=torch.bfloat16) / k**0.5
+                for n, k in ((hidden, hidden), (2 * inner, hidden), (hidden, inner))]
+        if weights == "int8":
+            mats = [quantize_int8(w, torch.bfloat16) for w in mats]
+        else:
+            mats = [(w, None) for w in mats]
+        layers.append((mats, torch.rand(hidden, device="cuda", generator=g, dtype=torch.bfloat16) + 0.5))
+    x0 = torch.randn(1, hidden, device="cuda", generator=g, dtype=torch.bfloat16)
+
+    def chain(x):
+        for (o, gate_up, down), norm in layers:
+            x = linear(x, *o, residual=x)
+            act = linear(x, *gate_up, norm_weight=norm, glu=True)
+            x = linear(act, *down, residual=x)
+            x = linear(x, *o, norm_weight=norm)
+        return x
+
+    outputs = []
+    for dependent in (False, True):
+        chain(x0)  # tunes and compiles outside the capture
+        with kernels.dependent_launches(dependent):
+            chain(x0)  # compiles this launch kind's variants
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = chain(x0)
+        for _ in range(50):  # replays race differently from run to run if they race at all
+            graph.replay()
+            outputs.append((dependent, out.clone()))
+    reference = outputs[0][1]
+    assert all(torch.equal(out, reference) for _, out in outputs)
