@@ -100,6 +100,24 @@ def assert_engine_is_its_dequantized_model(model, reference, weights: str):
     return quantized
 
 
+def assert_speculative_equals_quantized_target_greedy(target, draft, weights: str):
+    """Speculative decoding over a `weights` (int8, int4) target reproduces that quantized target's own
+    greedy output, with a draft of the same format and with a float one, k = 1 and 4, three prompts."""
+    from specdraft.decoding import autoregressive_generate, speculative_generate
+    from specdraft.engine import Engine
+
+    quantized_target = Engine.from_hf(target, max_seq_len=128, weights=weights)
+    drafts = (Engine.from_hf(draft, max_seq_len=128, weights=weights), Engine.from_hf(draft, max_seq_len=128))
+    for draft_engine in drafts:
+        for seed in range(3):
+            prompt = torch.randint(0, 97, (1, 5 + seed), generator=torch.Generator().manual_seed(seed))
+            reference = autoregressive_generate(quantized_target, prompt, max_new_tokens=40)
+            for k in (1, 4):
+                out = speculative_generate(quantized_target, draft_engine, prompt, num_speculative_tokens=k,
+                                           max_new_tokens=40)
+                assert torch.equal(out.token_ids, reference)
+
+
 def forced_candidate(config: int, norm_inside: bool, fusion: str, rows: int, dtype: torch.dtype, int4: bool = False):
     """`kernels.CANDIDATES[config]` with the norm inside or before it, or a skip where that case does not
     exist (no norm to place, a one-row form for several rows) or adds nothing (bf16 under the interpreter)."""

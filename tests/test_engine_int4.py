@@ -8,11 +8,10 @@ import os
 import pytest
 import torch
 
-from specdraft.decoding import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
 from specdraft.engine.quant import GROUP, dequantize_int4, quantize_int4, unpack_int4
-from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference, forced_candidate,
-                            tiny_qwen2)
+from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference,
+                            assert_speculative_equals_quantized_target_greedy, forced_candidate, tiny_qwen2)
 
 
 def int4_qwen2(seed: int, hidden_size: int = 128, num_hidden_layers: int = 2):
@@ -97,17 +96,7 @@ def test_int4_engine_equals_the_dequantized_model(make):
 
 
 def test_int4_speculative_equals_int4_target_greedy():
-    target, draft = int4_qwen2(0), int4_qwen2(1, num_hidden_layers=1)
-    int4_target = Engine.from_hf(target, max_seq_len=128, weights="int4")
-    drafts = (Engine.from_hf(draft, max_seq_len=128, weights="int4"), Engine.from_hf(draft, max_seq_len=128))
-    for draft_engine in drafts:
-        for seed in range(3):
-            prompt = torch.randint(0, 97, (1, 5 + seed), generator=torch.Generator().manual_seed(seed))
-            reference = autoregressive_generate(int4_target, prompt, max_new_tokens=40)
-            for k in (1, 4):
-                out = speculative_generate(int4_target, draft_engine, prompt, num_speculative_tokens=k,
-                                           max_new_tokens=40)
-                assert torch.equal(out.token_ids, reference)
+    assert_speculative_equals_quantized_target_greedy(int4_qwen2(0), int4_qwen2(1, num_hidden_layers=1), "int4")
 
 
 def test_int4_takes_a_quarter_of_the_matrix_bytes():

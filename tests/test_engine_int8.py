@@ -7,11 +7,10 @@ import os
 import pytest
 import torch
 
-from specdraft.decoding import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
 from specdraft.engine.quant import dequantize, quantize_int8
-from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference, forced_candidate,
-                            tiny_qwen2)
+from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference,
+                            assert_speculative_equals_quantized_target_greedy, forced_candidate, tiny_qwen2)
 from tests.test_engine import tiny_qwen3
 
 
@@ -45,16 +44,7 @@ def test_int8_engine_equals_the_dequantized_model(make):
 
 
 def test_int8_speculative_equals_int8_target_greedy(target, draft):
-    int8_target = Engine.from_hf(target, max_seq_len=128, weights="int8")
-    drafts = (Engine.from_hf(draft, max_seq_len=128, weights="int8"), Engine.from_hf(draft, max_seq_len=128))
-    for draft_engine in drafts:
-        for seed in range(3):
-            prompt = torch.randint(0, 97, (1, 5 + seed), generator=torch.Generator().manual_seed(seed))
-            reference = autoregressive_generate(int8_target, prompt, max_new_tokens=40)
-            for k in (1, 4):
-                out = speculative_generate(int8_target, draft_engine, prompt, num_speculative_tokens=k,
-                                           max_new_tokens=40)
-                assert torch.equal(out.token_ids, reference)
+    assert_speculative_equals_quantized_target_greedy(target, draft, "int8")
 
 
 def test_int8_halves_the_matrix_bytes(target):
