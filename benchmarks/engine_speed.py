@@ -298,18 +298,25 @@ def main() -> None:
                         help="with --weights int8 or int4: also time bf16 engines of the same models in this process")
     parser.add_argument("--compare-no-pdl", action="store_true",
                         help="also time the engines with programmatic dependent launch off, in this process")
+    parser.add_argument("--offer-pdl", choices=["proposals", "all"], default="proposals",
+                        help="the graphs captured both with and without dependent launches, the faster kept: the "
+                             "draft's proposals (as served), or every graph (the target's steps too)")
     parser.add_argument("--out", default="engine_speed.json")
     args = parser.parse_args()
 
     from specdraft.decoding import autoregressive_generate, speculative_generate
     from specdraft.engine import Engine
-    from specdraft.engine import kernels
+    from specdraft.engine import kernels, runner
     from specdraft.engine.kernels import tuning_seconds
+
+    if args.offer_pdl == "all":
+        runner.DEPENDENT_LAUNCH_STEPS = frozenset({"step", "rows", "propose_rows"})
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     n = args.new_tokens
-    results = {"shape": args.shape, "compile": args.compile, "weights": args.weights, "device": str(device),
+    results = {"shape": args.shape, "compile": args.compile, "weights": args.weights, "offer_pdl": args.offer_pdl,
+               "device": str(device),
                "dtype": str(dtype),
                "prompt_len": args.prompt_len,
                "new_tokens": n, "torch": torch.__version__}

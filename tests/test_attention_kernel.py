@@ -74,7 +74,7 @@ def test_tuner_keeps_the_fastest_candidate_or_sdpa(monkeypatch):
 @needs_triton
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
 @pytest.mark.parametrize("kv_len", [256, 300, 512], ids=["kv256", "kv300", "kv512"])  # 300: a cache length, no multiple of any block size
-@pytest.mark.parametrize("head_dim", [64, 128], ids=["hd64", "hd128"])
+@pytest.mark.parametrize("head_dim", [8, 32, 64, 128], ids=["hd8", "hd32", "hd64", "hd128"])  # 8, 32: the tests' models
 @pytest.mark.parametrize("tokens,group", [(1, 1), (1, 5), (1, 7), (6, 5), (16, 7)],
                          ids=["R1", "R5", "R7", "R30", "R112"])
 @pytest.mark.parametrize("config", range(8), ids=lambda i: f"config{i}")

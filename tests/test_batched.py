@@ -136,12 +136,15 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("weights", ["bf16", "int8"])  # bf16: the model's own dtype (float32 here)
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "batch-1"])
-def test_sampling_follows_the_target_distribution_end_to_end(device, weights, batched):
+def test_sampling_follows_the_target_distribution_end_to_end(device, weights, batched, request):
     """Two prompts, temperature 0.8 and top-p 0.9, decoded 16 rows at a time or one at a time: the first and
     second tokens of each prompt follow the target's exact marginals (of its int8 weights with
-    weights='int8'), not the draft's. On a GPU through CUDA graphs and the fused Triton kernels."""
+    weights='int8'), not the draft's. On a GPU through CUDA graphs and every Triton kernel (forced: split-K
+    matmuls, split-KV attention, proposals with dependent launches)."""
     from tests.test_engine_int8 import dequantized_copy
 
+    if device == "cuda":
+        request.getfixturevalue("triton_kernels_forced")
     target, draft = (m.to(device) for m in peaked_pair())
     reference = dequantized_copy(target) if weights == "int8" else target  # what the int8 engine computes
     prompts = [[3, 1, 4], [2, 7, 1, 8, 2]]

@@ -2,15 +2,9 @@ import pytest
 import torch
 
 from specdraft.decoding import SpecStats, autoregressive_generate, speculative_generate
-from tests.conftest import tiny_qwen2
+from tests.conftest import hf_greedy, tiny_qwen2
 
 MAX_NEW = 40
-
-
-def hf_greedy(model, input_ids, max_new_tokens, eos_token_id=None):
-    out = model.generate(input_ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_token_id,
-                         pad_token_id=0, top_p=None, top_k=None, temperature=None)
-    return out[0, input_ids.shape[1]:]
 
 
 @pytest.fixture(params=[0, 1, 2])

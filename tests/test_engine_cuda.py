@@ -10,7 +10,7 @@ import torch
 
 from specdraft.decoding import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
-from tests.conftest import tiny_qwen2
+from tests.conftest import hf_greedy, tiny_qwen2
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 NEAR_TIE = 1e-3  # top-2 logit gap under which kernels' rounding may pick either token
@@ -29,7 +29,9 @@ def assert_agree_but_for_near_ties(out, reference, model, prompt):
     with torch.no_grad():
         logits = model(torch.cat([prompt[0].cpu(), reference[:i]])[None].cuda()).logits[0, -1].float()
     top = logits.topk(2).values
-    assert float(top[0] - top[1]) < NEAR_TIE, f"outputs part at {i} where the reference is not a near-tie"
+    below = float(top[0] - logits[int(out[i])])  # how far below the reference's best the token it got lies
+    assert float(top[0] - top[1]) < NEAR_TIE, (f"outputs part at {i} where the reference is not a near-tie: "
+                                               f"token {int(out[i])} lies {below:.3g} below the best")
 
 
 def assert_quantized_pair_agrees_with_the_dequantized_model(target, draft, reference, weights: str):
@@ -39,8 +41,7 @@ def assert_quantized_pair_agrees_with_the_dequantized_model(target, draft, refer
     engine_target = Engine.from_hf(target, max_seq_len=512, weights=weights)
     engine_draft = Engine.from_hf(draft, max_seq_len=512, weights=weights)
     prompt = torch.randint(0, 97, (1, 20), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
-    hf = reference.generate(prompt, max_new_tokens=300, do_sample=False, pad_token_id=0, top_p=None, top_k=None,
-                            temperature=None)[0, 20:].cpu()
+    hf = hf_greedy(reference, prompt, 300)
     plain = autoregressive_generate(engine_target, prompt, max_new_tokens=300)
     assert_agree_but_for_near_ties(plain, hf, reference, prompt)
     for k in (1, 5):
@@ -66,8 +67,7 @@ def test_speculative_and_plain_agree_with_hf_but_for_near_ties(models):
     target, draft = models
     engine_target, engine_draft = Engine.from_hf(target, max_seq_len=512), Engine.from_hf(draft, max_seq_len=512)
     prompt = torch.randint(0, 97, (1, 20), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
-    hf = target.generate(prompt, max_new_tokens=300, do_sample=False, pad_token_id=0, top_p=None, top_k=None,
-                         temperature=None)[0, 20:].cpu()
+    hf = hf_greedy(target, prompt, 300)
     plain = autoregressive_generate(engine_target, prompt, max_new_tokens=300)
     assert_agree_but_for_near_ties(plain, hf, target, prompt)
     for k in (1, 3, 6):
@@ -115,8 +115,7 @@ def test_batched_graph_generation_matches_hf_but_for_near_ties(models):
     outputs = engine.generate_batch(prompts, max_new_tokens=40)
     for p, out in zip(prompts, outputs):
         prompt = torch.tensor([p], device="cuda")
-        hf = target.generate(prompt, max_new_tokens=40, do_sample=False, pad_token_id=0, top_p=None, top_k=None,
-                             temperature=None)[0, len(p):].cpu()
+        hf = hf_greedy(target, prompt, 40)
         assert_agree_but_for_near_ties(torch.tensor(out), hf, target, prompt)
     assert engine._batch_runner.num_graphs >= 1
 
@@ -146,35 +145,33 @@ def test_batched_speculative_graphs_replay_eager_and_agree_with_hf_but_for_near_
         assert_agree_but_for_near_ties(spec.token_ids, out.token_ids, target, torch.tensor([p], device="cuda"))
     for p, out in zip(prompts[:4], plain):
         prompt = torch.tensor([p], device="cuda")
-        hf = target.generate(prompt, max_new_tokens=250, do_sample=False, pad_token_id=0, top_p=None, top_k=None,
-                             temperature=None)[0, len(p):].cpu()
+        hf = hf_greedy(target, prompt, 250)
         assert_agree_but_for_near_ties(out.token_ids, hf, target, prompt)
     assert graphs[0]._batch_runner.num_graphs >= 4 and graphs[1]._batch_runner.num_graphs >= 4
 
 
-@pytest.mark.xfail(reason="measured on the H200 (docs/perf/h200_cuda_tests_2026-11-29.log, and again with the fused "
-                          "kernels: h200_cuda_tests_fusedlinear_2026-11-29.log): in float32 the int8 Triton path parts "
-                          "from the dequantized model at a near tie above the 1e-3 bound; not yet explained (issue 10)",
-                   strict=False)
-def test_int8_engine_through_triton_agrees_with_the_dequantized_model_but_for_near_ties(models):
+@pytest.mark.parametrize("choice", ["timed", "forced"])  # forced: tests/conftest.py's triton_kernels_forced
+def test_int8_engine_through_triton_agrees_with_the_dequantized_model_but_for_near_ties(models, choice, request):
     """weights='int8' on a GPU runs the Triton int8 kernel in every graph step (the reference path only in
     prefills); greedy plain and speculative output agree with the dequantized model's, batched rows too."""
     from tests.test_engine_int8 import dequantized_copy
+
+    if choice == "forced":
+        request.getfixturevalue("triton_kernels_forced")
 
     target, draft = models
     assert_quantized_pair_agrees_with_the_dequantized_model(target, draft, dequantized_copy(target), "int8")
 
 
-@pytest.mark.xfail(reason="measured on the H200 (docs/perf/h200_pdl_engine_cuda_tests_2026-11-29.log): the int4 engine's "
-                          "first token parts from the dequantized model's where its top-2 gap is 6.5e-3, while "
-                          "benchmarks/float32_agreement.py finds every int4 fast path within 2.7e-7 of that model over "
-                          "59 positions (docs/perf/h200_float32_agreement_int4_2026-11-29.json); not yet explained "
-                          "(issue 10)", strict=False)
-def test_int4_engine_through_triton_agrees_with_the_dequantized_model_but_for_near_ties():
+@pytest.mark.parametrize("choice", ["timed", "forced"])
+def test_int4_engine_through_triton_agrees_with_the_dequantized_model_but_for_near_ties(choice, request):
     """weights='int4' on a GPU runs the Triton kernel on packed int4 weights in every graph step (unpacked and
     scaled with the reference's rounding: only the order of the sums differs); greedy plain and speculative
     output agree with the dequantized model's, batched rows too. Models whose inputs are multiples of 128."""
     from tests.test_engine_int4 import dequantized_copy, int4_qwen2
+
+    if choice == "forced":
+        request.getfixturevalue("triton_kernels_forced")
 
     target, draft = int4_qwen2(0).cuda(), int4_qwen2(1, num_hidden_layers=1).cuda()
     engine_target = assert_quantized_pair_agrees_with_the_dequantized_model(target, draft, dequantized_copy(target),

@@ -16,10 +16,19 @@ except ImportError:  # older Triton: kernels are never launched with PDL (`kerne
 def wait_for_previous_kernel(PDL: tl.constexpr):
     """Programmatic dependent launch (Hopper on): a kernel launched with `launch_pdl` may start while the
     kernel before it in the stream is still running. Wait here for that kernel's writes to be complete and
-    visible before reading anything it writes or writing anything, then let the next kernel launch (its
-    programs start once every program of this one has got here, and in turn wait for this one to finish)."""
+    visible before reading anything it writes or writing anything."""
     if PDL:
         gdc_wait()
+
+
+@triton.jit
+def let_next_kernel_launch(PDL: tl.constexpr):
+    """Let the next kernel launch early: its programs start once every program of this one has got here (or
+    ended), and wait in `wait_for_previous_kernel` for this one to finish. A long kernel calls this when its
+    main loop is done, a short one right after its wait. A waiting program of the next kernel takes the
+    first SM slot that frees up: let in while this kernel's last programs still stream their weights, they
+    would pile onto the SMs that finished first and leave the rest idle once they start."""
+    if PDL:
         gdc_launch_dependents()
 
 
@@ -150,6 +159,7 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
                 w_up = tl.load(w_ptr + (N + cols)[:, None] * stride_wn + ks[None, :],
                                mask=col_ok[:, None] & k_ok[None, :], other=0)
             acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE)
+    let_next_kernel_launch(PDL)
     squares = tl.sum(squares_tile, axis=1)
     if SPLIT_K > 1:  # float32 partials, summed in a fixed order by split_k_epilogue
         out_mask = row_ok[:, None] & col_ok[None, :]
@@ -171,6 +181,7 @@ def split_k_epilogue(ws_ptr, ss_ptr, s_ptr, b_ptr, r_ptr, o_ptr, M, N, K, stride
                      GLU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                      PDL: tl.constexpr = False):
     wait_for_previous_kernel(PDL)
+    let_next_kernel_launch(PDL)
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rows = tl.arange(0, BLOCK_M)
     row_ok, col_ok = rows < M, cols < N
@@ -197,6 +208,7 @@ def rope_and_cache_kernel(qkv_ptr, cos_ptr, sin_ptr, qn_ptr, col_ptr, q_ptr, k_p
     RMSNorm (QK_NORM) and rotate-half RoPE, then a query goes to q [B, NKV, T * GROUP, HD] (its KV group's
     rows) and a key to the key cache at its column; a value head is copied to the value cache."""
     wait_for_previous_kernel(PDL)
+    let_next_kernel_launch(PDL)
     bt, h = tl.program_id(0), tl.program_id(1)
     b, t = bt // T, bt % T
     d = tl.arange(0, BLOCK_D)
@@ -283,6 +295,7 @@ def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml
         else:
             acc = tl.dot(p.to(v.dtype), v, acc)
         m_i = m_new
+    let_next_kernel_launch(PDL)
     out_mask = row_ok[:, None] & d_ok[None, :]
     if PARTIAL:
         num_splits = tl.num_programs(1)
@@ -301,6 +314,7 @@ def decode_attention_combine(acc_ws_ptr, ml_ws_ptr, o_ptr, R, HD, NUM_SPLITS, BL
     """Program (b * NKV + h, row block): the splits' partial outputs of those rows rescaled to their common
     max and summed, in split order (the same sum on every run), then normalised."""
     wait_for_previous_kernel(PDL)
+    let_next_kernel_launch(PDL)
     bh = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
     d = tl.arange(0, BLOCK_D)

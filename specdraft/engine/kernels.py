@@ -207,8 +207,10 @@ def _launch(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Te
 
 @functools.cache
 def _scrub_buffer(device: torch.device) -> Tensor:
-    """More bytes than the GPU's L2 (50 MiB on an H100/H200): writing it evicts a matrix from L2."""
-    return torch.empty(256 * 1024**2, dtype=torch.uint8, device=device)
+    """More bytes than the GPU's L2 (50 MiB on an H100/H200): writing it evicts a matrix from L2. A normal
+    tensor even when first asked for under inference mode, so that tuning outside it may write it too."""
+    with torch.inference_mode(False):
+        return torch.empty(256 * 1024**2, dtype=torch.uint8, device=device)
 
 
 def _time_ms(run: Callable[[], object], device: torch.device, repeats: int = 10) -> float:

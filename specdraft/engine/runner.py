@@ -24,6 +24,11 @@ from specdraft.engine.timing import median_ms
 from specdraft.verification import probabilities, sample_inverse_cdf
 
 MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this (prefills) run eagerly
+# The steps whose graphs are offered dependent launches (`_Graph`'s try_dependent). Only proposals: whatever
+# a proposal holds, verification against the target keeps speculative output exact (the target's greedy
+# tokens, or with sampling its distribution, as each proposed token is drawn from the distribution returned
+# with it). benchmarks/engine_speed.py --offer-pdl all measures every graph both ways.
+DEPENDENT_LAUNCH_STEPS = frozenset({"propose_rows"})
 
 
 class _Graph:
@@ -99,7 +104,7 @@ class StepRunner:
         return min(self.cache.max_seq_len, math.ceil(end / self.kv_block) * self.kv_block)
 
     def _run(self, key: tuple, fn: Callable, input_ids: Tensor, start: int | Tensor, pad: Tensor, graph: bool,
-             *extra: Tensor, try_dependent: bool = False):
+             *extra: Tensor):
         start_t = start if isinstance(start, Tensor) else torch.tensor([start], dtype=torch.long,
                                                                         device=input_ids.device)
         inputs = (input_ids, start_t, pad, *extra)
@@ -108,7 +113,7 @@ class StepRunner:
         if not (graph and self.use_cuda_graphs):
             return fn(*inputs)
         if key not in self._graphs:
-            self._graphs[key] = _Graph(fn, inputs, self._pool, try_dependent)
+            self._graphs[key] = _Graph(fn, inputs, self._pool, key[0] in DEPENDENT_LAUNCH_STEPS)
         return self._graphs[key](*inputs)
 
     @torch.inference_mode()
@@ -161,10 +166,7 @@ class StepRunner:
             return torch.cat(proposed, dim=1), torch.stack(dists, dim=1) if dists else None
 
         key = ("propose_rows", batch, k, kv_len, temperature, top_p)
-        # Only proposals may take dependent launches: whatever a proposal holds, verification against the
-        # target keeps speculative output exact (the target's greedy tokens, or with sampling its
-        # distribution, as each proposed token is drawn from the distribution returned with it).
-        return self._run(key, fn, tokens, start, pad, True, uniforms, try_dependent=True)
+        return self._run(key, fn, tokens, start, pad, True, uniforms)
 
     def kv_buckets(self) -> list[int]:
         """Every kv_len a step can attend over."""
