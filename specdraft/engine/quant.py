@@ -41,8 +41,11 @@ def quantize_int8(weight: Tensor, scale_dtype: torch.dtype) -> tuple[Tensor, Ten
 
 
 def dequantize(q: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
-    """q [N, K] int8, scale [N] -> the weight [N, K] in `dtype` that `linear`'s reference path multiplies by."""
-    return q.to(dtype) * scale.to(dtype)[:, None]
+    """q [N, K] int8, scale [N] -> the weight [N, K] in `dtype` that `linear`'s reference path multiplies by:
+    q (exact in `dtype`) times its row's scale, rounded once to `dtype`. One kernel reading the int8 weight
+    (int8 times a floating tensor gives that tensor's dtype), not a cast to `dtype` first: a prefill runs it
+    for every matrix."""
+    return q * scale.to(dtype)[:, None]
 
 
 @torch.no_grad()
@@ -72,7 +75,7 @@ def dequantize_int4(packed: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor
     path multiplies by (q times its group's scale, each rounded to `dtype` as int8's `dequantize` does)."""
     q = unpack_int4(packed)
     N, K = q.shape
-    return (q.to(dtype).view(N, K // GROUP, GROUP) * scale.to(dtype)[:, :, None]).view(N, K)
+    return (q.view(N, K // GROUP, GROUP) * scale.to(dtype)[:, :, None]).view(N, K)
 
 
 def fast_kernels(x: Tensor) -> bool:
