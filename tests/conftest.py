@@ -85,15 +85,21 @@ def repo() -> Path:
 @pytest.fixture
 def triton_kernels_forced(monkeypatch):
     """On a GPU, every step through the Triton kernels whatever timing would choose: each matmul on the
-    split-K candidate (its second kernel too), attention split over several programs (the combine kernel
-    too), and proposal graphs with dependent launches where this GPU has them."""
+    tensor-core form with K split in two (its second kernel too) where K allows (K of 32 and more; for
+    int4, of 256 and more: a split holds whole groups of 128), attention split over several programs (the
+    combine kernel too), and proposal graphs with dependent launches where this GPU has them."""
+    import triton
+
     from specdraft.engine import kernels, runner
+    from specdraft.engine.quant import GROUP
 
     def choose(key, make, run, tune):
         if make is kernels.AttentionConfig:
             return kernels.INTERPRETER_ATTENTION  # blocks of 16 keys over 4 splits
-        # Two stages, not four: float32 tiles of four would not fit an H200's shared memory.
-        return kernels.CANDIDATES[1]._replace(fuse_norm=key[3] != torch.float16, num_stages=2)
+        K, int4 = key[1], key[4] == torch.uint8
+        block_k = max(GROUP if int4 else 16, triton.next_power_of_2(K) // 2)  # two K tiles: two splits
+        # Two stages: float32 tiles of four would not fit an H200's shared memory.
+        return kernels.Config(32, block_k, 2, 4, 2, fuse_norm=key[3] != torch.float16)
 
     monkeypatch.setattr(kernels, "_tuned", {})
     monkeypatch.setattr(kernels, "_choose", choose)

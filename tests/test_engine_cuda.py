@@ -179,7 +179,8 @@ def test_int4_engine_through_triton_agrees_with_the_dequantized_model_but_for_ne
     assert engine_target.decoder.layers[0].gate_up.weight.dtype == torch.uint8
     from specdraft.engine import kernels
 
-    assert any(key[4] == torch.uint8 and config is not None for key, config in kernels.tuned_configs().items())
+    if choice == "timed":  # the tuner chose a kernel for packed int4 weights (forced, it always does)
+        assert any(key[4] == torch.uint8 and config is not None for key, config in kernels.tuned_configs().items())
 
 
 def test_the_engine_is_built_from_a_host_model_without_a_device_copy_of_it(tmp_path):

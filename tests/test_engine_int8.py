@@ -26,6 +26,23 @@ def dequantized_copy(model):
     return reference
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no GPU"))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_dequantizing_rounds_once_as_casting_first_would(dtype, device):
+    """`dequantize` and `dequantize_int4` multiply the integers by the scales in one kernel; the result is
+    what casting q to the dtype (exact: |q| <= 127) and then multiplying gives, bit for bit."""
+    from specdraft.engine.quant import GROUP, dequantize_int4, quantize_int4, unpack_int4
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 2 * GROUP, generator=g) * torch.logspace(-6, 2, 64)[:, None]
+    q, scale = (t.to(device) for t in quantize_int8(w, dtype))
+    assert torch.equal(dequantize(q, scale, dtype), q.to(dtype) * scale.to(dtype)[:, None])
+    packed, scale4 = (t.to(device) for t in quantize_int4(w, dtype))
+    expected = (unpack_int4(packed).to(dtype).view(64, 2, GROUP) * scale4.to(dtype)[:, :, None]).view(64, -1)
+    assert torch.equal(dequantize_int4(packed, scale4, dtype), expected)
+
+
 def test_quantize_int8_rounds_each_row_to_its_nearest_grid_point():
     w = torch.randn(40, 24) * torch.logspace(-3, 1, 40)[:, None]  # rows of very different ranges
     w[3] = 0  # an all-zero row stays zero

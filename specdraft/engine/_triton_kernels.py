@@ -27,8 +27,8 @@ def let_next_kernel_launch(PDL: tl.constexpr):
     ended), and wait in `wait_for_previous_kernel` for this one to finish. A long kernel calls this when its
     main loop is done, a short one right after its wait. Measured on the H200 (docs/performance.md), the
     14B int8 one-token step with every kernel launched dependently took 8.95 ms with this at each program's
-    start and 6.92 ms with it after the main loop (two runs; plain launches: 6.30 and 6.34); its 6-token
-    verification, 8.29 and 8.66 ms (plain: 6.45, 6.49). The likely reason for the first, not profiled: a
+    start and 6.91 ms with it after the main loop (two runs; plain launches: 6.30 and 6.34); its 6-token
+    verification, 8.29 and 8.66 ms (plain: 6.45, 6.48). The likely reason for the first, not profiled: a
     waiting program of the next kernel takes the first SM slot that frees up, so let in early, those
     programs pile onto the SMs that finished first while the others still run this kernel's last wave."""
     if PDL:

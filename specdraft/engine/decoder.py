@@ -233,7 +233,8 @@ class Decoder(nn.Module):
         with torch.device("meta"):
             decoder = cls(shape, weights)
         # Cast on the meta device, then allocate: allocated first, the module's float32 defaults would take
-        # twice a bf16 model's bytes on the device before the cast (measured: 2.2x the 0.5B engine's peak).
+        # twice a bf16 model's bytes on the device before the cast (measured: the 0.5B engine's build peaked
+        # at 2.2x its bytes).
         decoder = decoder.to(dtype).to_empty(device=device)  # floating tensors only: int8/uint8 weights stay
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, device=device).float()
                                                 / shape.head_dim))

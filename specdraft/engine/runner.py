@@ -37,7 +37,7 @@ class _Graph:
     kernels launched plainly and with dependent launches, each replayed and timed, and the faster kept
     (`pdl_ms`: both timings, plain then dependent; `dependent`: which was kept). Measured on the H200
     (docs/performance.md), dependent launches took about 9% off the 0.5B draft's proposals and added 9% to
-    the 14B int8 target's one-token steps and 34% to its verifications. A dependent capture that fails leaves
+    the 14B int8 target's one-token steps and 33% to its verifications. A dependent capture that fails leaves
     the plain graph (`pdl_error`)."""
 
     TIMED_REPLAYS = 10
