@@ -26,7 +26,6 @@ Needs a CUDA device (on a CPU every variant is the torch path).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
@@ -54,24 +53,6 @@ def prompts(device: torch.device) -> dict[str, torch.Tensor]:
         drawn["tests_cuda_seed_0"] = torch.randint(0, 97, (1, 20), device=device,
                                                    generator=torch.Generator(device).manual_seed(0))
     return drawn
-
-
-def dequantized(model, weights: str):
-    """The model over the weights the engine of `weights` multiplies by (every Linear; embeddings kept)."""
-    from specdraft.engine.quant import dequantize, dequantize_int4, quantize_int4, quantize_int8
-
-    reference = copy.deepcopy(model)
-    if weights == "bf16":
-        return reference
-    with torch.no_grad():
-        for module in reference.modules():
-            if isinstance(module, torch.nn.Linear):
-                w = module.weight
-                if weights == "int8":
-                    module.weight.copy_(dequantize(*quantize_int8(w, w.dtype), w.dtype))
-                else:
-                    module.weight.copy_(dequantize_int4(*quantize_int4(w, w.dtype), w.dtype))
-    return reference
 
 
 def compare(engine, reference, prompt: torch.Tensor, steps: int) -> dict:
@@ -113,6 +94,7 @@ def main() -> None:
     parser.add_argument("--out", default="float32_agreement.json")
     args = parser.parse_args()
     from specdraft.engine import Engine, decoder, kernels, quant
+    from specdraft.engine.quant import dequantized_copy
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = {"command": "python " + " ".join(sys.argv), "device": str(device), "torch": torch.__version__,
@@ -122,7 +104,7 @@ def main() -> None:
     original_quant, original_decoder = quant.fast_kernels, decoder.fast_kernels
     started = time.perf_counter()
     for weights in args.weights.split(","):
-        reference = dequantized(model, weights)
+        reference = dequantized_copy(model, weights)
         for name, (linear_on, rope_attention_on) in VARIANTS.items():
             quant.fast_kernels = original_quant if linear_on else (lambda x: False)
             decoder.fast_kernels = original_decoder if rope_attention_on else (lambda x: False)

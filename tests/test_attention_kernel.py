@@ -67,8 +67,9 @@ def test_tuner_keeps_the_fastest_candidate_or_sdpa(monkeypatch):
     assert kernels._tune_attention(("k", 3), nothing_compiles, lambda: 1.0, 512, torch.device("cpu")) is None
     assert "no such GPU" in kernels.FAILURES[("k", 3)]
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
-    with pytest.raises(RuntimeError, match="graph capture"):
-        kernels._tune_attention(("k", 4), run, lambda: 1.0, 512, torch.device("cpu"))
+    with pytest.raises(RuntimeError, match="graph capture"):  # choosing, stored or tuned, is never captured
+        kernels._choose(("k", 4), kernels.AttentionConfig, run,
+                        lambda: kernels._tune_attention(("k", 4), run, lambda: 1.0, 512, torch.device("cpu")))
 
 
 @needs_triton

@@ -141,12 +141,12 @@ def test_sampling_follows_the_target_distribution_end_to_end(device, weights, ba
     second tokens of each prompt follow the target's exact marginals (of its int8 weights with
     weights='int8'), not the draft's. On a GPU through CUDA graphs and every Triton kernel (forced: split-K
     matmuls, split-KV attention, proposals with dependent launches)."""
-    from tests.test_engine_int8 import dequantized_copy
+    from specdraft.engine.quant import dequantized_copy
 
     if device == "cuda":
         request.getfixturevalue("triton_kernels_forced")
     target, draft = (m.to(device) for m in peaked_pair())
-    reference = dequantized_copy(target) if weights == "int8" else target  # what the int8 engine computes
+    reference = dequantized_copy(target, weights)  # what the engine computes (bf16: the model itself)
     prompts = [[3, 1, 4], [2, 7, 1, 8, 2]]
     runs = 1500
     engines = [Engine.from_hf(m, max_seq_len=32, max_batch_size=16, weights=weights) for m in (target, draft)]

@@ -278,9 +278,10 @@ def test_the_hugging_face_reference_attends_to_every_prompt_token():
     as Hugging Face's own full forward does: the first token is that forward's argmax. The case measured on
     the H200: this prompt and model, whose top-2 logit gap is 6.5e-3, where `generate` without an attention
     mask took the 0 for padding and chose the runner-up."""
-    from tests.test_engine_int4 import dequantized_copy, int4_qwen2
+    from specdraft.engine.quant import dequantized_copy
+    from tests.test_engine_int4 import int4_qwen2
 
-    reference = dequantized_copy(int4_qwen2(0))
+    reference = dequantized_copy(int4_qwen2(0), "int4")
     prompt = [93, 75, 92, 13, 76, 32, 6, 74, 0, 17, 29, 11, 74, 21, 58, 56, 11, 12, 39, 62]
     with torch.no_grad():
         logits = reference(torch.tensor([prompt])).logits[0, -1]

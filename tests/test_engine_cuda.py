@@ -154,13 +154,13 @@ def test_batched_speculative_graphs_replay_eager_and_agree_with_hf_but_for_near_
 def test_int8_engine_through_triton_agrees_with_the_dequantized_model_but_for_near_ties(models, choice, request):
     """weights='int8' on a GPU runs the Triton int8 kernel in every graph step (the reference path only in
     prefills); greedy plain and speculative output agree with the dequantized model's, batched rows too."""
-    from tests.test_engine_int8 import dequantized_copy
+    from specdraft.engine.quant import dequantized_copy
 
     if choice == "forced":
         request.getfixturevalue("triton_kernels_forced")
 
     target, draft = models
-    assert_quantized_pair_agrees_with_the_dequantized_model(target, draft, dequantized_copy(target), "int8")
+    assert_quantized_pair_agrees_with_the_dequantized_model(target, draft, dequantized_copy(target, "int8"), "int8")
 
 
 @pytest.mark.parametrize("choice", ["timed", "forced"])
@@ -168,13 +168,14 @@ def test_int4_engine_through_triton_agrees_with_the_dequantized_model_but_for_ne
     """weights='int4' on a GPU runs the Triton kernel on packed int4 weights in every graph step (unpacked and
     scaled with the reference's rounding: only the order of the sums differs); greedy plain and speculative
     output agree with the dequantized model's, batched rows too. Models whose inputs are multiples of 128."""
-    from tests.test_engine_int4 import dequantized_copy, int4_qwen2
+    from specdraft.engine.quant import dequantized_copy
+    from tests.test_engine_int4 import int4_qwen2
 
     if choice == "forced":
         request.getfixturevalue("triton_kernels_forced")
 
     target, draft = int4_qwen2(0).cuda(), int4_qwen2(1, num_hidden_layers=1).cuda()
-    engine_target = assert_quantized_pair_agrees_with_the_dequantized_model(target, draft, dequantized_copy(target),
+    engine_target = assert_quantized_pair_agrees_with_the_dequantized_model(target, draft, dequantized_copy(target, "int4"),
                                                                             "int4")
     assert engine_target.decoder.layers[0].gate_up.weight.dtype == torch.uint8
     from specdraft.engine import kernels

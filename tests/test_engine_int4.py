@@ -2,14 +2,13 @@
 dequantized weights computes, and speculative decoding reproduces the quantized target's greedy output.
 Every matrix's input size must be a multiple of the group (128), so the models here are built for that."""
 
-import copy
 import os
 
 import pytest
 import torch
 
 from specdraft.engine import Engine
-from specdraft.engine.quant import GROUP, dequantize_int4, quantize_int4, unpack_int4
+from specdraft.engine.quant import GROUP, dequantize_int4, dequantized_copy, quantize_int4, unpack_int4
 from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference,
                             assert_speculative_equals_quantized_target_greedy, forced_candidate, tiny_qwen2)
 
@@ -32,18 +31,6 @@ def int4_qwen3(seed: int):
             layer.self_attn.q_norm.weight.uniform_(0.5, 1.5)
             layer.self_attn.k_norm.weight.uniform_(0.5, 1.5)
     return model
-
-
-def dequantized_copy(model):
-    """`model` with every layer matrix and the lm-head replaced by its int4 approximation (the embedding
-    table kept): what the int4 engine should compute, as a Hugging Face model."""
-    reference = copy.deepcopy(model)
-    with torch.no_grad():
-        for module in reference.modules():
-            if isinstance(module, torch.nn.Linear):
-                packed, scale = quantize_int4(module.weight, module.weight.dtype)
-                module.weight.copy_(dequantize_int4(packed, scale, module.weight.dtype))
-    return reference
 
 
 def test_quantize_int4_rounds_each_value_to_its_groups_nearest_grid_point():
@@ -90,7 +77,7 @@ def test_int4_rejects_inputs_not_a_multiple_of_the_group(target):
 @pytest.mark.parametrize("make", [lambda: int4_qwen2(0), lambda: int4_qwen3(0)], ids=["qwen2", "qwen3"])
 def test_int4_engine_equals_the_dequantized_model(make):
     model = make()
-    int4 = assert_engine_is_its_dequantized_model(model, dequantized_copy(model), "int4")
+    int4 = assert_engine_is_its_dequantized_model(model, dequantized_copy(model, "int4"), "int4")
     assert int4.decoder.layers[0].qkv.weight.dtype == torch.uint8
     assert int4.decoder.lm_head.weight.dtype == torch.uint8
 

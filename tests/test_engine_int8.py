@@ -1,29 +1,16 @@
 """Weight-only int8 engine (`weights='int8'`) on CPU, float32: it computes exactly what a model over the
 dequantized weights computes, and speculative decoding reproduces the quantized target's greedy output."""
 
-import copy
 import os
 
 import pytest
 import torch
 
 from specdraft.engine import Engine
-from specdraft.engine.quant import dequantize, quantize_int8
+from specdraft.engine.quant import dequantize, dequantized_copy, quantize_int8
 from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference,
                             assert_speculative_equals_quantized_target_greedy, forced_candidate, tiny_qwen2)
 from tests.test_engine import tiny_qwen3
-
-
-def dequantized_copy(model):
-    """`model` with every layer matrix and the lm-head replaced by its int8 approximation (the embedding
-    table kept): what the int8 engine should compute, as a Hugging Face model."""
-    reference = copy.deepcopy(model)
-    with torch.no_grad():
-        for name, module in reference.named_modules():
-            if isinstance(module, torch.nn.Linear):
-                q, scale = quantize_int8(module.weight, module.weight.dtype)
-                module.weight.copy_(dequantize(q, scale, module.weight.dtype))
-    return reference
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -56,7 +43,7 @@ def test_quantize_int8_rounds_each_row_to_its_nearest_grid_point():
 @pytest.mark.parametrize("make", [lambda: tiny_qwen2(0), lambda: tiny_qwen3(0)], ids=["qwen2", "qwen3"])
 def test_int8_engine_equals_the_dequantized_model(make):
     model = make()
-    int8 = assert_engine_is_its_dequantized_model(model, dequantized_copy(model), "int8")
+    int8 = assert_engine_is_its_dequantized_model(model, dequantized_copy(model, "int8"), "int8")
     assert int8.decoder.layers[0].qkv.weight.dtype == torch.int8
 
 

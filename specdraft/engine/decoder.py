@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from specdraft.engine.quant import GROUP, WEIGHT_FORMATS, fast_kernels, linear, quantize_int4, quantize_int8
+from specdraft.engine.quant import GROUP, QUANTIZERS, WEIGHT_FORMATS, fast_kernels, linear
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class Layer(nn.Module):
         # Qwen3's q_norm repeated for every query head, then k_norm for every KV head: one multiply.
         self.qk_norm = nn.Parameter(torch.ones(s.num_heads + s.num_kv_heads, s.head_dim)) if s.qk_norm else None
         self.scales: tuple[Tensor, ...] | None = None  # int8 / int4: the scales of PROJECTIONS
-        self.quantized = weights in ("int8", "int4")
+        self.quantized = weights in QUANTIZERS
         if self.quantized:
             for name in PROJECTIONS:
                 getattr(self, name).weight, scale = _quantized_weight(getattr(self, name), weights, name)
@@ -208,7 +208,7 @@ class Decoder(nn.Module):
         self.norm = nn.Parameter(torch.ones(shape.hidden_size))
         self.lm_head = nn.Linear(shape.hidden_size, shape.vocab_size, bias=False)
         self.register_buffer("lm_head_scale", None)
-        if weights in ("int8", "int4"):
+        if weights in QUANTIZERS:
             self.lm_head.weight, self.lm_head_scale = _quantized_weight(self.lm_head, weights, "lm_head")
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2).float() / shape.head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
@@ -241,9 +241,8 @@ class Decoder(nn.Module):
         decoder.inv_freq = inv_freq  # recomputed: to_empty left the buffer uninitialised
 
         def put(owner: nn.Module, name: str, weight: Tensor) -> None:  # a matrix, quantized if int8 / int4
-            if weights in ("int8", "int4"):
-                quantize = quantize_int8 if weights == "int8" else quantize_int4
-                q, scale = quantize(weight.to(device), dtype)
+            if weights in QUANTIZERS:
+                q, scale = QUANTIZERS[weights](weight.to(device), dtype)
                 getattr(owner, name).weight.copy_(q)
                 getattr(owner, f"{name}_scale").copy_(scale)
             else:

@@ -232,7 +232,6 @@ def _tune(key: tuple, run: Callable[[Config], None], rows: int, norm: bool, refe
     the interpreter a fixed one."""
     if _interpreting():  # one split-K configuration: the interpreter is slow, and it covers both kernels
         return CANDIDATES[1]._replace(fuse_norm=dtype != torch.float16)
-    _refuse_during_capture("fused_linear", key)
     return _fastest(key, candidates_for(rows, norm, dtype, int4), run, reference, device)
 
 
@@ -241,7 +240,7 @@ def _choose(key: tuple, make: type, run: Callable, tune: Callable[[], object]):
     runs here, else `tune()`'s choice, which is then stored in this machine's table."""
     if _interpreting():
         return tune()
-    _refuse_during_capture("a Triton kernel", key)
+    _refuse_during_capture(key)  # neither a stored choice's first run nor tuning may be captured
     from specdraft.engine import tuning_table
 
     stored = tuning_table.lookup(key)
@@ -262,9 +261,9 @@ def _choose(key: tuple, make: type, run: Callable, tune: Callable[[], object]):
     return choice
 
 
-def _refuse_during_capture(kernel: str, key: tuple) -> None:
+def _refuse_during_capture(key: tuple) -> None:
     if torch.cuda.is_current_stream_capturing():  # timing and compiling cannot happen inside a graph
-        raise RuntimeError(f"{kernel} met the shape {key} for the first time during CUDA-graph capture; run "
+        raise RuntimeError(f"a Triton kernel met the shape {key} for the first time during CUDA-graph capture; run "
                            "the step once before capturing it (the runner's warm-up run does)")
 
 
@@ -501,6 +500,5 @@ def _tune_attention(key: tuple, run: Callable[[AttentionConfig], None], referenc
     configuration that splits the keys (so that both kernels run)."""
     if _interpreting():
         return INTERPRETER_ATTENTION
-    _refuse_during_capture("decode_attention", key)
     return _fastest(key, attention_candidates_for(kv_len), run, reference, device)
 

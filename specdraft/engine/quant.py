@@ -78,6 +78,26 @@ def dequantize_int4(packed: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor
     return (q.view(N, K // GROUP, GROUP) * scale.to(dtype)[:, :, None]).view(N, K)
 
 
+QUANTIZERS = {"int8": quantize_int8, "int4": quantize_int4}  # the quantized formats of WEIGHT_FORMATS
+DEQUANTIZERS = {"int8": dequantize, "int4": dequantize_int4}
+
+
+@torch.no_grad()
+def dequantized_copy(model: torch.nn.Module, weights: str) -> torch.nn.Module:
+    """A copy of `model` (a Hugging Face model) whose every Linear (layer matrices and lm-head; the embedding
+    table kept) holds the weight an engine of `weights` multiplies by: what that engine computes, as a
+    Hugging Face model, the reference of the quantized engine's checks. 'bf16': a plain copy."""
+    import copy
+
+    reference = copy.deepcopy(model)
+    if weights in QUANTIZERS:
+        for module in reference.modules():
+            if isinstance(module, torch.nn.Linear):
+                w = module.weight
+                w.copy_(DEQUANTIZERS[weights](*QUANTIZERS[weights](w, w.dtype), w.dtype))
+    return reference
+
+
 def fast_kernels(x: Tensor) -> bool:
     """Whether the Triton kernels run for a step on x: on a CUDA device with Triton, outside torch.compile
     (under which Inductor fuses the reference path itself, as gpt-fast's int8 does)."""
