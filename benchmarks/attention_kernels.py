@@ -35,11 +35,11 @@ L2_BYTES = 50 * 1024**2  # an H100's / H200's
 def engine_mask(B: int, T: int, group: int, kv_len: int, device: torch.device) -> torch.Tensor:
     """An additive mask as `Decoder.forward` builds it, [B, 1, T * group, kv_len]: row b's T tokens end at
     its own column (rows of ragged lengths, each ending inside the last 256-column bucket)."""
-    keys = torch.arange(kv_len, device=device)
+    from specdraft.engine.decoder import attention_mask
+
     ends = kv_len - 1 - (torch.arange(B, device=device) * 37) % min(kv_len - T, 200)  # [B] last column
     columns = ends[:, None] - T + 1 + torch.arange(T, device=device)  # [B, T]
-    allowed = (keys <= columns[..., None])[:, None].repeat_interleave(group, dim=2)
-    return torch.zeros(allowed.shape, dtype=torch.bfloat16, device=device).masked_fill_(~allowed, float("-inf"))
+    return attention_mask(columns, torch.zeros(B, dtype=torch.long, device=device), kv_len, group, torch.bfloat16)
 
 
 def measure(nkv: int, group: int, head_dim: int, B: int, T: int, kv_len: int, max_seq_len: int,

@@ -19,12 +19,10 @@ def engine_mask(T: int, group: int, kv_len: int, starts: list[int], pads: list[i
     """The additive mask [B, 1, T * group, kv_len] `Decoder.forward` builds for rows whose T tokens sit at
     columns starts[b].. and whose sequences begin at column pads[b]: each query sees the columns up to its
     own from pads[b] on, and always its own (a query in the left padding sees only itself)."""
-    keys = torch.arange(kv_len)
+    from specdraft.engine.decoder import attention_mask
+
     columns = torch.tensor(starts)[:, None] + torch.arange(T)  # [B, T]
-    pad = torch.tensor(pads)[:, None, None]
-    allowed = (keys <= columns[..., None]) & ((keys >= pad) | (keys == columns[..., None]))  # [B, T, S]
-    allowed = allowed[:, None].repeat_interleave(group, dim=2)  # [B, 1, T * group, S]
-    return torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
+    return attention_mask(columns, torch.tensor(pads), kv_len, group, torch.float32)
 
 
 def test_splits_cover_every_key_block_once():

@@ -74,6 +74,22 @@ class KVCache:
         return view
 
 
+def attention_mask(columns: Tensor, pad: Tensor, kv_len: int, group: int, dtype: torch.dtype) -> Tensor:
+    """The additive mask [B, 1, T * group, kv_len] (0 or -inf, in `dtype`) of a step whose T tokens sit at
+    cache columns `columns` ([1, T] for every row, or [B, T]) of rows whose sequences begin at column
+    pad[b] ([B]): causal, and blind to a row's left padding; every query also sees itself, so that a padding
+    query's softmax is never over nothing (NaN there would poison its cached values). Query rows come
+    grouped as T * group (see `layer_step`): each row of the mask once per group member. Additive, built
+    once per step: given a boolean mask, attention would convert it in every layer (three kernels a layer
+    on a GPU, docs/performance.md's profile)."""
+    keys = torch.arange(kv_len, device=columns.device)  # [S]
+    causal = keys[None, None, :] <= columns[:, :, None]
+    own = keys[None, None, :] == columns[:, :, None]
+    allowed = (causal & ((keys[None, None, :] >= pad[:, None, None]) | own))[:, None]  # [B, 1, T, S]
+    allowed = allowed.repeat_interleave(group, dim=2)  # [B, 1, T * group, S]
+    return torch.zeros(allowed.shape, dtype=dtype, device=columns.device).masked_fill_(~allowed, float("-inf"))
+
+
 def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
     """Rotate-half RoPE: x * cos + rotate_half(x) * sin, with rotate_half(x) * sin = roll(x) * sin_signed."""
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
@@ -282,17 +298,7 @@ class Decoder(nn.Module):
         x = self.embed(input_ids)  # [B, T, H]
         cos = torch.cat((freqs, freqs), dim=-1).cos().to(x.dtype)  # [B, T, hd]
         sin_signed = torch.cat((-freqs, freqs), dim=-1).sin().to(x.dtype)
-        keys = torch.arange(kv_len, device=input_ids.device)  # [S]
-        # Causal, and blind to a row's left padding; every query also sees itself, so that a padding
-        # query's softmax is never over nothing (NaN there would poison its cached values).
-        causal = keys[None, None, :] <= columns[:, :, None]
-        own = keys[None, None, :] == columns[:, :, None]
-        mask = (causal & ((keys[None, None, :] >= pad[:, None, None]) | own))[:, None]  # [B, 1, T, S]
-        # Query rows come grouped as T * group (see layer_step): each row of the mask once per group member.
-        mask = mask.repeat_interleave(s.num_heads // s.num_kv_heads, dim=2)  # [B, 1, T*group, S]
-        # Additive, once per step: given a boolean mask, attention would convert it in every layer (three
-        # kernels a layer on a GPU, docs/performance.md's profile).
-        mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
+        mask = attention_mask(columns, pad, kv_len, s.num_heads // s.num_kv_heads, x.dtype)
         step = self.compiled_layer_step if compiled and self.compiled_layer_step is not None else layer_step
         for i, layer in enumerate(self.layers):
             x = step(x, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.gate_up.weight, layer.down.weight,
