@@ -28,7 +28,7 @@ from collections import defaultdict
 
 import torch
 
-from engine_speed import SHAPES, build, copy_bandwidth, engine_bytes_per_step, session_calls, sync
+from engine_speed import SHAPES, build, copy_bandwidth, engine_bytes_per_step, per_call_ms, session_calls, sync
 
 KINDS = (  # the first pattern a kernel's name matches gives its kind
     ("matmul, Triton", r"int8_linear|split_k_epilogue|linear_kernel"),
@@ -79,20 +79,6 @@ def profile_calls(fn, calls: int) -> dict:
             "one_call": [[e.name[:48], round(e.time_range.elapsed_us(), 2)] for e in last_call]}
 
 
-def ms_per_call(fn, calls: int, repeats: int = 5) -> float:
-    """Median over `repeats` of the wall milliseconds per call of `calls` back-to-back calls."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync(torch.device("cuda"))
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        sync(torch.device("cuda"))
-        times.append((time.perf_counter() - start) * 1000 / calls)
-    return sorted(times)[len(times) // 2]
-
-
 def profile_engine(engine, wanted: list[str], prompt_len: int, calls: int, bytes_per_s: float) -> dict:
     floor_ms = engine_bytes_per_step(engine) / bytes_per_s * 1000
     out = {"weight_bytes_per_step": engine_bytes_per_step(engine), "bytes_floor_ms": floor_ms}
@@ -101,12 +87,12 @@ def profile_engine(engine, wanted: list[str], prompt_len: int, calls: int, bytes
         if name not in wanted:
             continue
         fn()  # capture the graph (and tune kernels) before timing
-        graph = {"step_ms": ms_per_call(fn, calls)}
+        graph = {"step_ms": per_call_ms(fn, torch.device("cuda"), 5, calls)}
         graph.update(profile_calls(fn, calls))
         graph["idle_ms"] = graph["step_ms"] - graph["kernel_ms_per_call"]
         runner_graphs = engine._session_runner
         runner_graphs.use_cuda_graphs = False  # the same steps launched one kernel at a time by the host
-        eager = {"step_ms": ms_per_call(fn, max(2, calls // 4), repeats=3)}
+        eager = {"step_ms": per_call_ms(fn, torch.device("cuda"), 3, max(2, calls // 4))}
         eager.update(profile_calls(fn, max(2, calls // 4)))
         runner_graphs.use_cuda_graphs = True
         out[name] = {"graph": graph, "eager": eager}

@@ -86,6 +86,11 @@ def timed(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def per_call_ms(fn, device: torch.device, repeats: int, calls: int = 20) -> float:
+    """Milliseconds per call of `fn` over `calls` back-to-back calls between two synchronisations (`timed`)."""
+    return 1000 * timed(lambda: [fn() for _ in range(calls)], device, repeats) / calls
+
+
 def copy_bandwidth(device: torch.device, num_bytes: int) -> float:
     """Bytes per second of a device-to-device copy, counting bytes read plus bytes written."""
     src = torch.empty(num_bytes // 2, dtype=torch.bfloat16, device=device).uniform_()
@@ -129,13 +134,9 @@ def step_parts(engine_target, engine_draft, device: torch.device, prompt_len: in
     before it, as in `speculative_generate`); each against its bytes floor (weights read once at `bandwidth`).
     Then each engine's prefill of a `prompt_len`-token prompt (eager, last logits only: a generation's start)."""
     target, draft = session_calls(engine_target, prompt_len), session_calls(engine_draft, prompt_len)
-
-    def per_call_ms(fn) -> float:
-        return 1000 * timed(lambda: [fn() for _ in range(calls)], device, repeats) / calls
-
-    parts = {"target_step_ms": per_call_ms(target["one_token_step"]),
-             "verification_6_ms": per_call_ms(target["verification_6"]),
-             "draft_token_ms": per_call_ms(draft["proposal_5"]) / 5}
+    parts = {"target_step_ms": per_call_ms(target["one_token_step"], device, repeats, calls),
+             "verification_6_ms": per_call_ms(target["verification_6"], device, repeats, calls),
+             "draft_token_ms": per_call_ms(draft["proposal_5"], device, repeats, calls) / 5}
     floors = {"target_step_ms": engine_bytes_per_step(engine_target) / bandwidth * 1000,
               "draft_token_ms": engine_bytes_per_step(engine_draft) / bandwidth * 1000}
     floors["verification_6_ms"] = floors["target_step_ms"]
@@ -246,17 +247,15 @@ def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: di
     target_rows, draft_rows = engines[0].open_rows(B), engines[1].open_rows(B, offset=1)
     positions = [args.prompt_len + n // 2] * B
 
-    def per_call_ms(fn, calls: int = 20) -> float:
-        return 1000 * timed(lambda: [fn() for _ in range(calls)], device, args.repeats) / calls
-
     def zeros(*size):
         return torch.zeros(*size, dtype=torch.long, device=device)
 
-    results["target_step_ms"] = per_call_ms(lambda: target_rows.forward(zeros(B, 1), positions))
+    results["target_step_ms"] = per_call_ms(lambda: target_rows.forward(zeros(B, 1), positions), device, args.repeats)
     for k in ks:
-        results[f"verification_k{k}_ms"] = per_call_ms(lambda: target_rows.forward(zeros(B, k + 1), positions))
+        results[f"verification_k{k}_ms"] = per_call_ms(lambda: target_rows.forward(zeros(B, k + 1), positions),
+                                                        device, args.repeats)
         results[f"proposal_k{k}_ms"] = per_call_ms(lambda: draft_rows.propose(
-            zeros(B, 2), positions, torch.zeros(B, k, device=device), 0.0, 1.0))
+            zeros(B, 2), positions, torch.zeros(B, k, device=device), 0.0, 1.0), device, args.repeats)
         # Every proposal accepted: k + 1 tokens a row per proposal + verification, against 1 per target step.
         results[f"speculative_k{k}_speedup_from_parts"] = (k + 1) * results["target_step_ms"] / (
             results[f"verification_k{k}_ms"] + results[f"proposal_k{k}_ms"])
@@ -442,8 +441,8 @@ def main() -> None:
             lambda: engine_target.generate_batch(prompts, max_new_tokens=n), device, args.repeats), n * args.batch)
     results["native_graphs_captured"] = engine_target.num_graphs
     for role, engine in (("target", engine_target), ("draft", engine_draft)):  # dependent launches or plain
-        runner = engine._session_runner
-        results[f"{role}_graph_launches"] = runner.launch_choices() if runner is not None else {}
+        step_runner = engine._session_runner
+        results[f"{role}_graph_launches"] = step_runner.launch_choices() if step_runner is not None else {}
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
 
