@@ -6,4 +6,4 @@ with step(snakemake) as cfg:
     bench(snakemake.params.target_base, snakemake.params.draft_base, snakemake.input.test, snakemake.output[0],
           cfg.bench, target_adapter=snakemake.input.get("target_adapter"),
           draft_adapter=snakemake.input.get("draft_adapter"), engine=cfg.engine, dtype=cfg.models.dtype,
-          device=cfg.models.device, seed=cfg.seed, engine_weights=cfg.engine_weights)
+          device=cfg.models.device, seed=cfg.seed, gpu=cfg.gpu, engine_weights=cfg.engine_weights)

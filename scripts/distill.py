@@ -4,4 +4,4 @@ from specdraft.workflow import step
 with step(snakemake) as cfg:
     distill(snakemake.params.base, snakemake.input.adapter, snakemake.input.train, snakemake.output[0],
             cfg.distill, engine=cfg.engine, dtype=cfg.models.dtype, device=cfg.models.device, seed=cfg.seed,
-            engine_weights=cfg.engine_weights)
+            gpu=cfg.gpu, engine_weights=cfg.engine_weights)

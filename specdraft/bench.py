@@ -7,21 +7,23 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from specdraft.answers import extract_answer, is_equivalent
 from specdraft.atomic import atomic_path
-from specdraft.config import BenchConfig
+from specdraft.config import BenchConfig, GpuConfig
 from specdraft.cost_model import leviathan_speedup
 from specdraft.decoding import Timeline, autoregressive_generate, speculative_generate
 from specdraft.generation import chat_prompt_ids, check_prompt_lengths
-from specdraft.gpu_stats import write_bench_stats
+from specdraft.gpu_stats import cap_memory, write_bench_stats
 from specdraft.jsonl import read_jsonl
 from specdraft.logs import Progress
-from specdraft.engine_choice import load_served
-from specdraft.models import context_length, load_tokenizer, resolve_device, vocab_size_of
+from specdraft.engine_choice import cache_length, load_served
+from specdraft.memory_budget import fit_rows
+from specdraft.models import (architecture, context_length, load_tokenizer, resolve_device, resolve_dtype,
+                              vocab_size_of)
 
 log = logging.getLogger(__name__)
 
@@ -220,9 +222,13 @@ def write_rows(path: str, rows: list[BenchRow]) -> None:
         writer.writerows(asdict(r) for r in rows)
 
 
+BENCH_KEYS = ("engine_weights (int8, int4)", "bench.concurrency", "bench.max_new_tokens",
+              "bench.num_speculative_tokens")
+
+
 def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg: BenchConfig, *,
           target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
-          seed: int, engine_weights: str = "bf16") -> None:
+          seed: int, gpu: GpuConfig, engine_weights: str = "bf16") -> None:
     """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems: one at a
     time, or `cfg.concurrency` at a time (specdraft.bench_concurrent)."""
     if cfg.concurrency > 1 and engine == "hf":
@@ -239,15 +245,24 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
     if cfg.concurrency > 1:
         # A row runs up to k + 1 positions past max_new_tokens before it is cut; the draft keeps one more column.
         max_seq_len, rows = max_seq_len + max(cfg.num_speculative_tokens) + 2, cfg.concurrency
+    budget = cap_memory(dev, gpu.memory_gib, gpu.memory_utilization)
+    vocab_size = vocab_size_of(target_base)
+    pair = [(architecture(target_base), engine_weights), (architecture(draft_base, vocab_size), engine_weights)]
+    rows, need = fit_rows("bench", pair, budget_gib=budget, max_rows=rows, max_seq_len=cache_length(max_seq_len),
+                          prompt_len=max(lengths), dtype_bytes=resolve_dtype(dtype, dev).itemsize,
+                          keys=BENCH_KEYS, utilization=gpu.memory_utilization)
     served = dict(engine=engine, weights=engine_weights, dtype=dtype, device=device, max_seq_len=max_seq_len,
                   max_batch_size=rows)
+    start = time.perf_counter()
     target = load_served(target_base, adapter=target_adapter, **served)
-    draft = load_served(draft_base, adapter=draft_adapter, vocab_size=vocab_size_of(target_base), **served)
+    draft = load_served(draft_base, adapter=draft_adapter, vocab_size=vocab_size, **served)
+    load_seconds = time.perf_counter() - start
     if cfg.concurrency > 1:
         from specdraft.bench_concurrent import bench_concurrent
 
-        bench_concurrent(target, draft, tokenizer, records, out_path, cfg, seed=seed)
+        bench_concurrent(target, draft, tokenizer, records, out_path, replace(cfg, concurrency=rows), seed=seed)
     else:
         write_rows(out_path, run_benchmark(target, draft, tokenizer, records, cfg, seed))
-    write_bench_stats(out_path, dev)  # throughput and peak memory, beside the CSV
+    write_bench_stats(out_path, dev, {"load_seconds": round(load_seconds, 2), "concurrency": rows,
+                                      "memory_budget_gib": budget, "planned_gib": round(need.gib, 3)})
     log.info("%d problems -> %s", len(records), out_path)

@@ -118,6 +118,12 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class GpuConfig:
+    memory_gib: float | None
+    memory_utilization: float
+
+
+@dataclass(frozen=True)
 class SummaryConfig:
     bootstrap_resamples: int
 
@@ -131,6 +137,7 @@ class Config:
     models: ModelsConfig
     engine: str
     engine_weights: str
+    gpu: GpuConfig
     tiny: TinyConfig
     data: DataConfig
     train_target: TrainingConfig

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from specdraft.answers import extract_answer, is_equivalent
-from specdraft.config import DistillConfig
+from specdraft.config import DistillConfig, GpuConfig
 from specdraft.generation import chat_prompt_ids, check_prompt_lengths, generate_batched
-from specdraft.gpu_stats import measure_stage
+from specdraft.gpu_stats import cap_memory, measure_stage
 from specdraft.jsonl import iter_jsonl, write_jsonl
-from specdraft.engine_choice import load_served
-from specdraft.models import context_length, load_tokenizer, resolve_device
+from specdraft.engine_choice import cache_length, load_served
+from specdraft.memory_budget import fit_rows
+from specdraft.models import architecture, context_length, load_tokenizer, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 
 
+DISTILL_KEYS = ("engine_weights (int8, int4)", "distill.batch_size", "distill.max_new_tokens")
+
+
 def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: DistillConfig, *, engine: str,
-            dtype: str, device: str, seed: int, engine_weights: str = "bf16") -> dict[str, float]:
+            dtype: str, device: str, seed: int, gpu: GpuConfig, engine_weights: str = "bf16") -> dict[str, float]:
     """Write one JSONL line per training problem: prompt, completion, extracted answer, correct flag,
     token count. With `keep_only_correct`, wrong completions are left out. Returns counts and accuracy."""
     numbered = list(iter_jsonl(train_path, required=("id", "scenario", "messages", "answer")))
@@ -29,13 +34,23 @@ def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: Distil
                          line_numbers=[n for n, _ in numbered],
                          reason=f"the model's context of {context} less distill.max_new_tokens {cfg.max_new_tokens}")
     dev = resolve_device(device)
+    budget = cap_memory(dev, gpu.memory_gib, gpu.memory_utilization)
+    max_seq_len = max(lengths) + cfg.max_new_tokens
+    batch_size, need = fit_rows("distill", [(architecture(base), engine_weights)], budget_gib=budget,
+                                max_rows=cfg.batch_size, max_seq_len=cache_length(max_seq_len),
+                                prompt_len=max(lengths), dtype_bytes=resolve_dtype(dtype, dev).itemsize,
+                                keys=DISTILL_KEYS, utilization=gpu.memory_utilization)
+    start = time.perf_counter()
     model = load_served(base, adapter=adapter, engine=engine, weights=engine_weights, dtype=dtype, device=device,
-                        max_seq_len=max(lengths) + cfg.max_new_tokens, max_batch_size=cfg.batch_size)
+                        max_seq_len=max_seq_len, max_batch_size=batch_size)
+    load_seconds = time.perf_counter() - start
     with measure_stage(f"{out_path}.stats.json", "distill", dev) as stats:
         generated = generate_batched(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                                     temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
+                                     temperature=cfg.temperature, top_p=cfg.top_p, batch_size=batch_size,
                                      seed=seed)
         stats.num_tokens = sum(len(ids) for ids in generated)
+        stats.extra = {"load_seconds": round(load_seconds, 2), "batch_size": batch_size,
+                       "memory_budget_gib": budget, "planned_gib": round(need.gib, 3)}
     lines = []
     for record, prompt, ids in zip(records, prompts, generated):
         completion = tokenizer.decode(ids, skip_special_tokens=True).strip()

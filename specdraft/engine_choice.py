@@ -45,6 +45,14 @@ def model_type_unsupported(model) -> bool:
     return getattr(model.config, "model_type", None) not in NATIVE_MODEL_TYPES
 
 
+CACHE_BLOCK = 256  # the KV cache's length is a multiple of this (the runner's attention buckets)
+
+
+def cache_length(max_seq_len: int) -> int:
+    """The positions the engine's KV cache holds for sequences of up to `max_seq_len`."""
+    return math.ceil(max_seq_len / CACHE_BLOCK) * CACHE_BLOCK
+
+
 def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weights: str = "bf16",
           device: torch.device | None = None):
     """An `Engine` over `model`'s weights ('native'; 'auto' when the engine implements everything the model
@@ -70,7 +78,7 @@ def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weig
         return model
     from specdraft.engine import Engine
 
-    return Engine.from_hf(model, max_seq_len=math.ceil(max_seq_len / 256) * 256, max_batch_size=max_batch_size,
+    return Engine.from_hf(model, max_seq_len=cache_length(max_seq_len), max_batch_size=max_batch_size,
                           weights=weights, device=device)
 
 

@@ -48,6 +48,21 @@ def count_parameters(config) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def cap_memory(device: torch.device, memory_gib: float | None, memory_utilization: float) -> float | None:
+    """Cap this process's CUDA allocator at `memory_gib` (`gpu.memory_gib`; None: `memory_utilization` of the
+    card) and return the budget in GiB; on a CPU, `memory_gib` as given (None: no budget)."""
+    if device.type != "cuda":
+        return memory_gib
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    total = torch.cuda.get_device_properties(index).total_memory
+    budget = memory_gib if memory_gib is not None else memory_utilization * total / GIB
+    if budget * GIB > total:
+        raise ValueError(f"gpu.memory_gib {memory_gib:g} exceeds the card's {total / GIB:.1f} GiB "
+                         f"({torch.cuda.get_device_name(index)})")
+    torch.cuda.set_per_process_memory_fraction(budget * GIB / total, index)
+    return budget
+
+
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -114,7 +129,7 @@ def measure_stage(path: str | Path, stage: str, device: torch.device) -> Iterato
     write_json(path, record)
 
 
-def write_bench_stats(benchmark_csv: str | Path, device: torch.device) -> dict:
+def write_bench_stats(benchmark_csv: str | Path, device: torch.device, extra: dict | None = None) -> dict:
     """Decoding throughput of a finished bench run, from its own timings, plus the process's peak memory:
     the target alone and each k (tokens / seconds summed over problems), written to `<csv>.stats.json`."""
     with open(benchmark_csv, newline="") as f:
@@ -127,6 +142,7 @@ def write_bench_stats(benchmark_csv: str | Path, device: torch.device) -> dict:
         mine = [r for r in rows if int(r["k"]) == k]
         record[f"speculative_k{k}"] = throughput(sum(int(r["num_new_tokens"]) for r in mine),
                                                  sum(float(r["speculative_seconds"]) for r in mine), None, None)
+    record.update(extra or {})
     write_json(f"{benchmark_csv}.stats.json", record)
     return record
 

@@ -7,11 +7,13 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from specdraft.artifacts import rebuild_hint
 from specdraft.atomic import atomic_path
 
 
 class JsonlError(ValueError):
-    """A JSONL line that cannot be used; the message names the file and the 1-based line number.
+    """A JSONL line that cannot be used; the message names the file, the 1-based line number and, for a
+    workflow output, the rule that writes it and how to rebuild it.
 
     `reason` is the kind of fault (what `report.json` counts); `detail` says where in the line it is.
     """
@@ -21,7 +23,9 @@ class JsonlError(ValueError):
         self.line_number = line_number
         self.reason = reason
         self.detail = detail
-        super().__init__(f"{self.path}:{line_number}: {reason}" + (f" ({detail})" if detail else ""))
+        hint = rebuild_hint(path)
+        super().__init__(f"{self.path}:{line_number}: {reason}" + (f" ({detail})" if detail else "")
+                         + (f" — {hint}" if hint else ""))
 
 
 def scan_jsonl(path: str | os.PathLike,

@@ -77,11 +77,30 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, devic
     if vocab_size is not None:
         pad_vocab(model, vocab_size)
     if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        model = merge_lora(model, adapter, device)
     neutral_generation_config(model)
     return model.to("cpu" if on_host else device).eval()
+
+
+def merge_lora(model, adapter: str | os.PathLike, device: torch.device):
+    """`model` with the LoRA `adapter` folded into its weights. A model in host memory with a GPU `device` is
+    merged one layer at a time on the GPU (a 14B's merge is then seconds, not minutes of one CPU thread)."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    from specdraft.artifacts import check_adapter
+
+    check_adapter(adapter)
+    peft_model = PeftModel.from_pretrained(model, str(adapter))
+    host = next(model.parameters()).device
+    if device.type != "cuda" or host.type == "cuda":
+        return peft_model.merge_and_unload()
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer):
+            module.to(device)
+            module.merge()
+            module.to(host)
+    return peft_model.unload()  # the merged base layers, the adapter modules dropped
 
 
 def load_base_weights(name_or_path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device,
@@ -149,6 +168,17 @@ def context_length(name_or_path: str | os.PathLike) -> int:
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(str(name_or_path)).max_position_embeddings
+
+
+def architecture(name_or_path: str | os.PathLike, vocab_size: int | None = None):
+    """The `memory_budget.Architecture` of a model, read from its config alone (rows padded to `vocab_size`)."""
+    from transformers import AutoConfig
+
+    from specdraft.memory_budget import Architecture
+
+    config = AutoConfig.from_pretrained(str(name_or_path))
+    return Architecture.from_config({**config.to_dict(), "head_dim": getattr(config, "head_dim", None)},
+                                    vocab_size=vocab_size)
 
 
 def vocab_size_of(name_or_path: str | os.PathLike) -> int:

@@ -16,14 +16,16 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from specdraft.artifacts import check_checkpoint, check_json
 from specdraft.atomic import atomic_path
-from specdraft.config import TrainingConfig
+from specdraft.config import GpuConfig, TrainingConfig
 from specdraft.generation import chat_prompt_ids, check_prompt_lengths
-from specdraft.gpu_stats import count_parameters, device_record, reset_peak_memory, throughput
+from specdraft.gpu_stats import cap_memory, count_parameters, device_record, reset_peak_memory, throughput
 from specdraft.jsonl import iter_jsonl
 from specdraft.logs import Progress
-from specdraft.models import (context_length, load_base_weights, load_tokenizer, pad_vocab, resolve_device,
-                              resolve_dtype, vocab_size_of)
+from specdraft.memory_budget import check_fits, training_need
+from specdraft.models import (architecture, context_length, load_base_weights, load_tokenizer, pad_vocab,
+                              resolve_device, resolve_dtype, vocab_size_of)
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +146,29 @@ def check_prompts_fit(path: str, numbered: list[tuple[int, dict]], examples: lis
                     "; ".join(f"line {n} (id {i}): {length} tokens" for n, i, length in cut[:5]))
 
 
+def check_training_fits(stage: str, base: str, cfg: TrainingConfig, gpu: GpuConfig, dev: torch.device,
+                        dtype: torch.dtype, vocab_size: int | None = None) -> None:
+    """Cap the allocator at the budget and fail, before any model is loaded, when training's lower bound
+    exceeds it."""
+    budget = cap_memory(dev, gpu.memory_gib, gpu.memory_utilization)
+    need = training_need(architecture(base, vocab_size), quantization=cfg.quantization, lora_r=cfg.lora.r,
+                         target_modules=cfg.lora.target_modules, batch_size=cfg.batch_size,
+                         max_length=cfg.max_length, gradient_checkpointing=cfg.gradient_checkpointing,
+                         dtype_bytes=dtype.itemsize)
+    keys = tuple(f"{stage}.{key}" for key in ("quantization: 4bit", "batch_size", "max_length",
+                                               "gradient_checkpointing: true", "lora.r"))
+    check_fits(stage, need, budget, keys, gpu.memory_utilization)
+
+
 def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, *, dtype: str, device: str,
-                 seed: int, checkpoint_dir: str | None = None) -> list[dict]:
+                 seed: int, gpu: GpuConfig, checkpoint_dir: str | None = None) -> list[dict]:
     """LoRA-tune the target on a style's processed training records (QLoRA with `quantization: 4bit`)."""
     numbered = list(iter_jsonl(train_path, required=("messages",)))
     examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for _, r in numbered]
     tokenizer = load_tokenizer(base)
     check_prompts_fit(train_path, numbered, examples, tokenizer, base, cfg)
     dev = resolve_device(device)
+    check_training_fits("train_target", base, cfg, gpu, dev, resolve_dtype(dtype, dev))
     reset_peak_memory(dev)
     model = load_base_weights(base, dtype=resolve_dtype(dtype, dev), device=dev, quantization=cfg.quantization)
     model.train()
@@ -159,13 +176,14 @@ def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, 
 
 
 def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, cfg: TrainingConfig, *,
-                dtype: str, device: str, seed: int, checkpoint_dir: str | None = None) -> list[dict]:
+                dtype: str, device: str, seed: int, gpu: GpuConfig, checkpoint_dir: str | None = None) -> list[dict]:
     """LoRA-tune the draft on the tuned target's distilled completions, its vocabulary padded to the target's."""
     numbered = list(iter_jsonl(distilled_path, required=("prompt", "completion")))
     examples = [prompt_completion(r["prompt"], r["completion"]) for _, r in numbered]
     tokenizer = load_tokenizer(base)
     check_prompts_fit(distilled_path, numbered, examples, tokenizer, base, cfg)
     dev = resolve_device(device)
+    check_training_fits("train_draft", base, cfg, gpu, dev, resolve_dtype(dtype, dev), vocab_size_of(target_base))
     reset_peak_memory(dev)
     model = load_base_weights(base, dtype=resolve_dtype(dtype, dev), device=dev, quantization=cfg.quantization)
     pad_vocab(model, vocab_size_of(target_base))
@@ -197,7 +215,7 @@ def prepare_checkpoints(directory: Path, fingerprint: dict) -> str | None:
     state (`trainer_state.json` comes last); a job killed while saving leaves an incomplete one, skipped.
     """
     marker = directory / FINGERPRINT
-    if directory.exists() and (not marker.is_file() or json.loads(marker.read_text()) != fingerprint):
+    if directory.exists() and (not marker.is_file() or check_json(marker) != fingerprint):
         log.info("discarding checkpoints in %s: made with other settings, examples or base", directory)
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -206,6 +224,7 @@ def prepare_checkpoints(directory: Path, fingerprint: dict) -> str | None:
     if not complete:
         return None
     newest = max(complete, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    check_checkpoint(newest)
     log.info("resuming from %s (step %s)", newest, newest.name.rsplit("-", 1)[1])
     return str(newest)
 

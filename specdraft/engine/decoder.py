@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from specdraft.engine.quant import GROUP, QUANTIZERS, WEIGHT_FORMATS, fast_kernels, linear
+from specdraft.engine.quant import GROUP, QUANTIZERS, WEIGHT_FORMATS, fast_kernels, linear, quantize_into
 
 
 @dataclass(frozen=True)
@@ -258,9 +258,7 @@ class Decoder(nn.Module):
 
         def put(owner: nn.Module, name: str, weight: Tensor) -> None:  # a matrix, quantized if int8 / int4
             if weights in QUANTIZERS:
-                q, scale = QUANTIZERS[weights](weight.to(device), dtype)
-                getattr(owner, name).weight.copy_(q)
-                getattr(owner, f"{name}_scale").copy_(scale)
+                quantize_into(weight, getattr(owner, name).weight, getattr(owner, f"{name}_scale"), weights)
             else:
                 getattr(owner, name).weight.copy_(weight)
 

@@ -80,6 +80,19 @@ def dequantize_int4(packed: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor
 
 QUANTIZERS = {"int8": quantize_int8, "int4": quantize_int4}  # the quantized formats of WEIGHT_FORMATS
 DEQUANTIZERS = {"int8": dequantize, "int4": dequantize_int4}
+CHUNK_ELEMENTS = 2**24  # weights quantized at once: 64 MiB of float32 temporaries, whatever the matrix
+
+
+@torch.no_grad()
+def quantize_into(weight: Tensor, q: Tensor, scale: Tensor, weights: str, chunk_rows: int | None = None) -> None:
+    """Quantize weight [N, K] (on any device) into the preallocated q and scale (on theirs) a block of rows at a
+    time, so no float32 copy of the whole matrix is ever made. Every scale is a row's (int8) or a row's
+    group's (int4): blocks of rows give exactly the whole matrix's result."""
+    rows = chunk_rows or max(1, CHUNK_ELEMENTS // weight.shape[1])
+    for start in range(0, weight.shape[0], rows):
+        block_q, block_scale = QUANTIZERS[weights](weight[start : start + rows].to(q.device), scale.dtype)
+        q[start : start + rows].copy_(block_q)
+        scale[start : start + rows].copy_(block_scale)
 
 
 @torch.no_grad()
