@@ -127,7 +127,7 @@ def serving_need(models: list[tuple[Architecture, str]], *, rows: int, max_seq_l
         dequantized = 0 if fmt == "bf16" else \
             max(n * k for n, k in [(arch.vocab_size, arch.hidden_size), *arch.layer_matrices()]) * dtype_bytes
         workspace = max(workspace, prefill + mask + logits + dequantized)
-    return Need({"weights": weights, f"KV cache ({rows} rows x {max_seq_len} positions)": cache,
+    return Need({"weights": weights, f"KV cache ({rows} x {max_seq_len} positions)": cache,
                  "workspace": workspace})
 
 

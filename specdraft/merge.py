@@ -3,17 +3,29 @@
 What the seed's `merge_adapter.py` produced: a directory that `AutoModelForCausalLM.from_pretrained` and vLLM
 load with no PEFT. The draft keeps its vocabulary padded to the target's, so that the pair serves as is.
 An adapter trained on a 4-bit base (QLoRA) is merged into the full-precision base, as QLoRA prescribes.
+On a GPU the base is held in host memory and merged layer by layer on the GPU: a 14B merges on a 24 GB card.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import torch
+
+from specdraft.artifacts import check_json, check_safetensors
 from specdraft.atomic import atomic_path
-from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, vocab_size_of
+from specdraft.models import (load_base_weights, load_causal_lm, load_tokenizer, pad_vocab, resolve_device,
+                              resolve_dtype, vocab_size_of)
 
 log = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+# Largest logit difference, relative to the largest logit, that rounding explains: merging rounds W + BA once
+# to the dtype, the adapter model computes W x and B A x apart.
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
 
 
 def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -25,10 +37,86 @@ def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out_dir: 
     dev = resolve_device(device)
     vocab_size = vocab_size_of(vocab_of) if vocab_of is not None else None
     model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter,
-                           vocab_size=vocab_size)
+                           vocab_size=vocab_size, on_host=dev.type == "cuda")
     tokenizer = load_tokenizer(adapter)
     with atomic_path(out_dir, directory=True) as tmp:
         # Each shard passes through host memory whole: 5 GB shards (as the hub's) keep a 14B merge in mem_mb.
         model.save_pretrained(tmp, max_shard_size="5GB")
         tokenizer.save_pretrained(tmp)
     log.info("merged %s into %s (%d vocabulary rows) -> %s", adapter, base, model.config.vocab_size, out_dir)
+
+
+@dataclass(frozen=True)
+class MergeCheck:
+    """How the merged checkpoint's logits compare with the adapter model's, over `num_prompts` prompts."""
+
+    max_abs_diff: float  # merged vs adapter model
+    adapter_effect: float  # adapter model vs the base alone: what the merge had to carry
+    max_abs_logit: float
+    tolerance: float  # relative to max_abs_logit
+    num_prompts: int
+    files: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance * self.max_abs_logit
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+
+def check_layout(merged_dir: str | os.PathLike) -> tuple[str, ...]:
+    """The merged directory's files, after checking it is a plain checkpoint: config, readable safetensors
+    shards (an index naming them when sharded), a tokenizer, and no adapter files."""
+    merged_dir = Path(merged_dir)
+    files = tuple(sorted(p.name for p in merged_dir.iterdir()))
+    problems = [f"{name} (an adapter file)" for name in files if name in ADAPTER_FILES]
+    check_json(merged_dir / "config.json")
+    shards = sorted(merged_dir.glob("*.safetensors"))
+    if not shards:
+        problems.append("no *.safetensors weights")
+    if len(shards) > 1:
+        named = set(check_json(merged_dir / "model.safetensors.index.json")["weight_map"].values())
+        if named != {p.name for p in shards}:
+            problems.append(f"the index names shards {sorted(named)}, the directory holds {[p.name for p in shards]}")
+    for shard in shards:
+        check_safetensors(shard)
+    if not {"tokenizer.json", "vocab.json"} & set(files):
+        problems.append("no tokenizer")
+    if problems:
+        raise ValueError(f"{merged_dir} is not a plain checkpoint: {'; '.join(problems)}")
+    return files
+
+
+@torch.no_grad()
+def check_merged(base: str | os.PathLike, adapter: str | os.PathLike, merged_dir: str | os.PathLike,
+                 prompts: list[str], *, dtype: str, device: str,
+                 vocab_of: str | os.PathLike | None = None) -> MergeCheck:
+    """Reload `merged_dir` with plain transformers and compare its logits on `prompts` with the adapter model's
+    (the base with the adapter applied, unmerged); one model on `device` at a time."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    files = check_layout(merged_dir)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    tokenizer = load_tokenizer(adapter)
+    inputs = [torch.tensor([tokenizer(p)["input_ids"]], device=dev) for p in prompts]
+    model = load_base_weights(base, dtype=torch_dtype, device=dev)
+    if vocab_of is not None:
+        pad_vocab(model, vocab_size_of(vocab_of))
+    model = PeftModel.from_pretrained(model, str(adapter)).eval()
+    expected = [model(ids).logits.float().cpu() for ids in inputs]
+    with model.disable_adapter():
+        plain = [model(ids).logits.float().cpu() for ids in inputs]
+    del model
+    merged = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=torch_dtype, device_map=str(dev)).eval()
+    got = [merged(ids).logits.float().cpu() for ids in inputs]
+    del merged
+    check = MergeCheck(
+        max_abs_diff=max((g - e).abs().max().item() for g, e in zip(got, expected)),
+        adapter_effect=max((p - e).abs().max().item() for p, e in zip(plain, expected)),
+        max_abs_logit=max(e.abs().max().item() for e in expected), tolerance=TOLERANCE[torch_dtype],
+        num_prompts=len(prompts), files=files)
+    log.info("merge check %s: %s", merged_dir, check.as_dict())
+    return check

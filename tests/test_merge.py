@@ -53,3 +53,29 @@ def test_merged_checkpoint_gives_the_adapter_models_logits(tmp_path, tokenizer, 
     assert torch.all(got[..., vocab:] == 0)
     assert json.loads((tmp_path / "merged" / "tokenizer.json").read_text())["model"] == \
         json.loads((tmp_path / "adapter" / "tokenizer.json").read_text())["model"]  # the same vocabulary and merges
+
+
+def test_the_merge_check_passes_a_merge_and_catches_a_missing_one(tmp_path, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    from specdraft.merge import check_merged
+
+    tiny_qwen2(0, vocab_size=len(tokenizer)).save_pretrained(tmp_path / "base")
+    adapter_on(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "adapter", seed=3)
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    merge_adapter(tmp_path / "base", tmp_path / "adapter", tmp_path / "merged", dtype="float32", device="cpu")
+    prompts = ["48+24=72 #### 72", "Natalia sold 48/2 = 24 clips"]
+    check = check_merged(tmp_path / "base", tmp_path / "adapter", tmp_path / "merged", prompts, dtype="float32",
+                         device="cpu")
+    assert check.passed and check.adapter_effect > 100 * check.max_abs_diff
+    assert "config.json" in check.files and "model.safetensors" in check.files
+
+    # The base saved as if merged: the check sees the adapter's effect missing.
+    AutoModelForCausalLM.from_pretrained(tmp_path / "base").save_pretrained(tmp_path / "unmerged")
+    tokenizer.save_pretrained(tmp_path / "unmerged")
+    assert not check_merged(tmp_path / "base", tmp_path / "adapter", tmp_path / "unmerged", prompts,
+                            dtype="float32", device="cpu").passed
+    (tmp_path / "merged" / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="adapter_config.json \\(an adapter file\\)"):
+        check_merged(tmp_path / "base", tmp_path / "adapter", tmp_path / "merged", prompts, dtype="float32",
+                     device="cpu")
