@@ -48,7 +48,7 @@ def test_acceptance_predicts_the_int8_bench(pair, tmp_path):
     served = {"target_adapter": None, "draft_adapter": None, "engine": "native", "dtype": "float32",
               "device": "cpu", "engine_weights": "int8"}
     bench(str(root / "target"), str(root / "draft"), str(root / "test.jsonl"), str(tmp_path / "benchmark.csv"), cfg,
-          seed=0, **served)
+          seed=0, gpu=load_config({}).gpu, **served)
     acceptance(str(root / "target"), str(root / "draft"), str(root / "test.jsonl"), cfg,
                outputs_path=str(tmp_path / "target_outputs.jsonl"), positions_path=str(tmp_path / "acceptance.csv"),
                predictions_path=str(tmp_path / "prediction.csv"), **served)
