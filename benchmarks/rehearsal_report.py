@@ -125,6 +125,53 @@ def extrapolate(stages: list[tuple[str, str, dict, float | None]], rehearsal, fu
     return rows, total
 
 
+GPU_RULES = ("train_target", "distill", "train_draft", "bench", "baseline")
+
+
+def card_section(name: str, directory: Path) -> str:
+    """One card's table: every GPU rule of the capped run (`benchmarks/capped_rehearsal.sh`), its wall time,
+    peak memory against the budget and the plan `specdraft.memory_budget` made before loading."""
+    run = load_json(directory / "run.json")
+    walls = snakemake_walls(directory / "results" / "benchmarks")
+    found = {(rule, experiment): load_json(path) for rule, experiment, path in collect(directory)}
+    experiments = {"baseline": "untrained_easy"}
+    rows = []
+    for rule in GPU_RULES:
+        experiment = experiments.get(rule, "cod_easy")
+        stats = found.get((rule, experiment))
+        wall = walls.get(f"{rule}/{experiment.removeprefix('untrained_')}" if rule == "baseline" else
+                         f"{rule}/{experiment}")
+        if stats is None:
+            status = "failed (log in rehearsal/)" if (directory / "logs" / rule).exists() else "not run"
+            rows.append([rule, experiment, status, fmt(wall), "–", "–", "–", "–", "–"])
+            continue
+        sized = stats.get("batch_size") if rule == "distill" else stats.get("concurrency")
+        rows.append([rule, experiment, "done", fmt(wall), fmt(stats.get("peak_allocated_gib"), 2),
+                     fmt(stats.get("peak_reserved_gib"), 2), fmt(stats.get("planned_gib"), 2),
+                     fmt(stats.get("load_seconds")), fmt(sized)])
+    return f"""## Under a {name} card's budget: gpu.memory_gib {run["memory_gib"]}
+
+`{run["command"]}` on {run.get("gpu") or run["machine"]}: exit status {run["returncode"]} after {run["seconds"]} s.
+Every GPU job's allocator capped at the budget; "planned" is what the stage computed from the models' config.json
+before loading (`specdraft/memory_budget.py`: training's is a lower bound); "rows" is distill's batch or bench's
+concurrency after sizing.
+
+{table(["rule", "experiment", "status", "wall s", "peak allocated GiB", "peak reserved GiB", "planned GiB",
+        "load s", "rows"], rows)}
+"""
+
+
+def copy_card(directory: Path, raw_dir: Path, name: str) -> None:
+    """The card's JSON, benchmark files and logs into docs/rehearsal/<name>/."""
+    target = raw_dir / name
+    if directory.resolve() == target.resolve():
+        return
+    for path in [*directory.rglob("*.json"), *directory.rglob("*.tsv"), *directory.rglob("*.log")]:
+        if path.is_file():
+            (target / path.relative_to(directory)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / path.relative_to(directory))
+
+
 def main() -> None:
     import yaml
 
@@ -133,6 +180,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--mfu", type=Path, required=True, help="benchmarks/train_mfu.py's JSON")
+    parser.add_argument("--card", action="append", default=[], metavar="NAME=DIR",
+                        help="a capped run's directory (benchmarks/capped_rehearsal.sh <out> NAME): a table each")
     parser.add_argument("--snakemake-benchmarks", type=Path)
     parser.add_argument("--rehearsal-config", type=Path, default=REPO / "configs/rehearsal.yaml")
     parser.add_argument("--full-config", type=Path, default=REPO / "config.yaml")
@@ -175,6 +224,12 @@ def main() -> None:
     extrapolated, total = extrapolate(stages, rehearsal, full)
     peak = next((r.get("steady", {}).get("peak_flops") for r in mfu["results"] if r.get("steady")), None)
 
+    cards = []
+    for spec in args.card:
+        name, _, directory = spec.partition("=")
+        copy_card(Path(directory), raw_dir, name)
+        cards.append(card_section(name.removesuffix("gb") + " GB", raw_dir / name))
+
     text = f"""# The full-size rehearsal
 
 Every stage's real code at the seed's shapes (Qwen2.5-14B-Instruct target, Qwen2.5-0.5B-Instruct draft) with
@@ -191,6 +246,7 @@ token, N = the base's parameters, against a dense bf16 peak of {fmt(peak / 1e12 
 {table(["rule", "experiment", "wall s", "peak allocated GiB", "peak reserved GiB", "throughput"],
        stage_rows + other_rows)}
 
+{"".join(cards)}
 ## Training throughput and memory at 4 x 1024 / 8 x 1024 tokens (`benchmarks/train_mfu.py`)
 
 The project's training path (`specdraft.training.sft_lora`: TRL SFTTrainer + PEFT LoRA on all linear layers),

@@ -36,3 +36,31 @@ def test_report_tables_and_extrapolation_come_from_the_json(tmp_path, repo):
     # config.yaml: 2000 problems x 1 epoch = 62.5 x the rehearsal's 32 -> 625 s of work + 60 s fixed, 6 jobs
     assert "| train_target | cod_easy | 60.0 | 625.0 | 685.0 | 6 | 1.14 |" in text
     assert json.loads((tmp_path / "docs/rehearsal/train_target_cod_easy.json").read_text()) == train
+
+
+def test_one_table_per_capped_card(tmp_path, repo):
+    card = tmp_path / "out/24gb"
+    (card / "results/cod_easy").mkdir(parents=True)
+    (card / "logs/train_target").mkdir(parents=True)
+    (card / "logs/train_target/cod_easy.log").write_text("OutOfMemoryError")  # ran, left no stats: failed
+    (card / "run.json").write_text(json.dumps({"card": "24gb", "memory_gib": 21.5, "command": "snakemake ...",
+                                               "returncode": 1, "seconds": 300, "machine": "m", "gpu": "NVIDIA H200"}))
+    distill = {"stage": "distill", "device_name": "NVIDIA H200", "peak_allocated_gib": 18.25,
+               "peak_reserved_gib": 19.0, "planned_gib": 19.5, "load_seconds": 12.5, "batch_size": 20}
+    (card / "results/cod_easy/distilled.jsonl.stats.json").write_text(json.dumps(distill))
+    (card / "results/benchmarks/distill").mkdir(parents=True)
+    (card / "results/benchmarks/distill/cod_easy.tsv").write_text("s\th:m:s\n40.0\t0:00:40\n")
+    mfu = {"command": "python benchmarks/train_mfu.py", "conditions": {"steps": 1}, "results": []}
+    (tmp_path / "mfu.json").write_text(json.dumps(mfu))
+    (tmp_path / "run").mkdir()
+    out = tmp_path / "docs/rehearsal.md"
+    result = subprocess.run([sys.executable, str(repo / "benchmarks/rehearsal_report.py"), "--workdir",
+                             str(tmp_path / "run"), "--mfu", str(tmp_path / "mfu.json"), "--card", f"24gb={card}",
+                             "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "## Under a 24 GB card's budget: gpu.memory_gib 21.5" in text and "exit status 1" in text
+    assert "| distill | cod_easy | done | 40.0 | 18.25 | 19.00 | 19.50 | 12.5 | 20 |" in text
+    assert "| train_target | cod_easy | failed (log in rehearsal/) |" in text
+    assert json.loads((tmp_path / "docs/rehearsal/24gb/results/cod_easy/distilled.jsonl.stats.json").read_text()) \
+        == distill
