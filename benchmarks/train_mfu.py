@@ -9,7 +9,9 @@ Variants (each in its own process, so that peaks and memory caps do not mix):
   target_bf16         14B, LoRA r=16 on all linear layers, gradient checkpointing, 4 x 1024 tokens a step
   target_bf16_no_gc   the same without gradient checkpointing (no recomputed forward: more memory, more MFU)
   target_bf16_no_gc_liger   and with Liger's RMSNorm / SwiGLU / RoPE kernels (train_*.liger_kernels)
-  target_4bit_24gib   the same with the base in NF4 (QLoRA), the process capped at 24 GiB (configs/24gb.yaml)
+  target_4bit_24gib   the same with the base in NF4 (QLoRA), the process capped at 24 GiB
+  target_4bit_cap     QLoRA under configs/24gb.yaml's gpu.memory_gib (21.5 GiB; --memory-gib overrides)
+  target_4bit_liger_cap   and with Liger's kernels, as configs/24gb.yaml trains the target
   draft_24gib         0.5B (vocabulary padded to the target's), r=32, 8 x 1024, capped at 24 GiB (24gb.yaml)
   target_tiny / draft_tiny   scaled-down shapes: a check that runs anywhere, a CPU included
 
@@ -43,6 +45,10 @@ VARIANTS = {
                                     gradient_checkpointing=False, liger_kernels=True),
     "target_4bit_24gib": dict(role="target", batch_size=4, r=16, quantization="4bit", gradient_checkpointing=True,
                               memory_gib=24),
+    "target_4bit_cap": dict(role="target", batch_size=4, r=16, quantization="4bit", gradient_checkpointing=True,
+                            memory_gib=21.5),
+    "target_4bit_liger_cap": dict(role="target", batch_size=4, r=16, quantization="4bit",
+                                  gradient_checkpointing=True, liger_kernels=True, memory_gib=21.5),
     "draft_24gib": dict(role="draft", batch_size=8, r=32, quantization="none", gradient_checkpointing=True,
                         memory_gib=24),
     "target_tiny": dict(role="target", batch_size=4, r=16, quantization="none", gradient_checkpointing=True,
@@ -64,19 +70,19 @@ def synthetic_examples(num: int, seed: int) -> list[dict]:
                               " ".join(str(rng.randint(100, 999)) for _ in range(1200))) for _ in range(num)]
 
 
-def run_variant(name: str, steps: int, max_length: int, seed: int) -> dict:
+def run_variant(name: str, steps: int, max_length: int, seed: int, memory_gib: float | None = None) -> dict:
     import torch
 
     from specdraft.config import LoraConfig, TrainingConfig
+    from specdraft.gpu_stats import cap_memory
     from specdraft.models import load_base_weights, load_tokenizer, pad_vocab, resolve_device, vocab_size_of
     from specdraft.random_models import write_random_checkpoint
     from specdraft.training import sft_lora
 
     spec = VARIANTS[name]
     device = resolve_device("auto")
-    if spec.get("memory_gib") and device.type == "cuda":
-        total = torch.cuda.get_device_properties(0).total_memory
-        torch.cuda.set_per_process_memory_fraction(spec["memory_gib"] * 2**30 / total)
+    if spec.get("memory_gib"):
+        cap_memory(device, memory_gib if memory_gib is not None else spec["memory_gib"], 1.0)
     cfg = TrainingConfig(
         epochs=1, learning_rate=2e-4, batch_size=spec["batch_size"], gradient_accumulation_steps=1,
         max_length=max_length, gradient_checkpointing=spec["gradient_checkpointing"],
@@ -102,6 +108,8 @@ def run_variant(name: str, steps: int, max_length: int, seed: int) -> dict:
         examples = synthetic_examples(steps * cfg.batch_size, seed)
         sft_lora(model, load_tokenizer(tmp / spec["role"]), examples, cfg, tmp / "adapter", seed)
         stats = json.loads((tmp / "adapter" / "train_stats.json").read_text())
+    if spec.get("memory_gib") and memory_gib is not None:
+        spec = {**spec, "memory_gib": memory_gib}
     return {"variant": name, **spec, "max_length": max_length, "steps": steps,
             "load_seconds": round(load_seconds, 2), **stats}
 
@@ -112,18 +120,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per variant")
     parser.add_argument("--max-length", type=int, default=1024, help="tokens per example")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-gib", type=float, help="the cap of the capped variants (default: each its own)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--run", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one variant, in this process
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
 
     if args.run:
-        print(json.dumps(run_variant(args.run, args.steps, args.max_length, args.seed)))
+        print(json.dumps(run_variant(args.run, args.steps, args.max_length, args.seed, args.memory_gib)))
         return
     results = []
     for name in args.variants:
         command = [sys.executable, __file__, "--run", name, "--steps", str(args.steps), "--max-length",
-                   str(args.max_length), "--seed", str(args.seed), "--out", os.devnull]
+                   str(args.max_length), "--seed", str(args.seed), "--out", os.devnull,
+                   *(["--memory-gib", str(args.memory_gib)] if args.memory_gib is not None else [])]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         wall = round(time.perf_counter() - start, 1)
