@@ -78,7 +78,7 @@ def run_variant(name: str, steps: int, max_length: int, seed: int) -> dict:
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(spec["memory_gib"] * 2**30 / total)
     cfg = TrainingConfig(
-        epochs=1, learning_rate=2e-4, batch_size=spec["batch_size"], gradient_accumulation_steps=1,
+        epochs=1, learning_rate=2e-4, batch_size=spec["batch_size"], gradient_accumulation_steps=1, num_gpus=1,
         max_length=max_length, gradient_checkpointing=spec["gradient_checkpointing"],
         lora=LoraConfig(r=spec["r"], alpha=2 * spec["r"], dropout=0.05,
                         target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),

@@ -35,6 +35,7 @@ class TrainingConfig:
     padding_free: bool
     save_steps: int
     mem_mb: int
+    num_gpus: int
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,13 @@ class SummaryConfig:
 
 
 @dataclass(frozen=True)
+class GpuConfig:
+    devices: list[int | str] | None
+    lock_dir: str
+    wait_seconds: float | None
+
+
+@dataclass(frozen=True)
 class Config:
     styles: tuple[str, ...]
     scenarios: tuple[str, ...]
@@ -138,6 +146,7 @@ class Config:
     distill: DistillConfig
     bench: BenchConfig
     summary: SummaryConfig
+    gpu: GpuConfig
 
 
 class ConfigError(ValueError):
