@@ -67,7 +67,7 @@ def visible_gpus(devices: list[int | str] | None, environ: MutableMapping[str, s
     known = {g.id: g for g in listed} | {g.uuid: g for g in listed}
     ids = [str(d) for d in devices] if devices is not None else \
         [d.strip() for d in environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
-    return [known.get(i, Gpu(i)) for i in ids]
+    return [Gpu(i, known[i].name, known[i].uuid) if i in known else Gpu(i) for i in ids]  # named as written
 
 
 class Lease:
