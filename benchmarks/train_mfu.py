@@ -139,7 +139,7 @@ def main() -> None:
 
             from specdraft.data_parallel import launch
 
-            print(json.dumps(launch(train_mfu.run_variant, kwargs, args.num_gpus)))
+            print(json.dumps(launch(train_mfu.run_variant, kwargs, args.num_gpus, on_gpus=True)))
         else:
             print(json.dumps(run_variant(**kwargs)))
         return

@@ -92,11 +92,12 @@ def _fd(stream) -> int | None:
         return None
 
 
-def launch(function: Callable[..., Any], kwargs: dict[str, Any], num_processes: int) -> Any:
+def launch(function: Callable[..., Any], kwargs: dict[str, Any], num_processes: int, *, on_gpus: bool) -> Any:
     """Run `function(**kwargs)` in `num_processes` processes started by torchrun on this machine and return
-    what rank 0 returned. Their output goes to this process's stdout and stderr (a job's log file)."""
+    what rank 0 returned; with `on_gpus`, each process on a GPU of its own. Their output goes to this
+    process's stdout and stderr (a job's log file)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and 0 < len([d for d in visible.split(",") if d.strip()]) < num_processes:
+    if on_gpus and visible is not None and 0 < len([d for d in visible.split(",") if d.strip()]) < num_processes:
         raise ValueError(f"{num_processes} data-parallel processes need {num_processes} GPUs, but this job has "
                          f"CUDA_VISIBLE_DEVICES={visible}: ask for them (resources gpu={num_processes})")
     with tempfile.TemporaryDirectory(prefix="specdraft-launch-") as scratch:

@@ -164,8 +164,9 @@ def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, 
     `cfg.num_gpus` data-parallel processes."""
     if cfg.num_gpus > 1 and not is_launched():
         accumulation_per_process(cfg.gradient_accumulation_steps, cfg.num_gpus, "train_target")
-        return launch(train_target, dict(base=base, train_path=train_path, out_dir=out_dir, cfg=cfg, dtype=dtype,
-                                         device=device, seed=seed, checkpoint_dir=checkpoint_dir), cfg.num_gpus)
+        kwargs = dict(base=base, train_path=train_path, out_dir=out_dir, cfg=cfg, dtype=dtype, device=device,
+                      seed=seed, checkpoint_dir=checkpoint_dir)
+        return launch(train_target, kwargs, cfg.num_gpus, on_gpus=device != "cpu")
     numbered = list(iter_jsonl(train_path, required=("messages",)))
     examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for _, r in numbered]
     tokenizer = load_tokenizer(base)
@@ -183,9 +184,9 @@ def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, 
     in `cfg.num_gpus` data-parallel processes."""
     if cfg.num_gpus > 1 and not is_launched():
         accumulation_per_process(cfg.gradient_accumulation_steps, cfg.num_gpus, "train_draft")
-        return launch(train_draft, dict(base=base, target_base=target_base, distilled_path=distilled_path,
-                                        out_dir=out_dir, cfg=cfg, dtype=dtype, device=device, seed=seed,
-                                        checkpoint_dir=checkpoint_dir), cfg.num_gpus)
+        kwargs = dict(base=base, target_base=target_base, distilled_path=distilled_path, out_dir=out_dir, cfg=cfg,
+                      dtype=dtype, device=device, seed=seed, checkpoint_dir=checkpoint_dir)
+        return launch(train_draft, kwargs, cfg.num_gpus, on_gpus=device != "cpu")
     numbered = list(iter_jsonl(distilled_path, required=("prompt", "completion")))
     examples = [prompt_completion(r["prompt"], r["completion"]) for _, r in numbered]
     tokenizer = load_tokenizer(base)

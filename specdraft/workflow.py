@@ -4,6 +4,7 @@ set threads, type the configuration."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 
@@ -21,7 +22,11 @@ def step(snakemake) -> Iterator[Config]:
     os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
     with log_to(snakemake.log[0]):
         cfg = load_config(snakemake.config)
-        with gpus_for_job(int(snakemake.resources.get("gpu", 0)), devices=cfg.gpu.devices,
+        num_gpus = int(snakemake.resources.get("gpu", 0))
+        if num_gpus and cfg.models.device == "cpu":
+            logging.getLogger(__name__).info("models.device is cpu: the job takes none of the machine's GPUs")
+            num_gpus = 0
+        with gpus_for_job(num_gpus, devices=cfg.gpu.devices,
                           lock_dir=cfg.gpu.lock_dir, wait_seconds=cfg.gpu.wait_seconds,
                           job=job_name(snakemake.log[0])):
             try:

@@ -43,7 +43,8 @@ def test_two_processes_take_the_first_step_of_one_at_the_same_global_batch(tmp_p
     one = train_tiny(tokenizer_dir, EXAMPLES, training(1), str(tmp_path / "one"),
                      gradients_path=str(tmp_path / "one.pt"))
     two = launch(train_tiny, dict(tokenizer_dir=tokenizer_dir, examples=EXAMPLES, cfg=training(2),
-                                  out_dir=str(tmp_path / "two"), gradients_path=str(tmp_path / "two.pt")), 2)
+                                  out_dir=str(tmp_path / "two"), gradients_path=str(tmp_path / "two.pt")),
+                 2, on_gpus=False)
     expected, got = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert got.keys() == expected.keys() and any("lora_B" in k for k in expected)
     for name in expected:  # float32, summed in another order: a few ulps apart
@@ -63,7 +64,7 @@ def test_a_checkpoint_of_two_processes_resumes_in_one(tmp_path, tokenizer_dir, c
     kwargs = dict(tokenizer_dir=tokenizer_dir, examples=EXAMPLES, out_dir=str(tmp_path / "adapter"),
                   checkpoint_dir=str(tmp_path / "checkpoints"))
     with pytest.raises(RuntimeError, match="failed in its data-parallel processes"):
-        launch(train_tiny, dict(kwargs, cfg=training(2), kill_after=3), 2)
+        launch(train_tiny, dict(kwargs, cfg=training(2), kill_after=3), 2, on_gpus=False)
     assert not (tmp_path / "adapter").exists()
     assert [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
     with caplog.at_level("INFO", logger="specdraft.training"):
@@ -103,3 +104,26 @@ def test_a_global_batch_that_does_not_split_evenly_is_refused_before_any_model_l
         train_target("no-such-base", str(tmp_path / "missing.jsonl"), str(tmp_path / "adapter"), cfg,
                      dtype="float32", device="cpu", seed=0)
     assert accumulation_per_process(8, 4, "train_draft") == 2
+
+
+def test_the_workflow_trains_the_target_in_two_processes(tmp_path, repo):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.test_workflow import micro_config
+
+    config = micro_config(repo)
+    config["train_target"].update({"num_gpus": 2, "gradient_accumulation_steps": 2})
+    (tmp_path / "micro.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "results/cod_easy/target_adapter", "-s",
+                             str(repo / "Snakefile"), "--directory", str(tmp_path), "--cores", "2", "--resources",
+                             "gpu=2", "--configfile", str(tmp_path / "micro.yaml")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "logs/train_target/cod_easy.log").read_text()
+    assert "models.device is cpu: the job takes none" in log and "launching 2 data-parallel processes" in log
+    assert " rank 0 INFO " in log  # the processes' lines land in the job's log
+    stats = json.loads((tmp_path / "results/cod_easy/target_adapter/train_stats.json").read_text())
+    assert stats["num_processes"] == 2 and stats["gradient_accumulation_steps_per_process"] == 1

@@ -144,6 +144,9 @@ def test_step_gives_a_gpu_rule_its_device_and_a_cpu_machine_none(tmp_path, fake_
     assert "holds GPU 0 (NVIDIA H200, GPU-aaaa)" in (tmp_path / "bench.log").read_text()
     with step(job("summary", 0)):
         assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    on_cpu = SimpleNamespace(**{**vars(job("merge", 1)), "config": {"models": {"device": "cpu"}}})
+    with step(on_cpu):
+        assert "CUDA_VISIBLE_DEVICES" not in os.environ
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # a machine without nvidia-smi
     with step(job("distill", 1)):
         assert "CUDA_VISIBLE_DEVICES" not in os.environ
