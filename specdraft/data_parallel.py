@@ -7,9 +7,12 @@ placing each on its device, and letting only the first one decide and write.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,6 +95,13 @@ def _fd(stream) -> int | None:
         return None
 
 
+def _die_with_parent() -> None:
+    """Run in the launcher between fork and exec: SIGTERM when the job's process dies, however it dies, which
+    torchrun passes on to its workers (Linux; elsewhere nothing)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 def launch(function: Callable[..., Any], kwargs: dict[str, Any], num_processes: int, *, on_gpus: bool) -> Any:
     """Run `function(**kwargs)` in `num_processes` processes started by torchrun on this machine and return
     what rank 0 returned; with `on_gpus`, each process on a GPU of its own. Their output goes to this
@@ -110,7 +120,9 @@ def launch(function: Callable[..., Any], kwargs: dict[str, Any], num_processes: 
         log.info("launching %d data-parallel processes: %s", num_processes, " ".join(command))
         sys.stdout.flush()
         sys.stderr.flush()
-        done = subprocess.run(command, env=env, stdout=_fd(sys.stdout), stderr=_fd(sys.stderr))
+        # A killed job must not leave workers that still use its GPUs, or write its output after Snakemake gave up.
+        done = subprocess.run(command, env=env, stdout=_fd(sys.stdout), stderr=_fd(sys.stderr),
+                              preexec_fn=_die_with_parent)
         if done.returncode != 0:
             raise RuntimeError(f"{function.__qualname__} failed in its data-parallel processes (torchrun exit code "
                                f"{done.returncode}): their tracebacks are above in the log")

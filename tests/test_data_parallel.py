@@ -127,3 +127,28 @@ def test_the_workflow_trains_the_target_in_two_processes(tmp_path, repo):
     assert " rank 0 INFO " in log  # the processes' lines land in the job's log
     stats = json.loads((tmp_path / "results/cod_easy/target_adapter/train_stats.json").read_text())
     assert stats["num_processes"] == 2 and stats["gradient_accumulation_steps_per_process"] == 1
+
+
+def test_the_processes_of_a_killed_job_end_with_it(tmp_path, repo):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    job = subprocess.Popen([sys.executable, "-c", "from specdraft.data_parallel import launch; "
+                            "from tests.training_runs import sleep_forever; launch(sleep_forever, {}, 2, on_gpus=False)"],
+                           cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)))
+    deadline = time.time() + 120
+    while len(workers := psutil.Process(job.pid).children(recursive=True)) < 3 and time.time() < deadline:
+        time.sleep(0.2)  # torchrun and its two workers
+    assert len(workers) >= 3, workers
+    job.send_signal(signal.SIGKILL)  # as the kernel's OOM killer ends a job
+    job.wait(timeout=30)
+    gone, alive = psutil.wait_procs(workers, timeout=60)
+    left = [p.cmdline() for p in alive]
+    for process in alive:  # none, unless this test fails: leave no process behind even then
+        process.kill()
+    assert not left

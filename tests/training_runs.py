@@ -46,3 +46,11 @@ def train_tiny(tokenizer_dir: str, examples: list[dict], cfg: TrainingConfig, ou
         ([KillAfter(kill_after)] if kill_after else [])
     return sft_lora(model, tokenizer, examples, cfg, out_dir, seed=0, checkpoint_dir=checkpoint_dir,
                     callbacks=tuple(callbacks))
+
+
+def sleep_forever() -> None:
+    """A launched process that only ends when it is killed."""
+    import time
+
+    while True:
+        time.sleep(1)
