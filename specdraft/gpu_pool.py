@@ -3,7 +3,8 @@
 Snakemake's `--resources gpu=N` bounds how many GPUs the running jobs ask for, not which ones they get. Here a
 job takes free devices, each held by an exclusive `flock` on one lock file per device, and exports them as
 CUDA_VISIBLE_DEVICES. The kernel drops a lock when its holder's process ends, however it ends, so a killed
-job gives its devices back. Under SLURM the scheduler has already chosen the job's devices: they are kept.
+job gives its devices back. Under SLURM the scheduler has already chosen the job's devices: they are kept
+(unless Snakemake runs inside one allocation, whose GPUs its jobs then share as a pool).
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ def gpus_for_job(num_gpus: int, *, devices: list[int | str] | None, lock_dir: st
                  job: str, environ: MutableMapping[str, str] = os.environ) -> Iterator[list[Gpu]]:
     """For the block, this job's own `num_gpus` GPUs exported in `environ` (CUDA_VISIBLE_DEVICES); the log says
     which. Yields them ([] when the pool is off: no GPU job, or no GPU on this machine). Under SLURM the
-    scheduler's assignment is kept as it is."""
+    scheduler's assignment is kept as it is, unless it holds more GPUs than the job asks for (Snakemake run
+    inside one allocation): the pool is then those GPUs."""
     if num_gpus <= 0:
         yield []
         return
@@ -171,13 +173,17 @@ def gpus_for_job(num_gpus: int, *, devices: list[int | str] | None, lock_dir: st
         raise RuntimeError(f"{job}: CUDA was initialised before the job's GPUs were chosen, so "
                            "CUDA_VISIBLE_DEVICES would be ignored")
     if "SLURM_JOB_ID" in environ:
-        assigned = visible_gpus(None, environ) if "CUDA_VISIBLE_DEVICES" in environ else []
-        log.info("%s: SLURM job %s, its GPUs as the scheduler assigned them: %s (CUDA_VISIBLE_DEVICES=%s)", job,
-                 environ["SLURM_JOB_ID"], ", ".join(g.describe() for g in assigned) or "none",
-                 environ.get("CUDA_VISIBLE_DEVICES", "unset"))
-        yield assigned
-        return
-    gpus = visible_gpus(devices, environ)
+        gpus = visible_gpus(None, environ) if "CUDA_VISIBLE_DEVICES" in environ else []
+        if len(gpus) <= num_gpus:
+            log.info("%s: SLURM job %s, its GPUs as the scheduler assigned them: %s (CUDA_VISIBLE_DEVICES=%s)", job,
+                     environ["SLURM_JOB_ID"], ", ".join(g.describe() for g in gpus) or "none",
+                     environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+            yield gpus
+            return
+        log.info("%s: SLURM job %s holds %d GPUs for several jobs: this one takes its own from them", job,
+                 environ["SLURM_JOB_ID"], len(gpus))
+    else:
+        gpus = visible_gpus(devices, environ)
     if not gpus:
         log.info("%s: no GPU on this machine (no nvidia-smi, CUDA_VISIBLE_DEVICES or gpu.devices): the device "
                  "pool is off", job)

@@ -117,14 +117,20 @@ def test_the_pool_is_gpu_devices_or_cuda_visible_devices_when_set(tmp_path, fake
     assert environ["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
-def test_slurm_assignment_is_kept_and_no_lock_taken(tmp_path, fake_nvidia_smi, caplog):
+def test_slurm_assignment_is_kept_unless_it_is_shared_by_several_jobs(tmp_path, fake_nvidia_smi, caplog):
     environ = {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "1"}
     with caplog.at_level("INFO", logger="specdraft.gpu_pool"):
         with gpus_for_job(1, devices=[0], lock_dir=str(tmp_path / "locks"), wait_seconds=0, job="train",
                           environ=environ):
             assert environ == {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "1"}
-    assert not (tmp_path / "locks").exists()
+    assert not (tmp_path / "locks").exists()  # no lock taken
     assert "SLURM job 42, its GPUs as the scheduler assigned them: GPU 1 (NVIDIA H200, GPU-bbbb)" in caplog.text
+    # Snakemake run inside one allocation of two GPUs: each job takes its own from them.
+    shared = {"SLURM_JOB_ID": "43", "CUDA_VISIBLE_DEVICES": "0,1"}
+    with gpus_for_job(1, devices=None, lock_dir=str(tmp_path / "locks"), wait_seconds=0, job="bench",
+                      environ=shared):
+        assert shared["CUDA_VISIBLE_DEVICES"] == "0"
+    assert shared["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
 def test_step_gives_a_gpu_rule_its_device_and_a_cpu_machine_none(tmp_path, fake_nvidia_smi, monkeypatch):
