@@ -45,12 +45,22 @@ def parse_nvidia_smi(text: str) -> list[Gpu]:
     return [Gpu(m[1], m[2], m[3]) for m in map(NVIDIA_SMI_LINE.match, text.splitlines()) if m]
 
 
-def nvidia_smi_gpus() -> list[Gpu]:
-    """Every GPU of the machine, asked of nvidia-smi: CUDA is not initialised in this process. [] without one."""
+def driver_gpus(proc_dir: Path) -> list[Gpu]:
+    """The GPUs the NVIDIA kernel driver lists under /proc (one folder per PCI address, in nvidia-smi's order)."""
+    gpus = []
+    for index, folder in enumerate(sorted(proc_dir.iterdir()) if proc_dir.is_dir() else []):
+        fields = dict(line.split(":", 1) for line in (folder / "information").read_text().splitlines() if ":" in line)
+        gpus.append(Gpu(str(index), fields.get("Model", "").strip() or None, fields.get("GPU UUID", "").strip() or None))
+    return gpus
+
+
+def machine_gpus(proc_dir: Path = Path("/proc/driver/nvidia/gpus")) -> list[Gpu]:
+    """Every GPU of the machine, asked of nvidia-smi (or, without it, of the driver): CUDA is not initialised
+    in this process. [] on a machine without NVIDIA GPUs."""
     try:
         done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
     except (FileNotFoundError, PermissionError):
-        return []
+        return driver_gpus(proc_dir)
     except subprocess.TimeoutExpired:
         log.warning("nvidia-smi -L did not answer within 60 s: no GPU taken from it")
         return []
@@ -61,8 +71,8 @@ def nvidia_smi_gpus() -> list[Gpu]:
 
 
 def visible_gpus(devices: list[int | str] | None, environ: MutableMapping[str, str]) -> list[Gpu]:
-    """The pool: `gpu.devices` if set, else the devices CUDA_VISIBLE_DEVICES names, else every GPU nvidia-smi lists."""
-    listed = nvidia_smi_gpus()
+    """The pool: `gpu.devices` if set, else the devices CUDA_VISIBLE_DEVICES names, else every GPU of the machine."""
+    listed = machine_gpus()
     if devices is None and "CUDA_VISIBLE_DEVICES" not in environ:
         return listed
     known = {g.id: g for g in listed} | {g.uuid: g for g in listed}
@@ -185,8 +195,8 @@ def gpus_for_job(num_gpus: int, *, devices: list[int | str] | None, lock_dir: st
     else:
         gpus = visible_gpus(devices, environ)
     if not gpus:
-        log.info("%s: no GPU on this machine (no nvidia-smi, CUDA_VISIBLE_DEVICES or gpu.devices): the device "
-                 "pool is off", job)
+        log.info("%s: no GPU on this machine (none from nvidia-smi or the NVIDIA driver, no CUDA_VISIBLE_DEVICES or "
+                 "gpu.devices): the device pool is off", job)
         yield []
         return
     pool = GpuPool(gpus, lock_dir, wait_seconds=wait_seconds)

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from specdraft import gpu_pool
 from specdraft.gpu_pool import Gpu, GpuPool, gpus_for_job
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +154,17 @@ def test_step_gives_a_gpu_rule_its_device_and_a_cpu_machine_none(tmp_path, fake_
     on_cpu = SimpleNamespace(**{**vars(job("merge", 1)), "config": {"models": {"device": "cpu"}}})
     with step(on_cpu):
         assert "CUDA_VISIBLE_DEVICES" not in os.environ
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # a machine without nvidia-smi
+    monkeypatch.setattr(gpu_pool, "machine_gpus", lambda: [])  # a machine without GPUs
     with step(job("distill", 1)):
         assert "CUDA_VISIBLE_DEVICES" not in os.environ
     assert "no GPU on this machine" in (tmp_path / "distill.log").read_text()
+
+
+def test_without_nvidia_smi_the_driver_lists_the_gpus(tmp_path):
+    from specdraft.gpu_pool import driver_gpus
+
+    for bus, uuid in (("0000:9b:00.0", "GPU-bbbb"), ("0000:1b:00.0", "GPU-aaaa")):
+        (tmp_path / bus).mkdir()
+        (tmp_path / bus / "information").write_text(f"Model: \t\t NVIDIA H200\nIRQ:   \t\t 17\nGPU UUID: \t {uuid}\n")
+    assert driver_gpus(tmp_path) == [Gpu("0", "NVIDIA H200", "GPU-aaaa"), Gpu("1", "NVIDIA H200", "GPU-bbbb")]
+    assert driver_gpus(tmp_path / "absent") == []
