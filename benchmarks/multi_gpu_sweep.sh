@@ -20,7 +20,9 @@ command -v nvidia-smi >/dev/null || { echo "no nvidia-smi: this measures GPUs" >
 export PYTHONPATH="$repo/h200_site:$repo${PYTHONPATH:+:$PYTHONPATH}"
 python=${PYTHON:-python3}
 commit=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
-targets=(results/cot_easy/benchmark.csv results/cod_easy/benchmark.csv results/untrained_easy/benchmark.csv)
+styles=${STYLES:-cot cod}  # STYLES=cod: one style, e.g. the one-GPU check on nvidia-h200 (rehearsal 1)
+targets=(results/untrained_easy/benchmark.csv)
+for style in $styles; do targets+=("results/${style}_easy/benchmark.csv"); done
 mkdir -p "$out"
 
 rehearsal() {
@@ -36,7 +38,7 @@ rehearsal() {
         > "$dir/apps.csv" &
     local app_sampler=$!
     local run=("$python" -m snakemake "${targets[@]}" --cores 8 --resources gpu="$gpus"
-               --configfile configs/rehearsal.yaml --config "styles=[cot,cod]" --scheduler greedy --keep-going)
+               --configfile "${CONFIGFILE:-configs/rehearsal.yaml}" --config "styles=[${styles// /,}]" --scheduler greedy --keep-going)
     local start end code=0
     start=$(date +%s.%N)
     "${run[@]}" > "$dir/snakemake.log" 2>&1 || code=$?
