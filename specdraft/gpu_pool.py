@@ -169,6 +169,21 @@ class GpuPool:
         return "; ".join(busy) or "none (freed meanwhile)"
 
 
+def check_devices_used(gpus: list[Gpu], job: str) -> None:
+    """After a job that started CUDA: log whether the devices it saw are the ones it was given (a library that
+    started CUDA before CUDA_VISIBLE_DEVICES was set would have shown it every GPU)."""
+    torch = sys.modules.get("torch")
+    expected = [g.uuid.removeprefix("GPU-") for g in gpus if g.uuid and g.uuid.startswith("GPU-")]
+    if torch is None or not torch.cuda.is_initialized() or len(expected) != len(gpus):
+        return
+    seen = [str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())]
+    if seen == expected:
+        log.info("%s ran on its own %s", job, ", ".join(g.describe() for g in gpus))
+    else:
+        log.warning("%s saw the GPUs %s, not its own %s: CUDA started before CUDA_VISIBLE_DEVICES was set", job,
+                    seen, expected)
+
+
 @contextlib.contextmanager
 def gpus_for_job(num_gpus: int, *, devices: list[int | str] | None, lock_dir: str, wait_seconds: float | None,
                  job: str, environ: MutableMapping[str, str] = os.environ) -> Iterator[list[Gpu]]:
@@ -209,6 +224,7 @@ def gpus_for_job(num_gpus: int, *, devices: list[int | str] | None, lock_dir: st
         try:
             yield lease.gpus
         finally:
+            check_devices_used(lease.gpus, job)
             for key, value in before.items():
                 if value is None:
                     environ.pop(key, None)

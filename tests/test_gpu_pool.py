@@ -168,3 +168,18 @@ def test_without_nvidia_smi_the_driver_lists_the_gpus(tmp_path):
         (tmp_path / bus / "information").write_text(f"Model: \t\t NVIDIA H200\nIRQ:   \t\t 17\nGPU UUID: \t {uuid}\n")
     assert driver_gpus(tmp_path) == [Gpu("0", "NVIDIA H200", "GPU-aaaa"), Gpu("1", "NVIDIA H200", "GPU-bbbb")]
     assert driver_gpus(tmp_path / "absent") == []
+
+
+def test_a_job_that_saw_other_gpus_than_its_own_is_reported(monkeypatch, caplog):
+    from specdraft.gpu_pool import check_devices_used
+
+    seen = ["aaaa"]
+    cuda = SimpleNamespace(is_initialized=lambda: True, device_count=lambda: len(seen),
+                           get_device_properties=lambda i: SimpleNamespace(uuid=seen[i]))
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
+    with caplog.at_level("INFO", logger="specdraft.gpu_pool"):
+        check_devices_used([Gpu("0", "NVIDIA H200", "GPU-aaaa")], "bench/cod_easy")
+        seen[:] = ["aaaa", "bbbb"]  # every GPU: CUDA started before the job's were exported
+        check_devices_used([Gpu("0", "NVIDIA H200", "GPU-aaaa")], "distill/cod_easy")
+    assert "bench/cod_easy ran on its own GPU 0 (NVIDIA H200, GPU-aaaa)" in caplog.text
+    assert "distill/cod_easy saw the GPUs ['aaaa', 'bbbb'], not its own ['aaaa']" in caplog.text
