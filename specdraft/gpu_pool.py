@@ -50,7 +50,8 @@ def driver_gpus(proc_dir: Path) -> list[Gpu]:
     gpus = []
     for index, folder in enumerate(sorted(proc_dir.iterdir()) if proc_dir.is_dir() else []):
         fields = dict(line.split(":", 1) for line in (folder / "information").read_text().splitlines() if ":" in line)
-        gpus.append(Gpu(str(index), fields.get("Model", "").strip() or None, fields.get("GPU UUID", "").strip() or None))
+        name, uuid = fields.get("Model", "").strip(), fields.get("GPU UUID", "").strip()
+        gpus.append(Gpu(str(index), name or None, uuid or None))
     return gpus
 
 
@@ -176,7 +177,8 @@ def check_devices_used(gpus: list[Gpu], job: str) -> None:
     expected = [g.uuid.removeprefix("GPU-") for g in gpus if g.uuid and g.uuid.startswith("GPU-")]
     if torch is None or not torch.cuda.is_initialized() or len(expected) != len(gpus):
         return
-    seen = [str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())]
+    seen = [str(torch.cuda.get_device_properties(i).uuid).removeprefix("GPU-")
+            for i in range(torch.cuda.device_count())]
     if seen == expected:
         log.info("%s ran on its own %s", job, ", ".join(g.describe() for g in gpus))
     else:

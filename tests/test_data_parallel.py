@@ -21,7 +21,8 @@ TEXTS = ["Natalia sold 48/2 = 24 clips in May. #### 72", "48/2=24; 48+24=72 ####
 EXAMPLES = [prompt_completion(prompt_messages(f"What is {a}+{b}?", "cod"), f"{a}+{b}={a + b} " * (1 + a % 3)
                               + f"#### {a + b}") for a, b in zip(range(10, 26), range(40, 56))]
 TRAINING = {"epochs": 2, "batch_size": 2, "gradient_accumulation_steps": 4, "learning_rate": 0.01,
-            "max_length": 256, "save_steps": 1, "lora": {"r": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+            "max_length": 256, "save_steps": 1,
+            "lora": {"r": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
 
 
 def training(num_gpus: int):
@@ -138,8 +139,8 @@ def test_the_processes_of_a_killed_job_end_with_it(tmp_path, repo):
 
     import psutil
 
-    job = subprocess.Popen([sys.executable, "-c", "from specdraft.data_parallel import launch; "
-                            "from tests.training_runs import sleep_forever; launch(sleep_forever, {}, 2, on_gpus=False)"],
+    job = subprocess.Popen([sys.executable, "-c", "from specdraft.data_parallel import launch; from tests.training_runs "
+                            "import sleep_forever; launch(sleep_forever, {}, 2, on_gpus=False)"],
                            cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)))
     deadline = time.time() + 120
     while len(workers := psutil.Process(job.pid).children(recursive=True)) < 3 and time.time() < deadline:
