@@ -2,9 +2,16 @@
 and a checkpoint written with one number of processes resumes with another."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 import torch
+import yaml
 
 from specdraft.config import load_config
 from specdraft.data_parallel import accumulation_per_process, launch
@@ -12,6 +19,7 @@ from specdraft.models import load_base_weights, load_tokenizer
 from specdraft.prompts import prompt_messages
 from specdraft.tiny import build_model, train_tokenizer
 from specdraft.training import prompt_completion, sft_lora, train_target
+from tests.test_workflow import micro_config
 from tests.training_runs import KillAfter, train_tiny
 
 TEXTS = ["Natalia sold 48/2 = 24 clips in May. #### 72", "48/2=24; 48+24=72 #### 72",
@@ -108,12 +116,6 @@ def test_a_global_batch_that_does_not_split_evenly_is_refused_before_any_model_l
 
 
 def test_the_workflow_trains_the_target_in_two_processes(tmp_path, repo):
-    import subprocess
-    import sys
-
-    import yaml
-
-    from tests.test_workflow import micro_config
 
     config = micro_config(repo)
     config["train_target"].update({"num_gpus": 2, "gradient_accumulation_steps": 2})
@@ -131,16 +133,9 @@ def test_the_workflow_trains_the_target_in_two_processes(tmp_path, repo):
 
 
 def test_the_processes_of_a_killed_job_end_with_it(tmp_path, repo):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import psutil
-
-    job = subprocess.Popen([sys.executable, "-c", "from specdraft.data_parallel import launch; from tests.training_runs "
-                            "import sleep_forever; launch(sleep_forever, {}, 2, on_gpus=False)"],
+    code = ("from specdraft.data_parallel import launch; from tests.training_runs import sleep_forever; "
+            "launch(sleep_forever, {}, 2, on_gpus=False)")
+    job = subprocess.Popen([sys.executable, "-c", code],
                            cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)))
     deadline = time.time() + 120
     while len(workers := psutil.Process(job.pid).children(recursive=True)) < 3 and time.time() < deadline:
