@@ -90,7 +90,8 @@ class Lease:
         self._fds = [fd for _, fd in held]
 
     def environment(self) -> dict[str, str]:
-        # CUDA numbers devices fastest first unless told otherwise; nvidia-smi's indices follow the PCI bus.
+        # CUDA numbers devices fastest first unless told otherwise (a CUDA_DEVICE_ORDER already set is kept);
+        # nvidia-smi's indices follow the PCI bus.
         return {"CUDA_VISIBLE_DEVICES": ",".join(g.id for g in self.gpus), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
     def describe(self) -> str:
@@ -218,15 +219,15 @@ def gpus_for_job(num_gpus: int, *, devices: list[int | str] | None, lock_dir: st
         return
     pool = GpuPool(gpus, lock_dir, wait_seconds=wait_seconds)
     with pool.acquire(num_gpus, job) as lease:
-        exported = lease.environment()
+        exported = {k: v for k, v in lease.environment().items() if k == "CUDA_VISIBLE_DEVICES" or k not in environ}
         before = {key: environ.get(key) for key in exported}
         environ.update(exported)
         log.info("%s holds %s of the pool's %d (CUDA_VISIBLE_DEVICES=%s)", job, lease.describe(), len(gpus),
                  exported["CUDA_VISIBLE_DEVICES"])
         try:
             yield lease.gpus
-        finally:
             check_devices_used(lease.gpus, job)
+        finally:
             for key, value in before.items():
                 if value is None:
                     environ.pop(key, None)

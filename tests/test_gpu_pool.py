@@ -112,9 +112,10 @@ def test_the_pool_is_gpu_devices_or_cuda_visible_devices_when_set(tmp_path, fake
     environ = {"CUDA_VISIBLE_DEVICES": "1"}
     with gpus_for_job(1, devices=None, environ=environ, **where) as gpus:
         assert gpus == [Gpu("1", "NVIDIA H200", "GPU-bbbb")]
-    environ = {"CUDA_VISIBLE_DEVICES": "0,1"}
+    environ = {"CUDA_VISIBLE_DEVICES": "0,1", "CUDA_DEVICE_ORDER": "FASTEST_FIRST"}
     with gpus_for_job(1, devices=["GPU-bbbb"], environ=environ, **where) as gpus:
         assert environ["CUDA_VISIBLE_DEVICES"] == "GPU-bbbb" and gpus[0].name == "NVIDIA H200"
+        assert environ["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"  # the user's order, kept
     assert environ["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
