@@ -4,6 +4,11 @@ exactly --max-length tokens.
 
     python benchmarks/train_mfu.py --out docs/rehearsal/train_mfu_h200.json            # every variant, ~5 min
     python benchmarks/train_mfu.py --variants target_bf16 --steps 6 --out /tmp/x.json
+    python benchmarks/train_mfu.py --variants target_bf16 --num-gpus 2 --accumulation 2 --out /tmp/dp.json
+
+--num-gpus N runs each variant data-parallel in N processes (torchrun, one GPU each), --accumulation A
+micro-batches a step over them all (A / N a GPU): at the same A, runs with different N train at the same global
+batch of batch_size x A examples, batch_size x max_length tokens a GPU a micro-step.
 
 Variants (each in its own process, so that peaks and memory caps do not mix):
   target_bf16         14B, LoRA r=16 on all linear layers, gradient checkpointing, 4 x 1024 tokens a step
@@ -70,21 +75,24 @@ def synthetic_examples(num: int, seed: int) -> list[dict]:
                               " ".join(str(rng.randint(100, 999)) for _ in range(1200))) for _ in range(num)]
 
 
-def run_variant(name: str, steps: int, max_length: int, seed: int, memory_gib: float | None = None) -> dict:
+def run_variant(name: str, steps: int, max_length: int, seed: int, accumulation: int, num_gpus: int,
+                memory_gib: float | None = None) -> dict:
     import torch
 
     from specdraft.config import LoraConfig, TrainingConfig
+    from specdraft.data_parallel import process_device, this_process
     from specdraft.gpu_stats import cap_memory
     from specdraft.models import load_base_weights, load_tokenizer, pad_vocab, resolve_device, vocab_size_of
     from specdraft.random_models import write_random_checkpoint
     from specdraft.training import sft_lora
 
     spec = VARIANTS[name]
-    device = resolve_device("auto")
+    device = process_device(resolve_device("auto"))
     if spec.get("memory_gib"):
         cap_memory(device, memory_gib if memory_gib is not None else spec["memory_gib"], 1.0)
     cfg = TrainingConfig(
-        epochs=1, learning_rate=2e-4, batch_size=spec["batch_size"], gradient_accumulation_steps=1,
+        epochs=1, learning_rate=2e-4, batch_size=spec["batch_size"], gradient_accumulation_steps=accumulation,
+        num_gpus=num_gpus,
         max_length=max_length, gradient_checkpointing=spec["gradient_checkpointing"],
         lora=LoraConfig(r=spec["r"], alpha=2 * spec["r"], dropout=0.05,
                         target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
@@ -96,22 +104,26 @@ def run_variant(name: str, steps: int, max_length: int, seed: int, memory_gib: f
             write_random_checkpoint(arch, seed, tmp / role, spec.get("overrides"))
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
         model = load_base_weights(tmp / spec["role"], dtype=dtype, device=device, quantization=cfg.quantization)
         if spec["role"] == "draft":
             pad_vocab(model, vocab_size_of(tmp / "target"))
         if device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
         load_seconds = time.perf_counter() - start
         model.train()
-        examples = synthetic_examples(steps * cfg.batch_size, seed)
+        examples = synthetic_examples(steps * cfg.batch_size * accumulation, seed)
         sft_lora(model, load_tokenizer(tmp / spec["role"]), examples, cfg, tmp / "adapter", seed)
+        if not this_process().is_main:  # rank 0 alone wrote the adapter and its figures
+            return {}
         stats = json.loads((tmp / "adapter" / "train_stats.json").read_text())
+        history = json.loads((tmp / "adapter" / "log_history.json").read_text())
     if spec.get("memory_gib") and memory_gib is not None:
         spec = {**spec, "memory_gib": memory_gib}
-    return {"variant": name, **spec, "max_length": max_length, "steps": steps,
-            "load_seconds": round(load_seconds, 2), **stats}
+    return {"variant": name, **spec, "max_length": max_length, "steps": steps, "accumulation": accumulation,
+            "num_gpus": num_gpus, "load_seconds": round(load_seconds, 2),
+            "losses": [h["loss"] for h in history if "loss" in h], **stats}
 
 
 def main() -> None:
@@ -121,18 +133,31 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=1024, help="tokens per example")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-gib", type=float, help="the cap of the capped variants (default: each its own)")
+    parser.add_argument("--num-gpus", type=int, default=1, help="data-parallel processes, one GPU each")
+    parser.add_argument("--accumulation", type=int, default=1,
+                        help="micro-batches a step over all processes (a multiple of --num-gpus)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--run", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one variant, in this process
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
 
     if args.run:
-        print(json.dumps(run_variant(args.run, args.steps, args.max_length, args.seed, args.memory_gib)))
+        kwargs = dict(name=args.run, steps=args.steps, max_length=args.max_length, seed=args.seed,
+                      accumulation=args.accumulation, num_gpus=args.num_gpus, memory_gib=args.memory_gib)
+        if args.num_gpus > 1:
+            import train_mfu  # this file by its module name, which the launched processes can import
+
+            from specdraft.data_parallel import launch
+
+            print(json.dumps(launch(train_mfu.run_variant, kwargs, args.num_gpus, on_gpus=True)))
+        else:
+            print(json.dumps(run_variant(**kwargs)))
         return
     results = []
     for name in args.variants:
         command = [sys.executable, __file__, "--run", name, "--steps", str(args.steps), "--max-length",
-                   str(args.max_length), "--seed", str(args.seed), "--out", os.devnull,
+                   str(args.max_length), "--seed", str(args.seed), "--num-gpus", str(args.num_gpus),
+                   "--accumulation", str(args.accumulation), "--out", os.devnull,
                    *(["--memory-gib", str(args.memory_gib)] if args.memory_gib is not None else [])]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
@@ -149,6 +174,7 @@ def main() -> None:
               f"{'  FAILED' if result.get('failed') else ''}  ({wall} s)", flush=True)
     record = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": platform.node(),
               "conditions": {"steps": args.steps, "max_length": args.max_length, "seed": args.seed,
+                             "num_gpus": args.num_gpus, "accumulation": args.accumulation,
                              "weights": "random (models.source: random), shipped Qwen2.5 configs",
                              "flops_per_token": "6N, N = base parameters incl. embeddings"},
               "results": results}

@@ -18,7 +18,7 @@ rule train_target:
     threads: 1
     resources:
         runtime=60 if TINY else 12 * 60,
-        gpu=1,
+        gpu=CFG.train_target.num_gpus,
         mem_mb=config["train_target"]["mem_mb"],
     conda:
         "../envs/train.yaml"
@@ -48,7 +48,7 @@ rule train_draft:
     threads: 1
     resources:
         runtime=60 if TINY else 8 * 60,
-        gpu=1,
+        gpu=CFG.train_draft.num_gpus,
         mem_mb=config["train_draft"]["mem_mb"],
     conda:
         "../envs/train.yaml"

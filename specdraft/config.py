@@ -35,6 +35,7 @@ class TrainingConfig:
     padding_free: bool
     save_steps: int
     mem_mb: int
+    num_gpus: int
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,9 @@ class BenchConfig:
 class GpuConfig:
     memory_gib: float | None
     memory_utilization: float
+    devices: list[int | str] | None
+    lock_dir: str
+    wait_seconds: float | None
 
 
 @dataclass(frozen=True)

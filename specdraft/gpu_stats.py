@@ -96,7 +96,9 @@ class StageStats:
     extra: dict = field(default_factory=dict)
 
 
-def throughput(num_tokens: int, seconds: float, flops_per_token: float | None, device_name: str | None) -> dict:
+def throughput(num_tokens: int, seconds: float, flops_per_token: float | None, device_name: str | None,
+               num_devices: int = 1) -> dict:
+    """Tokens/s and, with `flops_per_token`, the MFU of `num_devices` GPUs named `device_name` together."""
     tokens_per_second = num_tokens / seconds if seconds > 0 else None
     record = {"num_tokens": num_tokens, "seconds": round(seconds, 3),
               "tokens_per_second": None if tokens_per_second is None else round(tokens_per_second, 1)}
@@ -104,7 +106,8 @@ def throughput(num_tokens: int, seconds: float, flops_per_token: float | None, d
         peak = peak_bf16_flops(device_name or "")
         record["flops_per_token"] = flops_per_token
         record["peak_flops"] = peak
-        record["mfu"] = round(tokens_per_second * flops_per_token / peak, 4) if peak and tokens_per_second else None
+        record["mfu"] = (round(tokens_per_second * flops_per_token / (peak * num_devices), 4)
+                         if peak and tokens_per_second else None)
     return record
 
 

@@ -19,6 +19,8 @@ from transformers import TrainerCallback
 from specdraft.artifacts import check_checkpoint, check_json
 from specdraft.atomic import atomic_path
 from specdraft.config import GpuConfig, TrainingConfig
+from specdraft.data_parallel import (accumulation_per_process, gather, is_launched, launch, on_main_process,
+                                     process_device, this_process)
 from specdraft.generation import chat_prompt_ids, check_prompt_lengths
 from specdraft.gpu_stats import cap_memory, count_parameters, device_record, reset_peak_memory, throughput
 from specdraft.jsonl import iter_jsonl
@@ -56,9 +58,11 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
     """Fine-tune a LoRA adapter on prompt-completion `examples`; save adapter and tokenizer to `out_dir`.
 
     With `checkpoint_dir` and `cfg.save_steps`, a checkpoint is kept there every `save_steps` optimizer steps; a
-    run that finds one (made with the same settings, examples and base) resumes from it, and the directory is
-    removed once the adapter is saved. `train_stats.json` in `out_dir` records throughput and peak memory.
-    Returns the trainer's log history. The base model's weights are left untouched.
+    run that finds one (made with the same settings, examples and base, with any number of processes) resumes
+    from it, and the directory is removed once the adapter is saved. `train_stats.json` in `out_dir` records
+    throughput and peak memory. Returns the trainer's log history. The base model's weights are left untouched.
+    In a data-parallel process (`data_parallel.launch`) each takes its share of the global batch and rank 0
+    alone writes.
     """
     from datasets import Dataset
     from peft import LoraConfig
@@ -75,16 +79,16 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
     if cfg.liger_kernels and importlib.util.find_spec("liger_kernel") is None:
         raise ImportError("train_*.liger_kernels needs liger-kernel: pip install 'specdraft[liger]'")
     num_params = count_parameters(model.config)
+    process = this_process()
+    accumulation = accumulation_per_process(cfg.gradient_accumulation_steps, process.world_size, "train_*")
     checkpointing = checkpoint_dir is not None and cfg.save_steps > 0
     with tempfile.TemporaryDirectory(prefix="specdraft-sft-") as scratch:
         output_dir = Path(checkpoint_dir) if checkpointing else Path(scratch)
-        resume_from = prepare_checkpoints(output_dir, checkpoint_fingerprint(model, examples, cfg, seed)) \
-            if checkpointing else None
         args = SFTConfig(
             output_dir=str(output_dir),
             num_train_epochs=cfg.epochs,
             per_device_train_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            gradient_accumulation_steps=accumulation,
             learning_rate=cfg.learning_rate,
             max_length=cfg.max_length,
             completion_only_loss=True,
@@ -101,27 +105,37 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
             seed=seed,
             dataloader_num_workers=0,
             disable_tqdm=True,
+            ddp_find_unused_parameters=False,  # every LoRA weight has a gradient at every step
         )
+        # Building the arguments started the process group; one process decides which checkpoint to resume.
+        resume_from = on_main_process(
+            lambda: prepare_checkpoints(output_dir, checkpoint_fingerprint(model, examples, cfg, seed))
+        ) if checkpointing else None
         meter = ThroughputMeter()
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                              processing_class=tokenizer, peft_config=lora, callbacks=[meter, *callbacks])
         trainer.remove_callback(PrinterCallback)
         trainer.add_callback(progress_callback(f"train {Path(out_dir).name}"))
         trainer.train(resume_from_checkpoint=resume_from)
-        stats = meter.summary(6 * num_params, next(model.parameters()).device)
+        device = next(model.parameters()).device
+        stats = meter.summary(6 * num_params, device, num_devices=process.world_size)
+        peaks = gather(device_record(device).get("peak_allocated_gib"))
         stats.update({"num_params": num_params, "resumed_from_step": meter.start_step,
                       "num_steps": trainer.state.global_step, "num_examples": len(examples), "epochs": cfg.epochs,
                       "quantization": cfg.quantization,
                       "batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
                       "max_length": cfg.max_length, "gradient_checkpointing": cfg.gradient_checkpointing,
-                      "padding_free": cfg.padding_free, "liger_kernels": cfg.liger_kernels, "lora_r": cfg.lora.r})
-        with atomic_path(out_dir, directory=True) as tmp:
-            # The vocabulary may have been padded; rows past the base's are restored by `pad_vocab` on load.
-            trainer.model.save_pretrained(tmp, save_embedding_layers=False)
-            tokenizer.save_pretrained(tmp)
-            (Path(tmp) / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-            (Path(tmp) / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
-    if checkpointing:
+                      "padding_free": cfg.padding_free, "liger_kernels": cfg.liger_kernels, "lora_r": cfg.lora.r,
+                      "num_processes": process.world_size, "gradient_accumulation_steps_per_process": accumulation,
+                      "peak_allocated_gib_per_process": peaks})
+        if process.is_main:
+            with atomic_path(out_dir, directory=True) as tmp:
+                # The vocabulary may have been padded; rows past the base's are restored by `pad_vocab` on load.
+                trainer.model.save_pretrained(tmp, save_embedding_layers=False)
+                tokenizer.save_pretrained(tmp)
+                (Path(tmp) / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+                (Path(tmp) / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    if checkpointing and process.is_main:
         shutil.rmtree(output_dir, ignore_errors=True)
     speed = stats.get("steady") or stats.get("run") or {}
     log.info("trained %d steps: %s tokens/s, MFU %s, peak GPU memory %s GiB", trainer.state.global_step,
@@ -162,12 +176,18 @@ def check_training_fits(stage: str, base: str, cfg: TrainingConfig, gpu: GpuConf
 
 def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, *, dtype: str, device: str,
                  seed: int, gpu: GpuConfig, checkpoint_dir: str | None = None) -> list[dict]:
-    """LoRA-tune the target on a style's processed training records (QLoRA with `quantization: 4bit`)."""
+    """LoRA-tune the target on a style's processed training records (QLoRA with `quantization: 4bit`), in
+    `cfg.num_gpus` data-parallel processes."""
+    if cfg.num_gpus > 1 and not is_launched():
+        accumulation_per_process(cfg.gradient_accumulation_steps, cfg.num_gpus, "train_target")
+        kwargs = dict(base=base, train_path=train_path, out_dir=out_dir, cfg=cfg, dtype=dtype, device=device,
+                      seed=seed, gpu=gpu, checkpoint_dir=checkpoint_dir)
+        return launch(train_target, kwargs, cfg.num_gpus, on_gpus=device != "cpu")
     numbered = list(iter_jsonl(train_path, required=("messages",)))
     examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for _, r in numbered]
     tokenizer = load_tokenizer(base)
     check_prompts_fit(train_path, numbered, examples, tokenizer, base, cfg)
-    dev = resolve_device(device)
+    dev = process_device(resolve_device(device))
     check_training_fits("train_target", base, cfg, gpu, dev, resolve_dtype(dtype, dev))
     reset_peak_memory(dev)
     model = load_base_weights(base, dtype=resolve_dtype(dtype, dev), device=dev, quantization=cfg.quantization)
@@ -177,12 +197,18 @@ def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, 
 
 def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, cfg: TrainingConfig, *,
                 dtype: str, device: str, seed: int, gpu: GpuConfig, checkpoint_dir: str | None = None) -> list[dict]:
-    """LoRA-tune the draft on the tuned target's distilled completions, its vocabulary padded to the target's."""
+    """LoRA-tune the draft on the tuned target's distilled completions, its vocabulary padded to the target's,
+    in `cfg.num_gpus` data-parallel processes."""
+    if cfg.num_gpus > 1 and not is_launched():
+        accumulation_per_process(cfg.gradient_accumulation_steps, cfg.num_gpus, "train_draft")
+        kwargs = dict(base=base, target_base=target_base, distilled_path=distilled_path, out_dir=out_dir, cfg=cfg,
+                      dtype=dtype, device=device, seed=seed, gpu=gpu, checkpoint_dir=checkpoint_dir)
+        return launch(train_draft, kwargs, cfg.num_gpus, on_gpus=device != "cpu")
     numbered = list(iter_jsonl(distilled_path, required=("prompt", "completion")))
     examples = [prompt_completion(r["prompt"], r["completion"]) for _, r in numbered]
     tokenizer = load_tokenizer(base)
     check_prompts_fit(distilled_path, numbered, examples, tokenizer, base, cfg)
-    dev = resolve_device(device)
+    dev = process_device(resolve_device(device))
     check_training_fits("train_draft", base, cfg, gpu, dev, resolve_dtype(dtype, dev), vocab_size_of(target_base))
     reset_peak_memory(dev)
     model = load_base_weights(base, dtype=resolve_dtype(dtype, dev), device=dev, quantization=cfg.quantization)
@@ -200,8 +226,9 @@ def checkpoint_fingerprint(model, examples: list[dict], cfg: TrainingConfig, see
     """What a checkpoint must have been made with to be resumed: settings, seed, examples, base architecture."""
     digest = hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest()
     config = {k: v for k, v in model.config.to_dict().items() if k != "transformers_version"}
-    # How often to save and the host memory granted do not change the result: resuming across them is safe.
-    training = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("save_steps", "mem_mb")}
+    # How often to save, the host memory granted and the processes sharing the global batch do not change what is
+    # trained: resuming across them is safe.
+    training = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("save_steps", "mem_mb", "num_gpus")}
     fingerprint = {"training": training, "seed": seed, "examples_sha256": digest,
                    "base_config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()
                                                         ).hexdigest()}
@@ -253,23 +280,24 @@ class ThroughputMeter(TrainerCallback):
         self.step_times[state.global_step] = self._now()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "num_tokens" in logs:  # TRL's count of this process's non-padding tokens, cumulative
+        if logs and "num_tokens" in logs:  # TRL's count of non-padding tokens, cumulative, over all processes
             self.step_tokens[state.global_step] = logs["num_tokens"]
 
-    def summary(self, flops_per_token: float, device: torch.device) -> dict:
+    def summary(self, flops_per_token: float, device: torch.device, *, num_devices: int) -> dict:
         """Whole run and steady state (from the end of this process's first step: allocation and kernel
-        selection left out), with peak memory since the stage reset it."""
+        selection left out), with peak memory since the stage reset it. Tokens are counted over all
+        processes; MFU is of `num_devices` GPUs together."""
         record = {"stage": "train", **device_record(device)}
         steps = sorted(s for s in self.step_times if s in self.step_tokens)
         if not steps:
             return record
         last = steps[-1]
         record["run"] = throughput(int(self.step_tokens[last]), self.step_times[last] - self.start_time,
-                                   flops_per_token, record.get("device_name"))
+                                   flops_per_token, record.get("device_name"), num_devices)
         if len(steps) > 1:
             first = steps[0]
             record["steady"] = throughput(int(self.step_tokens[last] - self.step_tokens[first]),
                                           self.step_times[last] - self.step_times[first], flops_per_token,
-                                          record.get("device_name"))
+                                          record.get("device_name"), num_devices)
             record["steady"]["num_steps"] = last - first
         return record
