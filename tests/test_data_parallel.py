@@ -99,7 +99,8 @@ def test_the_stage_resumes_a_one_process_checkpoint_in_two(tmp_path, tokenizer_d
                  checkpoint_dir=tmp_path / "checkpoints", callbacks=(KillAfter(3),))
     assert [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
     train_target(str(tmp_path / "base"), str(tmp_path / "train.jsonl"), str(tmp_path / "adapter"), training(2),
-                 dtype="float32", device="cpu", seed=0, checkpoint_dir=str(tmp_path / "checkpoints"))
+                 dtype="float32", device="cpu", seed=0, gpu=load_config({}).gpu,
+                 checkpoint_dir=str(tmp_path / "checkpoints"))
     stats = json.loads((tmp_path / "adapter" / "train_stats.json").read_text())
     assert (stats["resumed_from_step"], stats["num_steps"], stats["num_processes"]) == (2, 4, 2)
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
@@ -111,7 +112,7 @@ def test_a_global_batch_that_does_not_split_evenly_is_refused_before_any_model_l
     with pytest.raises(ValueError, match=r"train_target.gradient_accumulation_steps \(3\) must be a multiple of "
                                          r"train_target.num_gpus \(2\)"):
         train_target("no-such-base", str(tmp_path / "missing.jsonl"), str(tmp_path / "adapter"), cfg,
-                     dtype="float32", device="cpu", seed=0)
+                     dtype="float32", device="cpu", seed=0, gpu=load_config({}).gpu)
     assert accumulation_per_process(8, 4, "train_draft") == 2
 
 
