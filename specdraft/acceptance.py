@@ -6,7 +6,9 @@ j-1 before it were accepted, i.e. equal to y[n:n+j-1], so it is the draft's gree
 *target's* prefix prompt + y[:n+j-1]. Hence with `agrees[i]` = (draft's teacher-forced argmax at output
 position i == y[i]), a step starting at n accepts the run of agreements from n on, capped at its proposal
 length, and the next step starts after the recovered or bonus token. `replay_greedy` replays those steps,
-with `speculative_generate`'s own cap near max_new_tokens and its stop at eos, and its own `SpecStats`.
+with `speculative_generate`'s own cap near max_new_tokens and its stop at eos, and its own `SpecStats`:
+counted as vLLM counts, before the stop check, so a step that accepts eos and draft tokens after it counts
+all of them accepted.
 
 A run that reaches eos may keep accepting past it (the draft proposes after eos and the target verifies),
 so y is the target's greedy output continued past eos by the largest k (`greedy_extended`).
@@ -63,10 +65,7 @@ def replay_greedy(agrees: Sequence[bool], *, num_new_tokens: int, num_speculativ
         num_accepted = 0
         while num_accepted < k and agrees[n + num_accepted]:
             num_accepted += 1
-        if n + num_accepted >= num_new_tokens:  # eos among the accepted draft tokens: the step ends at it
-            stats.observe(num_new_tokens - n, num_new_tokens - n)  # as speculative_generate counts it
-        else:
-            stats.observe(k, num_accepted)
+        stats.observe(k, num_accepted)  # before the stop check: accepted tokens past eos count (vLLM)
         for i in range(n, min(n + num_accepted, num_new_tokens)):
             accepted[i] = True
         n += num_accepted + 1
