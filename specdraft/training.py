@@ -28,9 +28,11 @@ from specdraft.models import (context_length, load_base_weights, load_tokenizer,
 log = logging.getLogger(__name__)
 
 
-def prompt_completion(prompt: list[dict], completion: str) -> dict:
-    """TRL's conversational prompt-completion example: the loss covers the completion only."""
-    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
+def prompt_completion(prompt: list[dict], completion: str, *, enable_thinking: bool) -> dict:
+    """TRL's conversational prompt-completion example: the loss covers the completion only; TRL passes
+    `chat_template_kwargs` to every render of it, so training sees the prompt inference sees."""
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}],
+            "chat_template_kwargs": {"enable_thinking": enable_thinking}}
 
 
 def progress_callback(what: str):
@@ -132,7 +134,7 @@ def check_prompts_fit(path: str, numbered: list[tuple[int, dict]], examples: lis
     """Before any model is loaded: fail, naming file and line, on a prompt longer than the model's context;
     count and log (with lines) the prompts of `max_length` tokens or more, whose completions TRL's truncation
     to `max_length` cuts entirely (they are kept, as configured, but teach nothing)."""
-    lengths = [len(chat_prompt_ids(tokenizer, e["prompt"])) for e in examples]
+    lengths = [len(chat_prompt_ids(tokenizer, e["prompt"], **e["chat_template_kwargs"])) for e in examples]
     context = context_length(base)
     check_prompt_lengths(path, lengths, limit=context - 1, ids=[str(r.get("id", "?")) for _, r in numbered],
                          line_numbers=[n for n, _ in numbered],
@@ -145,10 +147,11 @@ def check_prompts_fit(path: str, numbered: list[tuple[int, dict]], examples: lis
 
 
 def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, *, dtype: str, device: str,
-                 seed: int, checkpoint_dir: str | None = None) -> list[dict]:
+                 seed: int, enable_thinking: bool, checkpoint_dir: str | None = None) -> list[dict]:
     """LoRA-tune the target on a style's processed training records (QLoRA with `quantization: 4bit`)."""
     numbered = list(iter_jsonl(train_path, required=("messages",)))
-    examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for _, r in numbered]
+    examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"], enable_thinking=enable_thinking)
+                for _, r in numbered]
     tokenizer = load_tokenizer(base)
     check_prompts_fit(train_path, numbered, examples, tokenizer, base, cfg)
     dev = resolve_device(device)
@@ -159,10 +162,12 @@ def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, 
 
 
 def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, cfg: TrainingConfig, *,
-                dtype: str, device: str, seed: int, checkpoint_dir: str | None = None) -> list[dict]:
+                dtype: str, device: str, seed: int, enable_thinking: bool,
+                checkpoint_dir: str | None = None) -> list[dict]:
     """LoRA-tune the draft on the tuned target's distilled completions, its vocabulary padded to the target's."""
     numbered = list(iter_jsonl(distilled_path, required=("prompt", "completion")))
-    examples = [prompt_completion(r["prompt"], r["completion"]) for _, r in numbered]
+    examples = [prompt_completion(r["prompt"], r["completion"], enable_thinking=enable_thinking)
+                for _, r in numbered]
     tokenizer = load_tokenizer(base)
     check_prompts_fit(distilled_path, numbered, examples, tokenizer, base, cfg)
     dev = resolve_device(device)

@@ -162,9 +162,10 @@ def test_prediction_equals_the_benchmark_rows(tokenizer, chat_models, tmp_path):
     from specdraft.bench import run_benchmark, write_rows
 
     target, draft = chat_models
-    cfg = BenchConfig(num_problems=3, num_speculative_tokens=(1, 3, 6), max_new_tokens=24, temperature=0.0, top_p=1.0, concurrency=1)
-    outputs, positions, predictions = analyse(target, draft, tokenizer, records(3), cfg)
-    measured = run_benchmark(target, draft, tokenizer, records(3), cfg, seed=0)
+    cfg = BenchConfig(num_problems=3, num_speculative_tokens=(1, 3, 6), max_new_tokens=24, temperature=0.0, top_p=1.0, concurrency=1,
+                      repeats=1)
+    outputs, positions, predictions = analyse(target, draft, tokenizer, records(3), cfg, enable_thinking=False)
+    measured, _ = run_benchmark(target, draft, tokenizer, records(3), cfg, seed=0, enable_thinking=False)
     # Every k from 1 to the largest configured is predicted; the configured ones are measured.
     assert [(p.id, p.k) for p in predictions] == [(f"q{i}", k) for i in range(3) for k in range(1, 7)]
     by_key = {(p.id, p.k): p for p in predictions}
@@ -186,14 +187,14 @@ def test_prediction_equals_the_benchmark_rows(tokenizer, chat_models, tmp_path):
     # Through the files: the check stage reads both CSVs and finds every row equal; one changed count is not.
     write_predictions(tmp_path / "prediction.csv", predictions)
     write_rows(tmp_path / "benchmark.csv", measured)
-    check = check_predictions({"cot_easy": (tmp_path / "prediction.csv", tmp_path / "benchmark.csv")}, 0.0)
+    check = check_predictions({("cot_easy", 0): (tmp_path / "prediction.csv", tmp_path / "benchmark.csv")}, 0.0)
     assert check.num_matching.tolist() == check.num_problems.tolist() == [3, 3, 3]
     assert check.predicted_acceptance_rate.tolist() == check.measured_acceptance_rate.tolist()
     text = (tmp_path / "benchmark.csv").read_text().splitlines()
     fields = text[1].split(",")
     fields[5] = str(int(fields[5]) + 1)  # num_accepted of the first row
     (tmp_path / "benchmark.csv").write_text("\n".join([text[0], ",".join(fields), *text[2:]]) + "\n")
-    check = check_predictions({"cot_easy": (tmp_path / "prediction.csv", tmp_path / "benchmark.csv")}, 0.0)
+    check = check_predictions({("cot_easy", 0): (tmp_path / "prediction.csv", tmp_path / "benchmark.csv")}, 0.0)
     assert check.num_matching.tolist() == [2, 3, 3]
 
 
@@ -201,12 +202,14 @@ def test_check_names_a_missing_prediction(tokenizer, chat_models, tmp_path):
     from specdraft.bench import run_benchmark, write_rows
 
     target, draft = chat_models
-    cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2,), max_new_tokens=8, temperature=0.0, top_p=1.0, concurrency=1)
-    _, _, predictions = analyse(target, draft, tokenizer, records(1), cfg)
+    cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2,), max_new_tokens=8, temperature=0.0, top_p=1.0, concurrency=1,
+                      repeats=1)
+    _, _, predictions = analyse(target, draft, tokenizer, records(1), cfg, enable_thinking=False)
     write_predictions(tmp_path / "prediction.csv", predictions)
-    write_rows(tmp_path / "benchmark.csv", run_benchmark(target, draft, tokenizer, records(2), cfg, seed=0))
+    write_rows(tmp_path / "benchmark.csv",
+               run_benchmark(target, draft, tokenizer, records(2), cfg, seed=0, enable_thinking=False)[0])
     with pytest.raises(ValueError, match="no prediction for problem 'q1', k=2"):
-        check_predictions({"cod_easy": (tmp_path / "prediction.csv", tmp_path / "benchmark.csv")}, 0.0)
+        check_predictions({("cod_easy", 0): (tmp_path / "prediction.csv", tmp_path / "benchmark.csv")}, 0.0)
 
 
 # Token classes.
@@ -245,8 +248,9 @@ def test_class_table_counts_the_answer_tokens(tokenizer, chat_models, tmp_path):
     from specdraft.class_acceptance import write_class_acceptance
 
     target, draft = chat_models
-    cfg = BenchConfig(num_problems=3, num_speculative_tokens=(2, 5), max_new_tokens=16, temperature=0.0, top_p=1.0, concurrency=1)
-    outputs, positions, _ = analyse(target, draft, tokenizer, records(3), cfg)
+    cfg = BenchConfig(num_problems=3, num_speculative_tokens=(2, 5), max_new_tokens=16, temperature=0.0, top_p=1.0, concurrency=1,
+                      repeats=1)
+    outputs, positions, _ = analyse(target, draft, tokenizer, records(3), cfg, enable_thinking=False)
     fields = POSITION_FIELDS + ["accepted_k2", "accepted_k5"]
     write_csv(tmp_path / "cot.csv", positions, fields)
     write_csv(tmp_path / "cod.csv", [r for r in positions if r["id"] != "q2"], fields)
