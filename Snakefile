@@ -1,16 +1,21 @@
 # specdraft: how the reasoning style a model is trained to write changes what speculative decoding buys.
 #
-#   data/processed/{style}_{scenario}/{train,test}.jsonl     prepare
-#   results/{style}_{scenario}/target_adapter/               train_target   (LoRA SFT of the target)
-#   results/{style}_{scenario}/distilled.jsonl               distill        (the tuned target's answers)
-#   results/{style}_{scenario}/draft_adapter/                train_draft    (LoRA SFT of the draft on them)
-#   results/{style}_{scenario}/benchmark.csv                 bench          (speculative vs target alone)
-#   results/untrained_{scenario}/benchmark.csv               baseline       (vanilla draft and target)
-#   results/summary.csv, results/plots/*.png                 summary
-#   data/processed/stats.csv                                 stats          (tokens and steps per style)
-#   results/{exp}/acceptance.csv, acceptance_prediction.csv  acceptance     (exact offline acceptance, every k)
-#   results/acceptance_check.csv, acceptance_by_class.csv    acceptance_check, acceptance_by_class
-#   results/transfer_{scenario}.csv                          transfer       (drafts across styles)
+# Data are prepared once (seed `seed`); everything after is built once per replicate seed (`seeds`) on them:
+#   data/processed/{style}_{scenario}/{train,test}.jsonl          prepare
+#   results/{style}_{scenario}/seed{seed}/target_adapter/         train_target   (LoRA SFT of the target)
+#   results/{style}_{scenario}/seed{seed}/distilled.jsonl         distill        (the tuned target's answers)
+#   results/{style}_{scenario}/seed{seed}/draft_adapter/          train_draft    (LoRA SFT of the draft on them)
+#   results/{style}_{scenario}/seed{seed}/benchmark.csv, benchmark_run.json
+#                                                                 bench          (speculative vs target alone)
+#   results/untrained_{scenario}/seed{seed}/benchmark.csv, ...    baseline       (vanilla draft and target)
+#   results/{experiment}/benchmark.csv, benchmark_run.json        combine_seeds  (every seed's, a `seed` column)
+#   results/summary.csv, results/plots/*.png                      summary
+#   data/processed/stats.csv                                      stats          (tokens and steps per style)
+#   results/{exp}/seed{seed}/acceptance.csv, acceptance_prediction.csv
+#                                                                 acceptance     (exact offline acceptance, every k)
+#   results/acceptance_check.csv                                  acceptance_check (every seed)
+#   results/acceptance_by_class.csv, results/transfer_{scenario}.csv
+#                                                                 acceptance_by_class, transfer (the first seed)
 #
 # The workflow says what depends on what; the `specdraft` package does the work.
 
@@ -45,6 +50,8 @@ report: "report/workflow.rst"
 wildcard_constraints:
     style="cot|cod",
     scenario="easy|medium|hard",
+    seed=r"\d+",
+    experiment="(cot|cod|untrained)_(easy|medium|hard)",
 
 
 include: "rules/common.smk"

@@ -53,6 +53,8 @@ def check(directory: Path, seed_ratios: list[float] | None) -> dict:
             records[split] = {
                 "cot_tokens_mean": float(stats["cot", scenario, split]["tokens_mean"]),
                 "cod_tokens_mean": float(stats["cod", scenario, split]["tokens_mean"]),
+                "cot_tokens_p99": float(stats["cot", scenario, split]["tokens_p99"]),
+                "cod_tokens_p99": float(stats["cod", scenario, split]["tokens_p99"]),
                 "cod_to_cot_token_ratio": float(stats["cod", scenario, split]["token_ratio_to_cot"]),
             }
         entry = {"report": report, "checks": checks, "tokens": records}

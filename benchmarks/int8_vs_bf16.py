@@ -12,7 +12,7 @@ time (`bench`, `baseline`, `acceptance`, `acceptance_baseline`) and what reads t
 `acceptance_check`), with `--config engine_weights=int8`: the same trained adapters, prompts, seed and k.
 
 The comparison reads what the two runs wrote: results/summary.csv (one row per experiment and k),
-results/{experiment}/benchmark.csv (per problem), results/{experiment}/target_outputs.jsonl (the target's
+results/{experiment}/benchmark.csv (per problem), results/{experiment}/seed0/target_outputs.jsonl (the target's
 greedy token ids, from the acceptance stage) and results/acceptance_check.csv. It writes one JSON (command,
 machine, conditions, per experiment and k the bf16 and int8 figures and int8 - bf16) and prints a table.
 """
@@ -33,6 +33,7 @@ from pathlib import Path
 from demo_time import REPO, copy_project, machine  # benchmarks/demo_time.py, beside this script
 
 DEMO_ARGS = ["--cores", "2", "--configfile", "demo/config.yaml"]  # the README's demo line
+SEED = "0"  # the per-problem checks read this replicate's outputs (the demo's first seed)
 INT8_RULES = ["bench", "baseline", "acceptance", "acceptance_baseline"]
 # Targets first: --configfile, --config and --forcerun each take several values.
 INT8_ARGS = ["results/summary.csv", "results/acceptance_check.csv", *DEMO_ARGS,
@@ -105,7 +106,8 @@ def number(text: str) -> float | None:
 
 def target_outputs(run_dir: Path, experiment: str) -> dict[str, list[int]]:
     """The target's greedy answer per problem id (the answer's tokens, not the continuation past eos)."""
-    rows = [json.loads(line) for line in (run_dir / "results" / experiment / "target_outputs.jsonl").open()]
+    path = run_dir / "results" / experiment / f"seed{SEED}" / "target_outputs.jsonl"
+    rows = [json.loads(line) for line in path.open()]
     return {r["id"]: r["output_ids"][: r["num_new_tokens"]] for r in rows}
 
 
@@ -115,7 +117,8 @@ def compare(bf16: Path, int8: Path) -> list[dict]:
                  for name, d in (("bf16", bf16), ("int8", int8))}
     if summaries["bf16"].keys() != summaries["int8"].keys():
         sys.exit("the two runs' summary.csv hold different experiments or k values")
-    checks = {name: {(r["experiment"], r["k"]): r for r in read_csv(d / "results" / "acceptance_check.csv")}
+    checks = {name: {(r["experiment"], r["k"]): r for r in read_csv(d / "results" / "acceptance_check.csv")
+                     if r["seed"] == SEED}
               for name, d in (("bf16", bf16), ("int8", int8))}
     rows = []
     for key, b in summaries["bf16"].items():
@@ -129,8 +132,10 @@ def compare(bf16: Path, int8: Path) -> list[dict]:
         # The target alone: does the int8 target answer as the float model does? Token for token, from the
         # acceptance stage's greedy outputs, and by answer correctness per problem from the bench.
         out_b, out_q = target_outputs(bf16, experiment), target_outputs(int8, experiment)
-        bench_b = {r["id"]: r for r in read_csv(bf16 / "results" / experiment / "benchmark.csv") if r["k"] == k}
-        bench_q = {r["id"]: r for r in read_csv(int8 / "results" / experiment / "benchmark.csv") if r["k"] == k}
+        bench_b = {r["id"]: r for r in read_csv(bf16 / "results" / experiment / "benchmark.csv")
+                   if r["k"] == k and r["seed"] == SEED}
+        bench_q = {r["id"]: r for r in read_csv(int8 / "results" / experiment / "benchmark.csv")
+                   if r["k"] == k and r["seed"] == SEED}
         row["target_outputs_identical"] = sum(out_b[i] == out_q[i] for i in out_b)
         row["target_correct_changed"] = sum(bench_b[i]["target_correct"] != bench_q[i]["target_correct"]
                                             for i in bench_b)

@@ -72,7 +72,8 @@ def synthetic_examples(num: int, seed: int) -> list[dict]:
 
     rng = random.Random(seed)
     return [prompt_completion(prompt_messages(f"What is {rng.randint(10, 99)} + {rng.randint(10, 99)}?", "cot"),
-                              " ".join(str(rng.randint(100, 999)) for _ in range(1200))) for _ in range(num)]
+                              " ".join(str(rng.randint(100, 999)) for _ in range(1200)), enable_thinking=False)
+            for _ in range(num)]
 
 
 def run_variant(name: str, steps: int, max_length: int, seed: int, accumulation: int, num_gpus: int,

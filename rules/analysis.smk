@@ -1,18 +1,19 @@
 # Why the benchmark comes out as it does: exact offline acceptance (one teacher-forced pass predicts the
-# bench's counts for every k), acceptance by token class, and the transfer matrix of drafts across styles.
+# bench's counts for every k; every seed, checked against every seed's bench), acceptance by token class,
+# and the transfer matrix of drafts across styles (those two on the first seed's models).
 
 
 rule acceptance:
     input:
         base_model_input("target"),
         base_model_input("draft"),
-        target_adapter="results/{style}_{scenario}/target_adapter",
-        draft_adapter="results/{style}_{scenario}/draft_adapter",
+        target_adapter="results/{style}_{scenario}/seed{seed}/target_adapter",
+        draft_adapter="results/{style}_{scenario}/seed{seed}/draft_adapter",
         test="data/processed/{style}_{scenario}/test.jsonl",
     output:
-        outputs="results/{style}_{scenario}/target_outputs.jsonl",
-        positions="results/{style}_{scenario}/acceptance.csv",
-        predictions="results/{style}_{scenario}/acceptance_prediction.csv",
+        outputs="results/{style}_{scenario}/seed{seed}/target_outputs.jsonl",
+        positions="results/{style}_{scenario}/seed{seed}/acceptance.csv",
+        predictions="results/{style}_{scenario}/seed{seed}/acceptance_prediction.csv",
     params:
         target_base=base_model("target"),
         draft_base=base_model("draft"),
@@ -20,11 +21,11 @@ rule acceptance:
         models=config["models"],
         engine=config["engine"],
         engine_weights=config["engine_weights"],
-        seed=config["seed"],
+        chat=config["chat"],
     log:
-        "logs/acceptance/{style}_{scenario}.log",
+        "logs/acceptance/{style}_{scenario}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/acceptance/{style}_{scenario}.tsv"
+        "results/benchmarks/acceptance/{style}_{scenario}/seed{seed}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -42,9 +43,9 @@ rule acceptance_baseline:
         base_model_input("draft"),
         test=f"data/processed/{CFG.baseline.style}_{{scenario}}/test.jsonl",
     output:
-        outputs="results/untrained_{scenario}/target_outputs.jsonl",
-        positions="results/untrained_{scenario}/acceptance.csv",
-        predictions="results/untrained_{scenario}/acceptance_prediction.csv",
+        outputs="results/untrained_{scenario}/seed{seed}/target_outputs.jsonl",
+        positions="results/untrained_{scenario}/seed{seed}/acceptance.csv",
+        predictions="results/untrained_{scenario}/seed{seed}/acceptance_prediction.csv",
     params:
         target_base=base_model("target"),
         draft_base=base_model("draft"),
@@ -52,11 +53,11 @@ rule acceptance_baseline:
         models=config["models"],
         engine=config["engine"],
         engine_weights=config["engine_weights"],
-        seed=config["seed"],
+        chat=config["chat"],
     log:
-        "logs/acceptance/untrained_{scenario}.log",
+        "logs/acceptance/untrained_{scenario}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/acceptance_baseline/{scenario}.tsv"
+        "results/benchmarks/acceptance_baseline/{scenario}/seed{seed}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -70,14 +71,14 @@ rule acceptance_baseline:
 
 rule acceptance_check:
     input:
-        predictions=expand("results/{experiment}/acceptance_prediction.csv", experiment=EXPERIMENTS + BASELINES),
-        benchmarks=expand("results/{experiment}/benchmark.csv", experiment=EXPERIMENTS + BASELINES),
+        predictions=[f"results/{e}/seed{s}/acceptance_prediction.csv" for e, s in EXPERIMENT_SEEDS],
+        benchmarks=[f"results/{e}/seed{s}/benchmark.csv" for e, s in EXPERIMENT_SEEDS],
     output:
         report(
             "results/acceptance_check.csv", caption="../report/acceptance_check.rst", category="4. Acceptance explained"
         ),
     params:
-        experiments=EXPERIMENTS + BASELINES,
+        experiment_seeds=EXPERIMENT_SEEDS,
         bench=config["bench"],
     log:
         "logs/acceptance_check.log",
@@ -95,7 +96,7 @@ rule acceptance_check:
 
 rule acceptance_by_class:
     input:
-        expand("results/{experiment}/acceptance.csv", experiment=EXPERIMENTS + BASELINES),
+        expand("results/{experiment}/seed{seed}/acceptance.csv", experiment=EXPERIMENTS + BASELINES, seed=FIRST_SEED),
     output:
         table=report(
             "results/acceptance_by_class.csv",
@@ -128,10 +129,11 @@ rule transfer:
         base_model_input("target"),
         base_model_input("draft"),
         outputs=lambda wildcards: [
-            f"results/{experiment}/target_outputs.jsonl" for _, experiment in scenario_experiments(wildcards.scenario)
+            f"results/{experiment}/seed{FIRST_SEED}/target_outputs.jsonl"
+            for _, experiment in scenario_experiments(wildcards.scenario)
         ],
         draft_adapters=lambda wildcards: [
-            f"results/{experiment}/draft_adapter"
+            f"results/{experiment}/seed{FIRST_SEED}/draft_adapter"
             for style, experiment in scenario_experiments(wildcards.scenario)
             if style != "untrained"
         ],
@@ -151,7 +153,7 @@ rule transfer:
     params:
         styles=lambda wildcards: [style for style, _ in scenario_experiments(wildcards.scenario)],
         drafts=lambda wildcards: [
-            (base_model("draft"), None if style == "untrained" else f"results/{experiment}/draft_adapter")
+            (base_model("draft"), None if style == "untrained" else f"results/{experiment}/seed{FIRST_SEED}/draft_adapter")
             for style, experiment in scenario_experiments(wildcards.scenario)
         ],
         target_base=base_model("target"),
@@ -159,7 +161,6 @@ rule transfer:
         models=config["models"],
         engine=config["engine"],
         engine_weights=config["engine_weights"],
-        seed=config["seed"],
     log:
         "logs/transfer/{scenario}.log",
     benchmark:

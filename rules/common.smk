@@ -5,6 +5,9 @@ from specdraft.data.sources import SCENARIO_DATASET
 EXPERIMENTS = [f"{style}_{scenario}" for style in CFG.styles for scenario in CFG.scenarios]
 BASELINES = [f"untrained_{scenario}" for scenario in CFG.scenarios] if CFG.baseline.enabled else []
 PLOT_METRICS = ["latency_per_correct", "cod_vs_cot", "speedup", "acceptance_rate", "tokens_per_answer", "predicted_speedup"]
+# (experiment, seed) of every per-seed build; transfer and acceptance by class read the first seed's models.
+EXPERIMENT_SEEDS = [(e, s) for e in EXPERIMENTS + BASELINES for s in CFG.seeds]
+FIRST_SEED = CFG.seeds[0]
 TINY = CFG.models.source == "tiny"
 RANDOM = CFG.models.source == "random"
 

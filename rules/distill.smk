@@ -1,21 +1,21 @@
 rule distill:
     input:
         base_model_input("target"),
-        adapter="results/{style}_{scenario}/target_adapter",
+        adapter="results/{style}_{scenario}/seed{seed}/target_adapter",
         train="data/processed/{style}_{scenario}/train.jsonl",
     output:
-        "results/{style}_{scenario}/distilled.jsonl",
+        "results/{style}_{scenario}/seed{seed}/distilled.jsonl",
     params:
         base=base_model("target"),
         models=config["models"],
         distill=config["distill"],
         engine=config["engine"],
         engine_weights=config["engine_weights"],
-        seed=config["seed"],
+        chat=config["chat"],
     log:
-        "logs/distill/{style}_{scenario}.log",
+        "logs/distill/{style}_{scenario}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/distill/{style}_{scenario}.tsv"
+        "results/benchmarks/distill/{style}_{scenario}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=4_000 if TINY else 64_000,

@@ -1,25 +1,26 @@
 # Each tuned model as a plain Hugging Face checkpoint (adapter merged), loadable with no PEFT:
-#   snakemake merge --cores 1 --resources gpu=1
+#   snakemake merge --cores 1 --resources gpu=1   (every seed's)
 
 
 rule merge:
     input:
-        expand("results/{experiment}/{role}_merged", experiment=EXPERIMENTS, role=["target", "draft"]),
+        expand("results/{experiment}/seed{seed}/{role}_merged", experiment=EXPERIMENTS, seed=CFG.seeds,
+               role=["target", "draft"]),
 
 
 rule merge_target:
     input:
         base_model_input("target"),
-        adapter="results/{style}_{scenario}/target_adapter",
+        adapter="results/{style}_{scenario}/seed{seed}/target_adapter",
     output:
-        directory("results/{style}_{scenario}/target_merged"),
+        directory("results/{style}_{scenario}/seed{seed}/target_merged"),
     params:
         base=base_model("target"),
         models=config["models"],
     log:
-        "logs/merge_target/{style}_{scenario}.log",
+        "logs/merge_target/{style}_{scenario}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/merge_target/{style}_{scenario}.tsv"
+        "results/benchmarks/merge_target/{style}_{scenario}/seed{seed}.tsv"
     threads: 1
     resources:
         gpu=1,
@@ -35,17 +36,17 @@ rule merge_draft:
     input:
         base_model_input("draft"),
         base_model_input("target"),
-        adapter="results/{style}_{scenario}/draft_adapter",
+        adapter="results/{style}_{scenario}/seed{seed}/draft_adapter",
     output:
-        directory("results/{style}_{scenario}/draft_merged"),
+        directory("results/{style}_{scenario}/seed{seed}/draft_merged"),
     params:
         base=base_model("draft"),
         vocab_of=base_model("target"),
         models=config["models"],
     log:
-        "logs/merge_draft/{style}_{scenario}.log",
+        "logs/merge_draft/{style}_{scenario}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/merge_draft/{style}_{scenario}.tsv"
+        "results/benchmarks/merge_draft/{style}_{scenario}/seed{seed}.tsv"
     threads: 1
     resources:
         gpu=1,

@@ -3,18 +3,18 @@ rule train_target:
         base_model_input("target"),
         train="data/processed/{style}_{scenario}/train.jsonl",
     output:
-        directory("results/{style}_{scenario}/target_adapter"),
+        directory("results/{style}_{scenario}/seed{seed}/target_adapter"),
     params:
         base=base_model("target"),
         models=config["models"],
         training=config["train_target"],
-        seed=config["seed"],
+        chat=config["chat"],
         # Outside the output: Snakemake deletes a failed job's output, a killed job's checkpoints must survive.
-        checkpoints="results/{style}_{scenario}/checkpoints/target",
+        checkpoints="results/{style}_{scenario}/seed{seed}/checkpoints/target",
     log:
-        "logs/train_target/{style}_{scenario}.log",
+        "logs/train_target/{style}_{scenario}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/train_target/{style}_{scenario}.tsv"
+        "results/benchmarks/train_target/{style}_{scenario}/seed{seed}.tsv"
     threads: 1
     resources:
         runtime=60 if TINY else 12 * 60,
@@ -30,21 +30,21 @@ rule train_draft:
     input:
         base_model_input("draft"),
         base_model_input("target"),
-        distilled="results/{style}_{scenario}/distilled.jsonl",
+        distilled="results/{style}_{scenario}/seed{seed}/distilled.jsonl",
     output:
-        directory("results/{style}_{scenario}/draft_adapter"),
+        directory("results/{style}_{scenario}/seed{seed}/draft_adapter"),
     params:
         base=base_model("draft"),
         models=config["models"],
         target_base=base_model("target"),
         training=config["train_draft"],
-        seed=config["seed"],
+        chat=config["chat"],
         # Outside the output: Snakemake deletes a failed job's output, a killed job's checkpoints must survive.
-        checkpoints="results/{style}_{scenario}/checkpoints/draft",
+        checkpoints="results/{style}_{scenario}/seed{seed}/checkpoints/draft",
     log:
-        "logs/train_draft/{style}_{scenario}.log",
+        "logs/train_draft/{style}_{scenario}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/train_draft/{style}_{scenario}.tsv"
+        "results/benchmarks/train_draft/{style}_{scenario}/seed{seed}.tsv"
     threads: 1
     resources:
         runtime=60 if TINY else 8 * 60,

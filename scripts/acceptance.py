@@ -7,4 +7,4 @@ with step(snakemake) as cfg:
                outputs_path=snakemake.output.outputs, positions_path=snakemake.output.positions,
                predictions_path=snakemake.output.predictions, target_adapter=snakemake.input.get("target_adapter"),
                draft_adapter=snakemake.input.get("draft_adapter"), engine=cfg.engine, dtype=cfg.models.dtype,
-               device=cfg.models.device, engine_weights=cfg.engine_weights)
+               device=cfg.models.device, enable_thinking=cfg.chat.enable_thinking, engine_weights=cfg.engine_weights)

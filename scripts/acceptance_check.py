@@ -3,4 +3,5 @@ from specdraft.workflow import step
 
 with step(snakemake) as cfg:
     pairs = zip(snakemake.input.predictions, snakemake.input.benchmarks)
-    write_check(dict(zip(snakemake.params.experiments, pairs)), cfg.bench.temperature, snakemake.output[0])
+    keys = [tuple(pair) for pair in snakemake.params.experiment_seeds]
+    write_check(dict(zip(keys, pairs)), cfg.bench.temperature, snakemake.output[0])

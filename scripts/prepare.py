@@ -8,5 +8,6 @@ with step(snakemake) as cfg:
     rewriter = None
     if cfg.data.cod_rewriter == "llm":  # the teacher loads on its first rewrite, after every input is checked
         rewriter = llm_rewriter(snakemake.params.teacher, cfg.data, engine=cfg.engine, dtype=cfg.models.dtype,
-                                device=cfg.models.device, seed=cfg.seed, engine_weights=cfg.engine_weights)
+                                device=cfg.models.device, seed=cfg.seed, enable_thinking=cfg.chat.enable_thinking,
+                                engine_weights=cfg.engine_weights)
     prepare(snakemake.wildcards.scenario, cfg.data, cfg.seed, outputs, rewriter)

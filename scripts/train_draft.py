@@ -4,4 +4,5 @@ from specdraft.workflow import step
 with step(snakemake) as cfg:
     train_draft(snakemake.params.base, snakemake.params.target_base, snakemake.input.distilled,
                 snakemake.output[0], cfg.train_draft, dtype=cfg.models.dtype, device=cfg.models.device,
-                seed=cfg.seed, gpu=cfg.gpu, checkpoint_dir=snakemake.params.checkpoints)
+                seed=int(snakemake.wildcards.seed), enable_thinking=cfg.chat.enable_thinking, gpu=cfg.gpu,
+                checkpoint_dir=snakemake.params.checkpoints)

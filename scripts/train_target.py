@@ -3,5 +3,5 @@ from specdraft.workflow import step
 
 with step(snakemake) as cfg:
     train_target(snakemake.params.base, snakemake.input.train, snakemake.output[0], cfg.train_target,
-                 dtype=cfg.models.dtype, device=cfg.models.device, seed=cfg.seed, gpu=cfg.gpu,
-                 checkpoint_dir=snakemake.params.checkpoints)
+                 dtype=cfg.models.dtype, device=cfg.models.device, seed=int(snakemake.wildcards.seed),
+                 enable_thinking=cfg.chat.enable_thinking, gpu=cfg.gpu, checkpoint_dir=snakemake.params.checkpoints)

@@ -6,7 +6,9 @@ j-1 before it were accepted, i.e. equal to y[n:n+j-1], so it is the draft's gree
 *target's* prefix prompt + y[:n+j-1]. Hence with `agrees[i]` = (draft's teacher-forced argmax at output
 position i == y[i]), a step starting at n accepts the run of agreements from n on, capped at its proposal
 length, and the next step starts after the recovered or bonus token. `replay_greedy` replays those steps,
-with `speculative_generate`'s own cap near max_new_tokens and its stop at eos, and its own `SpecStats`.
+with `speculative_generate`'s own cap near max_new_tokens and its stop at eos, and its own `SpecStats`:
+counted as vLLM counts, before the stop check, so a step that accepts eos and draft tokens after it counts
+all of them accepted.
 
 A run that reaches eos may keep accepting past it (the draft proposes after eos and the target verifies),
 so y is the target's greedy output continued past eos by the largest k (`greedy_extended`).
@@ -63,10 +65,7 @@ def replay_greedy(agrees: Sequence[bool], *, num_new_tokens: int, num_speculativ
         num_accepted = 0
         while num_accepted < k and agrees[n + num_accepted]:
             num_accepted += 1
-        if n + num_accepted >= num_new_tokens:  # eos among the accepted draft tokens: the step ends at it
-            stats.observe(num_new_tokens - n, num_new_tokens - n)  # as speculative_generate counts it
-        else:
-            stats.observe(k, num_accepted)
+        stats.observe(k, num_accepted)  # before the stop check: accepted tokens past eos count (vLLM)
         for i in range(n, min(n + num_accepted, num_new_tokens)):
             accepted[i] = True
         n += num_accepted + 1
@@ -140,7 +139,7 @@ POSITION_FIELDS = ["id", "position", "token_id", "token", "token_class", "after_
                    "draft_agrees"]
 
 
-def analyse(target, draft, tokenizer, records: list[dict], cfg: BenchConfig
+def analyse(target, draft, tokenizer, records: list[dict], cfg: BenchConfig, *, enable_thinking: bool
             ) -> tuple[list[TargetOutput], list[dict], list[PredictionRow]]:
     """For each record's prompt: the target's greedy output, both models' teacher-forced passes over it,
     and the replay for every k from 1 to the largest configured one (position rows mark what each configured
@@ -148,7 +147,7 @@ def analyse(target, draft, tokenizer, records: list[dict], cfg: BenchConfig
     ks = cfg.num_speculative_tokens
     outputs, positions, predictions = [], [], []
     for record in records:
-        prompt_ids = chat_prompt_ids(tokenizer, record["messages"][:-1])
+        prompt_ids = chat_prompt_ids(tokenizer, record["messages"][:-1], enable_thinking=enable_thinking)
         output_ids, num_new = greedy_extended(target, prompt_ids, max_new_tokens=cfg.max_new_tokens,
                                               eos_token_id=tokenizer.eos_token_id, extra=max(ks))
         output = TargetOutput(record["id"], prompt_ids, output_ids, num_new)
@@ -198,7 +197,7 @@ def read_outputs(path: str) -> list[TargetOutput]:
 
 def acceptance(target_base: str, draft_base: str, test_path: str, cfg: BenchConfig, *, outputs_path: str,
                positions_path: str, predictions_path: str, target_adapter: str | None, draft_adapter: str | None,
-               engine: str, dtype: str, device: str, engine_weights: str = "bf16") -> None:
+               engine: str, dtype: str, device: str, enable_thinking: bool, engine_weights: str = "bf16") -> None:
     """The acceptance stage: on the bench's test problems, write the target's greedy outputs (JSONL), the
     per-position agreement and token class (CSV), and the predicted benchmark counts for every k (CSV)."""
     if cfg.temperature > 0:
@@ -206,12 +205,13 @@ def acceptance(target_base: str, draft_base: str, test_path: str, cfg: BenchConf
                     "sampled benchmark does not measure", cfg.temperature)
     records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
     tokenizer = load_tokenizer(target_base)
-    max_seq_len = max(len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records) + cfg.max_new_tokens
+    max_seq_len = max(len(chat_prompt_ids(tokenizer, r["messages"][:-1], enable_thinking=enable_thinking))
+                      for r in records) + cfg.max_new_tokens
     served = {"engine": engine, "weights": engine_weights, "dtype": dtype, "device": device,
               "max_seq_len": max_seq_len}
     target = load_served(target_base, adapter=target_adapter, **served)
     draft = load_served(draft_base, adapter=draft_adapter, vocab_size=vocab_size_of(target_base), **served)
-    outputs, positions, predictions = analyse(target, draft, tokenizer, records, cfg)
+    outputs, positions, predictions = analyse(target, draft, tokenizer, records, cfg, enable_thinking=enable_thinking)
     write_outputs(outputs_path, outputs)
     write_csv(positions_path, positions,
               POSITION_FIELDS + [f"accepted_k{k}" for k in cfg.num_speculative_tokens])
@@ -222,7 +222,7 @@ def acceptance(target_base: str, draft_base: str, test_path: str, cfg: BenchConf
 
 COMPARED_FIELDS = ("num_new_tokens", "num_proposed", "num_accepted", "num_steps", "accepted_per_position")
 CHECK_COLUMNS = [
-    "experiment", "k", "decoding", "num_problems", "num_matching", "predicted_acceptance_rate",
+    "experiment", "seed", "k", "decoding", "num_problems", "num_matching", "predicted_acceptance_rate",
     "measured_acceptance_rate", "predicted_mean_acceptance_length", "measured_mean_acceptance_length",
 ]
 
@@ -239,9 +239,9 @@ def _pooled(group, suffix: str = "") -> tuple[float, float]:
     return accepted / max(1, proposed), 1 + accepted / max(1, steps)
 
 
-def check_predictions(pairs: dict[str, tuple[str, str]], temperature: float):
-    """Predicted against measured counts, one row per experiment and k, from
-    `{experiment: (acceptance_prediction.csv, benchmark.csv)}`.
+def check_predictions(pairs: dict[tuple[str, int], tuple[str, str]], temperature: float):
+    """Predicted against measured counts, one row per experiment, seed and k, from
+    `{(experiment, seed): (acceptance_prediction.csv, benchmark.csv)}`.
 
     num_matching: benchmark rows whose counts (COMPARED_FIELDS) all equal the prediction's for the same
     problem and k; with greedy decoding in float32 that is every row. The pooled rates are vLLM's definitions.
@@ -249,7 +249,7 @@ def check_predictions(pairs: dict[str, tuple[str, str]], temperature: float):
     import pandas as pd
 
     rows = []
-    for experiment, (prediction_path, benchmark_path) in pairs.items():
+    for (experiment, seed), (prediction_path, benchmark_path) in pairs.items():
         predicted, measured = _read_counts(prediction_path), _read_counts(benchmark_path)
         joined = measured.merge(predicted, on=["id", "k"], how="left", suffixes=("", "_predicted"),
                                 indicator=True)
@@ -266,7 +266,7 @@ def check_predictions(pairs: dict[str, tuple[str, str]], temperature: float):
             predicted_rate, predicted_length = _pooled(group, "_predicted")
             measured_rate, measured_length = _pooled(group)
             rows.append({
-                "experiment": experiment, "k": int(k), "decoding": "greedy" if temperature == 0 else "sampled",
+                "experiment": experiment, "seed": int(seed), "k": int(k), "decoding": "greedy" if temperature == 0 else "sampled",
                 "num_problems": len(group), "num_matching": int(group.matching.sum()),
                 "predicted_acceptance_rate": predicted_rate, "measured_acceptance_rate": measured_rate,
                 "predicted_mean_acceptance_length": predicted_length,
@@ -275,7 +275,7 @@ def check_predictions(pairs: dict[str, tuple[str, str]], temperature: float):
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 
 
-def write_check(pairs: dict[str, tuple[str, str]], temperature: float, out_path: str) -> None:
+def write_check(pairs: dict[tuple[str, int], tuple[str, str]], temperature: float, out_path: str) -> None:
     """The acceptance check stage: results/acceptance_check.csv."""
     table = check_predictions(pairs, temperature)
     with atomic_path(out_path) as tmp:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 
-from specdraft.answers import extract_answer, is_equivalent
+from specdraft.answers import SEPARATOR, extract_answer, is_equivalent
 from specdraft.atomic import atomic_path
 from specdraft.config import BenchConfig, GpuConfig
 from specdraft.cost_model import leviathan_speedup
@@ -24,6 +26,7 @@ from specdraft.engine_choice import cache_length, load_served
 from specdraft.memory_budget import fit_rows
 from specdraft.models import (architecture, context_length, load_tokenizer, resolve_device, resolve_dtype,
                               vocab_size_of)
+from specdraft.repeats import generator_seed, median, timing_order
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +35,26 @@ log = logging.getLogger(__name__)
 class BenchRow:
     """One problem decoded with k draft tokens, next to the target alone on the same prompt.
 
-    Times are seconds (or ms where named so) of wall clock, the GPU synchronised before each clock read.
-    `ttft_ms` (time to first token: the call's start, prompt in, to the first new token on the host) and
-    `itl_ms` (inter-token latency: the mean time between later tokens, (last - first) / (n - 1), vLLM's time
-    per output token) are the speculative run's; `target_*` the target alone's. A speculative step delivers
-    its tokens together, so its ITL averages over the step's tokens rather than reporting zero gaps.
+    Times are seconds (or ms where named so) of wall clock, the GPU synchronised before each clock read, each
+    the median over `repeats` timings of the same run (the problem's runs timed in an order rotated across
+    the target alone and each k, `specdraft.repeats.timing_order`); rates, the speedup and the cost model are
+    computed from those medians. Counts and outputs are the same in every repeat (greedy, or sampling with
+    one generator seed per problem and k; the first repeat's are kept and any difference is counted in
+    benchmark_run.json). `ttft_ms` (time to first token: the call's start, prompt in, to the first new token
+    on the host) and `itl_ms` (inter-token latency: the mean time between later tokens, (last - first) /
+    (n - 1), vLLM's time per output token) are the speculative run's; `target_*` the target alone's. A
+    speculative step delivers its tokens together, so its ITL averages over the step's tokens rather than
+    reporting zero gaps.
+
+    Counts are vLLM's (its scheduler takes them before its stop check): `num_proposed` is the draft tokens
+    the steps scheduled for verification (k a step, fewer where max_new_tokens leaves less room),
+    `num_accepted` the draft tokens verification accepted, those after an accepted eos included, and
+    `num_steps` the target's verification forwards; acceptance_rate = accepted / proposed and
+    mean_acceptance_length = 1 + accepted / steps.
+
+    `truncated` (`target_truncated`): the speculative (target-alone) output was cut by bench.max_new_tokens
+    before its answer: it is max_new_tokens tokens long, holds no eos, and its text has no `####` answer
+    separator. Such an answer scores as wrong whatever the model would have written.
     """
 
     id: str
@@ -69,12 +87,21 @@ class BenchRow:
     alpha: float  # per-token acceptance probability: accepted / (accepted + rejected steps)
     predicted_speedup: float  # the paper's (1 - alpha^(k+1)) / ((1 - alpha)(1 + k c))
     predicted_speedup_steps: float  # (accepted + steps) / (c proposed + verification_cost steps): the counts
-    peak_memory_gib: float  # GPU memory allocated at peak over both runs of the row; NaN on a CPU
+    peak_memory_gib: float  # GPU memory allocated at peak over the row's runs; NaN on a CPU
     answer: str | None
     reference: str
     correct: bool
     target_correct: bool
     matches_target: bool
+    truncated: bool
+    target_truncated: bool
+    repeats: int  # timings behind each time of the row
+
+
+def is_truncated(token_ids: list[int], text: str, *, max_new_tokens: int, eos_token_id: int | None) -> bool:
+    """An output cut by max_new_tokens before its answer: that long, no eos in it, no `####` in its text."""
+    return (len(token_ids) >= max_new_tokens and (eos_token_id is None or eos_token_id not in token_ids)
+            and SEPARATOR not in text)
 
 
 def _timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float, float]:
@@ -126,73 +153,127 @@ def step_costs(timeline: Timeline, k: int) -> StepCosts:
     return StepCosts(draft_ms, verification_ms, rejections, alpha)
 
 
-def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfig, seed: int) -> list[BenchRow]:
-    """Decode every record's prompt with the target alone, then speculatively for each k, in one process."""
+@dataclass(frozen=True)
+class _Run:
+    """One timed decoding of a problem: its output, counts and timeline readings."""
+
+    token_ids: list[int]
+    stats: object  # SpecStats; None for the target alone
+    seconds: float
+    ttft_ms: float
+    itl_ms: float
+    costs: StepCosts | None
+
+
+def _same(a: _Run, b: _Run) -> bool:
+    counts = (lambda r: None if r.stats is None else (r.stats.num_proposed, r.stats.num_accepted, r.stats.num_steps,
+                                                      r.stats.num_accepted_per_position))
+    return a.token_ids == b.token_ids and counts(a) == counts(b)
+
+
+def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfig, seed: int, *,
+                  enable_thinking: bool) -> tuple[list[BenchRow], int]:
+    """Decode every record's prompt with the target alone and speculatively for each k, in one process,
+    `cfg.repeats` times each in a rotated order. Returns the rows and the number of runs whose output or
+    counts differed from their first repeat."""
     device = next(target.parameters()).device
     eos = tokenizer.eos_token_id
     common = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
               "eos_token_id": eos}
+    ks = list(cfg.num_speculative_tokens)
 
-    def generator() -> torch.Generator:
-        return torch.Generator(device=device).manual_seed(seed)
+    def generator(problem_index: int = 0, k: int = 0) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(generator_seed(seed, problem_index, k))
 
-    def is_correct(token_ids, record) -> tuple[str | None, bool]:
-        answer = extract_answer(tokenizer.decode(token_ids, skip_special_tokens=True), record["scenario"])
-        return answer, is_equivalent(answer, record["answer"], record["scenario"])
+    def decode(token_ids) -> str:
+        return tokenizer.decode(token_ids, skip_special_tokens=True)
 
-    prompts = [torch.tensor([chat_prompt_ids(tokenizer, r["messages"][:-1])], device=device) for r in records]
-    warm_up(target, draft, prompts, cfg.num_speculative_tokens, generator, common)
+    def timed_run(input_ids, problem_index: int, k: int) -> _Run:
+        timeline = Timeline()
+        if k == 0:
+            out, start, seconds = _timed(lambda: autoregressive_generate(
+                target, input_ids, generator=generator(problem_index), timeline=timeline, **common), device)
+            token_ids, stats, costs = out.tolist(), None, None
+        else:
+            out, start, seconds = _timed(lambda: speculative_generate(
+                target, draft, input_ids, num_speculative_tokens=k, generator=generator(problem_index, k),
+                timeline=timeline, **common), device)
+            token_ids, stats, costs = out.token_ids.tolist(), out.stats, step_costs(timeline, k)
+        ttft, itl = latencies_ms(start, timeline.token_times)
+        return _Run(token_ids, stats, seconds, ttft, itl, costs)
+
+    prompts = [torch.tensor([chat_prompt_ids(tokenizer, r["messages"][:-1], enable_thinking=enable_thinking)],
+                            device=device) for r in records]
+    warm_up(target, draft, prompts, ks, generator, common)
     shapes_before = graph_shapes_met(target) + graph_shapes_met(draft)
 
-    rows = []
+    rows, mismatches = [], 0
     progress = Progress("bench", len(records), unit="problem")
-    for record, input_ids in zip(records, prompts):
+    runs_k = [0] + ks  # 0: the target alone
+    for i, (record, input_ids) in enumerate(zip(records, prompts)):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        target_timeline = Timeline()
-        reference_ids, target_start, target_seconds = _timed(lambda: autoregressive_generate(
-            target, input_ids, generator=generator(), timeline=target_timeline, **common), device)
-        target_ttft, target_itl = latencies_ms(target_start, target_timeline.token_times)
-        _, target_correct = is_correct(reference_ids, record)
-        target_rate = len(reference_ids) / target_seconds
-        for k in cfg.num_speculative_tokens:
-            timeline = Timeline()
-            out, start, seconds = _timed(lambda: speculative_generate(
-                target, draft, input_ids, num_speculative_tokens=k, generator=generator(), timeline=timeline,
-                **common), device)
-            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
-            ttft, itl = latencies_ms(start, timeline.token_times)
-            costs = step_costs(timeline, k)
-            c, v = _ratio(costs.draft_token_ms, target_itl), _ratio(costs.verification_ms, target_itl)
-            answer, correct = is_correct(out.token_ids, record)
-            stats = out.stats
-            rate = len(out.token_ids) / seconds
+        timings: dict[int, list[_Run]] = {k: [] for k in runs_k}
+        for repeat in range(cfg.repeats):
+            for j in timing_order(len(runs_k), i, repeat):
+                timings[runs_k[j]].append(timed_run(input_ids, i, runs_k[j]))
+        for k, runs in timings.items():
+            different = sum(not _same(run, runs[0]) for run in runs[1:])
+            if different:
+                log.warning("%s, %s: %d of %d repeats decoded other tokens or counts than the first; the first's "
+                            "are kept", record["id"], f"k={k}" if k else "target alone", different, len(runs))
+            mismatches += different
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
+        reference, target_runs = timings[0][0], timings[0]
+        target_seconds = median(r.seconds for r in target_runs)
+        target_ttft, target_itl = median(r.ttft_ms for r in target_runs), median(r.itl_ms for r in target_runs)
+        target_text = decode(reference.token_ids)
+        target_correct = is_equivalent(extract_answer(target_text, record["scenario"]), record["answer"],
+                                       record["scenario"])
+        target_rate = len(reference.token_ids) / target_seconds
+        for k in ks:
+            first, runs = timings[k][0], timings[k]
+            stats = first.stats
+            seconds = median(r.seconds for r in runs)
+            draft_ms, verification_ms = (median(r.costs.draft_token_ms for r in runs),
+                                         median(r.costs.verification_ms for r in runs))
+            c, v = _ratio(draft_ms, target_itl), _ratio(verification_ms, target_itl)
+            text = decode(first.token_ids)
+            answer = extract_answer(text, record["scenario"])
+            rate = len(first.token_ids) / seconds
             rows.append(BenchRow(
-                id=record["id"], k=k, num_new_tokens=len(out.token_ids), target_num_new_tokens=len(reference_ids),
+                id=record["id"], k=k, num_new_tokens=len(first.token_ids),
+                target_num_new_tokens=len(reference.token_ids),
                 num_proposed=stats.num_proposed, num_accepted=stats.num_accepted,
                 num_steps=stats.num_steps, acceptance_rate=stats.acceptance_rate,
                 mean_acceptance_length=stats.mean_acceptance_length,
                 accepted_per_position=";".join(map(str, stats.num_accepted_per_position)),
                 target_seconds=target_seconds, speculative_seconds=seconds,
                 target_tokens_per_s=target_rate, speculative_tokens_per_s=rate, speedup=rate / target_rate,
-                ttft_ms=ttft, itl_ms=itl, target_ttft_ms=target_ttft, target_itl_ms=target_itl,
-                draft_token_ms=costs.draft_token_ms, verification_ms=costs.verification_ms,
-                draft_cost=c, verification_cost=v, num_rejected_steps=costs.num_rejected_steps, alpha=costs.alpha,
-                predicted_speedup=leviathan_speedup(costs.alpha, k, c),
+                ttft_ms=median(r.ttft_ms for r in runs), itl_ms=median(r.itl_ms for r in runs),
+                target_ttft_ms=target_ttft, target_itl_ms=target_itl,
+                draft_token_ms=draft_ms, verification_ms=verification_ms,
+                draft_cost=c, verification_cost=v, num_rejected_steps=first.costs.num_rejected_steps,
+                alpha=first.costs.alpha, predicted_speedup=leviathan_speedup(first.costs.alpha, k, c),
                 predicted_speedup_steps=_ratio(stats.num_accepted + stats.num_steps,
                                                c * stats.num_proposed + v * stats.num_steps),
-                peak_memory_gib=peak, answer=answer, reference=record["answer"], correct=correct,
-                target_correct=target_correct, matches_target=torch.equal(out.token_ids, reference_ids),
+                peak_memory_gib=peak, answer=answer, reference=record["answer"],
+                correct=is_equivalent(answer, record["answer"], record["scenario"]),
+                target_correct=target_correct, matches_target=first.token_ids == reference.token_ids,
+                truncated=is_truncated(first.token_ids, text, max_new_tokens=cfg.max_new_tokens, eos_token_id=eos),
+                target_truncated=is_truncated(reference.token_ids, target_text, max_new_tokens=cfg.max_new_tokens,
+                                              eos_token_id=eos),
+                repeats=cfg.repeats,
             ))
-        latest = rows[-len(cfg.num_speculative_tokens):]
+        latest = rows[-len(ks):]
         log.info("%s: %s", record["id"],
                  ", ".join(f"k={r.k} accept={r.acceptance_rate:.2f} speedup={r.speedup:.2f} "
                            f"(predicted {r.predicted_speedup_steps:.2f})" for r in latest))
-        progress.update(len(rows) // len(cfg.num_speculative_tokens))
+        progress.update(i + 1)
     new_shapes = graph_shapes_met(target) + graph_shapes_met(draft) - shapes_before
     if new_shapes:
         log.warning("%d CUDA-graph shapes were first met inside the timings (captured there on a GPU)", new_shapes)
-    return rows
+    return rows, mismatches
 
 
 def graph_shapes_met(model) -> int:
@@ -224,19 +305,46 @@ def write_rows(path: str, rows: list[BenchRow]) -> None:
 
 BENCH_KEYS = ("engine_weights (int8, int4)", "bench.concurrency", "bench.max_new_tokens",
               "bench.num_speculative_tokens")
+RUN_NAME = "benchmark_run.json"
+
+
+def run_conditions(target, cfg: BenchConfig, *, engine_weights: str, seed: int) -> dict:
+    """What a bench run measured under, read from the served target itself where it can be."""
+    from specdraft.engine import Engine
+
+    device = next(target.parameters()).device
+    native = isinstance(target, Engine)
+    return {
+        "concurrency": cfg.concurrency, "num_speculative_tokens": list(cfg.num_speculative_tokens),
+        "engine": "native" if native else "hf",
+        "engine_weights": engine_weights if native else "bf16",  # Hugging Face models run in their dtype
+        "dtype": str(target.dtype).removeprefix("torch."),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "repeats": cfg.repeats, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+        "seed": seed,
+    }
+
+
+def write_run(path: str | Path, conditions: dict, throughput: dict | None, repeat_mismatches: int) -> None:
+    """benchmark_run.json: the run's conditions, and at concurrency > 1 its per-run throughput metrics
+    (`specdraft.bench_concurrent`); `repeat_mismatches` counts runs whose repeats decoded other tokens."""
+    record = {"conditions": conditions, "throughput": throughput, "repeat_mismatches": repeat_mismatches}
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg: BenchConfig, *,
           target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
-          seed: int, gpu: GpuConfig, engine_weights: str = "bf16") -> None:
+          seed: int, enable_thinking: bool, gpu: GpuConfig, engine_weights: str = "bf16") -> None:
     """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems: one at a
-    time, or `cfg.concurrency` at a time (specdraft.bench_concurrent)."""
+    time, or `cfg.concurrency` at a time (specdraft.bench_concurrent). Writes benchmark.csv and, beside it,
+    benchmark_run.json (`write_run`)."""
     if cfg.concurrency > 1 and engine == "hf":
         raise ValueError(f"bench.concurrency {cfg.concurrency} runs on the native engine; set engine to 'auto' or "
                          "'native' (or bench.concurrency to 1)")
     records = read_jsonl(test_path, required=("id", "scenario", "messages", "answer"))[: cfg.num_problems]
     tokenizer = load_tokenizer(target_base)
-    lengths = [len(chat_prompt_ids(tokenizer, r["messages"][:-1])) for r in records]
+    lengths = [len(chat_prompt_ids(tokenizer, r["messages"][:-1], enable_thinking=enable_thinking)) for r in records]
     context = context_length(target_base)
     check_prompt_lengths(test_path, lengths, limit=context - cfg.max_new_tokens, ids=[r["id"] for r in records],
                          reason=f"the model's context of {context} less bench.max_new_tokens {cfg.max_new_tokens}")
@@ -257,12 +365,19 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
     target = load_served(target_base, adapter=target_adapter, **served)
     draft = load_served(draft_base, adapter=draft_adapter, vocab_size=vocab_size, **served)
     load_seconds = time.perf_counter() - start
+    cfg, throughput = replace(cfg, concurrency=rows if cfg.concurrency > 1 else 1), None
     if cfg.concurrency > 1:
-        from specdraft.bench_concurrent import bench_concurrent
+        from specdraft.bench_concurrent import check_concurrent, run_concurrent_benchmark
 
-        bench_concurrent(target, draft, tokenizer, records, out_path, replace(cfg, concurrency=rows), seed=seed)
+        check_concurrent(target, cfg)
+        bench_rows, throughput, mismatches = run_concurrent_benchmark(target, draft, tokenizer, records, cfg, seed,
+                                                                       enable_thinking=enable_thinking)
     else:
-        write_rows(out_path, run_benchmark(target, draft, tokenizer, records, cfg, seed))
+        bench_rows, mismatches = run_benchmark(target, draft, tokenizer, records, cfg, seed,
+                                               enable_thinking=enable_thinking)
+    write_run(Path(out_path).with_name(RUN_NAME), run_conditions(target, cfg, engine_weights=engine_weights,
+                                                                  seed=seed), throughput, mismatches)
+    write_rows(out_path, bench_rows)
     write_bench_stats(out_path, dev, {"load_seconds": round(load_seconds, 2), "concurrency": rows,
                                       "memory_budget_gib": budget, "planned_gib": round(need.gib, 3)})
-    log.info("%d problems -> %s", len(records), out_path)
+    log.info("%d problems -> %s; conditions -> %s", len(records), out_path, RUN_NAME)

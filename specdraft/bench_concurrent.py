@@ -4,35 +4,32 @@ The target alone and speculative decoding (each k) run the same problems through
 (`autoregressive_generate_batch`, `speculative_generate_batch`: `concurrency` rows, a finished row handed
 the next problem), one after the other in one process, after an untimed warm-up. Per problem, the rows of
 benchmark.csv are those of the batch-1 bench, except that `target_seconds` and `speculative_seconds` are
-the problem's latency inside its batched run (admission to last token). Per run,
-`benchmark_concurrency.json` beside benchmark.csv holds what a server reports: throughput (new tokens of
-all problems / wall time), time to first token (admission to first token: its prefill and first step)
-and inter-token latency ((last token - first token) / (tokens - 1), per problem).
+the problem's latency inside its batched run (admission to last token). Per run, the `throughput` of
+benchmark_run.json beside benchmark.csv holds what a server reports: throughput (new tokens of all
+problems / wall time), time to first token (admission to first token: its prefill and first step) and
+inter-token latency ((last token - first token) / (tokens - 1), per problem). Each run is repeated
+`bench.repeats` times, the runs of a repeat in an order rotated across repeats; every figure is the median
+over the repeats (throughput_speedup: the ratio of the median throughputs).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from specdraft.answers import extract_answer, is_equivalent
-from specdraft.atomic import atomic_path
-from specdraft.bench import BenchRow, write_rows
+from specdraft.bench import BenchRow, is_truncated
 from specdraft.config import BenchConfig
 from specdraft.decoding import BatchOutput, autoregressive_generate_batch, speculative_generate_batch
 from specdraft.engine import Engine
 from specdraft.generation import chat_prompt_ids
+from specdraft.repeats import generator_seed, median, timing_order
 
 log = logging.getLogger(__name__)
-
-METRICS_NAME = "benchmark_concurrency.json"
-
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -66,65 +63,105 @@ def run_metrics(outputs: list[BatchOutput], wall_seconds: float) -> dict:
     }
 
 
-def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfig,
-                             seed: int) -> tuple[list[BenchRow], dict]:
-    """Decode every record `cfg.concurrency` at a time with the target alone, then speculatively for each
-    k. Returns the per-problem rows and the per-run metrics."""
+def median_metrics(repeats: list[dict]) -> dict:
+    """One run's metrics over its repeats: the median of each figure (None where a repeat has none)."""
+    merged = {}
+    for key in repeats[0]:
+        values = [r[key] for r in repeats]
+        merged[key] = None if None in values else median(values)
+    merged["wall_seconds_repeats"] = [r["wall_seconds"] for r in repeats]
+    return merged
+
+
+def _same_outputs(a: list[BatchOutput], b: list[BatchOutput]) -> int:
+    """Problems whose tokens or counts differ between two repeats of a run."""
+    def key(o):
+        s = o.stats
+        return o.token_ids.tolist(), s.num_proposed, s.num_accepted, s.num_steps, s.num_accepted_per_position
+    return sum(key(x) != key(y) for x, y in zip(a, b))
+
+
+def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfig, seed: int, *,
+                             enable_thinking: bool) -> tuple[list[BenchRow], dict, int]:
+    """Decode every record `cfg.concurrency` at a time with the target alone and speculatively for each k,
+    `cfg.repeats` times each. Returns the per-problem rows, the per-run metrics and the number of problem
+    runs whose repeats decoded other tokens or counts than the first (whose outputs are kept)."""
     device = target.device
-    prompts = [chat_prompt_ids(tokenizer, r["messages"][:-1]) for r in records]
+    prompts = [chat_prompt_ids(tokenizer, r["messages"][:-1], enable_thinking=enable_thinking) for r in records]
+    eos = tokenizer.eos_token_id
     common = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
-              "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+              "eos_token_id": eos, "pad_token_id": tokenizer.pad_token_id,
               "concurrency": cfg.concurrency}
+    ks = list(cfg.num_speculative_tokens)
 
-    def plain(batch):
-        return autoregressive_generate_batch(target, batch, generator=torch.Generator(device).manual_seed(seed),
-                                             **common)
+    def generator(k: int) -> torch.Generator:
+        return torch.Generator(device).manual_seed(generator_seed(seed, 0, k))
 
-    def speculative(batch, k):
-        return speculative_generate_batch(target, draft, batch, num_speculative_tokens=k,
-                                          generator=torch.Generator(device).manual_seed(seed), **common)
+    def decoded(batch, k):
+        if k == 0:
+            return autoregressive_generate_batch(target, batch, generator=generator(0), **common)
+        return speculative_generate_batch(target, draft, batch, num_speculative_tokens=k, generator=generator(k),
+                                          **common)
 
     # Warm-up, untimed: as many rows as the timed runs use, the shortest and the longest prompt, so that
     # graph capture for the batch's shapes and most attention lengths stays out of the timings.
     by_length = sorted(prompts, key=len)
     warm = [(by_length[0], by_length[-1])[i % 2] for i in range(min(cfg.concurrency, len(prompts)))]
-    plain(warm)
-    for k in cfg.num_speculative_tokens:
-        speculative(warm, k)
+    for k in [0] + ks:
+        decoded(warm, k)
 
-    def timed(fn):
+    def timed(k):
         _sync(device)
         start = time.perf_counter()
-        outputs = fn()
+        outputs = decoded(prompts, k)
         _sync(device)
         return outputs, time.perf_counter() - start
 
-    references, seconds = timed(lambda: plain(prompts))
+    runs_k = [0] + ks  # 0: the target alone
+    outputs: dict[int, list[list[BatchOutput]]] = {k: [] for k in runs_k}
+    metrics_by_repeat: dict[int, list[dict]] = {k: [] for k in runs_k}
+    for repeat in range(cfg.repeats):
+        for j in timing_order(len(runs_k), 0, repeat):
+            k = runs_k[j]
+            run_outputs, seconds = timed(k)
+            outputs[k].append(run_outputs)
+            metrics_by_repeat[k].append(run_metrics(run_outputs, seconds))
+    mismatches = sum(_same_outputs(outputs[k][0], later) for k in runs_k for later in outputs[k][1:])
+    if mismatches:
+        log.warning("%d problem runs decoded other tokens or counts in a later repeat; the first's are kept",
+                    mismatches)
     metrics = {"concurrency": cfg.concurrency, "num_problems": len(records), "max_new_tokens": cfg.max_new_tokens,
                "temperature": cfg.temperature, "top_p": cfg.top_p, "device": str(device), "dtype": str(target.dtype),
-               "torch": torch.__version__, "runs": {"target": run_metrics(references, seconds)}}
+               "torch": torch.__version__, "repeats": cfg.repeats,
+               "runs": {"target": median_metrics(metrics_by_repeat[0])}}
     if device.type == "cuda":
         metrics["gpu"] = torch.cuda.get_device_name(device)
-    speculative_outputs = {}
-    for k in cfg.num_speculative_tokens:
-        outputs, seconds = timed(lambda: speculative(prompts, k))
-        run = run_metrics(outputs, seconds)
+    for k in ks:
+        run = median_metrics(metrics_by_repeat[k])
         run["throughput_speedup"] = run["throughput_tok_s"] / metrics["runs"]["target"]["throughput_tok_s"]
-        metrics["runs"][f"k{k}"], speculative_outputs[k] = run, outputs
+        metrics["runs"][f"k{k}"] = run
         log.info("k=%d: %.1f tok/s (target alone %.1f), acceptance %.2f", k, run["throughput_tok_s"],
                  metrics["runs"]["target"]["throughput_tok_s"], run["acceptance_rate"])
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
+
+    def latency(k: int, i: int) -> tuple[float, float, float]:
+        """(seconds, TTFT ms, ITL ms) of problem i in run k: medians over the repeats."""
+        per_repeat = [(o[i].timing.finished_s - o[i].timing.admitted_s, *request_latencies(o[i])) for o in outputs[k]]
+        return (median(r[0] for r in per_repeat), 1000 * median(r[1] for r in per_repeat),
+                1000 * median(r[2] for r in per_repeat))
+
     rows = []
-    for i, (record, ref) in enumerate(zip(records, references)):
-        target_seconds = ref.timing.finished_s - ref.timing.admitted_s
-        target_ttft, target_itl = (1000 * t for t in request_latencies(ref))
+    for i, record in enumerate(records):
+        ref = outputs[0][0][i]
+        target_seconds, target_ttft, target_itl = latency(0, i)
         target_rate = len(ref.token_ids) / target_seconds
-        target_answer = extract_answer(tokenizer.decode(ref.token_ids, skip_special_tokens=True), record["scenario"])
-        for k in cfg.num_speculative_tokens:
-            out = speculative_outputs[k][i]
-            answer = extract_answer(tokenizer.decode(out.token_ids, skip_special_tokens=True), record["scenario"])
-            seconds = out.timing.finished_s - out.timing.admitted_s
-            ttft, itl = (1000 * t for t in request_latencies(out))
+        target_text = tokenizer.decode(ref.token_ids, skip_special_tokens=True)
+        target_answer = extract_answer(target_text, record["scenario"])
+        for k in ks:
+            out = outputs[k][0][i]
+            text = tokenizer.decode(out.token_ids, skip_special_tokens=True)
+            answer = extract_answer(text, record["scenario"])
+            seconds, ttft, itl = latency(k, i)
             rate = len(out.token_ids) / seconds
             # Steps that stopped at a rejection: all but those accepted through the last position (a step near
             # max_new_tokens proposes fewer, so this can count one full acceptance as a rejection).
@@ -148,20 +185,17 @@ def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg:
                 correct=is_equivalent(answer, record["answer"], record["scenario"]),
                 target_correct=is_equivalent(target_answer, record["answer"], record["scenario"]),
                 matches_target=torch.equal(out.token_ids, ref.token_ids),
+                truncated=is_truncated(out.token_ids.tolist(), text, max_new_tokens=cfg.max_new_tokens,
+                                       eos_token_id=eos),
+                target_truncated=is_truncated(ref.token_ids.tolist(), target_text, max_new_tokens=cfg.max_new_tokens,
+                                              eos_token_id=eos),
+                repeats=cfg.repeats,
             ))
-    return rows, metrics
+    return rows, metrics, mismatches
 
 
-def bench_concurrent(target, draft, tokenizer, records: list[dict], out_path: str, cfg: BenchConfig, *,
-                     seed: int) -> None:
-    """The bench stage at cfg.concurrency > 1, on a served target/draft pair (`specdraft.bench.bench` loads,
-    checks and serves them, caches sized for cfg.concurrency rows): benchmark.csv, and
-    benchmark_concurrency.json beside it."""
+def check_concurrent(target, cfg: BenchConfig) -> None:
+    """Batched decoding needs the native engine: say so before anything is decoded."""
     if not isinstance(target, Engine):
         raise ValueError(f"bench.concurrency {cfg.concurrency} runs on the native engine, which does not implement "
                          f"{target.config.model_type!r} models; set bench.concurrency to 1")
-    rows, metrics = run_concurrent_benchmark(target, draft, tokenizer, records, cfg, seed)
-    with atomic_path(Path(out_path).with_name(METRICS_NAME)) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=1))
-    write_rows(out_path, rows)
-    log.info("%d rows -> %s; per-run metrics -> %s", len(rows), out_path, METRICS_NAME)

@@ -116,6 +116,12 @@ class BenchConfig:
     temperature: float
     top_p: float
     concurrency: int
+    repeats: int
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    enable_thinking: bool
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,8 @@ class Config:
     styles: tuple[str, ...]
     scenarios: tuple[str, ...]
     seed: int
+    seeds: tuple[int, ...]
+    chat: ChatConfig
     baseline: BaselineConfig
     models: ModelsConfig
     engine: str

@@ -22,7 +22,11 @@ from specdraft.verification import probabilities, rejection_sample_batch, verify
 
 @dataclass
 class SpecStats:
-    """Counts over the steps of one or more generations (vLLM's definitions)."""
+    """Counts over the steps of one or more generations, as vLLM counts them (its scheduler records a
+    step's spec-decode stats before its stop check): a step's proposed tokens are the draft tokens it
+    scheduled for verification (k, fewer where max_new_tokens leaves less room), and its accepted tokens
+    are every draft token verification accepted, those after an accepted eos included (they are verified,
+    then cut by the stop check, so the step emits fewer tokens than accepted + 1)."""
 
     num_proposed: int = 0
     num_accepted: int = 0
@@ -102,16 +106,6 @@ def _eos_set(eos_token_id: int | list[int] | None) -> set[int]:
     if eos_token_id is None:
         return set()
     return {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id)
-
-
-def _counted(num_proposed: int, num_accepted: int, num_emitted: int) -> tuple[int, int]:
-    """A step's (proposed, accepted) as the stats count them: after the eos cut. When eos is one of the
-    accepted draft tokens the step ends there, and the draft tokens after it were neither emitted nor
-    candidates for emission: counted as neither proposed nor accepted (so an identical draft still accepts
-    everything it is counted for)."""
-    if num_emitted <= num_accepted:  # eos among the accepted draft tokens: no recovered/bonus token
-        return num_emitted, num_emitted
-    return num_proposed, num_accepted
 
 
 def _truncate_at_eos(new_ids: list[int], eos: set[int]) -> tuple[list[int], bool]:
@@ -226,7 +220,7 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
         *proposed, accepted, token = torch.cat((proposal[0], num_accepted, next_token)).tolist()  # one read
         ids[n + accepted : n + accepted + 1] = next_token
         new_ids, stop = _truncate_at_eos(proposed[:accepted] + [token], eos)
-        stats.observe(*_counted(k, accepted, len(new_ids)))
+        stats.observe(k, accepted)  # before the stop check, as vLLM counts
         seq += new_ids
         if timeline is not None:
             timeline.token_times += [time.perf_counter()] * len(new_ids)
@@ -393,7 +387,7 @@ def _generate_rows(target, draft, prompts: list[list[int]], k: int, max_new_toke
             # As `speculative_generate` would: never propose past max_new_tokens (k clipped to remaining - 1).
             k_row = min(k, remaining - 1)
             new_ids, stop = _truncate_at_eos((proposed[:n] + [token])[:remaining], eos)
-            stats[i].observe(*_counted(k_row, min(n, k_row), len(new_ids)))
+            stats[i].observe(k_row, min(n, k_row))  # before the stop check, as vLLM counts
             if len(seqs[row]) == len(prompts[i]):
                 timings[i].first_token_s = now
             seqs[row] += new_ids

@@ -21,14 +21,15 @@ DISTILL_KEYS = ("engine_weights (int8, int4)", "distill.batch_size", "distill.ma
 
 
 def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: DistillConfig, *, engine: str,
-            dtype: str, device: str, seed: int, gpu: GpuConfig, engine_weights: str = "bf16") -> dict[str, float]:
+            dtype: str, device: str, seed: int, enable_thinking: bool, gpu: GpuConfig,
+            engine_weights: str = "bf16") -> dict[str, float]:
     """Write one JSONL line per training problem: prompt, completion, extracted answer, correct flag,
     token count. With `keep_only_correct`, wrong completions are left out. Returns counts and accuracy."""
     numbered = list(iter_jsonl(train_path, required=("id", "scenario", "messages", "answer")))
     records = [record for _, record in numbered]
     tokenizer = load_tokenizer(adapter)
     prompts = [r["messages"][:-1] for r in records]
-    lengths = [len(chat_prompt_ids(tokenizer, p)) for p in prompts]
+    lengths = [len(chat_prompt_ids(tokenizer, p, enable_thinking=enable_thinking)) for p in prompts]
     context = context_length(base)
     check_prompt_lengths(train_path, lengths, limit=context - cfg.max_new_tokens, ids=[r["id"] for r in records],
                          line_numbers=[n for n, _ in numbered],
@@ -47,7 +48,7 @@ def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: Distil
     with measure_stage(f"{out_path}.stats.json", "distill", dev) as stats:
         generated = generate_batched(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                                      temperature=cfg.temperature, top_p=cfg.top_p, batch_size=batch_size,
-                                     seed=seed)
+                                     seed=seed, enable_thinking=enable_thinking)
         stats.num_tokens = sum(len(ids) for ids in generated)
         stats.extra = {"load_seconds": round(load_seconds, 2), "batch_size": batch_size,
                        "memory_budget_gib": budget, "planned_gib": round(need.gib, 3)}

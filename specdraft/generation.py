@@ -8,9 +8,14 @@ from specdraft.batching import cut_at_eos, left_pad
 from specdraft.logs import Progress
 
 
-def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
-    """Token ids of a chat prompt, ending where the assistant's answer starts."""
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+def chat_prompt_ids(tokenizer, messages: list[dict], *, enable_thinking: bool) -> list[int]:
+    """Token ids of a chat prompt, ending where the assistant's answer starts.
+
+    enable_thinking (`chat.enable_thinking`) goes to the template: Qwen3's appends an empty
+    `<think>\\n\\n</think>\\n\\n` when it is false, and thinks when it is left out; others ignore it.
+    """
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False,
+                                         enable_thinking=enable_thinking)
 
 
 class PromptTooLong(ValueError):
@@ -52,7 +57,7 @@ def _hf_generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, 
 
 @torch.inference_mode()
 def generate_batched(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int, temperature: float,
-                     batch_size: int, seed: int, top_p: float = 1.0) -> list[list[int]]:
+                     batch_size: int, seed: int, enable_thinking: bool, top_p: float = 1.0) -> list[list[int]]:
     """Generated token ids for every chat prompt (eos included if produced), with `model` a Hugging Face
     model or a `specdraft.engine.Engine`.
 
@@ -61,7 +66,7 @@ def generate_batched(model, tokenizer, prompts: list[list[dict]], *, max_new_tok
     from specdraft.engine import Engine
 
     torch.manual_seed(seed)
-    encoded = [chat_prompt_ids(tokenizer, p) for p in prompts]
+    encoded = [chat_prompt_ids(tokenizer, p, enable_thinking=enable_thinking) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     common = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
               "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}

@@ -32,9 +32,11 @@ from specdraft.models import (architecture, context_length, load_base_weights, l
 log = logging.getLogger(__name__)
 
 
-def prompt_completion(prompt: list[dict], completion: str) -> dict:
-    """TRL's conversational prompt-completion example: the loss covers the completion only."""
-    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
+def prompt_completion(prompt: list[dict], completion: str, *, enable_thinking: bool) -> dict:
+    """TRL's conversational prompt-completion example: the loss covers the completion only; TRL passes
+    `chat_template_kwargs` to every render of it, so training sees the prompt inference sees."""
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}],
+            "chat_template_kwargs": {"enable_thinking": enable_thinking}}
 
 
 def progress_callback(what: str):
@@ -148,7 +150,7 @@ def check_prompts_fit(path: str, numbered: list[tuple[int, dict]], examples: lis
     """Before any model is loaded: fail, naming file and line, on a prompt longer than the model's context;
     count and log (with lines) the prompts of `max_length` tokens or more, whose completions TRL's truncation
     to `max_length` cuts entirely (they are kept, as configured, but teach nothing)."""
-    lengths = [len(chat_prompt_ids(tokenizer, e["prompt"])) for e in examples]
+    lengths = [len(chat_prompt_ids(tokenizer, e["prompt"], **e["chat_template_kwargs"])) for e in examples]
     context = context_length(base)
     check_prompt_lengths(path, lengths, limit=context - 1, ids=[str(r.get("id", "?")) for _, r in numbered],
                          line_numbers=[n for n, _ in numbered],
@@ -175,16 +177,17 @@ def check_training_fits(stage: str, base: str, cfg: TrainingConfig, gpu: GpuConf
 
 
 def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, *, dtype: str, device: str,
-                 seed: int, gpu: GpuConfig, checkpoint_dir: str | None = None) -> list[dict]:
+                 seed: int, enable_thinking: bool, gpu: GpuConfig, checkpoint_dir: str | None = None) -> list[dict]:
     """LoRA-tune the target on a style's processed training records (QLoRA with `quantization: 4bit`), in
     `cfg.num_gpus` data-parallel processes."""
     if cfg.num_gpus > 1 and not is_launched():
         accumulation_per_process(cfg.gradient_accumulation_steps, cfg.num_gpus, "train_target")
         kwargs = dict(base=base, train_path=train_path, out_dir=out_dir, cfg=cfg, dtype=dtype, device=device,
-                      seed=seed, gpu=gpu, checkpoint_dir=checkpoint_dir)
+                      seed=seed, enable_thinking=enable_thinking, gpu=gpu, checkpoint_dir=checkpoint_dir)
         return launch(train_target, kwargs, cfg.num_gpus, on_gpus=device != "cpu")
     numbered = list(iter_jsonl(train_path, required=("messages",)))
-    examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"]) for _, r in numbered]
+    examples = [prompt_completion(r["messages"][:-1], r["messages"][-1]["content"], enable_thinking=enable_thinking)
+                for _, r in numbered]
     tokenizer = load_tokenizer(base)
     check_prompts_fit(train_path, numbered, examples, tokenizer, base, cfg)
     dev = process_device(resolve_device(device))
@@ -196,16 +199,19 @@ def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, 
 
 
 def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, cfg: TrainingConfig, *,
-                dtype: str, device: str, seed: int, gpu: GpuConfig, checkpoint_dir: str | None = None) -> list[dict]:
+                dtype: str, device: str, seed: int, enable_thinking: bool, gpu: GpuConfig,
+                checkpoint_dir: str | None = None) -> list[dict]:
     """LoRA-tune the draft on the tuned target's distilled completions, its vocabulary padded to the target's,
     in `cfg.num_gpus` data-parallel processes."""
     if cfg.num_gpus > 1 and not is_launched():
         accumulation_per_process(cfg.gradient_accumulation_steps, cfg.num_gpus, "train_draft")
         kwargs = dict(base=base, target_base=target_base, distilled_path=distilled_path, out_dir=out_dir, cfg=cfg,
-                      dtype=dtype, device=device, seed=seed, gpu=gpu, checkpoint_dir=checkpoint_dir)
+                      dtype=dtype, device=device, seed=seed, enable_thinking=enable_thinking, gpu=gpu,
+                      checkpoint_dir=checkpoint_dir)
         return launch(train_draft, kwargs, cfg.num_gpus, on_gpus=device != "cpu")
     numbered = list(iter_jsonl(distilled_path, required=("prompt", "completion")))
-    examples = [prompt_completion(r["prompt"], r["completion"]) for _, r in numbered]
+    examples = [prompt_completion(r["prompt"], r["completion"], enable_thinking=enable_thinking)
+                for _, r in numbered]
     tokenizer = load_tokenizer(base)
     check_prompts_fit(distilled_path, numbered, examples, tokenizer, base, cfg)
     dev = process_device(resolve_device(device))

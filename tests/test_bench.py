@@ -7,11 +7,12 @@ import random
 import pytest
 import torch
 
-from specdraft.bench import latencies_ms, run_benchmark, step_costs, warm_up
+from specdraft.bench import is_truncated, latencies_ms, run_benchmark, step_costs, warm_up
 from specdraft.cost_model import leviathan_speedup
 from specdraft.config import BenchConfig
 from specdraft.decoding import Timeline, autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
+from specdraft.repeats import median, timing_order
 
 
 class CharTokenizer:
@@ -94,12 +95,14 @@ def test_without_warm_up_the_same_decoding_meets_new_shapes(target, draft):
 
 
 def test_bench_rows_report_a_throughput_speedup_and_consistent_latencies(engines, caplog):
-    cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2, 3), max_new_tokens=40, temperature=0.0, top_p=1.0, concurrency=1)
-    rows = run_benchmark(*engines, CharTokenizer(), records(2), cfg, seed=0)
+    cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2, 3), max_new_tokens=40, temperature=0.0, top_p=1.0,
+                      concurrency=1, repeats=1)  # one timing: the latency identities below hold run by run
+    rows, mismatches = run_benchmark(*engines, CharTokenizer(), records(2), cfg, seed=0, enable_thinking=False)
     assert "inside the timings" not in caplog.text  # every graph shape was met in the warm-up
     assert [(r.id, r.k) for r in rows] == [("p0", 2), ("p0", 3), ("p1", 2), ("p1", 3)]
     for r in rows:
         assert r.matches_target and r.num_new_tokens == r.target_num_new_tokens == 40
+        assert r.repeats == 1 and r.truncated and r.target_truncated  # 40 tokens, no eos, no ####
         assert r.speculative_tokens_per_s == pytest.approx(r.num_new_tokens / r.speculative_seconds)
         assert r.target_tokens_per_s == pytest.approx(r.target_num_new_tokens / r.target_seconds)
         assert r.speedup == pytest.approx(r.speculative_tokens_per_s / r.target_tokens_per_s)
@@ -125,3 +128,72 @@ def test_after_warm_up_timed_decoding_captures_no_cuda_graph(target, draft):
     autoregressive_generate(engine_target, prompt, **common)
     assert (engine_target._session_runner.num_graphs, engine_draft._session_runner.num_graphs) == captured
     assert captured[0] > 0 and captured[1] > 0
+
+
+def test_timing_order_rotates_so_no_run_is_always_first():
+    assert timing_order(3, 0, 0) == [0, 1, 2] and timing_order(3, 1, 0) == [1, 2, 0]
+    assert timing_order(3, 1, 1) == [2, 0, 1]
+    for num_runs in (1, 2, 4):
+        orders = [timing_order(num_runs, i, 0) for i in range(num_runs)]
+        # Problem i starts at run i: over num_runs problems every run is timed in every position once.
+        for position in range(num_runs):
+            assert sorted(order[position] for order in orders) == list(range(num_runs))
+        assert all(sorted(order) == list(range(num_runs)) for order in orders)
+    with pytest.raises(ValueError, match="num_runs must be >= 1"):
+        timing_order(0, 0, 0)
+
+
+def test_median_skips_what_was_not_measured():
+    assert median([3.0, 1.0, 2.0]) == 2.0 and median([1.0, math.nan, 3.0]) == 2.0
+    assert math.isnan(median([math.nan])) and math.isnan(median([]))
+
+
+def test_truncated_means_cut_by_the_cap_before_the_answer():
+    eos = 9
+    assert is_truncated([1] * 8, "48+24=", max_new_tokens=8, eos_token_id=eos)
+    assert not is_truncated([1] * 7 + [eos], "48+24=72", max_new_tokens=8, eos_token_id=eos)  # finished at eos
+    assert not is_truncated([1] * 8, "48+24=72 #### 72", max_new_tokens=8, eos_token_id=eos)  # answer written
+    assert not is_truncated([1] * 5, "48+24=", max_new_tokens=8, eos_token_id=eos)  # stopped early
+    assert is_truncated([1] * 8, "48", max_new_tokens=8, eos_token_id=None)
+
+
+def test_each_problem_runs_repeats_times_in_the_rotated_order(engines, monkeypatch):
+    """The target alone and every k are timed `repeats` times, problem i starting the cycle at run i, and
+    a row's times are the medians of its repeats."""
+    import specdraft.bench as bench_module
+
+    calls, clock = [], iter(range(0, 10_000))
+    real_auto, real_spec = bench_module.autoregressive_generate, bench_module.speculative_generate
+
+    def auto(*args, **kwargs):
+        calls.append(0)
+        return real_auto(*args, **kwargs)
+
+    def spec(*args, num_speculative_tokens, **kwargs):
+        calls.append(num_speculative_tokens)
+        return real_spec(*args, num_speculative_tokens=num_speculative_tokens, **kwargs)
+
+    cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2, 3), max_new_tokens=6, temperature=0.0, top_p=1.0,
+                      concurrency=1, repeats=2)
+    monkeypatch.setattr(bench_module, "autoregressive_generate", auto)
+    monkeypatch.setattr(bench_module, "speculative_generate", spec)
+    durations = iter([1.0, 2.0, 3.0, 10.0, 20.0, 30.0, 4.0, 5.0, 6.0, 40.0, 50.0, 60.0])
+    monkeypatch.setattr(bench_module, "_timed", lambda fn, device: (fn(), float(next(clock)), next(durations)))
+    monkeypatch.setattr(bench_module, "warm_up", lambda *args: None)
+    rows, _ = run_benchmark(*engines, CharTokenizer(), records(2), cfg, seed=0, enable_thinking=False)
+    # Problem 0: repeat 0 target, k2, k3; repeat 1 k2, k3, target. Problem 1 starts one further on.
+    assert calls == [0, 2, 3, 2, 3, 0, 2, 3, 0, 3, 0, 2]
+    by = {(r.id, r.k): r for r in rows}
+    assert by["p0", 2].target_seconds == median([1.0, 30.0]) and by["p0", 2].speculative_seconds == median([2.0, 10.0])
+    assert by["p0", 3].speculative_seconds == median([3.0, 20.0])
+    assert by["p1", 2].target_seconds == median([6.0, 50.0]) and by["p1", 3].speculative_seconds == median([5.0, 40.0])
+    assert all(r.repeats == 2 for r in rows)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_repeats_decode_the_same_tokens_greedy_and_sampled(engines, temperature):
+    """Greedy, and sampled with one generator seed per problem and k: every repeat decodes what the first did."""
+    cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2,), max_new_tokens=12, temperature=temperature,
+                      top_p=1.0, concurrency=1, repeats=3)
+    rows, mismatches = run_benchmark(*engines, CharTokenizer(), records(2), cfg, seed=0, enable_thinking=False)
+    assert mismatches == 0 and len(rows) == 2

@@ -1,5 +1,5 @@
 """The bench stage at bench.concurrency > 1: the same per-problem results as at batch 1, plus per-run
-throughput, TTFT and ITL in benchmark_concurrency.json."""
+throughput, TTFT and ITL in benchmark_run.json."""
 
 import csv
 import json
@@ -44,20 +44,24 @@ def test_concurrent_rows_equal_batch_one_rows(pair):
     _, target, draft, tokenizer = pair
     one = load_config({"bench": {"num_speculative_tokens": [1, 3], "max_new_tokens": 12}}).bench
     many = load_config({"bench": {"num_speculative_tokens": [1, 3], "max_new_tokens": 12, "concurrency": 2}}).bench
-    expected = run_benchmark(*(serve(m, "native", max_seq_len=256) for m in (target, draft)), tokenizer, records(),
-                             one, seed=0)
-    rows, metrics = run_concurrent_benchmark(
+    expected, _ = run_benchmark(*(serve(m, "native", max_seq_len=256) for m in (target, draft)), tokenizer,
+                                records(), one, seed=0, enable_thinking=False)
+    rows, metrics, mismatches = run_concurrent_benchmark(
         *(serve(m, "native", max_seq_len=256, max_batch_size=2) for m in (target, draft)), tokenizer, records(),
-        many, seed=0)
+        many, seed=0, enable_thinking=False)
+    assert mismatches == 0 and metrics["repeats"] == 3
     assert [(r.id, r.k) for r in rows] == [(r.id, r.k) for r in expected]
     for mine, theirs in zip(rows, expected):
         assert mine.matches_target
-        assert (mine.num_new_tokens, mine.num_accepted, mine.num_steps, mine.answer) == (
-            theirs.num_new_tokens, theirs.num_accepted, theirs.num_steps, theirs.answer)
+        assert (mine.num_new_tokens, mine.num_accepted, mine.num_steps, mine.answer, mine.truncated) == (
+            theirs.num_new_tokens, theirs.num_accepted, theirs.num_steps, theirs.answer, theirs.truncated)
     assert set(metrics["runs"]) == {"target", "k1", "k3"}
     for run in metrics["runs"].values():
         assert run["num_new_tokens"] == sum(r.num_new_tokens for r in rows) // 2
         assert 0 < run["ttft_mean_s"] < run["wall_seconds"] and run["throughput_tok_s"] > 0
+        assert len(run["wall_seconds_repeats"]) == 3 and run["wall_seconds"] == sorted(run["wall_seconds_repeats"])[1]
+    assert metrics["runs"]["k3"]["throughput_speedup"] == pytest.approx(
+        metrics["runs"]["k3"]["throughput_tok_s"] / metrics["runs"]["target"]["throughput_tok_s"])
     assert metrics["runs"]["k3"]["acceptance_rate"] == pytest.approx(
         sum(r.num_accepted for r in rows if r.k == 3) / sum(r.num_proposed for r in rows if r.k == 3))
 
@@ -70,13 +74,17 @@ def test_bench_stage_writes_the_csv_and_the_metrics_json(pair, tmp_path):
     write_jsonl(tmp_path / "test.jsonl", records())
     cfg = load_config({"bench": {"num_speculative_tokens": [2], "max_new_tokens": 8, "concurrency": 3}}).bench
     common = dict(target_adapter=None, draft_adapter=None, dtype="float32", device="cpu", seed=0,
-                  gpu=load_config({}).gpu)
+                  gpu=load_config({}).gpu, enable_thinking=False)
     out = tmp_path / "results" / "benchmark.csv"
     bench(str(root / "target"), str(root / "draft"), str(tmp_path / "test.jsonl"), str(out), cfg, engine="auto",
           **common)
     with open(out) as f:
         assert [row["id"] for row in csv.DictReader(f)] == [str(i) for i in range(len(QUESTIONS))]
-    metrics = json.loads((out.parent / "benchmark_concurrency.json").read_text())
+    run = json.loads((out.parent / "benchmark_run.json").read_text())
+    assert run["conditions"] == {"concurrency": 3, "num_speculative_tokens": [2], "engine": "native",
+                                 "engine_weights": "bf16", "dtype": "float32", "device_name": "cpu", "repeats": 3,
+                                 "max_new_tokens": 8, "temperature": 0.0, "seed": 0}
+    metrics = run["throughput"]
     assert metrics["concurrency"] == 3 and set(metrics["runs"]) == {"target", "k2"}
     with pytest.raises(ValueError, match="native engine"):
         bench(str(root / "target"), str(root / "draft"), str(tmp_path / "test.jsonl"), str(tmp_path / "x.csv"), cfg,

@@ -75,3 +75,25 @@ def test_key_order_does_not_change_the_validated_config():
 
     assert repr(reversed_keys(config)) != repr(config)
     assert repr(validate(reversed_keys(config))) == repr(validate(config))
+
+
+@pytest.mark.parametrize("overrides", [None, "configs/qwen3.yaml", "configs/24gb.yaml"])
+def test_the_real_configs_caps_cover_the_p99_of_their_training_answers(repo, overrides):
+    """bench and distill cut an answer at max_new_tokens: the real configurations leave room for the p99
+    answer of every style and scenario they train on, and its eos (docs/data_stats_seed.csv, written by the
+    stats stage on the seed's rewrites, the data config.yaml trains on)."""
+    import csv
+
+    import yaml
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    if overrides:
+        update_config(config, yaml.safe_load((repo / overrides).read_text()))
+    cfg = load_config(config)
+    assert cfg.data.rewrites == "data/seed-rewrites"  # the data the table describes
+    rows = [r for r in csv.DictReader(open(repo / "docs/data_stats_seed.csv"))
+            if r["split"] == "train" and r["style"] in cfg.styles and r["scenario"] in cfg.scenarios]
+    assert len(rows) == len(cfg.styles) * len(cfg.scenarios)
+    longest = max(float(r["tokens_p99"]) for r in rows)
+    assert cfg.bench.max_new_tokens >= longest + 1 and cfg.distill.max_new_tokens >= longest + 1

@@ -37,9 +37,10 @@ def test_greedy_speculative_stops_at_eos(target, draft, prompt, k):
 
 
 @pytest.mark.parametrize("k", range(1, 7))
-def test_eos_inside_an_accepted_proposal_ends_the_step_there(target, prompt, k):
-    """An identical draft proposes the eos and the target accepts it: the step stops there, and its draft
-    tokens after the eos count as neither proposed nor accepted (Hugging Face and the native engine alike)."""
+def test_eos_inside_an_accepted_proposal_is_counted_as_vllm_counts(target, prompt, k):
+    """An identical draft proposes the eos and the target accepts it: the output stops at the eos, but the
+    step's counts are taken before the stop check, as vLLM's scheduler takes them: its k draft tokens were
+    all scheduled and all accepted, those after the eos too (Hugging Face and the native engine alike)."""
     from specdraft.engine import Engine
 
     reference = hf_greedy(target, prompt, MAX_NEW).tolist()
@@ -51,7 +52,10 @@ def test_eos_inside_an_accepted_proposal_ends_the_step_there(target, prompt, k):
                                    eos_token_id=reference[e])
         assert out.token_ids.tolist() == reference[: e + 1]
         assert out.stats.num_steps == e // (k + 1) + 1
-        assert out.stats.num_proposed == out.stats.num_accepted == e + 1 - (out.stats.num_steps - 1)
+        assert out.stats.num_proposed == out.stats.num_accepted == k * out.stats.num_steps
+        assert out.stats.num_accepted_per_position == [out.stats.num_steps] * k
+        # The last step accepted past the eos: fewer tokens were emitted than accepted + steps.
+        assert len(out.token_ids) < out.stats.num_accepted + out.stats.num_steps
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])

@@ -166,14 +166,14 @@ def test_bench_and_distill_give_the_same_results_on_either_engine(tmp_path):
     for engine in ("hf", "native"):
         served = [serve(m, engine, max_seq_len=256) for m in (target, draft)]
         assert isinstance(served[0], Engine) == (engine == "native")
-        rows[engine] = run_benchmark(*served, tokenizer, records, config.bench, seed=0)
+        rows[engine], _ = run_benchmark(*served, tokenizer, records, config.bench, seed=0, enable_thinking=False)
     for hf_row, native_row in zip(rows["hf"], rows["native"]):
         assert hf_row.matches_target and native_row.matches_target
         assert (hf_row.num_new_tokens, hf_row.num_accepted, hf_row.answer) == (
             native_row.num_new_tokens, native_row.num_accepted, native_row.answer)
     prompts = [r["messages"][:-1] for r in records]
     outputs = [generate_batched(serve(target, engine, max_seq_len=256, max_batch_size=2), tokenizer, prompts,
-                                max_new_tokens=12, temperature=0.0, batch_size=2, seed=0)
+                                max_new_tokens=12, temperature=0.0, batch_size=2, seed=0, enable_thinking=False)
                for engine in ("hf", "native")]
     assert outputs[0] == outputs[1]
 

@@ -69,7 +69,7 @@ def test_hf_generate_ignores_the_checkpoints_decoding_defaults(tmp_path, caplog)
 
     def generate(model, engine):
         return generate_batched(serve(model, engine, max_seq_len=256, max_batch_size=2), tokenizer, prompts,
-                                max_new_tokens=24, temperature=0.0, batch_size=2, seed=0)
+                                max_new_tokens=24, temperature=0.0, batch_size=2, seed=0, enable_thinking=False)
 
     with caplog.at_level(logging.INFO, logger="specdraft.models"):
         loaded = load_causal_lm(tmp_path / "model", dtype=torch.float32, device=torch.device("cpu"))

@@ -46,7 +46,7 @@ def test_acceptance_predicts_the_int8_bench(pair, tmp_path):
     cfg = load_config({"bench": {"num_problems": len(QUESTIONS), "num_speculative_tokens": [1, 3],
                                  "max_new_tokens": MAX_NEW}}).bench
     served = {"target_adapter": None, "draft_adapter": None, "engine": "native", "dtype": "float32",
-              "device": "cpu", "engine_weights": "int8"}
+              "device": "cpu", "engine_weights": "int8", "enable_thinking": False}
     bench(str(root / "target"), str(root / "draft"), str(root / "test.jsonl"), str(tmp_path / "benchmark.csv"), cfg,
           seed=0, gpu=load_config({}).gpu, **served)
     acceptance(str(root / "target"), str(root / "draft"), str(root / "test.jsonl"), cfg,
@@ -55,7 +55,11 @@ def test_acceptance_predicts_the_int8_bench(pair, tmp_path):
 
     rows = list(csv.DictReader(open(tmp_path / "benchmark.csv")))
     assert all(r["matches_target"] == "True" for r in rows)  # speculative == the int8 target's greedy output
-    check = check_predictions({"cod_easy": (tmp_path / "prediction.csv", tmp_path / "benchmark.csv")}, 0.0)
+    run = json.loads((tmp_path / "benchmark_run.json").read_text())
+    assert run["throughput"] is None and run["repeat_mismatches"] == 0
+    assert (run["conditions"]["engine"], run["conditions"]["engine_weights"], run["conditions"]["concurrency"]) == (
+        "native", "int8", 1)
+    check = check_predictions({("cod_easy", 0): (tmp_path / "prediction.csv", tmp_path / "benchmark.csv")}, 0.0)
     assert check.num_matching.tolist() == check.num_problems.tolist() == [len(QUESTIONS)] * 2
 
     # The acceptance stage's outputs are the int8 target's greedy answers; on these prompts the float

@@ -47,7 +47,7 @@ def test_distill_rejects_a_prompt_longer_than_the_context(tmp_path, base):
     out = tmp_path / "distilled.jsonl"
     with pytest.raises(PromptTooLong) as error:
         distill(base, base, train, str(out), load_config({"distill": {"max_new_tokens": 32}}).distill,
-                engine="auto", dtype="float32", device="cpu", seed=0, gpu=GPU)
+                engine="auto", dtype="float32", device="cpu", seed=0, gpu=GPU, enable_thinking=False)
     assert_located(error, train, 3)
     assert "context of 128 less distill.max_new_tokens" in str(error.value)
     assert not out.exists()
@@ -60,7 +60,7 @@ def test_training_rejects_a_prompt_longer_than_the_context(tmp_path, base):
     train = write_records(tmp_path / "train.jsonl", long_line=2)
     for train_fn, args in ((train_target, (base, train)), (train_draft, (base, base, train))):
         with pytest.raises(PromptTooLong) as error:
-            train_fn(*args, str(tmp_path / "adapter"), cfg, dtype="float32", device="cpu", seed=0, gpu=GPU)
+            train_fn(*args, str(tmp_path / "adapter"), cfg, dtype="float32", device="cpu", seed=0, gpu=GPU, enable_thinking=False)
         assert_located(error, train, 2)
         assert not (tmp_path / "adapter").exists()
 
@@ -72,7 +72,7 @@ def test_training_counts_prompts_that_truncation_to_max_length_leaves_no_complet
 
     train = write_records(tmp_path / "train.jsonl", long_line=0)
     numbered = list(iter_jsonl(train))
-    examples = [prompt_completion(r["prompt"], r["completion"]) for _, r in numbered]
+    examples = [prompt_completion(r["prompt"], r["completion"], enable_thinking=False) for _, r in numbered]
     cfg = load_config({"train_target": {"max_length": 20}}).train_target  # every prompt has ~28 tokens
     with caplog.at_level("WARNING", logger="specdraft.training"):
         check_prompts_fit(train, numbered, examples, load_tokenizer(base), base, cfg)
@@ -88,7 +88,7 @@ def test_bench_rejects_a_prompt_longer_than_the_context(tmp_path, base):
     with pytest.raises(PromptTooLong, match=r"test.jsonl: 1 of 4 prompts .* id gsm8k/train/4: [\d,]+ tokens"):
         bench(base, base, test, str(out), load_config({"bench": {"max_new_tokens": 32}}).bench,
               target_adapter=None, draft_adapter=None, engine="auto", dtype="float32", device="cpu", seed=0,
-              gpu=GPU)
+              gpu=GPU, enable_thinking=False)
     assert not out.exists()
 
 
@@ -98,4 +98,4 @@ def test_max_new_tokens_beyond_the_context_is_named(tmp_path, base):
     train = write_records(tmp_path / "train.jsonl", long_line=0)
     with pytest.raises(PromptTooLong, match=r"no prompt can fit \(the model's context of 128 less distill"):
         distill(base, base, train, str(tmp_path / "d.jsonl"), load_config({}).distill, engine="auto",
-                dtype="float32", device="cpu", seed=0, gpu=GPU)
+                dtype="float32", device="cpu", seed=0, gpu=GPU, enable_thinking=False)

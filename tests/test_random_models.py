@@ -108,7 +108,7 @@ def test_4bit_random_base_is_the_quantised_bf16_base_and_trains(checkpoints, tmp
     cfg = load_config({"train_target": {"quantization": "4bit", "epochs": 1, "batch_size": 2,
                                         "gradient_accumulation_steps": 1, "max_length": 128,
                                         "lora": {"r": 4, "target_modules": ["q_proj", "up_proj"]}}}).train_target
-    examples = [prompt_completion(prompt_messages("What is 48+24?", "cod"), "48+24=72 #### 72")] * 4
+    examples = [prompt_completion(prompt_messages("What is 48+24?", "cod"), "48+24=72 #### 72", enable_thinking=False)] * 4
     sft_lora(quantized.train(), load_tokenizer(path), examples, cfg, tmp_path / "adapter", seed=0)
     stats = __import__("json").loads((tmp_path / "adapter" / "train_stats.json").read_text())
     assert stats["quantization"] == "4bit" and stats["num_steps"] == 2

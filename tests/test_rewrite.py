@@ -77,8 +77,8 @@ def test_a_teacher_that_learned_the_rewrite_gets_it_kept(repo):
     pretrain(teacher, tokenizer, [conversation], config.tiny, seed=0)
     items = [(problem, cot, "72")]
     learned = rewrite_solutions(teacher, tokenizer, items, "easy", max_new_tokens=40, batch_size=1, seed=0,
-                                few_shot=())
+                                enable_thinking=False, few_shot=())
     assert learned[0].solution == cod, learned[0].raw
     untrained = rewrite_solutions(random_teacher, tokenizer, items, "easy", max_new_tokens=8, batch_size=1, seed=0,
-                                  few_shot=())
+                                  enable_thinking=False, few_shot=())
     assert untrained[0].solution is None

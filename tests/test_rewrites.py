@@ -125,7 +125,7 @@ def test_a_rewrites_directory_without_the_layout_is_an_error(tmp_path, repo):
 
 def test_the_shipped_seed_data_and_its_config(repo):
     """data/seed-rewrites holds the seed's rewrites and test sets whole (PROVENANCE.md gives the counts), and
-    configs/seed-data.yaml, merged over config.yaml, points at them and takes every rewrite."""
+    config.yaml, the seed experiment, points at them and takes every rewrite."""
     counts = {"easy": 951, "medium": 902, "hard": 890}
     for scenario, rows in counts.items():
         for style in ("cot", "cod"):
@@ -135,9 +135,6 @@ def test_the_shipped_seed_data_and_its_config(repo):
     for scenario, rows in {"easy": 1000, "medium": 655, "hard": 1000}.items():
         assert len(read_jsonl(repo / f"data/seed-rewrites/tests/{scenario}_test.jsonl", ("question", "answer"))) == rows
     assert (repo / "data/seed-rewrites/LICENSE").is_file() and (repo / "data/seed-rewrites/PROVENANCE.md").is_file()
-    config = yaml.safe_load((repo / "config.yaml").read_text())
-    overrides = yaml.safe_load((repo / "configs/seed-data.yaml").read_text())
-    config["data"].update(overrides["data"])
-    data = load_config(config).data
+    data = load_config(yaml.safe_load((repo / "config.yaml").read_text())).data
     assert (repo / data.rewrites).is_dir() and (repo / data.test_sets).is_dir()
     assert data.num_train >= max(counts.values())

@@ -45,6 +45,7 @@ def small_demo(repo: Path) -> dict:
     config["tiny"].update(vocab_size=400, max_position_embeddings=512, pretrain_steps=3, pretrain_batch_size=2,
                           target={**shape, "vocab_multiple": 64}, draft={**shape, "vocab_multiple": 8})
     config["data"].update(num_train=4, num_test=2)
+    config["seeds"] = [0]
     for source in ("gsm8k", "math"):  # the bundled sample, wherever the run's working directory is
         config["data"][source]["path"] = str(repo / config["data"][source]["path"])
     return config
@@ -90,7 +91,7 @@ def jobs_run(workdir: Path) -> set[tuple[str, str]]:
     found = set()
     for path in (workdir / "results/benchmarks").rglob("*.tsv"):
         parts = path.relative_to(workdir / "results/benchmarks").with_suffix("").parts
-        found.add((parts[0], parts[1]) if len(parts) == 2 else (parts[0], ""))
+        found.add((parts[0], "_".join(p.removeprefix("seed") for p in parts[1:])))  # bench/cod_easy/seed0
     return found
 
 
@@ -146,7 +147,7 @@ def test_sweep_on_slurm_equals_a_local_run(cluster, workspace, repo):
 
     # Every job of the local run ran on SLURM, once, and completed, with what its rule declares as its request.
     expected = jobs_run(local)
-    assert jobs_run(on_slurm) == expected and len(expected) == 14
+    assert jobs_run(on_slurm) == expected and len(expected) == 16
     completed = cluster.jobs()  # SLURM's job completion log; this cluster runs this test's jobs only
     assert {job["JobState"] for job in completed} == {"COMPLETED"} and len(completed) == len(expected)
     submitted, gpu_jobs = set(), 0
@@ -166,7 +167,7 @@ def test_sweep_on_slurm_equals_a_local_run(cluster, workspace, repo):
     assert submitted == expected
     # train_target, distill, train_draft, bench, baseline, acceptance, acceptance_baseline, transfer
     assert gpu_jobs == 8
-    for log in ("logs/base_models.log", "logs/train_target/cod_easy.log", "logs/bench/cod_easy.log"):
+    for log in ("logs/base_models.log", "logs/train_target/cod_easy/seed0.log", "logs/bench/cod_easy/seed0.log"):
         assert (on_slurm / log).stat().st_size > 0
 
     # The same results, file for file, timings aside.

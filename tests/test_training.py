@@ -33,7 +33,7 @@ def test_lora_training_changes_the_adapter_and_leaves_the_base_untouched(tmp_pat
     shape = load_config({}).tiny.target
     model = build_model(shape, len(tokenizer), 256, seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    examples = [prompt_completion(prompt_messages("What is 48+24?", "cod"), "48+24=72 #### 72")] * 8
+    examples = [prompt_completion(prompt_messages("What is 48+24?", "cod"), "48+24=72 #### 72", enable_thinking=False)] * 8
     cfg = load_config({"train_target": {"epochs": 2, "batch_size": 4, "gradient_accumulation_steps": 1,
                                         "learning_rate": 0.01, "max_length": 512,
                                         "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]}}}).train_target
@@ -57,7 +57,7 @@ def test_merged_adapter_changes_the_model_output(tmp_path, tokenizer):
     model = build_model(shape, len(tokenizer), 256, seed=0)
     model.save_pretrained(tmp_path / "base")
     tokenizer.save_pretrained(tmp_path / "base")
-    examples = [prompt_completion(prompt_messages("What is 48+24?", "cod"), "48+24=72 #### 72")] * 8
+    examples = [prompt_completion(prompt_messages("What is 48+24?", "cod"), "48+24=72 #### 72", enable_thinking=False)] * 8
     cfg = load_config({"train_draft": {"epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 1,
                                        "learning_rate": 0.01, "max_length": 512}}).train_draft
     sft_lora(model, tokenizer, examples, cfg, tmp_path / "adapter", seed=0)
@@ -100,7 +100,7 @@ class StopAfter:
 def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, tokenizer, caplog):
     questions = [("What is 48+24?", "48+24=72 #### 72"), ("What is 9*8?", "9*8=72 #### 72"),
                  ("What is 5-3?", "5-3=2 #### 2"), ("What is 6/2?", "6/2=3 #### 3")]
-    examples = [prompt_completion(prompt_messages(q, "cod"), a) for q, a in questions] * 3
+    examples = [prompt_completion(prompt_messages(q, "cod"), a, enable_thinking=False) for q, a in questions] * 3
     cfg = load_config({"train_target": {"epochs": 2, "batch_size": 2, "gradient_accumulation_steps": 1,
                                         "learning_rate": 0.01, "max_length": 512, "save_steps": 2,
                                         "lora": {"r": 4, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}}

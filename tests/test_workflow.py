@@ -1,6 +1,7 @@
 """The Snakemake workflow end to end on a micro configuration: the whole DAG, an interruption, a resume."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -24,9 +25,10 @@ def micro_config(repo: Path) -> dict:
         "models": {"source": "tiny", "dtype": "float32", "device": "cpu"},
         "tiny": {"vocab_size": 400, "max_position_embeddings": 512, "pretrain_steps": 3, "pretrain_batch_size": 2,
                  "target": {**shape, "vocab_multiple": 64}, "draft": {**shape, "vocab_multiple": 8}},
+        "seeds": [0],
         "data": {"gsm8k": {"kind": "local", "path": str(repo / "data/raw/gsm8k")},
                  "math": {"kind": "local", "path": str(repo / "data/raw/math")},
-                 "num_train": 4, "num_test": 2},
+                 "rewrites": None, "test_sets": None, "num_train": 4, "num_test": 2},
         "train_target": training, "train_draft": training,
         "distill": {"max_new_tokens": 8, "batch_size": 4},
         "bench": {"num_problems": 2, "num_speculative_tokens": [1, 3], "max_new_tokens": 8},
@@ -56,8 +58,9 @@ def statuses(output: str) -> dict[str, str]:
 def artifacts(workdir: Path) -> dict[str, float]:
     """Every finished artifact and its modification time."""
     found = {}
-    for pattern in ("data/processed/*/*.jsonl", "results/base/*", "results/*/*_adapter", "results/*/*.jsonl",
-                    "results/*/benchmark.csv", "results/summary.csv"):
+    for pattern in ("data/processed/*/*.jsonl", "results/base/*", "results/*/seed*/*_adapter",
+                    "results/*/seed*/*.jsonl", "results/*/seed*/benchmark.csv", "results/*/benchmark.csv",
+                    "results/summary.csv"):
         for path in workdir.glob(pattern):
             found[str(path.relative_to(workdir))] = path.stat().st_mtime_ns
     return found
@@ -65,7 +68,7 @@ def artifacts(workdir: Path) -> dict[str, float]:
 
 def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
     # Interrupt once the distill job has started: the target adapter before it is then complete.
-    distill_started = workdir / "logs/distill/cod_easy.log"
+    distill_started = workdir / "logs/distill/cod_easy/seed0.log"
     process = subprocess.Popen(snakemake(repo, workdir, "--cores", "1"), stdout=subprocess.DEVNULL,
                                stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
@@ -75,7 +78,7 @@ def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group, as a terminal sends it
     process.wait(timeout=120)
     before = artifacts(workdir)
-    finished = {"results/base/target", "data/processed/cod_easy/train.jsonl", "results/cod_easy/target_adapter"}
+    finished = {"results/base/target", "data/processed/cod_easy/train.jsonl", "results/cod_easy/seed0/target_adapter"}
     assert finished <= set(before)
     assert "results/summary.csv" not in before
     assert not list(workdir.rglob(".*.tmp-*")), "an interrupted job left a temporary output behind"
@@ -90,14 +93,21 @@ def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
     assert {(r["experiment"], r["k"]) for r in rows} == {(e, k) for e in ("cod_easy", "untrained_easy")
                                                           for k in ("1", "3")}
     assert all(float(r["matches_target"]) == 1.0 for r in rows)  # greedy speculative == target greedy
+    # The experiment's table: every seed's rows (here one seed) with a seed column, and every seed's conditions.
     bench = list(csv.DictReader(open(workdir / "results/cod_easy/benchmark.csv")))
     assert len(bench) == 2 * 2 and all(int(r["num_new_tokens"]) <= 8 for r in bench)
+    assert {r["seed"] for r in bench} == {"0"} and {r["repeats"] for r in bench} == {"3"}
+    assert all(r["truncated"] == "False" for r in bench if int(r["num_new_tokens"]) < 8)  # ended at eos
+    run = json.loads((workdir / "results/cod_easy/benchmark_run.json").read_text())
+    assert set(run["seeds"]) == {"0"} and run["seeds"]["0"]["conditions"]["seed"] == 0
+    assert run["seeds"]["0"]["conditions"]["device_name"] == "cpu" and run["seeds"]["0"]["throughput"] is None
     assert all((workdir / f"results/plots/{m}.png").stat().st_size > 0
                for m in ("latency_per_correct", "cod_vs_cot", "speedup", "acceptance_rate", "tokens_per_answer"))
 
     # Offline acceptance predicts every benchmark row exactly (greedy, float32); the transfer matrix is built.
     check = list(csv.DictReader(open(workdir / "results/acceptance_check.csv")))
-    assert len(check) == 2 * 2 and all(r["num_matching"] == r["num_problems"] == "2" for r in check)
+    assert len(check) == 2 * 2 and all(r["num_matching"] == r["num_problems"] == "2" and r["seed"] == "0"
+                                       for r in check)
     transfer = list(csv.DictReader(open(workdir / "results/transfer_easy.csv")))
     assert {(r["target"], r["draft"]) for r in transfer} == {(t, d) for t in ("cod", "untrained")
                                                               for d in ("cod", "untrained")}
@@ -113,11 +123,11 @@ def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
         assert result.returncode == 0, result.stderr[-3000:]
         return {path for path, status in statuses(result.stdout).items() if status == "params changed"}
 
-    served = {"results/cod_easy/distilled.jsonl", "results/cod_easy/benchmark.csv",
-              "results/untrained_easy/benchmark.csv", "results/transfer_easy.csv", "results/plots/transfer_easy.png"}
-    served |= {f"results/{experiment}/{name}" for experiment in ("cod_easy", "untrained_easy")
-               for name in ("target_outputs.jsonl", "acceptance.csv", "acceptance_prediction.csv")}
-    trained = {"results/cod_easy/target_adapter", "results/cod_easy/draft_adapter"}
+    served = {"results/cod_easy/seed0/distilled.jsonl", "results/transfer_easy.csv", "results/plots/transfer_easy.png"}
+    served |= {f"results/{experiment}/seed0/{name}" for experiment in ("cod_easy", "untrained_easy")
+               for name in ("target_outputs.jsonl", "acceptance.csv", "acceptance_prediction.csv", "benchmark.csv",
+                            "benchmark_run.json")}
+    trained = {"results/cod_easy/seed0/target_adapter", "results/cod_easy/seed0/draft_adapter"}
     assert params_changed("engine=auto") == set()
     assert params_changed("engine=hf") == served
     assert params_changed("models={dtype: bfloat16}") == served | trained

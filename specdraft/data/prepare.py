@@ -79,7 +79,7 @@ def rules_cod(problem: Problem, scenario: str) -> tuple[str | None, str | None]:
 
 
 def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, device: str, seed: int,
-                 engine_weights: str = "bf16") -> Rewriter:
+                 enable_thinking: bool, engine_weights: str = "bf16") -> Rewriter:
     """Rewrite each problem's CoT solution into CoD with `teacher`, loaded on the first call (after the
     prepare stage has checked every input)."""
     loaded = {}
@@ -100,14 +100,15 @@ def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, dev
         tokenizer = loaded["tokenizer"]
         dataset = SCENARIO_DATASET[scenario]
         items = [(p.problem, cot_solution(p, dataset), p.answer) for p in problems]
-        longest = max(len(chat_prompt_ids(tokenizer, rewrite_messages(q, c))) for q, c, _ in items)
+        longest = max(len(chat_prompt_ids(tokenizer, rewrite_messages(q, c), enable_thinking=enable_thinking))
+                      for q, c, _ in items)
         served = serve(loaded["model"], engine, max_seq_len=longest + data.rewrite_max_new_tokens,
                        max_batch_size=data.rewrite_batch_size, weights=engine_weights, device=dev)
         if served is loaded["model"]:  # served by Hugging Face: the model itself goes to the device
             served = loaded["model"] = served.to(dev)
         return [r.solution for r in rewrite_solutions(
             served, tokenizer, items, scenario, max_new_tokens=data.rewrite_max_new_tokens,
-            batch_size=data.rewrite_batch_size, seed=seed)]
+            batch_size=data.rewrite_batch_size, seed=seed, enable_thinking=enable_thinking)]
 
     return rewrite
 

@@ -65,14 +65,15 @@ def verify_rewrite(text: str, reference: str, scenario: str) -> str | None:
 
 
 def rewrite_solutions(model, tokenizer, items: list[tuple[str, str, str]], scenario: str, *, max_new_tokens: int,
-                      batch_size: int, seed: int, few_shot: Sequence[tuple[str, str, str]] = FEW_SHOT) -> list[Rewrite]:
+                      batch_size: int, seed: int, enable_thinking: bool,
+                      few_shot: Sequence[tuple[str, str, str]] = FEW_SHOT) -> list[Rewrite]:
     """Rewrite each (problem, CoT solution, reference answer) greedily with `model` (a Hugging Face model
     or a `specdraft.engine.Engine`)."""
     from specdraft.generation import generate_batched
 
     prompts = [rewrite_messages(problem, cot, few_shot) for problem, cot, _ in items]
     generated = generate_batched(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=0.0,
-                                 batch_size=batch_size, seed=seed)
+                                 batch_size=batch_size, seed=seed, enable_thinking=enable_thinking)
     rewrites = []
     for (_, _, reference), ids in zip(items, generated):
         raw = tokenizer.decode(ids, skip_special_tokens=True).strip()

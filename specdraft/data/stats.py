@@ -13,7 +13,7 @@ from specdraft.jsonl import read_jsonl
 log = logging.getLogger(__name__)
 
 STATS_COLUMNS = [
-    "style", "scenario", "split", "examples", "tokens_mean", "tokens_median", "tokens_p90", "steps_mean",
+    "style", "scenario", "split", "examples", "tokens_mean", "tokens_median", "tokens_p90", "tokens_p99", "steps_mean",
     "words_per_step", "token_ratio_to_cot",
 ]
 # A step ends at a line break, a CoD draft separator or the end of a sentence.
@@ -35,7 +35,8 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def solution_stats(solutions: list[str], tokenizer) -> dict[str, float]:
-    """Token counts (mean, median, p90), steps per solution and words per step over `solutions`."""
+    """Token counts (mean, median, p90, p99: what a max_new_tokens cap must cover), steps per solution and
+    words per step over `solutions`."""
     tokens = token_counts(solutions, tokenizer)
     steps = [solution_steps(s) for s in solutions]
     num_steps = sum(len(s) for s in steps)
@@ -45,6 +46,7 @@ def solution_stats(solutions: list[str], tokenizer) -> dict[str, float]:
         "tokens_mean": sum(tokens) / len(tokens),
         "tokens_median": _quantile(tokens, 0.5),
         "tokens_p90": _quantile(tokens, 0.9),
+        "tokens_p99": _quantile(tokens, 0.99),
         "steps_mean": num_steps / len(solutions),
         "words_per_step": num_words / max(1, num_steps),
     }
