@@ -118,8 +118,15 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class PrimaryComparison:
+    statistic: str
+    k: int
+
+
+@dataclass(frozen=True)
 class SummaryConfig:
     bootstrap_resamples: int
+    primary: PrimaryComparison
 
 
 @dataclass(frozen=True)
