@@ -34,9 +34,9 @@ def test_sign_flip_p_value_is_exact_over_sign_patterns():
     assert math.isnan(sign_flip_p_value(np.array([])))
 
 
-def _paired(cot: np.ndarray, cod: np.ndarray) -> dict:
-    """One seed's paired columns: acceptance out of 10 proposed per problem."""
-    ones = np.full(len(cot), 10.0)
+def _paired(cot: np.ndarray, cod: np.ndarray, proposed: float = 10.0) -> dict:
+    """One seed's paired columns: accepted tokens of `proposed` per problem."""
+    ones = np.full(len(cot), proposed)
     return {"cot.num_accepted": cot, "cot.num_proposed": ones, "cod.num_accepted": cod, "cod.num_proposed": ones}
 
 
@@ -67,13 +67,14 @@ def test_paired_interval_is_wider_than_the_unpaired_one_under_negative_correlati
 
 def test_two_level_interval_widens_with_the_spread_between_seeds():
     rng = np.random.default_rng(2)
-    cot = [rng.integers(2, 8, 30).astype(float) for _ in range(3)]
-    # Same problem-level noise and the same mean difference (+1 of 10), different seed-to-seed spread.
-    alike = [_paired(c, np.clip(c + 1, 0, 10)) for c in cot]
-    spread = [_paired(c, np.clip(c + shift, 0, 10)) for c, shift in zip(cot, (-2, 1, 4))]
+    cot = [rng.integers(8, 16, 30).astype(float) for _ in range(3)]
+    noise = [rng.integers(-2, 3, 30) for _ in range(3)]  # the same problem-level noise in both cases
+    # The same mean difference (+2 of 30 proposed), the same spread within seeds, different spread between them.
+    alike = [_paired(c, c + 2 + e, proposed=30) for c, e in zip(cot, noise)]
+    spread = [_paired(c, c + shift + e, proposed=30) for c, e, shift in zip(cot, noise, (-4, 2, 8))]
     difference = _difference(acceptance_rate)
-    assert seed_mean(alike, difference) == pytest.approx(seed_mean(spread, difference), abs=0.02)
-    assert _width(spread, difference) > 2 * _width(alike, difference)
+    assert seed_mean(alike, difference) == pytest.approx(seed_mean(spread, difference))
+    assert _width(spread, difference) > 2 * _width(alike, difference) > 0
 
 
 def test_one_seed_is_the_problem_bootstrap_and_repeats_with_its_seed():
