@@ -1,4 +1,5 @@
 import csv
+import json
 import math
 
 import pytest
@@ -219,3 +220,39 @@ def test_float32_runs_need_no_weights_note(benchmarks, tmp_path):
     write_summary(benchmarks, runs, outputs, resamples=100, seed=0, primary_statistic="acceptance_rate", primary_k=5)
     assert "not float32" not in open(outputs["summary_table"]).read()
     assert "No primary comparison" in open(outputs["comparison_table"]).read()
+
+
+def test_docs_are_written_from_the_run_and_name_commit_and_run(two_seed_run, tmp_path):
+    from specdraft.demo_doc import write_docs
+
+    paths, runs = two_seed_run
+    run = tmp_path / "run"
+    for name in paths:  # the run directory's layout: results/{experiment}/benchmark.csv and its run record
+        (run / "results" / name).mkdir(parents=True)
+        (run / "results" / name / "benchmark.csv").write_bytes(open(paths[name], "rb").read())
+        (run / "results" / name / "benchmark_run.json").write_bytes(open(runs[name], "rb").read())
+    results = run / "results"
+    write_summary({n: str(results / n / "benchmark.csv") for n in paths},
+                  {n: str(results / n / "benchmark_run.json") for n in paths},
+                  _outputs(results) | {"summary": str(results / "summary.csv"),
+                                       "comparison": str(results / "cod_vs_cot.csv")},
+                  resamples=100, seed=0, primary_statistic="acceptance_rate", primary_k=4)
+    (results / "plots").mkdir()
+    for plot in ("acceptance_by_class", "transfer_easy"):
+        (results / f"plots/{plot}.png").write_bytes(b"png")
+    write_benchmark(results / "acceptance_check.csv", [{"experiment": "cot_easy", "k": 2, "num_matching": 3,
+                                                        "num_problems": 3, "predicted_acceptance_rate": 0.4,
+                                                        "measured_acceptance_rate": 0.4}])
+    write_benchmark(results / "acceptance_by_class.csv", [{"style": "cot", "scenario": "easy", "class": "digit",
+                                                           "tokens": 7, "token_share": 0.5, "agreement_rate": 0.25}])
+    write_benchmark(results / "transfer_easy.csv", [{"target": "cot", "draft": "cod", "k": 2, "acceptance_rate": 0.3}])
+    docs = tmp_path / "docs"
+    write_docs(run, docs, run_commit="abc123")
+    demo, analysis = (docs / "demo.md").read_text(), (docs / "analysis.md").read_text()
+    record = json.loads((docs / "report/demo_run.json").read_text())
+    for page in (demo, analysis):
+        assert f"from run {record['run_id']}" in page and "run commit abc123" in page and "Rendered at commit" in page
+    assert "| cot_easy | 2 | 2 | " in demo and "2 seed(s) per experiment" in demo and "Primary comparison" in demo
+    assert "weights were not float32" in demo and "0.333 to 0.333 of each experiment's rows" in demo
+    assert "| cot_easy | 2 | 3 / 3 | 0.4 | 0.4 |" in analysis
+    assert (docs / "report/summary.csv").read_bytes() == (results / "summary.csv").read_bytes()
