@@ -73,7 +73,7 @@ def write_analysis_doc(run: Path, out: Path, record: dict, command: str) -> None
         for target in dict.fromkeys(r["target"] for r in rows):
             cells = {r["draft"]: r["acceptance_rate"] for r in rows
                      if r["target"] == target and int(r["k"]) == smallest_k}
-            transfer_rows.append([scenario, target, *(cells.get(d, "–") for d in ("cot", "cod", "untrained"))])
+            transfer_rows.append([scenario, target, *(cells.get(d, "–") for d in EXPERIMENT_STYLES)])
     out.write_text(f"""# Why the benchmark comes out as it does: exact offline acceptance, token classes, transfer
 
 {provenance_line(record, command)}
