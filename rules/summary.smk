@@ -4,7 +4,8 @@ COMPARISON = "1. CoD vs CoT"
 
 rule summary:
     input:
-        expand("results/{experiment}/benchmark.csv", experiment=EXPERIMENTS + BASELINES),
+        benchmarks=expand("results/{experiment}/benchmark.csv", experiment=EXPERIMENTS + BASELINES),
+        runs=expand("results/{experiment}/benchmark_run.json", experiment=EXPERIMENTS + BASELINES),
     output:
         latency_per_correct=report(
             "results/plots/latency_per_correct.png",

@@ -2,5 +2,7 @@ from specdraft.summary import write_summary
 from specdraft.workflow import step
 
 with step(snakemake) as cfg:
-    write_summary(dict(zip(snakemake.params.experiments, snakemake.input)), dict(snakemake.output.items()),
-                  resamples=cfg.summary.bootstrap_resamples, seed=cfg.seed)
+    experiments = snakemake.params.experiments
+    write_summary(dict(zip(experiments, snakemake.input.benchmarks)), dict(zip(experiments, snakemake.input.runs)),
+                  dict(snakemake.output.items()), resamples=cfg.summary.bootstrap_resamples, seed=cfg.seed,
+                  primary_statistic=cfg.summary.primary.statistic, primary_k=cfg.summary.primary.k)

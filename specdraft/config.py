@@ -134,8 +134,15 @@ class GpuConfig:
 
 
 @dataclass(frozen=True)
+class PrimaryComparison:
+    statistic: str
+    k: int
+
+
+@dataclass(frozen=True)
 class SummaryConfig:
     bootstrap_resamples: int
+    primary: PrimaryComparison
 
 
 @dataclass(frozen=True)

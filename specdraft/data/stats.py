@@ -94,9 +94,9 @@ def plot_tokens(stats, path: str) -> None:
     train = stats[stats["split"] == "train"]
     scenarios = [s for s in ("easy", "medium", "hard") if s in set(train.scenario)]
     from specdraft.palette import STYLE_COLOURS
-    from specdraft.summary import STYLES
+    from specdraft.names import EXPERIMENT_STYLES
 
-    styles = [s for s in STYLES if s in set(train["style"])]  # cot, cod: the order and colours of every plot
+    styles = [s for s in EXPERIMENT_STYLES if s in set(train["style"])]  # cot, cod: the order and colours of every plot
     fig, ax = plt.subplots(figsize=(6, 3.5))
     width = 0.8 / len(styles)
     for i, style in enumerate(styles):
