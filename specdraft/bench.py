@@ -285,14 +285,21 @@ def warm_up(target, draft, prompts: list[torch.Tensor], num_speculative_tokens, 
     """Untimed: capture every CUDA graph the timed runs can replay (each k' <= k, each KV bucket; native
     engine), then decode the shortest and the longest prompt once each way, for first-call allocations and
     kernel selection, prefill shapes included."""
-    for model in (target, draft):
+    from specdraft.load_timing import log_kernel_tuning, phase
+
+    device = next(target.parameters()).device
+    for name, model in (("target", target), ("draft", draft)):
         if hasattr(model, "warm_up"):
-            model.warm_up(list(num_speculative_tokens))
+            with phase(name, "warm-up: CUDA graph capture", device):
+                model.warm_up(list(num_speculative_tokens))
     by_length = sorted(prompts, key=lambda p: p.shape[1])
-    for input_ids in {p.shape[1]: p for p in (by_length[0], by_length[-1])}.values():
-        autoregressive_generate(target, input_ids, generator=generator(), **common)
-        for k in num_speculative_tokens:
-            speculative_generate(target, draft, input_ids, num_speculative_tokens=k, generator=generator(), **common)
+    with phase("target and draft", "warm-up: decoding", device):
+        for input_ids in {p.shape[1]: p for p in (by_length[0], by_length[-1])}.values():
+            autoregressive_generate(target, input_ids, generator=generator(), **common)
+            for k in num_speculative_tokens:
+                speculative_generate(target, draft, input_ids, num_speculative_tokens=k, generator=generator(),
+                                     **common)
+    log_kernel_tuning("bench warm-up")
 
 
 def write_rows(path: str, rows: list[BenchRow]) -> None:

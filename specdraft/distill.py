@@ -10,6 +10,7 @@ from specdraft.config import DistillConfig, GpuConfig
 from specdraft.generation import chat_prompt_ids, check_prompt_lengths, generate_batched
 from specdraft.gpu_stats import cap_memory, measure_stage
 from specdraft.jsonl import iter_jsonl, write_jsonl
+from specdraft.load_timing import log_kernel_tuning
 from specdraft.engine_choice import cache_length, load_served
 from specdraft.memory_budget import fit_rows
 from specdraft.models import architecture, context_length, load_tokenizer, resolve_device, resolve_dtype
@@ -50,6 +51,7 @@ def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: Distil
                                      temperature=cfg.temperature, top_p=cfg.top_p, batch_size=batch_size,
                                      seed=seed, enable_thinking=enable_thinking)
         stats.num_tokens = sum(len(ids) for ids in generated)
+        log_kernel_tuning("distill generation")
         stats.extra = {"load_seconds": round(load_seconds, 2), "batch_size": batch_size,
                        "memory_budget_gib": budget, "planned_gib": round(need.gib, 3)}
     lines = []

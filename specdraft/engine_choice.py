@@ -91,14 +91,25 @@ def load_served(base: str, *, adapter: str | None, engine: str, weights: str, dt
     engine builds its weights on the GPU from it, matrix by matrix (fused, and quantized with 'int8' or
     'int4'): the GPU never holds the model and the engine's copy at once, so the bf16 14B needs its 29.5 GB
     once, not twice, and the int8 14B needs 15 GB, not 29.5 + 15. A model the engine does not serve then
-    moves to the GPU.
+    moves to the GPU. A random base (`models.source: random`) skips the Hugging Face model: each tensor is
+    drawn on `device` and built into the engine there (`direct_load.serve_random`), on any device.
     """
+    from specdraft.load_timing import phase
     from specdraft.models import load_causal_lm, resolve_device, resolve_dtype
+    from specdraft.random_models import is_random_checkpoint
 
     dev = resolve_device(device)
+    if engine != "hf" and is_random_checkpoint(base):
+        from specdraft.direct_load import serve_random
+
+        served = serve_random(base, adapter=adapter, weights=weights, dtype=resolve_dtype(dtype, dev), device=dev,
+                              max_seq_len=max_seq_len, max_batch_size=max_batch_size, vocab_size=vocab_size)
+        if served is not None:
+            return served
     on_host = engine != "hf" and dev.type == "cuda"
     model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter, vocab_size=vocab_size,
                            on_host=on_host)
-    served = serve(model, engine, max_seq_len=max_seq_len, max_batch_size=max_batch_size, weights=weights,
-                   device=dev)
+    with phase(base, "engine build", dev):
+        served = serve(model, engine, max_seq_len=max_seq_len, max_batch_size=max_batch_size, weights=weights,
+                       device=dev)
     return model.to(dev) if served is model else served

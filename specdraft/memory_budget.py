@@ -2,8 +2,8 @@
 
 Serving (distill, bench) on the native engine: the weights in their format, the KV cache (rows x positions),
 and a workspace (one prefill's activations and mask, the logits and sampling buffers, and with quantized
-weights the largest matrix dequantized by the reference path). Training: a lower bound (weights, the LoRA
-adapter's float32 weights, gradients and Adam moments, the activations kept for the backward pass); the rest
+weights the largest matrix dequantized by the reference path; at least that matrix, drawn while the engine
+is built). Training: a lower bound (weights, the LoRA adapter's float32 weights, gradients and Adam moments, the activations kept for the backward pass); the rest
 of its peak (one layer's recomputation, the loss) is measured, not modelled. Pure arithmetic, no torch: a
 stage checks its budget before it loads a model.
 """
@@ -124,9 +124,10 @@ def serving_need(models: list[tuple[Architecture, str]], *, rows: int, max_seq_l
         prefill = rows * prompt_len * activation_elements_per_token(arch) * dtype_bytes
         mask = rows * prompt_len * group * max_seq_len * (dtype_bytes + 1)  # additive mask and its boolean
         logits = rows * arch.vocab_size * 4 * 4  # float32 logits, probabilities and top-p's sort
-        dequantized = 0 if fmt == "bf16" else \
-            max(n * k for n, k in [(arch.vocab_size, arch.hidden_size), *arch.layer_matrices()]) * dtype_bytes
-        workspace = max(workspace, prefill + mask + logits + dequantized)
+        largest = max(n * k for n, k in [(arch.vocab_size, arch.hidden_size), *arch.layer_matrices()]) * dtype_bytes
+        dequantized = 0 if fmt == "bf16" else largest
+        # While an engine is built from per-tensor draws, one matrix in the model's dtype exists beside it.
+        workspace = max(workspace, prefill + mask + logits + dequantized, largest)
     return Need({"weights": weights, f"KV cache ({rows} x {max_seq_len} positions)": cache,
                  "workspace": workspace})
 

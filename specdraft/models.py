@@ -73,13 +73,22 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, devic
 
     on_host: keep it in host memory instead of on `device` (a random base is still drawn on `device`, so it is
     the same base every stage gets): for the native engine, which builds its own weights on `device`."""
-    model = load_base_weights(name_or_path, dtype=dtype, device=device, on_host=on_host)
+    from specdraft.load_timing import PhaseClock
+
+    clock = PhaseClock(str(name_or_path), device)
+    with clock("base weights"):
+        model = load_base_weights(name_or_path, dtype=dtype, device=device, on_host=on_host)
     if vocab_size is not None:
-        pad_vocab(model, vocab_size)
+        with clock("vocabulary padding"):
+            pad_vocab(model, vocab_size)
     if adapter is not None:
-        model = merge_lora(model, adapter, device)
+        with clock("LoRA merge"):
+            model = merge_lora(model, adapter, device)
     neutral_generation_config(model)
-    return model.to("cpu" if on_host else device).eval()
+    with clock("placement"):
+        model = model.to("cpu" if on_host else device).eval()
+    clock.report()
+    return model
 
 
 def merge_lora(model, adapter: str | os.PathLike, device: torch.device):

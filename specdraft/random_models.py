@@ -6,7 +6,8 @@ checkpoint except the weights. `build_random_model` draws those on the device th
 from its own generator seeded by (seed, parameter name): every process that loads the directory gets the same
 base on the same device type (CPU and CUDA draws differ), whatever the order or the quantisation, and a 4-bit
 base is the quantisation of that same bf16 base. Modules are materialised one at a time, so a 4-bit 14B never
-holds its 29.5 GB of bf16 weights at once.
+holds its 29.5 GB of bf16 weights at once; `RandomWeights` draws the same tensors one by one with no model at all
+(what the native engine is built from).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import logging
 import os
 import shutil
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -102,6 +105,7 @@ def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: t
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    started = time.perf_counter()
     marker = json.loads((Path(path) / MARKER).read_text())
     config = AutoConfig.from_pretrained(str(path))
     with torch.device("meta"):
@@ -137,10 +141,45 @@ def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: t
         raise RuntimeError(f"random model {path}: tensors left unmaterialised: {leftover[:5]}")
     if quantize_4bit:
         model.is_loaded_in_4bit = True  # what TRL and PEFT read to treat the base as quantised (QLoRA)
-    log.info("random %s (seed %d%s): %d parameters on %s%s", marker["architecture"], marker["seed"],
-             f", overrides {marker['overrides']}" if marker["overrides"] else "",
-             sum(p.numel() for p in model.parameters()), store_on or device, ", linear layers NF4" if quantize_4bit else "")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    log.info("random %s (seed %d%s): %d parameters on %s%s, drawn on %s in %.1f s", marker["architecture"],
+             marker["seed"], f", overrides {marker['overrides']}" if marker["overrides"] else "",
+             sum(p.numel() for p in model.parameters()), store_on or device,
+             ", linear layers NF4" if quantize_4bit else "", device, time.perf_counter() - started)
     return model
+
+
+class RandomWeights(Mapping):
+    """The tensors of a random checkpoint by their Hugging Face names, each drawn on `device` when it is asked
+    for: the values `build_random_model(path, dtype=dtype, device=device)` gives the parameter of that name
+    (the same generator per tensor), with no model ever materialised. `model` is the architecture on the meta
+    device (its config and parameter names, no storage). A tied output layer has no tensor of its own."""
+
+    def __init__(self, path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        self.marker = json.loads((Path(path) / MARKER).read_text())
+        self.config = AutoConfig.from_pretrained(str(path))
+        with torch.device("meta"):
+            self.model = AutoModelForCausalLM.from_config(self.config, dtype=dtype)
+        self.device = device
+        self._params = dict(self.model.named_parameters())  # tied weights once, under the embedding's name
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        meta = self._params[name]
+        tensor = torch.empty(meta.shape, dtype=meta.dtype, device=self.device)
+        _draw(name, tensor, self.marker["seed"], self.config.initializer_range)
+        return tensor
+
+    def __contains__(self, name: object) -> bool:  # without drawing it (Mapping's default would)
+        return name in self._params
+
+    def __iter__(self):
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
 
 
 def _nf4_factory(compute_dtype: torch.dtype):

@@ -11,6 +11,7 @@ float32 logits agree with theirs to rounding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -231,21 +232,27 @@ class Decoder(nn.Module):
         self.compiled_layer_step = None
 
     @classmethod
-    @torch.no_grad()
     def from_hf(cls, model, dtype: torch.dtype | None = None, device: torch.device | None = None,
                 weights: str = "bf16") -> Decoder:
         """Copy a Hugging Face Qwen2/Qwen3/Llama causal LM's weights (merge LoRA adapters first), fusing q/k/v
         and gate/up into one matrix each; weights 'int8' or 'int4' quantizes each matrix as it is copied, so
         the decoder never holds more than one matrix in `dtype` beyond its own quantized weights."""
-        if "sliding_attention" in (getattr(model.config, "layer_types", None) or []):
+        return cls.from_state(model.config, model.state_dict(), dtype=dtype or next(model.parameters()).dtype,
+                              device=device or next(model.parameters()).device, weights=weights)
+
+    @classmethod
+    @torch.no_grad()
+    def from_state(cls, config, state: Mapping[str, Tensor], *, dtype: torch.dtype, device: torch.device,
+                   weights: str = "bf16") -> Decoder:
+        """The decoder of a Hugging Face `config` whose tensors `state` gives by their Hugging Face names
+        (a model's state_dict, or a mapping that makes each tensor when it is asked for: then only the
+        tensors of one matrix exist beside the decoder at a time). Each name is asked for once."""
+        if "sliding_attention" in (getattr(config, "layer_types", None) or []):
             raise ValueError("the native engine attends over the whole sequence; this model has sliding-window "
                              "layers (use_sliding_window): serve it with engine 'hf'")
-        state = model.state_dict()
         bias = "model.layers.0.self_attn.q_proj.bias" in state
         qk_norm = "model.layers.0.self_attn.q_norm.weight" in state
-        shape = DecoderShape.from_hf_config(model.config, attention_bias=bias, qk_norm=qk_norm)
-        dtype = dtype or next(model.parameters()).dtype
-        device = device or next(model.parameters()).device
+        shape = DecoderShape.from_hf_config(config, attention_bias=bias, qk_norm=qk_norm)
         with torch.device("meta"):
             decoder = cls(shape, weights)
         # Cast on the meta device, then allocate: allocated first, the module's float32 defaults would take
@@ -262,9 +269,13 @@ class Decoder(nn.Module):
             else:
                 getattr(owner, name).weight.copy_(weight)
 
-        decoder.embed.weight.copy_(state["model.embed_tokens.weight"])
-        head = state.get("lm_head.weight", state["model.embed_tokens.weight"])  # tied embeddings
-        put(decoder, "lm_head", head)
+        matrix = state["model.embed_tokens.weight"]
+        decoder.embed.weight.copy_(matrix)
+        if "lm_head.weight" in state:  # else tied embeddings
+            del matrix  # before the head is made: one vocabulary-sized matrix at a time
+            matrix = state["lm_head.weight"]
+        put(decoder, "lm_head", matrix)
+        del matrix
         decoder.norm.copy_(state["model.norm.weight"])
         for i, layer in enumerate(decoder.layers):
             p = f"model.layers.{i}."

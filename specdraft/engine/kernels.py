@@ -300,6 +300,11 @@ def tuning_seconds() -> float:
     return sum(_TUNING.values())
 
 
+def tuned_shapes() -> list[tuple]:
+    """The kernel keys tuned afresh in this process (no tuning table held a choice that runs here)."""
+    return list(_TUNING)
+
+
 def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
                  residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
                  glu: bool = False, reference: Callable[[], Tensor] | None = None) -> Tensor | None:
