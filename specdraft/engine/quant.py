@@ -4,9 +4,9 @@ A weight [N, K] is stored as int8 with one scale per output channel (row): w ≈
 [-127, 127], scale = max |w[n]| / 127. Activations stay in the model's dtype. A decode step reads half the
 bytes of bf16. `linear` is the reference: it dequantizes the weight and multiplies, so in float32 the int8
 engine computes exactly what an engine over the dequantized weights computes. On a CUDA device, steps of
-at most `kernels.MAX_FAST_ROWS` rows run one Triton kernel instead that reads the int8 weight, scales it
+at most `linear_kernel.MAX_FAST_ROWS` rows run one Triton kernel instead that reads the int8 weight, scales it
 in registers and folds in the layer's RMSNorm, bias, SiLU·mul and residual add
-(`specdraft.engine.kernels.fused_linear`); everything else (a CPU, prefills) takes the reference path.
+(`specdraft.engine.linear_kernel.fused_linear`); everything else (a CPU, prefills) takes the reference path.
 
 int4 (gpt-fast's and AWQ's grouping, symmetric): one scale per output row and group of GROUP = 128 input
 columns, scale = max |w| / 7 over the group, q = round(w / scale) in [-7, 7]. The symmetric grid [-7, 7]
@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-WEIGHT_FORMATS = ("bf16", "int8", "int4")  # `engine_weights` in the config; bf16 means the model's own dtype
-GROUP = 128  # int4: input columns per scale
+from specdraft.engine.formats import GROUP, WEIGHT_FORMATS  # noqa: F401  (WEIGHT_FORMATS: re-exported)
 
 
 @torch.no_grad()
@@ -116,9 +115,9 @@ def fast_kernels(x: Tensor) -> bool:
     (under which Inductor fuses the reference path itself, as gpt-fast's int8 does)."""
     if not x.is_cuda or torch.compiler.is_compiling():
         return False
-    from specdraft.engine import kernels
+    from specdraft.engine.launch import available
 
-    return kernels.available()
+    return available()
 
 
 def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
@@ -131,15 +130,15 @@ def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor 
 
     x: [..., K]; weight: [N', K] (int8 when scale [N'] is given) or [N', K / 2] uint8 (int4, scale
     [N', K / GROUP]); residual: [..., N] or None (not with glu).
-    On a CUDA device, steps of at most `kernels.MAX_FAST_ROWS` rows run `kernels.fused_linear` (one kernel
+    On a CUDA device, steps of at most `linear_kernel.MAX_FAST_ROWS` rows run `linear_kernel.fused_linear` (one kernel
     for all of it; for floating weights only where it timed faster than this path on first use)."""
     if fast_kernels(x):
-        from specdraft.engine import kernels
+        from specdraft.engine import linear_kernel
 
-        if x.numel() // x.shape[-1] <= kernels.MAX_FAST_ROWS:
+        if x.numel() // x.shape[-1] <= linear_kernel.MAX_FAST_ROWS:
             reference = None if scale is not None else (
                 lambda: _reference(x, weight, scale, bias, residual, norm_weight, eps, glu))
-            out = kernels.fused_linear(x, weight, scale, bias, residual, norm_weight, eps, glu, reference)
+            out = linear_kernel.fused_linear(x, weight, scale, bias, residual, norm_weight, eps, glu, reference)
             if out is not None:
                 return out
     return _reference(x, weight, scale, bias, residual, norm_weight, eps, glu)
