@@ -12,6 +12,11 @@ rows are refilled once) decoded B at a time by the target alone and speculativel
 the same scheduler (`autoregressive_generate_batch`, `speculative_generate_batch`), tokens/s of each and
 their ratio, plus the exactness of batched greedy rows against batch-1 output.
 
+With --acceptance 0.6,0.7,..., verification accepts each draft token with that probability instead
+(`acceptance_curve.py`: seeded, benchmark-only): batch 1 stops after the step parts with the curve at
+k = 5; --concurrency adds it for each --ks value. Measured tokens/s and speedup sit next to the Leviathan
+prediction from the same run's c and verification cost, under "acceptance_curve" in the JSON.
+
 Models are random-weight Qwen2 models of the given shapes (the draft's vocabulary padded to the target's).
 Both final norms are zeroed so that every logit is 0: every draft token is accepted, the best case, which
 measures the engine rather than the draft. Writes a JSON of every figure to --out and prints a table.
@@ -258,6 +263,12 @@ def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: di
         # Every proposal accepted: k + 1 tokens a row per proposal + verification, against 1 per target step.
         results[f"speculative_k{k}_speedup_from_parts"] = (k + 1) * results["target_step_ms"] / (
             results[f"verification_k{k}_ms"] + results[f"proposal_k{k}_ms"])
+    if args.acceptance:
+        from acceptance_curve import concurrency_curve, parse_rates
+
+        results["acceptance_curve"] = {f"concurrency{B}": concurrency_curve(
+            engines, prompts, parse_rates(args.acceptance), ks, n, B, lambda fn: timed(fn, device, args.repeats),
+            results)}
     results["native_graphs_captured"] = sum(e.num_graphs for e in engines)
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
@@ -311,6 +322,8 @@ def main() -> None:
     parser.add_argument("--offer-pdl", choices=["proposals", "all"], default="proposals",
                         help="the graphs captured both with and without dependent launches, the faster kept: the "
                              "draft's proposals (as served), or every graph (the target's steps too)")
+    parser.add_argument("--acceptance", default="",
+                        help="comma-separated acceptance rates: speed with each draft token accepted at that rate")
     parser.add_argument("--out", default="engine_speed.json")
     args = parser.parse_args()
 
@@ -406,8 +419,17 @@ def main() -> None:
     results["startup_speculative_s"] = results["startup_target_s"] + max(
         0.0, first - n / results["native_speculative_k5_tok_s"])
     write_results(results, args.out, quiet=True)
-    results.update(step_parts(engine_target, engine_draft, device, args.prompt_len, bandwidth, args.repeats))
+    parts = step_parts(engine_target, engine_draft, device, args.prompt_len, bandwidth, args.repeats)
+    results.update(parts)
     write_results(results, args.out, quiet=True)
+    if args.acceptance:
+        from acceptance_curve import batch1_curve, parse_rates
+
+        results["acceptance_curve"] = {"batch1": batch1_curve(
+            engine_target, engine_draft, prompt, parse_rates(args.acceptance), n,
+            lambda fn: timed(fn, device, args.repeats), parts, results["native_target_tok_s"])}
+        write_results(results, args.out)
+        return
     def side_by_side(prefix: str, weights: str) -> None:
         """Another target and draft engine pair of the same models, in this process: its target alone,
         speculative k = 5 and step parts, as `prefix`_..."""
