@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from specdraft.engine.attention import attention_mask, decode_attention
-from specdraft.engine.quant import GROUP, QUANTIZERS, WEIGHT_FORMATS, fast_kernels, linear, quantize_into
+from specdraft.engine.quant import (GROUP, QUANTIZERS, WEIGHT_FORMATS, DequantWorkspace, fast_kernels, linear,
+                                    quantize_into)
 from specdraft.engine.rope import rope_and_cache, rope_and_cache_reference
 
 
@@ -79,13 +80,15 @@ class KVCache:
 def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight: Tensor, gate_up_weight: Tensor,
                down_weight: Tensor, input_norm: Tensor, post_norm: Tensor, k_cache: Tensor, v_cache: Tensor,
                cos: Tensor, sin_signed: Tensor, columns: Tensor, mask: Tensor, num_heads: int, num_kv_heads: int,
-               eps: float, qk_norm: Tensor | None = None, scales: tuple[Tensor, ...] | None = None) -> Tensor:
+               eps: float, qk_norm: Tensor | None = None, scales: tuple[Tensor, ...] | None = None,
+               workspace: DequantWorkspace | None = None) -> Tensor:
     """One decoder layer on x [B, T, H]; writes this step's keys and values into the layer's cache
     [B_cache, nkv, S_max, hd] at `columns` ([1, T]: the same columns for every row, or [B, T]: each row's
     own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], additive (0 or -inf),
     one row per (token, query head of a KV group). qk_norm: [nh + nkv, hd] per-head RMSNorm weights of the query and key heads
     (Qwen3), or None. scales: the scales of int8 or int4 qkv, o, gate_up and down weights, or None
-    (weights in the activations' dtype). On a CUDA device the projections, RoPE and cache writes, and
+    (weights in the activations' dtype). workspace: where a prefill dequantizes quantized weights (`quant.linear`).
+    On a CUDA device the projections, RoPE and cache writes, and
     attention run the Triton kernels (`linear_kernel`, `rope`, `attention`) where they exist and are faster.
 
     A pure function of tensors (weights passed in), so `torch.compile` compiles it once for every layer.
@@ -94,7 +97,7 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     head_dim = k_cache.shape[-1]
     group = num_heads // num_kv_heads
     qkv_scale, o_scale, gate_up_scale, down_scale = scales if scales is not None else (None,) * 4
-    qkv = linear(x, qkv_weight, qkv_scale, qkv_bias, norm_weight=input_norm, eps=eps)  # RMSNorm fused in
+    qkv = linear(x, qkv_weight, qkv_scale, qkv_bias, norm_weight=input_norm, eps=eps, workspace=workspace)  # norm fused
     qkv = qkv.view(B, T, num_heads + 2 * num_kv_heads, head_dim)
     fast = fast_kernels(x)
     if fast:  # one kernel for the per-head norm, RoPE, cache writes and q's layout
@@ -112,9 +115,10 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
         attn = F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len],
                                               attn_mask=mask)  # [B, nkv, T*g, hd]
     attn = attn.view(B, num_kv_heads, T, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B * T, num_heads * head_dim)
-    x = linear(attn, o_weight, o_scale, residual=x.view(B * T, H))  # residual add fused into the matmul
-    act = linear(x, gate_up_weight, gate_up_scale, norm_weight=post_norm, eps=eps, glu=True)  # SiLU(gate) * up
-    x = linear(act, down_weight, down_scale, residual=x)
+    x = linear(attn, o_weight, o_scale, residual=x.view(B * T, H), workspace=workspace)  # residual add fused in
+    act = linear(x, gate_up_weight, gate_up_scale, norm_weight=post_norm, eps=eps, glu=True,
+                 workspace=workspace)  # SiLU(gate) * up
+    x = linear(act, down_weight, down_scale, residual=x, workspace=workspace)
     return x.view(B, T, H)
 
 
@@ -181,6 +185,7 @@ class Decoder(nn.Module):
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2).float() / shape.head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.compiled_layer_step = None
+        self.dequant_workspace = DequantWorkspace()  # prefills of quantized weights
 
     @classmethod
     @torch.no_grad()
@@ -250,13 +255,15 @@ class Decoder(nn.Module):
         sin_signed = torch.cat((-freqs, freqs), dim=-1).sin().to(x.dtype)
         mask = attention_mask(columns, pad, kv_len, s.num_heads // s.num_kv_heads, x.dtype)
         step = self.compiled_layer_step if compiled and self.compiled_layer_step is not None else layer_step
+        workspace = self.dequant_workspace if step is layer_step and self.weights in QUANTIZERS else None
         for i, layer in enumerate(self.layers):
             x = step(x, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.gate_up.weight, layer.down.weight,
                      layer.input_norm, layer.post_norm, cache.k[i], cache.v[i], cos, sin_signed, columns, mask,
-                     s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.qk_norm, layer.scales)
+                     s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.qk_norm, layer.scales, workspace)
         if last_only:
             x = x[:, -1:]
-        return linear(x, self.lm_head.weight, self.lm_head_scale, norm_weight=self.norm, eps=s.rms_norm_eps)
+        return linear(x, self.lm_head.weight, self.lm_head_scale, norm_weight=self.norm, eps=s.rms_norm_eps,
+                      workspace=workspace)
 
     def compile_layers(self) -> None:
         """Fuse each layer's small kernels with `torch.compile`: one compilation serves all layers."""

@@ -110,6 +110,47 @@ def dequantized_copy(model: torch.nn.Module, weights: str) -> torch.nn.Module:
     return reference
 
 
+class DequantWorkspace:
+    """One buffer, reused by every matrix of a prefill, into which a quantized weight is dequantized before
+    one cuBLAS matmul (more rows than the fused kernel takes: the matmul is then bound by arithmetic, not by
+    the weight's bytes). Grown to the largest matrix met; on a CUDA device with Triton one kernel reads the
+    quantized weight and writes the buffer, elsewhere torch does; both round as `dequantize` does."""
+
+    def __init__(self):
+        self._buffer: Tensor | None = None
+
+    def dequantized(self, weight: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+        """The weight [N, K] in `dtype` that `linear`'s reference multiplies by, as a view of the buffer
+        (valid until the next call)."""
+        int4 = weight.dtype == torch.uint8
+        N, K = weight.shape[0], weight.shape[1] * (2 if int4 else 1)
+        buffer = self._buffer
+        if buffer is None or buffer.numel() < N * K or buffer.dtype != dtype or buffer.device != weight.device:
+            buffer = self._buffer = torch.empty(N * K, dtype=dtype, device=weight.device)
+        out = buffer[: N * K].view(N, K)
+        if fast_kernels(weight):
+            _dequantize_kernel(weight, scale, out, int4)
+        elif int4:
+            torch.mul(unpack_int4(weight).view(N, K // GROUP, GROUP), scale.to(dtype)[:, :, None],
+                      out=out.view(N, K // GROUP, GROUP))
+        else:
+            torch.mul(weight, scale.to(dtype)[:, None], out=out)
+        return out
+
+
+def _dequantize_kernel(weight: Tensor, scale: Tensor, out: Tensor, int4: bool) -> None:
+    import triton
+
+    from specdraft.engine import triton_linear
+
+    N, K = out.shape
+    block_n, block_k = 32, GROUP
+    scale = scale.contiguous()
+    triton_linear.dequantize_kernel[(triton.cdiv(N, block_n), triton.cdiv(K, block_k))](
+        weight, scale, out, N, K, weight.stride(0), scale.stride(0) if int4 else 0, INT4=int4,
+        GROUP=GROUP, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4)
+
+
 def fast_kernels(x: Tensor) -> bool:
     """Whether the Triton kernels run for a step on x: on a CUDA device with Triton, outside torch.compile
     (under which Inductor fuses the reference path itself, as gpt-fast's int8 does)."""
@@ -122,7 +163,7 @@ def fast_kernels(x: Tensor) -> bool:
 
 def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
            residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
-           glu: bool = False) -> Tensor:
+           glu: bool = False, workspace: DequantWorkspace | None = None) -> Tensor:
     """residual + f(a @ W.T + bias), where W = weight (scale None), dequantize(weight, scale) (int8 weight) or
     dequantize_int4(weight, scale) (uint8 weight: packed int4), the input a
     is x or F.rms_norm(x) * norm_weight (norm_weight given), and f is the identity or, with glu, SiLU(gate) *
@@ -131,11 +172,16 @@ def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor 
     x: [..., K]; weight: [N', K] (int8 when scale [N'] is given) or [N', K / 2] uint8 (int4, scale
     [N', K / GROUP]); residual: [..., N] or None (not with glu).
     On a CUDA device, steps of at most `linear_kernel.MAX_FAST_ROWS` rows run `linear_kernel.fused_linear` (one kernel
-    for all of it; for floating weights only where it timed faster than this path on first use)."""
-    if fast_kernels(x):
-        from specdraft.engine import linear_kernel
+    for all of it; for floating weights only where it timed faster than this path on first use). With a
+    `workspace`, more rows than that (a prefill) dequantize a quantized weight into it, then multiply."""
+    from specdraft.engine import linear_kernel
 
-        if x.numel() // x.shape[-1] <= linear_kernel.MAX_FAST_ROWS:
+    rows = x.numel() // x.shape[-1]
+    if workspace is not None and scale is not None and rows > linear_kernel.MAX_FAST_ROWS:
+        w = workspace.dequantized(weight, scale, x.dtype)
+        return _reference(x, w, None, bias, residual, norm_weight, eps, glu)
+    if fast_kernels(x):
+        if rows <= linear_kernel.MAX_FAST_ROWS:
             reference = None if scale is not None else (
                 lambda: _reference(x, weight, scale, bias, residual, norm_weight, eps, glu))
             out = linear_kernel.fused_linear(x, weight, scale, bias, residual, norm_weight, eps, glu, reference)

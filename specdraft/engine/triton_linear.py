@@ -165,3 +165,24 @@ def split_k_epilogue(ws_ptr, ss_ptr, s_ptr, b_ptr, r_ptr, o_ptr, M, N, K, stride
             squares += tl.load(ss_ptr + split * BLOCK_M + rows, mask=row_ok, other=0.0)
     finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
            stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
+
+
+@triton.jit
+def dequantize_kernel(w_ptr, s_ptr, o_ptr, N, K, stride_wn, stride_sn, INT4: tl.constexpr, GROUP: tl.constexpr,
+                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Program (n, k): rows n * BLOCK_N.., columns k * BLOCK_K.. of an int8 (a scale per row) or packed int4
+    (a scale per GROUP columns; BLOCK_K a multiple of GROUP) weight, dequantized into o [N, K] with
+    `quant.dequantize`'s rounding: q times the scale rounded to o's dtype, the product rounded once."""
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k0 = tl.program_id(1) * BLOCK_K
+    ks = k0 + tl.arange(0, BLOCK_K)
+    n_ok = n < N
+    mask = n_ok[:, None] & (ks < K)[None, :]
+    if INT4:
+        w = load_int4(w_ptr, s_ptr, n, n_ok, k0, K, stride_wn, stride_sn, o_ptr.dtype.element_ty, BLOCK_N, BLOCK_K,
+                      GROUP)
+    else:
+        q = tl.load(w_ptr + n[:, None] * stride_wn + ks[None, :], mask=mask, other=0).to(tl.float32)
+        s = tl.load(s_ptr + n, mask=n_ok, other=0.0).to(o_ptr.dtype.element_ty).to(tl.float32)
+        w = (q * s[:, None]).to(o_ptr.dtype.element_ty)
+    tl.store(o_ptr + n[:, None] * K + ks[None, :], w, mask=mask)
