@@ -119,6 +119,11 @@ class DequantWorkspace:
     def __init__(self):
         self._buffer: Tensor | None = None
 
+    @property
+    def num_elements(self) -> int:
+        """Elements the buffer holds (0 until a prefill first uses it)."""
+        return 0 if self._buffer is None else self._buffer.numel()
+
     def dequantized(self, weight: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
         """The weight [N, K] in `dtype` that `linear`'s reference multiplies by, as a view of the buffer
         (valid until the next call)."""
