@@ -1,5 +1,5 @@
 """A decode step's attention on a GPU: SDPA as `decoder.layer_step` calls it against every candidate
-configuration of the split-KV Triton kernel (`specdraft.engine.kernels.decode_attention`) and the
+configuration of the split-KV Triton kernel (`specdraft.engine.attention.decode_attention`) and the
 configuration its tuner chooses.
 
     PYTHONPATH=. python benchmarks/attention_kernels.py --out attention_kernels.json
@@ -47,7 +47,8 @@ def measure(nkv: int, group: int, head_dim: int, B: int, T: int, kv_len: int, ma
     """One attention shape: SDPA, every candidate, the tuned choice (microseconds per call), errors."""
     from linear_kernels import replay_us
 
-    from specdraft.engine import kernels
+    from specdraft.engine import attention
+    from specdraft.engine import tuner as tuning
 
     R = T * group
     attended = 2 * B * nkv * kv_len * head_dim * 2  # bytes of keys and values read, bf16
@@ -70,19 +71,19 @@ def measure(nkv: int, group: int, head_dim: int, B: int, T: int, kv_len: int, ma
 
     def tuned(i: int) -> torch.Tensor:  # as layer_step calls it: the kernel, or SDPA where it declines
         k, v = caches[i]
-        attn = kernels.decode_attention(q, k, v, mask)
+        attn = attention.decode_attention(q, k, v, mask)
         return attn if attn is not None else sdpa(i)
 
     row = {"B": B, "T": T, "R": R, "kv_len": kv_len, "max_seq_len": max_seq_len, "kv_bytes": attended,
            "copies": copies,
            "sdpa_us": replay_us(sdpa, copies, calls), "candidates_us": {}, "max_abs_error": {}}
-    for config in kernels.attention_candidates_for(kv_len):
+    for config in attention.attention_candidates_for(kv_len):
         name = str(tuple(config))
         try:
-            kernels._attention_launch(config, q, *caches[0], mask, out)
+            attention.launch_attention(config, q, *caches[0], mask, out)
             row["max_abs_error"][name] = float((out.float() - reference).abs().max())
             row["candidates_us"][name] = replay_us(
-                lambda i: kernels._attention_launch(config, q, *caches[i], mask, out), copies, calls)
+                lambda i: attention.launch_attention(config, q, *caches[i], mask, out), copies, calls)
         except Exception as e:  # noqa: BLE001  a configuration this GPU rejects (the tuner skips it too)
             row["candidates_us"][name] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
     timed = {c: us for c, us in row["candidates_us"].items() if isinstance(us, float)}
@@ -90,7 +91,7 @@ def measure(nkv: int, group: int, head_dim: int, B: int, T: int, kv_len: int, ma
         row["best_candidate"] = min(timed, key=timed.get)
         row["best_candidate_us"] = timed[row["best_candidate"]]
     tuned(0)  # tunes this shape (outside the graph, as the engine's warm-up does)
-    choice = kernels.tuned_configs()[("decode_attention", B, nkv, R, head_dim, kv_len, q.dtype)]
+    choice = tuning.current().tuned_configs()[("decode_attention", B, nkv, R, head_dim, kv_len, q.dtype)]
     row["tuned_choice"] = "sdpa" if choice is None else str(tuple(choice))
     row["tuned_us"] = replay_us(tuned, copies, calls)
     del caches
@@ -113,14 +114,16 @@ def main() -> None:
         sys.exit(f"--models: unknown {unknown}; choose from {list(MODELS)}")
     import triton
 
-    from specdraft.engine import kernels
+    from specdraft.engine import tuner as tuning
+    from specdraft.engine.attention import ATTENTION_CANDIDATES
+    from specdraft.engine.launch import available
 
-    if not kernels.available():
-        sys.exit("specdraft.engine.kernels is not available here (Triton missing or SPECDRAFT_NO_TRITON set)")
+    if not available():
+        sys.exit("the engine's Triton kernels are not available here (Triton missing or SPECDRAFT_NO_TRITON set)")
     device = torch.device("cuda")
     results = {"command": "python " + " ".join(sys.argv), "gpu": torch.cuda.get_device_name(device),
                "torch": torch.__version__, "triton": triton.__version__, "dtype": "bfloat16",
-               "candidates": [c._asdict() for c in kernels.ATTENTION_CANDIDATES], "shapes": {}}
+               "candidates": [c._asdict() for c in ATTENTION_CANDIDATES], "shapes": {}}
     kv_lens = [int(s) for s in args.kv_lens.split(",")]
     measured: dict[tuple, dict] = {}  # the same attention shape in two models is measured once
     lines = []
@@ -140,7 +143,7 @@ def main() -> None:
                                  f"{row.get('best_candidate', '-'):18}  tuned {row['tuned_us']:6.1f} us "
                                  f"({row['tuned_choice']})  x{layers} layers: {row['saved_per_step_us']:+8.1f} us/step")
                     print(lines[-1], flush=True)
-    results["failures"] = {str(k): v for k, v in kernels.FAILURES.items()}
+    results["failures"] = {str(k): v for k, v in tuning.current().failures.items()}
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     print(f"wrote {args.out}")

@@ -82,7 +82,6 @@ def profile_calls(fn, calls: int) -> dict:
 def profile_engine(engine, wanted: list[str], prompt_len: int, calls: int, bytes_per_s: float) -> dict:
     floor_ms = engine_bytes_per_step(engine) / bytes_per_s * 1000
     out = {"weight_bytes_per_step": engine_bytes_per_step(engine), "bytes_floor_ms": floor_ms}
-    runner_graphs = None
     for name, fn in session_calls(engine, prompt_len).items():
         if name not in wanted:
             continue
@@ -90,11 +89,9 @@ def profile_engine(engine, wanted: list[str], prompt_len: int, calls: int, bytes
         graph = {"step_ms": per_call_ms(fn, torch.device("cuda"), 5, calls)}
         graph.update(profile_calls(fn, calls))
         graph["idle_ms"] = graph["step_ms"] - graph["kernel_ms_per_call"]
-        runner_graphs = engine._session_runner
-        runner_graphs.use_cuda_graphs = False  # the same steps launched one kernel at a time by the host
-        eager = {"step_ms": per_call_ms(fn, torch.device("cuda"), 3, max(2, calls // 4))}
-        eager.update(profile_calls(fn, max(2, calls // 4)))
-        runner_graphs.use_cuda_graphs = True
+        with engine.session_runner().eager():  # the same steps launched one kernel at a time by the host
+            eager = {"step_ms": per_call_ms(fn, torch.device("cuda"), 3, max(2, calls // 4))}
+            eager.update(profile_calls(fn, max(2, calls // 4)))
         out[name] = {"graph": graph, "eager": eager}
         print(f"  {name}: graph {graph['step_ms']:.3f} ms ({graph['kernels_per_call']:.0f} kernels, "
               f"{graph['kernel_ms_per_call']:.3f} ms busy, {graph['idle_ms']:.3f} ms idle); eager "
@@ -112,12 +109,14 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("engine_profile.py needs a CUDA device (the profile is of GPU kernels)")
-    from specdraft.engine import Engine, kernels
+    from specdraft.engine import Engine
+    from specdraft.engine import tuner as tuning
+    from specdraft.engine.launch import pdl_supported
 
     device, started = torch.device("cuda"), time.perf_counter()
     results = {"command": "python " + " ".join(sys.argv), "shape": args.shape, "gpu": torch.cuda.get_device_name(),
                "torch": torch.__version__, "prompt_len": args.prompt_len, "calls": args.calls,
-               "programmatic_dependent_launch_supported": kernels.pdl_supported(),
+               "programmatic_dependent_launch_supported": pdl_supported(),
                "copy_bandwidth_bytes_per_s": copy_bandwidth(device, 2 * 1024**3)}
     wanted = {"target": ["one_token_step", "verification_6"], "draft": ["one_token_step", "proposal_5"]}
     for role, seed in (("target", 0), ("draft", 1)):
@@ -132,7 +131,7 @@ def main() -> None:
         del model
         torch.cuda.empty_cache()
     results["triton_tuned"] = {str(k): None if c is None else c._asdict()
-                               for k, c in kernels.tuned_configs().items()}
+                               for k, c in tuning.current().tuned_configs().items()}
     results["seconds"] = time.perf_counter() - started
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)

@@ -12,6 +12,11 @@ rows are refilled once) decoded B at a time by the target alone and speculativel
 the same scheduler (`autoregressive_generate_batch`, `speculative_generate_batch`), tokens/s of each and
 their ratio, plus the exactness of batched greedy rows against batch-1 output.
 
+With --acceptance 0.6,0.7,..., verification accepts each draft token with that probability instead
+(`acceptance_curve.py`: seeded, benchmark-only): batch 1 stops after the step parts with the curve at
+k = 5; --concurrency adds it for each --ks value. Measured tokens/s and speedup sit next to the Leviathan
+prediction from the same run's c and verification cost, under "acceptance_curve" in the JSON.
+
 Models are random-weight Qwen2 models of the given shapes (the draft's vocabulary padded to the target's).
 Both final norms are zeroed so that every logit is 0: every draft token is accepted, the best case, which
 measures the engine rather than the draft. Writes a JSON of every figure to --out and prints a table.
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -205,8 +209,8 @@ def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: di
     g = torch.Generator().manual_seed(0)
     prompts = torch.randint(1, 1000, (num_problems, args.prompt_len), generator=g).tolist()
     max_seq_len = args.prompt_len + n + max(ks) + 2
-    engines = [Engine.from_hf(m, max_seq_len=max_seq_len, max_batch_size=B, compile_layers=args.compile)
-               for m in (target, draft)]
+    engines = [Engine.from_hf(m, max_seq_len=max_seq_len, max_batch_size=B, compile_layers=args.compile,
+                              weights=args.weights, dependent_launch_steps=launch_steps(args)) for m in (target, draft)]
     del target, draft
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -259,6 +263,12 @@ def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: di
         # Every proposal accepted: k + 1 tokens a row per proposal + verification, against 1 per target step.
         results[f"speculative_k{k}_speedup_from_parts"] = (k + 1) * results["target_step_ms"] / (
             results[f"verification_k{k}_ms"] + results[f"proposal_k{k}_ms"])
+    if args.acceptance:
+        from acceptance_curve import concurrency_curve, parse_rates
+
+        results["acceptance_curve"] = {f"concurrency{B}": concurrency_curve(
+            engines, prompts, parse_rates(args.acceptance), ks, n, B, lambda fn: timed(fn, device, args.repeats),
+            results)}
     results["native_graphs_captured"] = sum(e.num_graphs for e in engines)
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
@@ -279,6 +289,13 @@ def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: di
         f"{sum(o.token_ids.tolist() == r for o, r in zip(batched, reference))}/{len(check)}")
     results["batched_fp32_acceptance_rate"] = (sum(o.stats.num_accepted for o in batched)
                                                / sum(o.stats.num_proposed for o in batched))
+
+
+def launch_steps(args) -> frozenset[str]:
+    """The kinds of step whose graphs are offered dependent launches (`--offer-pdl`)."""
+    from specdraft.engine.runner import DEPENDENT_LAUNCH_STEPS, STEP_KINDS
+
+    return STEP_KINDS if args.offer_pdl == "all" else DEPENDENT_LAUNCH_STEPS
 
 
 def main() -> None:
@@ -305,16 +322,17 @@ def main() -> None:
     parser.add_argument("--offer-pdl", choices=["proposals", "all"], default="proposals",
                         help="the graphs captured both with and without dependent launches, the faster kept: the "
                              "draft's proposals (as served), or every graph (the target's steps too)")
+    parser.add_argument("--acceptance", default="",
+                        help="comma-separated acceptance rates: speed with each draft token accepted at that rate")
     parser.add_argument("--out", default="engine_speed.json")
     args = parser.parse_args()
 
     from specdraft.decoding import autoregressive_generate, speculative_generate
     from specdraft.engine import Engine
-    from specdraft.engine import kernels, runner
-    from specdraft.engine.kernels import tuning_seconds
+    from specdraft.engine import tuner as tuning
+    from specdraft.engine.launch import pdl_supported
 
-    if args.offer_pdl == "all":
-        runner.DEPENDENT_LAUNCH_STEPS = frozenset({"step", "rows", "propose_rows"})
+    tuning_seconds = tuning.current().tuning_seconds
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -365,7 +383,8 @@ def main() -> None:
     tuning_before = tuning_seconds()
     start = time.perf_counter()
     engine_target = Engine.from_hf(target, max_seq_len=args.prompt_len + n + 16, max_batch_size=args.batch,
-                                   compile_layers=args.compile, weights=args.weights)
+                                   compile_layers=args.compile, weights=args.weights,
+                                   dependent_launch_steps=launch_steps(args))
     sync(device)
     results["startup_target_build_s"] = time.perf_counter() - start  # the engine's own weights (quantized)
     autoregressive_generate(engine_target, prompt, max_new_tokens=n)
@@ -385,7 +404,8 @@ def main() -> None:
     tuning_before = tuning_seconds()
     start = time.perf_counter()
     engine_draft = Engine.from_hf(draft, max_seq_len=args.prompt_len + n + 16, max_batch_size=1,
-                                  compile_layers=args.compile, weights=args.weights)
+                                  compile_layers=args.compile, weights=args.weights,
+                                  dependent_launch_steps=launch_steps(args))
     out = speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=5, max_new_tokens=n)
     sync(device)
     first = time.perf_counter() - start
@@ -399,13 +419,22 @@ def main() -> None:
     results["startup_speculative_s"] = results["startup_target_s"] + max(
         0.0, first - n / results["native_speculative_k5_tok_s"])
     write_results(results, args.out, quiet=True)
-    results.update(step_parts(engine_target, engine_draft, device, args.prompt_len, bandwidth, args.repeats))
+    parts = step_parts(engine_target, engine_draft, device, args.prompt_len, bandwidth, args.repeats)
+    results.update(parts)
     write_results(results, args.out, quiet=True)
+    if args.acceptance:
+        from acceptance_curve import batch1_curve, parse_rates
+
+        results["acceptance_curve"] = {"batch1": batch1_curve(
+            engine_target, engine_draft, prompt, parse_rates(args.acceptance), n,
+            lambda fn: timed(fn, device, args.repeats), parts, results["native_target_tok_s"])}
+        write_results(results, args.out)
+        return
     def side_by_side(prefix: str, weights: str) -> None:
         """Another target and draft engine pair of the same models, in this process: its target alone,
         speculative k = 5 and step parts, as `prefix`_..."""
-        pair = [Engine.from_hf(m, max_seq_len=args.prompt_len + n + 16, max_batch_size=1, weights=weights)
-                for m in (target, draft)]
+        pair = [Engine.from_hf(m, max_seq_len=args.prompt_len + n + 16, max_batch_size=1, weights=weights,
+                               dependent_launch_steps=launch_steps(args)) for m in (target, draft)]
         results[f"{prefix}_native_target_tok_s"] = rate(timed(
             lambda: autoregressive_generate(pair[0], prompt, max_new_tokens=n), device, args.repeats))
         results[f"{prefix}_native_speculative_k5_tok_s"] = rate(timed(lambda: speculative_generate(
@@ -416,16 +445,15 @@ def main() -> None:
 
     if args.compare_bf16 and args.weights != "bf16":
         side_by_side("bf16", "bf16")  # the same models served in bf16: the baseline
-    if args.compare_no_pdl and device.type == "cuda" and kernels.pdl_supported():
+    if args.compare_no_pdl and device.type == "cuda" and pdl_supported():
         # No graph offered dependent launches (each kernel waits for the one before it to end): what
         # programmatic dependent launch buys. Tuned choices are kept.
-        os.environ["SPECDRAFT_NO_PDL"] = "1"
-        kernels.pdl_supported.cache_clear()
+        launch = tuning.current().launch
+        launch.allow_dependent = False
         try:
             side_by_side("no_pdl", args.weights)
         finally:
-            del os.environ["SPECDRAFT_NO_PDL"]
-            kernels.pdl_supported.cache_clear()
+            launch.allow_dependent = True
     if device.type == "cuda":
         # The pair as served: the Hugging Face models dropped, then the peak of a speculative generation
         # (weights, caches, graphs' memory) and the memory the engines hold.
@@ -441,8 +469,7 @@ def main() -> None:
             lambda: engine_target.generate_batch(prompts, max_new_tokens=n), device, args.repeats), n * args.batch)
     results["native_graphs_captured"] = engine_target.num_graphs
     for role, engine in (("target", engine_target), ("draft", engine_draft)):  # dependent launches or plain
-        step_runner = engine._session_runner
-        results[f"{role}_graph_launches"] = step_runner.launch_choices() if step_runner is not None else {}
+        results[f"{role}_graph_launches"] = engine.session_runner().launch_choices()
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 1024**3
 
@@ -454,12 +481,14 @@ def main() -> None:
 def write_results(results: dict, path: str, quiet: bool = False) -> None:
     """Write results as JSON (after each section too, so that a run cut short keeps what it measured)."""
     if "torch" in sys.modules and torch.cuda.is_available():
-        from specdraft.engine import kernels
+        from specdraft.engine import tuner as tuning
+        from specdraft.engine.launch import available, pdl_supported
 
-        results["triton_kernels"] = kernels.available()
-        results["programmatic_dependent_launch_supported"] = kernels.pdl_supported()
-        results["triton_failures"] = {str(k): v for k, v in kernels.FAILURES.items()}
-        results["triton_tuned"] = {str(k): None if c is None else c._asdict() for k, c in kernels.tuned_configs().items()}
+        tuner = tuning.current()
+        results["triton_kernels"] = available()
+        results["programmatic_dependent_launch_supported"] = pdl_supported()
+        results["triton_failures"] = {str(k): v for k, v in tuner.failures.items()}
+        results["triton_tuned"] = {str(k): None if c is None else c._asdict() for k, c in tuner.tuned_configs().items()}
     with open(path, "w") as f:
         json.dump(results, f, indent=1, default=str)
     if quiet:

@@ -93,13 +93,15 @@ def main() -> None:
                         "(int4 needs 128)")
     parser.add_argument("--out", default="float32_agreement.json")
     args = parser.parse_args()
-    from specdraft.engine import Engine, decoder, kernels, quant
+    from specdraft.engine import Engine, decoder, quant
+    from specdraft.engine import tuner as tuning
+    from specdraft.engine.launch import pdl_supported
     from specdraft.engine.quant import dequantized_copy
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = {"command": "python " + " ".join(sys.argv), "device": str(device), "torch": torch.__version__,
                "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
-               "programmatic_dependent_launch_supported": kernels.pdl_supported()}
+               "programmatic_dependent_launch_supported": pdl_supported()}
     model = tiny_model(0, args.hidden_size).to(device)
     original_quant, original_decoder = quant.fast_kernels, decoder.fast_kernels
     started = time.perf_counter()
@@ -118,7 +120,7 @@ def main() -> None:
                       f" (last-only prefill {row['last_only_prefill_max_abs_logit_difference']:.3g}; first over 1e-5:"
                       f" {row['first_position_over_1e-5']}), argmax parts at {row['argmax_disagreements']}",
                       flush=True)
-    results["triton_tuned"] = {str(k): None if c is None else c._asdict() for k, c in kernels.tuned_configs().items()}
+    results["triton_tuned"] = {str(k): None if c is None else c._asdict() for k, c in tuning.current().tuned_configs().items()}
     results["seconds"] = time.perf_counter() - started
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)

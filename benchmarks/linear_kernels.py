@@ -6,7 +6,7 @@ time to read its weights once. The profile behind docs/performance.md's decode-s
 
 For each matrix of the seed's 14B target and 0.5B draft (fused qkv, o, fused gate/up, down, lm-head) and
 M = 1 and 6 rows: cuBLAS on bf16 weights (`F.linear`), the engine's Triton int8 kernel
-(`specdraft.engine.kernels.fused_linear`, as tuned), the int8 reference path (dequantize, then cuBLAS), and
+(`specdraft.engine.linear_kernel.fused_linear`, as tuned), the int8 reference path (dequantize, then cuBLAS), and
 `torch.ops.aten._weight_int8pack_mm` where this torch has it for CUDA; with --int4, the same Triton kernel
 on packed int4 weights (a scale per 128 input columns) too. Times are CUDA-graph replays of
 many calls over enough weight copies that no call finds its weights in L2 (median of 5 replays), so they
@@ -56,7 +56,7 @@ def replay_us(fn, copies: int, calls: int = 64) -> float:
 
 
 def sweep_configs():
-    from specdraft.engine.kernels import Config
+    from specdraft.engine.linear_kernel import Config
 
     dot = [(64, 256, 1, 4, 4), (128, 128, 1, 8, 4), (128, 256, 1, 8, 3), (32, 256, 1, 4, 4), (32, 256, 2, 4, 4),
            (32, 256, 4, 4, 4), (64, 256, 2, 4, 4), (64, 128, 4, 4, 5), (16, 256, 8, 4, 3), (16, 512, 4, 4, 3)]
@@ -73,11 +73,11 @@ FORMS = {  # how the engine calls each matrix: what `layer_step` folds into it
 
 def forced(config, x, q, s, norm=None, bias=None, residual=None, glu=False):
     """fused_linear with `config` instead of the tuned choice."""
-    from specdraft.engine import kernels
+    from specdraft.engine.linear_kernel import launch_linear
 
     n = q.shape[0] // 2 if glu else q.shape[0]
     out = torch.empty((x.shape[0], n), dtype=x.dtype, device=x.device)
-    kernels._launch(config, x, q, s, bias, residual, norm, 1e-6, glu, out)
+    launch_linear(config, x, q, s, bias, residual, norm, 1e-6, glu, out)
     return out
 
 
@@ -103,7 +103,7 @@ def main() -> None:
                         "--sweep: every configuration of the sweep for them too)")
     args = parser.parse_args()
 
-    from specdraft.engine.kernels import fused_linear as int8_linear
+    from specdraft.engine.linear_kernel import fused_linear as int8_linear
     from specdraft.engine.quant import GROUP, dequantize, dequantize_int4, quantize_int4, quantize_int8
 
     device = torch.device("cuda")

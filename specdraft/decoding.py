@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from specdraft.sessions import Session, open_session
-from specdraft.verification import probabilities, rejection_sample_batch, verify_greedy_batch
+from specdraft.verification import SyntheticAcceptance, probabilities, rejection_sample_batch, verify_greedy_batch
 
 
 @dataclass
@@ -161,7 +161,8 @@ def _propose(draft: Session, pending: Tensor, k: int, temperature: float, top_p:
 def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_tokens: int, max_new_tokens: int,
                          temperature: float = 0.0, eos_token_id: int | list[int] | None = None,
                          generator: torch.Generator | None = None, top_p: float = 1.0,
-                         timeline: Timeline | None = None) -> SpecOutput:
+                         timeline: Timeline | None = None,
+                         acceptance: SyntheticAcceptance | None = None) -> SpecOutput:
     """Generate with `draft` proposing and `target` verifying.
 
     target, draft: Hugging Face causal LMs or `specdraft.engine.Engine`s sharing a tokenizer and vocabulary
@@ -169,6 +170,7 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
     temperature > 0 the output follows the target's sampling distribution at that temperature and top_p
     (Leviathan et al. 2023), both models' distributions being warped alike before verification.
     `timeline`, if given, receives each token's time and each step's proposal and verification seconds.
+    `acceptance` (benchmarks only, greedy only) replaces verification's verdict by a synthetic one.
 
     The proposal, the verification input and the verdict stay on the device; the host reads each step's
     proposal, accepted count and next token in one go, its one wait for the device per step (greedy; the
@@ -176,6 +178,7 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
     """
     if num_speculative_tokens < 1:
         raise ValueError(f"num_speculative_tokens must be >= 1, got {num_speculative_tokens}")
+    _check_acceptance(acceptance, temperature)
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ValueError(f"input_ids must have shape [1, prompt_len], got {list(input_ids.shape)}")
     eos, seq = _eos_set(eos_token_id), input_ids[0].tolist()
@@ -209,7 +212,9 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
         if clock is not None:
             clock.mark()
         target_logits = target_session.forward(ids[target_session.length : n + k], k + 1)[None]  # [1, k+1, V]
-        if temperature == 0:
+        if acceptance is not None:
+            num_accepted, next_token = acceptance.verify(proposal, target_logits)
+        elif temperature == 0:
             num_accepted, next_token = verify_greedy_batch(proposal, target_logits)  # [1], [1]
         else:
             target_probs = probabilities(target_logits, temperature, top_p)  # [1, k+1, V]
@@ -262,19 +267,20 @@ def speculative_generate_batch(target, draft, prompts: list[list[int]], *, num_s
                                max_new_tokens: int, concurrency: int, temperature: float = 0.0,
                                eos_token_id: int | list[int] | None = None,
                                generator: torch.Generator | None = None, top_p: float = 1.0,
-                               pad_token_id: int = 0) -> list[BatchOutput]:
+                               pad_token_id: int = 0, acceptance: SyntheticAcceptance | None = None) -> list[BatchOutput]:
     """`speculative_generate` for many prompts, `concurrency` of them in flight at once.
 
     target, draft: `specdraft.engine.Engine`s with max_batch_size >= concurrency. Each row keeps its own
     length (ragged rollback) and leaves the batch at its eos or max_new_tokens; the next waiting prompt
     takes its row (continuous batching). Every row's greedy output equals its own `speculative_generate`
     (and target greedy) output; sampled rows follow the target's distribution (Leviathan et al., per row).
-    Returns one output per prompt, in order.
+    Returns one output per prompt, in order. `acceptance`: as in `speculative_generate`.
     """
     if num_speculative_tokens < 1:
         raise ValueError(f"num_speculative_tokens must be >= 1, got {num_speculative_tokens}")
+    _check_acceptance(acceptance, temperature)
     return _generate_rows(target, draft, prompts, num_speculative_tokens, max_new_tokens, concurrency, temperature,
-                          top_p, eos_token_id, generator, pad_token_id)
+                          top_p, eos_token_id, generator, pad_token_id, acceptance)
 
 
 def autoregressive_generate_batch(target, prompts: list[list[int]], *, max_new_tokens: int, concurrency: int,
@@ -287,6 +293,11 @@ def autoregressive_generate_batch(target, prompts: list[list[int]], *, max_new_t
                           generator, pad_token_id)
 
 
+def _check_acceptance(acceptance: SyntheticAcceptance | None, temperature: float) -> None:
+    if acceptance is not None and temperature != 0:
+        raise ValueError("a synthetic acceptance replaces greedy verification: temperature must be 0")
+
+
 def _open_rows(model, batch_size: int, offset: int):
     open_rows = getattr(model, "open_rows", None)
     if open_rows is None:
@@ -297,7 +308,8 @@ def _open_rows(model, batch_size: int, offset: int):
 
 @torch.inference_mode()
 def _generate_rows(target, draft, prompts: list[list[int]], k: int, max_new_tokens: int, concurrency: int,
-                   temperature: float, top_p: float, eos_token_id, generator, pad_token_id: int) -> list[BatchOutput]:
+                   temperature: float, top_p: float, eos_token_id, generator, pad_token_id: int,
+                   acceptance: SyntheticAcceptance | None = None) -> list[BatchOutput]:
     """The loop behind both batched generators; k = 0: the target alone (draft unused).
 
     Every target row caches seq[:-1]; a step feeds seq[-1] plus k proposals at position len(seq) - 1.
@@ -370,7 +382,9 @@ def _generate_rows(target, draft, prompts: list[list[int]], k: int, max_new_toke
                                                        [n - 2 for n in lengths], uniforms, temperature, top_p)
         target_logits = target_rows.forward(torch.cat((last[:, None], proposal), dim=1),
                                             [n - 1 for n in lengths])  # [B, k+1, V]
-        if temperature == 0:
+        if acceptance is not None:
+            num_accepted, next_token = acceptance.verify(proposal, target_logits)
+        elif temperature == 0:
             num_accepted, next_token = verify_greedy_batch(proposal, target_logits)
         else:
             target_probs = probabilities(target_logits, temperature, top_p)  # [B, k+1, V]

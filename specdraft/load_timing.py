@@ -55,8 +55,9 @@ def log_kernel_tuning(stage: str) -> None:
     table held (each tuned afresh: compiled and timed)."""
     if not torch.cuda.is_available():
         return
-    from specdraft.engine import kernels
+    from specdraft.engine import tuner
 
-    tuned = kernels.tuned_shapes()
-    log.info("%s: kernel tuning %.1f s over %d shape(s) no tuning table held%s", stage, kernels.tuning_seconds(),
+    kernel_tuner = tuner.current()
+    tuned = list(kernel_tuner.seconds)  # the keys timed afresh: those no tuning table held
+    log.info("%s: kernel tuning %.1f s over %d shape(s) no tuning table held%s", stage, kernel_tuner.tuning_seconds(),
              len(tuned), f", e.g. {tuned[:3]}" if tuned else "")

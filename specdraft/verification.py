@@ -66,3 +66,28 @@ def rejection_sample_batch(draft_ids: Tensor, draft_probs: Tensor, target_probs:
     empty = residual.sum(dim=-1, keepdim=True) <= 0  # p == q exactly: rejection had probability 0
     residual = torch.where(empty, p_n, residual)
     return num_accepted, torch.multinomial(residual, 1, generator=generator)[:, 0]
+
+
+class SyntheticAcceptance:
+    """A benchmark's stand-in for greedy verification: each draft token is accepted with probability `rate`
+    independently of the logits, up to the first rejection (the i.i.d. acceptance of Leviathan et al. 2023,
+    section 3.1), so that speed can be measured at an acceptance no real pair is tuned to. The token after
+    the accepted ones is the target's argmax there. Draws come from its own seeded generator on the
+    proposal's device: the same rate and seed give the same verdicts. Output under it is not the target's:
+    only benchmarks pass one; the exactness path (no override) never sees it."""
+
+    def __init__(self, rate: float, seed: int = 0):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"acceptance rate must be in [0, 1], got {rate}")
+        self.rate, self.seed = rate, seed
+        self._generator: torch.Generator | None = None
+
+    def verify(self, draft_ids: Tensor, target_logits: Tensor) -> tuple[Tensor, Tensor]:
+        """As `verify_greedy_batch`: draft_ids [B, k]; target_logits [B, k+1, V] -> (num_accepted [B],
+        next_token [B])."""
+        if self._generator is None:
+            self._generator = torch.Generator(device=draft_ids.device).manual_seed(self.seed)
+        B, k = draft_ids.shape
+        accepted = torch.rand(B, k, generator=self._generator, device=draft_ids.device) < self.rate  # [B, k]
+        num_accepted = accepted.long().cumprod(dim=1).sum(dim=1)  # [B]
+        return num_accepted, target_logits.argmax(dim=-1).gather(1, num_accepted[:, None])[:, 0]

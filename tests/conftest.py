@@ -90,20 +90,22 @@ def triton_kernels_forced(monkeypatch):
     combine kernel too), and proposal graphs with dependent launches where this GPU has them."""
     import triton
 
-    from specdraft.engine import kernels, runner
+    from specdraft.engine import runner
+    from specdraft.engine import tuner as tuning
+    from specdraft.engine.attention import INTERPRETER_ATTENTION
+    from specdraft.engine.linear_kernel import Config
     from specdraft.engine.quant import GROUP
 
-    def choose(key, make, run, tune):
-        if make is kernels.AttentionConfig:
-            return kernels.INTERPRETER_ATTENTION  # blocks of 16 keys over 4 splits
+    def linear(key):
         K, int4 = key[1], key[4] == torch.uint8
         block_k = max(GROUP if int4 else 16, triton.next_power_of_2(K) // 2)  # two K tiles: two splits
         # Two stages: float32 tiles of four would not fit an H200's shared memory.
-        return kernels.Config(32, block_k, 2, 4, 2, fuse_norm=key[3] != torch.float16)
+        return Config(32, block_k, 2, 4, 2, fuse_norm=key[3] != torch.float16)
 
-    monkeypatch.setattr(kernels, "_tuned", {})
-    monkeypatch.setattr(kernels, "_choose", choose)
     monkeypatch.setattr(runner._Graph, "_replay_ms", lambda self, graph: float(graph is self.graph))
+    # Attention: blocks of 16 keys over 4 splits.
+    with tuning.use(tuning.KernelTuner(forced={"linear": linear, "attention": INTERPRETER_ATTENTION})) as tuner:
+        yield tuner
 
 
 def assert_engine_is_its_dequantized_model(model, reference, weights: str):
@@ -153,16 +155,16 @@ def assert_speculative_equals_quantized_target_greedy(target, draft, weights: st
 
 
 def forced_candidate(config: int, norm_inside: bool, fusion: str, rows: int, dtype: torch.dtype, int4: bool = False):
-    """`kernels.CANDIDATES[config]` with the norm inside or before it, or a skip where that case does not
+    """`linear_kernel.CANDIDATES[config]` with the norm inside or before it, or a skip where that case does not
     exist (no norm to place, a one-row form for several rows) or adds nothing (bf16 under the interpreter)."""
     pytest.importorskip("triton")
-    from specdraft.engine import kernels
+    from specdraft.engine import linear_kernel
 
-    assert len(kernels.CANDIDATES) == 8, "one test case per candidate: update the parametrisation"
+    assert len(linear_kernel.CANDIDATES) == 8, "one test case per candidate: update the parametrisation"
     if not norm_inside and "norm" not in fusion:
         pytest.skip("no norm to place")
-    candidate = kernels.CANDIDATES[config]._replace(fuse_norm=norm_inside)
-    if candidate not in kernels.candidates_for(rows, norm="norm" in fusion, int4=int4):
+    candidate = linear_kernel.CANDIDATES[config]._replace(fuse_norm=norm_inside)
+    if candidate not in linear_kernel.candidates_for(rows, norm="norm" in fusion, int4=int4):
         pytest.skip(f"{candidate} takes one row")
     if not torch.cuda.is_available() and dtype == torch.bfloat16:
         pytest.skip("the interpreter's bf16 dot is numpy's float32 one: nothing more than the float32 case")
@@ -172,12 +174,13 @@ def forced_candidate(config: int, norm_inside: bool, fusion: str, rows: int, dty
 def assert_fused_linear_equals_reference(candidate, fusion: str, rows: int, weight: torch.Tensor,
                                          scale: torch.Tensor | None, x: torch.Tensor, g: torch.Generator,
                                          dtype: torch.dtype, monkeypatch) -> None:
-    """`kernels.fused_linear` forced to `candidate` (on a GPU, or under the Triton interpreter) against
+    """`linear_kernel.fused_linear` forced to `candidate` (on a GPU, or under the Triton interpreter) against
     `quant.linear`'s reference in float64: weight floating, int8 (scale per row) or packed int4 (uint8, scale
     per group), x [rows, K]; `fusion` names what is folded in (bias, residual, norm, glu), drawn from g."""
     import triton
 
-    from specdraft.engine import kernels
+    from specdraft.engine import tuner as tuning
+    from specdraft.engine.linear_kernel import fused_linear
     from specdraft.engine.quant import linear
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -189,14 +192,14 @@ def assert_fused_linear_equals_reference(candidate, fusion: str, rows: int, weig
                   glu="glu" in fusion)
     on = {key: v.to(device, dtype) if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
     integer = not weight.dtype.is_floating_point
-    kernels._tuned.clear()
-    monkeypatch.setattr(kernels, "_tune", lambda *args: candidate)
+    tuner = tuning.KernelTuner(forced={"linear": candidate})
     try:
-        out = kernels.fused_linear(x.to(device, dtype), weight.to(device, weight.dtype if integer else dtype),
-                                   None if scale is None else scale.to(device, dtype), eps=1e-6, **on)
+        with tuning.use(tuner):
+            out = fused_linear(x.to(device, dtype), weight.to(device, weight.dtype if integer else dtype),
+                               None if scale is None else scale.to(device, dtype), eps=1e-6, **on)
     except triton.runtime.errors.OutOfResources as e:  # the tuner skips such a candidate too
         pytest.skip(f"{candidate} does not fit this GPU for {dtype} {weight.dtype} weights: {e}")
-    assert out is not None, kernels.FAILURES
+    assert out is not None, tuner.failures
     as64 = {key: v.double() if isinstance(v, torch.Tensor) else v for key, v in kwargs.items()}
     expected = linear(x.double(), weight if integer else weight.double(), None if scale is None else scale.double(),
                       eps=1e-6, **as64)  # integer weights stay as stored: the reference dequantizes them

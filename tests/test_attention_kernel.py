@@ -1,4 +1,4 @@
-"""`kernels.decode_attention` (split-KV decode attention) against SDPA: every candidate configuration under
+"""`attention.decode_attention` (split-KV decode attention) against SDPA: every candidate configuration under
 Triton's interpreter (TRITON_INTERPRET=1 with triton installed) or on a CUDA device, on the masks a ragged,
 left-padded batch gives; and the engine's greedy output through it."""
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from specdraft.engine import kernels
+from specdraft.engine import attention
+from specdraft.engine import tuner as tuning
 
 needs_triton = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
                                   reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton")
@@ -26,28 +27,26 @@ def engine_mask(T: int, group: int, kv_len: int, starts: list[int], pads: list[i
 
 
 def test_splits_cover_every_key_block_once():
-    for config in kernels.ATTENTION_CANDIDATES:
+    for config in attention.ATTENTION_CANDIDATES:
         for kv_len in (1, 31, 64, 256, 300, 512, 2048):
-            splits, per_split = kernels.attention_splits(config, kv_len)
+            splits, per_split = attention.attention_splits(config, kv_len)
             blocks = -(-kv_len // config.block_n)
             assert 1 <= splits <= config.splits and (splits - 1) * per_split < blocks <= splits * per_split
             # The tuner keeps the effective split count: it must run as the configuration it came from.
-            assert kernels.attention_splits(config._replace(splits=splits), kv_len) == (splits, per_split)
+            assert attention.attention_splits(config._replace(splits=splits), kv_len) == (splits, per_split)
     # 300 keys in 5 blocks of 64: two splits of 3 and 2 blocks, three of 2, 2 and 1; the test below runs them.
-    assert kernels.attention_splits(kernels.AttentionConfig(64, 2, 4, 2), 300) == (2, 3)
-    assert kernels.attention_splits(kernels.AttentionConfig(64, 4, 4, 2), 300) == (3, 2)
-    assert [c.splits for c in kernels.attention_candidates_for(256)] == [1, 2, 4, 8, 2]  # duplicates dropped
+    assert attention.attention_splits(attention.AttentionConfig(64, 2, 4, 2), 300) == (2, 3)
+    assert attention.attention_splits(attention.AttentionConfig(64, 4, 4, 2), 300) == (3, 2)
+    assert [c.splits for c in attention.attention_candidates_for(256)] == [1, 2, 4, 8, 2]  # duplicates dropped
 
 
 def test_tuner_keeps_the_fastest_candidate_or_sdpa(monkeypatch):
     """The tuner's choice with the GPU's timing replaced by a table: the fastest configuration that runs;
-    SDPA where it is faster or where none runs (FAILURES saying why); never inside a graph capture."""
-    monkeypatch.setattr(kernels, "_interpreting", lambda: False)
+    SDPA where it is faster or where none runs (failures saying why); never inside a graph capture."""
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
-    monkeypatch.setattr(kernels, "_time_ms", lambda run, device, repeats=10: run())  # run() returns its "ms"
-    monkeypatch.setattr(kernels, "FAILURES", {})
-    candidates = kernels.attention_candidates_for(512)
+    tuner = tuning.KernelTuner(interpreting=False, time_ms=lambda run, device: run())  # run() returns its "ms"
+    candidates = attention.attention_candidates_for(512)
     fast, broken = candidates[3], candidates[1]
 
     def run(config):
@@ -55,19 +54,19 @@ def test_tuner_keeps_the_fastest_candidate_or_sdpa(monkeypatch):
             raise RuntimeError("out of shared memory")
         return 0.5 if config == fast else 2.0
 
-    assert kernels._tune_attention(("k", 1), run, lambda: 1.0, 512, torch.device("cpu")) == fast
-    assert kernels._tune_attention(("k", 2), run, lambda: 0.4, 512, torch.device("cpu")) is kernels.REFERENCE
-    assert kernels.FAILURES == {}
+    assert tuner.fastest(("k", 1), candidates, run, lambda: 1.0, torch.device("cpu")) == fast
+    assert tuner.fastest(("k", 2), candidates, run, lambda: 0.4, torch.device("cpu")) is tuning.REFERENCE
+    assert tuner.failures == {}
 
     def nothing_compiles(config):
         raise RuntimeError("no such GPU")
 
-    assert kernels._tune_attention(("k", 3), nothing_compiles, lambda: 1.0, 512, torch.device("cpu")) is None
-    assert "no such GPU" in kernels.FAILURES[("k", 3)]
+    assert tuner.fastest(("k", 3), candidates, nothing_compiles, lambda: 1.0, torch.device("cpu")) is None
+    assert "no such GPU" in tuner.failures[("k", 3)]
+    assert tuning.KernelTuner().failures == {}  # a fresh tuner shares nothing
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
     with pytest.raises(RuntimeError, match="graph capture"):  # choosing, stored or tuned, is never captured
-        kernels._choose(("k", 4), kernels.AttentionConfig, run,
-                        lambda: kernels._tune_attention(("k", 4), run, lambda: 1.0, 512, torch.device("cpu")))
+        tuner.choose(("k", 4), attention.AttentionConfig, run, lambda: fast)
 
 
 @needs_triton
@@ -86,10 +85,10 @@ def test_decode_attention_equals_sdpa(config, tokens, group, head_dim, kv_len, d
     pytest.importorskip("triton")
     import triton
 
-    assert len(kernels.ATTENTION_CANDIDATES) == 8, "one test case per candidate: update the parametrisation"
+    assert len(attention.ATTENTION_CANDIDATES) == 8, "one test case per candidate: update the parametrisation"
     if DEVICE == "cpu" and dtype == torch.bfloat16:
         pytest.skip("the interpreter's bf16 dot is numpy's float32 one: nothing more than the float32 case")
-    candidate = kernels.ATTENTION_CANDIDATES[config]
+    candidate = attention.ATTENTION_CANDIDATES[config]
     B, nkv, T, R = 3, 2, tokens, tokens * group
     g = torch.Generator().manual_seed(R + head_dim + kv_len)
     q = torch.randn(B, nkv, R, head_dim, generator=g)
@@ -98,10 +97,9 @@ def test_decode_attention_equals_sdpa(config, tokens, group, head_dim, kv_len, d
     v_cache[:B, :, :kv_len] = torch.randn(B, nkv, kv_len, head_dim, generator=g)
     mask = engine_mask(T, group, kv_len, starts=[kv_len - T, kv_len - T - 70, 9], pads=[0, 45, 9 + T - 1])
     assert bool(mask[1, 0, :, :45].isinf().all()) and bool(mask[2, 0, 0, 10:].isinf().all())
-    monkeypatch.setattr(kernels, "_tuned", {})
-    monkeypatch.setattr(kernels, "_tune_attention", lambda *args: candidate)
     try:
-        out = kernels.decode_attention(*(t.to(DEVICE, dtype) for t in (q, k_cache, v_cache, mask)))
+        with tuning.use(tuning.KernelTuner(forced={"attention": candidate})):
+            out = attention.decode_attention(*(t.to(DEVICE, dtype) for t in (q, k_cache, v_cache, mask)))
     except triton.runtime.errors.OutOfResources as e:  # the tuner skips such a candidate too
         pytest.skip(f"{candidate} does not fit this GPU for {dtype}: {e}")
     assert out is not None and out.shape == q.shape and out.dtype == dtype
@@ -112,18 +110,22 @@ def test_decode_attention_equals_sdpa(config, tokens, group, head_dim, kv_len, d
 
 
 @needs_triton
-def test_decode_attention_declines_what_it_does_not_cover(monkeypatch):
+def test_decode_attention_declines_what_it_does_not_cover():
     """Prefill-sized steps and layouts it was not written for go to SDPA (None), untuned."""
-    monkeypatch.setattr(kernels, "_tuned", {})
-    q = torch.randn(1, 2, kernels.MAX_ATTENTION_ROWS + 1, 16, device=DEVICE)
+    with tuning.use(tuning.KernelTuner()) as tuner:
+        declines_what_it_does_not_cover()
+    assert tuner.choices == {}
+
+
+def declines_what_it_does_not_cover():
+    q = torch.randn(1, 2, attention.MAX_ATTENTION_ROWS + 1, 16, device=DEVICE)
     cache = torch.zeros(1, 2, 64, 16, device=DEVICE)
-    assert kernels.decode_attention(q, cache, cache, torch.zeros(1, 1, q.shape[2], 64, device=DEVICE)) is None
+    assert attention.decode_attention(q, cache, cache, torch.zeros(1, 1, q.shape[2], 64, device=DEVICE)) is None
     q = q[:, :, :4]
-    assert kernels.decode_attention(q, cache, cache, torch.zeros(1, 2, 4, 64, device=DEVICE)) is None  # per head
-    assert kernels.decode_attention(q, cache, cache, torch.ones(1, 1, 4, 64, dtype=torch.bool,
+    assert attention.decode_attention(q, cache, cache, torch.zeros(1, 2, 4, 64, device=DEVICE)) is None  # per head
+    assert attention.decode_attention(q, cache, cache, torch.ones(1, 1, 4, 64, dtype=torch.bool,
                                                                 device=DEVICE)) is None  # boolean
-    assert kernels.decode_attention(q, cache, cache, torch.zeros(1, 1, 4, 65, device=DEVICE)) is None  # > cache
-    assert kernels._tuned == {}
+    assert attention.decode_attention(q, cache, cache, torch.zeros(1, 1, 4, 65, device=DEVICE)) is None  # > cache
 
 
 @needs_triton
@@ -152,7 +154,7 @@ def test_engine_greedy_output_through_the_kernel_equals_the_reference_engine(mon
     monkeypatch.setattr(decoder, "fast_kernels", lambda x: False)  # torch's path, on a GPU too
     reference = run()
     used = []
-    original = kernels.decode_attention
+    original = attention.decode_attention
 
     def spy(*args):
         out = original(*args)
@@ -160,11 +162,10 @@ def test_engine_greedy_output_through_the_kernel_equals_the_reference_engine(mon
         return out
 
     monkeypatch.setattr(decoder, "fast_kernels", lambda x: True)
-    monkeypatch.setattr(kernels, "_tuned", {})
-    monkeypatch.setattr(kernels, "_tune_attention", lambda *args: kernels.INTERPRETER_ATTENTION)  # not SDPA
-    monkeypatch.setattr(kernels, "decode_attention", spy)
-    logits, plain, speculative = run()
+    monkeypatch.setattr(decoder, "decode_attention", spy)
+    with tuning.use(tuning.KernelTuner(forced={"attention": attention.INTERPRETER_ATTENTION})) as tuner:  # not SDPA
+        logits, plain, speculative = run()
     assert len(used) > 20 and all(used)
-    assert any(key[0] == "decode_attention" and key[3] > 1 for key in kernels._tuned)  # multi-row steps too
+    assert any(key[0] == "decode_attention" and key[3] > 1 for key in tuner.choices)  # multi-row steps too
     torch.testing.assert_close(logits, reference[0], atol=1e-5, rtol=1e-5)
     assert torch.equal(plain, reference[1]) and torch.equal(speculative, reference[2])

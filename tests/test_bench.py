@@ -73,7 +73,7 @@ def test_after_warm_up_timed_decoding_meets_no_new_graph_shape(engines):
     common = {"max_new_tokens": 300, "temperature": 0.0, "top_p": 1.0, "eos_token_id": None}
     generator = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     warm_up(target, draft, prompts[:1], [2, 4], generator, common)
-    met = (set(target._session_runner.shapes_met), set(draft._session_runner.shapes_met))
+    met = (set(target.session_runner().shapes_met), set(draft.session_runner().shapes_met))
     # 300 new tokens cross from the 256-column KV bucket into the 512 one; k' runs down to 0 at the end.
     for prompt in prompts:
         autoregressive_generate(target, prompt, **common)
@@ -81,7 +81,7 @@ def test_after_warm_up_timed_decoding_meets_no_new_graph_shape(engines):
             speculative_generate(target, draft, prompt, num_speculative_tokens=k, **common)
         speculative_generate(target, draft, prompt, num_speculative_tokens=3, max_new_tokens=300,
                              temperature=1.0, generator=generator())
-    assert (target._session_runner.shapes_met, draft._session_runner.shapes_met) == met
+    assert (target.session_runner().shapes_met, draft.session_runner().shapes_met) == met
 
 
 def test_without_warm_up_the_same_decoding_meets_new_shapes(target, draft):
@@ -89,9 +89,9 @@ def test_without_warm_up_the_same_decoding_meets_new_shapes(target, draft):
     engine_target, engine_draft = Engine.from_hf(target, max_seq_len=512), Engine.from_hf(draft, max_seq_len=512)
     prompt = torch.randint(0, 97, (1, 20), generator=torch.Generator().manual_seed(0))
     speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=4, max_new_tokens=8)
-    before = set(engine_target._session_runner.shapes_met)
+    before = set(engine_target.session_runner().shapes_met)
     speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=4, max_new_tokens=300)
-    assert engine_target._session_runner.shapes_met > before
+    assert engine_target.session_runner().shapes_met > before
 
 
 def test_bench_rows_report_a_throughput_speedup_and_consistent_latencies(engines, caplog):
@@ -122,11 +122,11 @@ def test_after_warm_up_timed_decoding_captures_no_cuda_graph(target, draft):
     prompt = torch.randint(0, 97, (1, 20), generator=torch.Generator().manual_seed(0)).cuda()
     common = {"max_new_tokens": 300, "temperature": 0.0, "top_p": 1.0, "eos_token_id": None}
     warm_up(engine_target, engine_draft, [prompt], [2, 4], lambda: torch.Generator("cuda").manual_seed(0), common)
-    captured = engine_target._session_runner.num_graphs, engine_draft._session_runner.num_graphs
+    captured = engine_target.session_runner().num_graphs, engine_draft.session_runner().num_graphs
     for k in (2, 4):
         speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=k, **common)
     autoregressive_generate(engine_target, prompt, **common)
-    assert (engine_target._session_runner.num_graphs, engine_draft._session_runner.num_graphs) == captured
+    assert (engine_target.session_runner().num_graphs, engine_draft.session_runner().num_graphs) == captured
     assert captured[0] > 0 and captured[1] > 0
 
 

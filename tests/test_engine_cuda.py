@@ -60,7 +60,7 @@ def test_graphs_replay_exactly_what_eager_execution_computes(models):
     eager = Engine.from_hf(target, max_seq_len=512, use_cuda_graphs=False)
     assert torch.equal(autoregressive_generate(graphs, prompt, max_new_tokens=300),
                        autoregressive_generate(eager, prompt, max_new_tokens=300))
-    assert graphs._session_runner.num_graphs >= 2
+    assert graphs.session_runner().num_graphs >= 2
 
 
 def test_speculative_and_plain_agree_with_hf_but_for_near_ties(models):
@@ -73,7 +73,7 @@ def test_speculative_and_plain_agree_with_hf_but_for_near_ties(models):
     for k in (1, 3, 6):
         out = speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=k, max_new_tokens=300)
         assert_agree_but_for_near_ties(out.token_ids, plain, target, prompt)
-    assert engine_draft._session_runner.num_graphs >= 3  # the draft's k-token proposals are graphs too
+    assert engine_draft.session_runner().num_graphs >= 3  # the draft's k-token proposals are graphs too
 
 
 def synchronisations(fn) -> tuple[object, int]:
@@ -117,7 +117,7 @@ def test_batched_graph_generation_matches_hf_but_for_near_ties(models):
         prompt = torch.tensor([p], device="cuda")
         hf = hf_greedy(target, prompt, 40)
         assert_agree_but_for_near_ties(torch.tensor(out), hf, target, prompt)
-    assert engine._batch_runner.num_graphs >= 1
+    assert engine.batch_runner().num_graphs >= 1
 
 
 def test_batched_speculative_graphs_replay_eager_and_agree_with_hf_but_for_near_ties(models):
@@ -147,7 +147,7 @@ def test_batched_speculative_graphs_replay_eager_and_agree_with_hf_but_for_near_
         prompt = torch.tensor([p], device="cuda")
         hf = hf_greedy(target, prompt, 250)
         assert_agree_but_for_near_ties(out.token_ids, hf, target, prompt)
-    assert graphs[0]._batch_runner.num_graphs >= 4 and graphs[1]._batch_runner.num_graphs >= 4
+    assert graphs[0].batch_runner().num_graphs >= 4 and graphs[1].batch_runner().num_graphs >= 4
 
 
 @pytest.mark.parametrize("choice", ["timed", "forced"])  # forced: tests/conftest.py's triton_kernels_forced
@@ -178,10 +178,11 @@ def test_int4_engine_through_triton_agrees_with_the_dequantized_model_but_for_ne
     engine_target = assert_quantized_pair_agrees_with_the_dequantized_model(target, draft, dequantized_copy(target, "int4"),
                                                                             "int4")
     assert engine_target.decoder.layers[0].gate_up.weight.dtype == torch.uint8
-    from specdraft.engine import kernels
+    from specdraft.engine import tuner as tuning
 
     if choice == "timed":  # the tuner chose a kernel for packed int4 weights (forced, it always does)
-        assert any(key[4] == torch.uint8 and config is not None for key, config in kernels.tuned_configs().items())
+        assert any(key[4] == torch.uint8 and config is not None
+                   for key, config in tuning.current().tuned_configs().items())
 
 
 def test_the_engine_is_built_from_a_host_model_without_a_device_copy_of_it(tmp_path):
@@ -208,9 +209,10 @@ def test_proposals_with_dependent_launches_compute_what_plain_ones_do(models, we
     """A proposal graph captured with programmatic dependent launches (each kernel starting while the one
     before it ends) proposes what the plainly launched one does, and speculative decoding over it steps
     alike: every kernel waits for its input. Other graphs never take dependent launches."""
-    from specdraft.engine import kernels, runner
+    from specdraft.engine import runner
+    from specdraft.engine.launch import pdl_supported
 
-    if not kernels.pdl_supported():
+    if not pdl_supported():
         pytest.skip("this GPU has no programmatic dependent launch")
     target, draft = models
     prompt = torch.randint(0, 97, (1, 20), device="cuda", generator=torch.Generator("cuda").manual_seed(1))
@@ -228,10 +230,10 @@ def test_proposals_with_dependent_launches_compute_what_plain_ones_do(models, we
             proposals.append(proposal.clone())
             pending = proposal[-1:]
         out = speculative_generate(engine_target, engine_draft, prompt, num_speculative_tokens=5, max_new_tokens=200)
-        choices = engine_draft._session_runner.launch_choices()
+        choices = engine_draft.session_runner().launch_choices()
         assert choices and all(key.startswith("('propose_rows'") and choice["dependent"] == dependent
                                for key, choice in choices.items())
-        assert engine_target._session_runner.launch_choices() == {}
+        assert engine_target.session_runner().launch_choices() == {}
         outputs[dependent] = (torch.cat(proposals), out.token_ids, out.stats.num_accepted_per_position)
     assert torch.equal(outputs[True][0], outputs[False][0]) and torch.equal(outputs[True][1], outputs[False][1])
     assert outputs[True][2] == outputs[False][2]
@@ -242,10 +244,11 @@ def test_a_chain_of_dependent_launches_computes_what_plain_launches_do(weights):
     """Forty fused matmuls, each reading the one before it's output (residual, norm and GLU forms in turn),
     launched back to back in a CUDA graph with dependent launches, equal bit for bit the same chain launched
     plainly: a kernel that read its input before the one writing it had finished would show here."""
-    from specdraft.engine import kernels
+    from specdraft.engine import tuner as tuning
+    from specdraft.engine.launch import pdl_supported
     from specdraft.engine.quant import linear, quantize_int8
 
-    if not kernels.pdl_supported():
+    if not pdl_supported():
         pytest.skip("this GPU has no programmatic dependent launch")
     g = torch.Generator("cuda").manual_seed(0)
     hidden, inner = 896, 4864
@@ -271,7 +274,7 @@ def test_a_chain_of_dependent_launches_computes_what_plain_launches_do(weights):
     outputs = []
     for dependent in (False, True):
         chain(x0)  # tunes and compiles outside the capture
-        with kernels.dependent_launches(dependent):
+        with tuning.current().launch.dependent(dependent):
             chain(x0)  # compiles this launch kind's variants
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):

@@ -137,26 +137,26 @@ def test_fused_linear_int4_kernel_equals_the_reference(rows, fusion, dtype, conf
     assert_fused_linear_equals_reference(candidate, fusion, rows, packed, scale, x, g, dtype, monkeypatch)
 
 
-def test_int4_candidates_hold_whole_groups(monkeypatch):
-    from specdraft.engine import kernels
+def test_int4_candidates_hold_whole_groups():
+    from specdraft.engine import linear_kernel
 
-    half_group = kernels.Config(32, GROUP // 2, 1, 4, 4)
-    monkeypatch.setattr(kernels, "CANDIDATES", (*kernels.CANDIDATES, half_group))
+    half_group = linear_kernel.Config(32, GROUP // 2, 1, 4, 4)
+    candidates = (*linear_kernel.CANDIDATES, half_group)
     for rows in (1, 6):
-        assert half_group in kernels.candidates_for(rows)  # floating and int8 weights may use it
-        configs = kernels.candidates_for(rows, norm=True, int4=True)
+        assert half_group in linear_kernel.candidates_for(rows, candidates=candidates)  # floating, int8 weights
+        configs = linear_kernel.candidates_for(rows, norm=True, int4=True, candidates=candidates)
         assert configs and all(c.block_k % GROUP == 0 for c in configs)
 
 
 def test_fused_linear_rejects_malformed_int4_weights():
     """Checked before any kernel runs (no Triton needed): scales of the wrong shape, K not whole groups."""
-    from specdraft.engine import kernels
+    from specdraft.engine.linear_kernel import fused_linear
 
     packed, scale = quantize_int4(torch.randn(8, 2 * GROUP), torch.float32)
     x = torch.randn(1, 2 * GROUP)
     with pytest.raises(ValueError, match=r"scales \[8, 2\], got \(8, 1\)"):
-        kernels.fused_linear(x, packed, scale[:, :1])
+        fused_linear(x, packed, scale[:, :1])
     with pytest.raises(ValueError, match="got None"):
-        kernels.fused_linear(x, packed, None)
+        fused_linear(x, packed, None)
     with pytest.raises(ValueError, match=f"multiple of {GROUP}"):
-        kernels.fused_linear(torch.randn(1, GROUP + 64), packed[:, : (GROUP + 64) // 2], scale[:, :1])
+        fused_linear(torch.randn(1, GROUP + 64), packed[:, : (GROUP + 64) // 2], scale[:, :1])

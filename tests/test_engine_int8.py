@@ -95,8 +95,7 @@ def test_fused_linear_kernel_equals_the_reference(rows, fusion, weights, dtype, 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_rope_and_cache_kernel_equals_the_reference(qk_norm, ragged, dtype):
     pytest.importorskip("triton")
-    from specdraft.engine.decoder import rope_and_cache_reference
-    from specdraft.engine.kernels import rope_and_cache
+    from specdraft.engine.rope import rope_and_cache, rope_and_cache_reference
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and dtype == torch.bfloat16:

@@ -18,7 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from specdraft.engine.quant import GROUP, QUANTIZERS, WEIGHT_FORMATS, fast_kernels, linear, quantize_into
+from specdraft.engine.attention import attention_mask, decode_attention
+from specdraft.engine.quant import (GROUP, QUANTIZERS, WEIGHT_FORMATS, DequantWorkspace, fast_kernels, linear,
+                                    quantize_into)
+from specdraft.engine.rope import rope_and_cache, rope_and_cache_reference
 
 
 @dataclass(frozen=True)
@@ -75,63 +78,19 @@ class KVCache:
         return view
 
 
-def attention_mask(columns: Tensor, pad: Tensor, kv_len: int, group: int, dtype: torch.dtype) -> Tensor:
-    """The additive mask [B, 1, T * group, kv_len] (0 or -inf, in `dtype`) of a step whose T tokens sit at
-    cache columns `columns` ([1, T] for every row, or [B, T]) of rows whose sequences begin at column
-    pad[b] ([B]): causal, and blind to a row's left padding; every query also sees itself, so that a padding
-    query's softmax is never over nothing (NaN there would poison its cached values). Query rows come
-    grouped as T * group (see `layer_step`): each row of the mask once per group member. Additive, built
-    once per step: given a boolean mask, attention would convert it in every layer (three kernels a layer
-    on a GPU, docs/performance.md's profile)."""
-    keys = torch.arange(kv_len, device=columns.device)  # [S]
-    causal = keys[None, None, :] <= columns[:, :, None]
-    own = keys[None, None, :] == columns[:, :, None]
-    allowed = (causal & ((keys[None, None, :] >= pad[:, None, None]) | own))[:, None]  # [B, 1, T, S]
-    allowed = allowed.repeat_interleave(group, dim=2)  # [B, 1, T * group, S]
-    return torch.zeros(allowed.shape, dtype=dtype, device=columns.device).masked_fill_(~allowed, float("-inf"))
-
-
-def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
-    """Rotate-half RoPE: x * cos + rotate_half(x) * sin, with rotate_half(x) * sin = roll(x) * sin_signed."""
-    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
-
-
-def rope_and_cache_reference(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor, v_cache: Tensor,
-                             columns: Tensor, qk_norm: Tensor | None, eps: float, num_heads: int,
-                             num_kv_heads: int) -> Tensor:
-    """qkv [B, T, nh + 2 nkv, hd] -> the queries [B, nkv, T * group, hd] (RoPE'd, a KV group's heads as
-    rows), after writing the RoPE'd keys and the values to the caches at `columns` ([1, T] or [B, T]).
-    qk_norm: Qwen3's per-head RMSNorm weights [nh + nkv, hd], applied before RoPE, or None."""
-    B, T, _, head_dim = qkv.shape
-    group = num_heads // num_kv_heads
-    qk = qkv[:, :, : num_heads + num_kv_heads]
-    if qk_norm is not None:  # Qwen3 normalises each head before RoPE (weight applied after the cast, as HF does)
-        qk = F.rms_norm(qk, (head_dim,), eps=eps) * qk_norm
-    qk = _rope(qk, cos[:, :, None], sin_signed[:, :, None])
-    q, k, v = qk[:, :, :num_heads], qk[:, :, num_heads:], qkv[:, :, num_heads + num_kv_heads :]
-    if columns.shape[0] == 1:  # one start for the whole batch
-        k_cache[:B].index_copy_(2, columns[0], k.transpose(1, 2))
-        v_cache[:B].index_copy_(2, columns[0], v.transpose(1, 2))
-    else:  # ragged rows: row b's tokens go to its own columns
-        rows = torch.arange(B, device=qkv.device)[:, None].expand(B, T)
-        k_cache[:B][rows, :, columns] = k  # [B, T, nkv, hd]
-        v_cache[:B][rows, :, columns] = v
-    # GQA without repeating keys: the `group` query heads of one KV head attend as T * group query rows.
-    q = q.reshape(B, T, num_kv_heads, group, head_dim).permute(0, 2, 1, 3, 4)
-    return q.reshape(B, num_kv_heads, T * group, head_dim)
-
-
 def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight: Tensor, gate_up_weight: Tensor,
                down_weight: Tensor, input_norm: Tensor, post_norm: Tensor, k_cache: Tensor, v_cache: Tensor,
                cos: Tensor, sin_signed: Tensor, columns: Tensor, mask: Tensor, num_heads: int, num_kv_heads: int,
-               eps: float, qk_norm: Tensor | None = None, scales: tuple[Tensor, ...] | None = None) -> Tensor:
+               eps: float, qk_norm: Tensor | None = None, scales: tuple[Tensor, ...] | None = None,
+               workspace: DequantWorkspace | None = None) -> Tensor:
     """One decoder layer on x [B, T, H]; writes this step's keys and values into the layer's cache
     [B_cache, nkv, S_max, hd] at `columns` ([1, T]: the same columns for every row, or [B, T]: each row's
     own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], additive (0 or -inf),
     one row per (token, query head of a KV group). qk_norm: [nh + nkv, hd] per-head RMSNorm weights of the query and key heads
     (Qwen3), or None. scales: the scales of int8 or int4 qkv, o, gate_up and down weights, or None
-    (weights in the activations' dtype). On a CUDA device the projections, RoPE and cache writes, and
-    attention run the Triton kernels of `specdraft.engine.kernels` where they exist and are faster.
+    (weights in the activations' dtype). workspace: where a prefill dequantizes quantized weights (`quant.linear`).
+    On a CUDA device the projections, RoPE and cache writes, and
+    attention run the Triton kernels (`linear_kernel`, `rope`, `attention`) where they exist and are faster.
 
     A pure function of tensors (weights passed in), so `torch.compile` compiles it once for every layer.
     """
@@ -139,12 +98,10 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     head_dim = k_cache.shape[-1]
     group = num_heads // num_kv_heads
     qkv_scale, o_scale, gate_up_scale, down_scale = scales if scales is not None else (None,) * 4
-    qkv = linear(x, qkv_weight, qkv_scale, qkv_bias, norm_weight=input_norm, eps=eps)  # RMSNorm fused in
+    qkv = linear(x, qkv_weight, qkv_scale, qkv_bias, norm_weight=input_norm, eps=eps, workspace=workspace)  # norm fused
     qkv = qkv.view(B, T, num_heads + 2 * num_kv_heads, head_dim)
     fast = fast_kernels(x)
     if fast:  # one kernel for the per-head norm, RoPE, cache writes and q's layout
-        from specdraft.engine.kernels import rope_and_cache
-
         q = rope_and_cache(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads, num_kv_heads)
     else:
         q = None
@@ -153,17 +110,16 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
                                      num_kv_heads)
     attn = None
     if fast:  # split-KV attention for few query rows, where it timed faster than SDPA's prefill kernel
-        from specdraft.engine.kernels import decode_attention
-
         attn = decode_attention(q, k_cache, v_cache, mask)
     if attn is None:
         kv_len = mask.shape[-1]
         attn = F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len],
                                               attn_mask=mask)  # [B, nkv, T*g, hd]
     attn = attn.view(B, num_kv_heads, T, group, head_dim).permute(0, 2, 1, 3, 4).reshape(B * T, num_heads * head_dim)
-    x = linear(attn, o_weight, o_scale, residual=x.view(B * T, H))  # residual add fused into the matmul
-    act = linear(x, gate_up_weight, gate_up_scale, norm_weight=post_norm, eps=eps, glu=True)  # SiLU(gate) * up
-    x = linear(act, down_weight, down_scale, residual=x)
+    x = linear(attn, o_weight, o_scale, residual=x.view(B * T, H), workspace=workspace)  # residual add fused in
+    act = linear(x, gate_up_weight, gate_up_scale, norm_weight=post_norm, eps=eps, glu=True,
+                 workspace=workspace)  # SiLU(gate) * up
+    x = linear(act, down_weight, down_scale, residual=x, workspace=workspace)
     return x.view(B, T, H)
 
 
@@ -230,6 +186,7 @@ class Decoder(nn.Module):
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2).float() / shape.head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.compiled_layer_step = None
+        self.dequant_workspace = DequantWorkspace()  # prefills of quantized weights
 
     @classmethod
     def from_hf(cls, model, dtype: torch.dtype | None = None, device: torch.device | None = None,
@@ -309,13 +266,15 @@ class Decoder(nn.Module):
         sin_signed = torch.cat((-freqs, freqs), dim=-1).sin().to(x.dtype)
         mask = attention_mask(columns, pad, kv_len, s.num_heads // s.num_kv_heads, x.dtype)
         step = self.compiled_layer_step if compiled and self.compiled_layer_step is not None else layer_step
+        workspace = self.dequant_workspace if step is layer_step and self.weights in QUANTIZERS else None
         for i, layer in enumerate(self.layers):
             x = step(x, layer.qkv.weight, layer.qkv.bias, layer.o.weight, layer.gate_up.weight, layer.down.weight,
                      layer.input_norm, layer.post_norm, cache.k[i], cache.v[i], cos, sin_signed, columns, mask,
-                     s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.qk_norm, layer.scales)
+                     s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.qk_norm, layer.scales, workspace)
         if last_only:
             x = x[:, -1:]
-        return linear(x, self.lm_head.weight, self.lm_head_scale, norm_weight=self.norm, eps=s.rms_norm_eps)
+        return linear(x, self.lm_head.weight, self.lm_head_scale, norm_weight=self.norm, eps=s.rms_norm_eps,
+                      workspace=workspace)
 
     def compile_layers(self) -> None:
         """Fuse each layer's small kernels with `torch.compile`: one compilation serves all layers."""

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from specdraft.engine.decoder import Decoder, KVCache
-from specdraft.engine.runner import MAX_GRAPH_TOKENS, StepRunner
+from specdraft.engine.runner import DEPENDENT_LAUNCH_STEPS, MAX_GRAPH_TOKENS, StepRunner
 from specdraft.batching import cut_at_eos, left_pad
 from specdraft.sessions import device_ids
 from specdraft.verification import probabilities
@@ -35,7 +35,7 @@ class EngineSession:
         if self.epoch != self.engine._epoch:
             raise RuntimeError("this session was superseded by a newer one on the same engine; "
                                "use one Engine per concurrent sequence")
-        return self.engine._session_runner
+        return self.engine.session_runner()
 
     def _start(self) -> Tensor:
         return self.engine._positions[self.length : self.length + 1]  # [1], holds self.length
@@ -99,9 +99,7 @@ class EngineRows:
     def __init__(self, engine: Engine, batch_size: int, offset: int):
         if batch_size > engine.max_batch_size:
             raise ValueError(f"{batch_size} rows exceed the engine's max_batch_size {engine.max_batch_size}")
-        if engine._batch_runner is None:
-            engine._batch_runner = engine._runner(engine.max_batch_size)
-        self.runner, self.device = engine._batch_runner, engine.device
+        self.runner, self.device = engine.batch_runner(), engine.device
         self.batch_size, self.offset, self.vocab_size = batch_size, offset, engine.vocab_size
         self.max_length = engine.max_seq_len - offset  # positions a row can hold
         self.pad = torch.full((batch_size,), offset, dtype=torch.long, device=self.device)
@@ -147,12 +145,15 @@ class EngineRows:
 class Engine:
     """A causal LM served by the native decoder.
 
-    max_seq_len: positions per sequence (prompt + generated); max_batch_size: rows of `generate_batch`'s cache.
+    max_seq_len: positions per sequence (prompt + generated); max_batch_size: rows of `generate_batch`'s cache;
+    dependent_launch_steps: the kinds of step whose graphs are offered dependent launches (`StepRunner`).
     """
 
     def __init__(self, decoder: Decoder, *, max_seq_len: int, max_batch_size: int = 64,
-                 use_cuda_graphs: bool = True, compile_layers: bool = False):
+                 use_cuda_graphs: bool = True, compile_layers: bool = False,
+                 dependent_launch_steps: frozenset[str] = DEPENDENT_LAUNCH_STEPS):
         self.decoder, self.max_seq_len, self.max_batch_size = decoder, max_seq_len, max_batch_size
+        self.dependent_launch_steps = dependent_launch_steps
         if compile_layers:
             decoder.compile_layers()
         self.use_cuda_graphs = use_cuda_graphs
@@ -166,13 +167,14 @@ class Engine:
     @classmethod
     def from_hf(cls, model, *, max_seq_len: int, max_batch_size: int = 64, use_cuda_graphs: bool = True,
                 compile_layers: bool = False, dtype: torch.dtype | None = None, weights: str = "bf16",
-                device: torch.device | None = None) -> Engine:
+                device: torch.device | None = None,
+                dependent_launch_steps: frozenset[str] = DEPENDENT_LAUNCH_STEPS) -> Engine:
         """Serve a loaded Hugging Face Qwen2/Qwen3/Llama model (adapters merged first) on `device` (default:
         the model's own). weights: 'bf16' (the model's dtype), 'int8' (weight-only, per-channel scales) or
         'int4' (weight-only, a scale per 128 input columns); quantized, greedy output is the quantized model's."""
         return cls(Decoder.from_hf(model, dtype=dtype, device=device, weights=weights), max_seq_len=max_seq_len,
-                   max_batch_size=max_batch_size,
-                   use_cuda_graphs=use_cuda_graphs, compile_layers=compile_layers)
+                   max_batch_size=max_batch_size, use_cuda_graphs=use_cuda_graphs, compile_layers=compile_layers,
+                   dependent_launch_steps=dependent_launch_steps)
 
     @property
     def device(self) -> torch.device:
@@ -187,14 +189,26 @@ class Engine:
 
     def _runner(self, batch_size: int) -> StepRunner:
         return StepRunner(self.decoder, KVCache(self.decoder.shape, batch_size, self.max_seq_len, self.dtype,
-                                                self.device), use_cuda_graphs=self.use_cuda_graphs)
+                                                self.device), use_cuda_graphs=self.use_cuda_graphs,
+                          dependent_launch_steps=self.dependent_launch_steps)
+
+    def session_runner(self) -> StepRunner:
+        """The runner of batch-1 sessions (its cache of one row), made on first use."""
+        if self._session_runner is None:
+            self._session_runner = self._runner(1)
+        return self._session_runner
+
+    def batch_runner(self) -> StepRunner:
+        """The runner of `generate_batch` and `open_rows` (its cache of max_batch_size rows), made on first use."""
+        if self._batch_runner is None:
+            self._batch_runner = self._runner(self.max_batch_size)
+        return self._batch_runner
 
     def open_session(self, max_length: int) -> EngineSession:
         if max_length > self.max_seq_len:
             raise ValueError(f"a session of {max_length} positions exceeds the engine's max_seq_len "
                              f"{self.max_seq_len}")
-        if self._session_runner is None:
-            self._session_runner = self._runner(1)
+        self.session_runner()
         self._epoch += 1
         return EngineSession(self, self._epoch)
 
@@ -208,9 +222,7 @@ class Engine:
         of one token, of two (a sampling draft catching up) and verifications of k' + 1 tokens, and greedy
         proposals of k' tokens. Off a GPU it meets the same shapes, eagerly. The steps write cache columns
         that no session has attended yet, or that it overwrites before attending them."""
-        if self._session_runner is None:
-            self._session_runner = self._runner(1)
-        runner, pad = self._session_runner, self._zero_pad
+        runner, pad = self.session_runner(), self._zero_pad
         max_k = max(num_speculative_tokens, default=0)
         sizes = sorted({1, 2} | {k + 1 for k in range(1, max_k + 1)})
         zeros = torch.zeros(1, max(sizes), dtype=torch.long, device=self.device)
@@ -248,9 +260,7 @@ class Engine:
         if width + max_new_tokens > self.max_seq_len:
             raise ValueError(f"prompt ({width}) + max_new_tokens ({max_new_tokens}) exceeds max_seq_len "
                              f"{self.max_seq_len}")
-        if self._batch_runner is None:
-            self._batch_runner = self._runner(self.max_batch_size)
-        runner, device = self._batch_runner, self.device
+        runner, device = self.batch_runner(), self.device
         input_ids, pad = left_pad(prompts, pad_token_id)  # [B, width], [B]
         pad = pad.to(device)
 

@@ -4,9 +4,9 @@ A weight [N, K] is stored as int8 with one scale per output channel (row): w ≈
 [-127, 127], scale = max |w[n]| / 127. Activations stay in the model's dtype. A decode step reads half the
 bytes of bf16. `linear` is the reference: it dequantizes the weight and multiplies, so in float32 the int8
 engine computes exactly what an engine over the dequantized weights computes. On a CUDA device, steps of
-at most `kernels.MAX_FAST_ROWS` rows run one Triton kernel instead that reads the int8 weight, scales it
+at most `linear_kernel.MAX_FAST_ROWS` rows run one Triton kernel instead that reads the int8 weight, scales it
 in registers and folds in the layer's RMSNorm, bias, SiLU·mul and residual add
-(`specdraft.engine.kernels.fused_linear`); everything else (a CPU, prefills) takes the reference path.
+(`specdraft.engine.linear_kernel.fused_linear`); everything else (a CPU, prefills) takes the reference path.
 
 int4 (gpt-fast's and AWQ's grouping, symmetric): one scale per output row and group of GROUP = 128 input
 columns, scale = max |w| / 7 over the group, q = round(w / scale) in [-7, 7]. The symmetric grid [-7, 7]
@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-WEIGHT_FORMATS = ("bf16", "int8", "int4")  # `engine_weights` in the config; bf16 means the model's own dtype
-GROUP = 128  # int4: input columns per scale
+from specdraft.engine.formats import GROUP, WEIGHT_FORMATS  # noqa: F401  (WEIGHT_FORMATS: re-exported)
 
 
 @torch.no_grad()
@@ -111,19 +110,65 @@ def dequantized_copy(model: torch.nn.Module, weights: str) -> torch.nn.Module:
     return reference
 
 
+class DequantWorkspace:
+    """One buffer, reused by every matrix of a prefill, into which a quantized weight is dequantized before
+    one cuBLAS matmul (more rows than the fused kernel takes: the matmul is then bound by arithmetic, not by
+    the weight's bytes). Grown to the largest matrix met; on a CUDA device with Triton one kernel reads the
+    quantized weight and writes the buffer, elsewhere torch does; both round as `dequantize` does."""
+
+    def __init__(self):
+        self._buffer: Tensor | None = None
+
+    @property
+    def num_elements(self) -> int:
+        """Elements the buffer holds (0 until a prefill first uses it)."""
+        return 0 if self._buffer is None else self._buffer.numel()
+
+    def dequantized(self, weight: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+        """The weight [N, K] in `dtype` that `linear`'s reference multiplies by, as a view of the buffer
+        (valid until the next call)."""
+        int4 = weight.dtype == torch.uint8
+        N, K = weight.shape[0], weight.shape[1] * (2 if int4 else 1)
+        buffer = self._buffer
+        if buffer is None or buffer.numel() < N * K or buffer.dtype != dtype or buffer.device != weight.device:
+            buffer = self._buffer = torch.empty(N * K, dtype=dtype, device=weight.device)
+        out = buffer[: N * K].view(N, K)
+        if fast_kernels(weight):
+            _dequantize_kernel(weight, scale, out, int4)
+        elif int4:
+            torch.mul(unpack_int4(weight).view(N, K // GROUP, GROUP), scale.to(dtype)[:, :, None],
+                      out=out.view(N, K // GROUP, GROUP))
+        else:
+            torch.mul(weight, scale.to(dtype)[:, None], out=out)
+        return out
+
+
+def _dequantize_kernel(weight: Tensor, scale: Tensor, out: Tensor, int4: bool) -> None:
+    import triton
+
+    from specdraft.engine import triton_linear
+
+    N, K = out.shape
+    block_n, block_k = 32, GROUP
+    scale = scale.contiguous()
+    triton_linear.dequantize_kernel[(triton.cdiv(N, block_n), triton.cdiv(K, block_k))](
+        weight, scale, out, N, K, weight.stride(0), scale.stride(0) if int4 else 0, INT4=int4,
+        GROUP=GROUP, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4)
+
+
 def fast_kernels(x: Tensor) -> bool:
     """Whether the Triton kernels run for a step on x: on a CUDA device with Triton, outside torch.compile
     (under which Inductor fuses the reference path itself, as gpt-fast's int8 does)."""
     if not x.is_cuda or torch.compiler.is_compiling():
         return False
-    from specdraft.engine import kernels
+    from specdraft.engine.launch import available
 
-    return kernels.available()
+    return available()
 
 
 def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
            residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
-           glu: bool = False) -> Tensor:
+           glu: bool = False, workspace: DequantWorkspace | None = None) -> Tensor:
     """residual + f(a @ W.T + bias), where W = weight (scale None), dequantize(weight, scale) (int8 weight) or
     dequantize_int4(weight, scale) (uint8 weight: packed int4), the input a
     is x or F.rms_norm(x) * norm_weight (norm_weight given), and f is the identity or, with glu, SiLU(gate) *
@@ -131,15 +176,20 @@ def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor 
 
     x: [..., K]; weight: [N', K] (int8 when scale [N'] is given) or [N', K / 2] uint8 (int4, scale
     [N', K / GROUP]); residual: [..., N] or None (not with glu).
-    On a CUDA device, steps of at most `kernels.MAX_FAST_ROWS` rows run `kernels.fused_linear` (one kernel
-    for all of it; for floating weights only where it timed faster than this path on first use)."""
-    if fast_kernels(x):
-        from specdraft.engine import kernels
+    On a CUDA device, steps of at most `linear_kernel.MAX_FAST_ROWS` rows run `linear_kernel.fused_linear` (one kernel
+    for all of it; for floating weights only where it timed faster than this path on first use). With a
+    `workspace`, more rows than that (a prefill) dequantize a quantized weight into it, then multiply."""
+    from specdraft.engine import linear_kernel
 
-        if x.numel() // x.shape[-1] <= kernels.MAX_FAST_ROWS:
+    rows = x.numel() // x.shape[-1]
+    if workspace is not None and scale is not None and rows > linear_kernel.MAX_FAST_ROWS:
+        w = workspace.dequantized(weight, scale, x.dtype)
+        return _reference(x, w, None, bias, residual, norm_weight, eps, glu)
+    if fast_kernels(x):
+        if rows <= linear_kernel.MAX_FAST_ROWS:
             reference = None if scale is not None else (
                 lambda: _reference(x, weight, scale, bias, residual, norm_weight, eps, glu))
-            out = kernels.fused_linear(x, weight, scale, bias, residual, norm_weight, eps, glu, reference)
+            out = linear_kernel.fused_linear(x, weight, scale, bias, residual, norm_weight, eps, glu, reference)
             if out is not None:
                 return out
     return _reference(x, weight, scale, bias, residual, norm_weight, eps, glu)

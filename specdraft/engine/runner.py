@@ -13,43 +13,43 @@ output, valid until that graph's next replay.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from specdraft.engine import tuner as tuning
 from specdraft.engine.decoder import Decoder, KVCache
 from specdraft.engine.timing import median_ms
 from specdraft.verification import probabilities, sample_inverse_cdf
 
 MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this (prefills) run eagerly
-# The steps whose graphs are offered dependent launches (`_Graph`'s try_dependent). Only proposals: whatever
-# a proposal holds, verification against the target keeps speculative output exact (the target's greedy
-# tokens, or with sampling its distribution, as each proposed token is drawn from the distribution returned
-# with it). benchmarks/engine_speed.py --offer-pdl all measures every graph both ways.
+# The steps whose graphs are offered dependent launches by default (`StepRunner.dependent_launch_steps`).
+# Only proposals: whatever a proposal holds, verification against the target keeps speculative output exact
+# (the target's greedy tokens, or with sampling its distribution, as each proposed token is drawn from the
+# distribution returned with it). benchmarks/engine_speed.py --offer-pdl all measures every graph both ways.
 DEPENDENT_LAUNCH_STEPS = frozenset({"propose_rows"})
+STEP_KINDS = frozenset({"step", "rows", "propose_rows"})  # `step`, `step_rows`, `propose_rows`
 
 
 class _Graph:
     """`fn(*inputs)` captured over static copies of its tensor inputs. With `try_dependent`, where the GPU
-    supports programmatic dependent launch (`kernels.pdl_supported`), the step is captured twice, with the
+    supports programmatic dependent launch (`LaunchOptions.supported`), the step is captured twice, with the
     kernels launched plainly and with dependent launches, each replayed and timed, and the faster kept
-    (`pdl_ms`: both timings, plain then dependent; `dependent`: which was kept). Measured on the H200
-    (docs/performance.md), dependent launches took about 9% off the 0.5B draft's proposals and added 9% to
-    the 14B int8 target's one-token steps and 33% to its verifications. A dependent capture that fails leaves
-    the plain graph (`pdl_error`)."""
+    (`pdl_ms`: both timings, plain then dependent; `dependent`: which was kept): which wins depends on the
+    model and the step (docs/performance.md). A dependent capture that fails leaves the plain graph
+    (`pdl_error`)."""
 
     TIMED_REPLAYS = 10
 
     def __init__(self, fn: Callable[..., object], inputs: tuple[Tensor, ...], pool, try_dependent: bool = False):
-        from specdraft.engine import kernels
-
         self.inputs = tuple(t.clone() for t in inputs)
         self.pdl_ms: tuple[float, float] | None = None
         self.dependent, self.pdl_error = False, None
         self.graph, self.output = self._capture(fn, pool, pdl=False)
-        if try_dependent and kernels.pdl_supported():
+        if try_dependent and tuning.current().launch.supported():
             try:
                 graph, output = self._capture(fn, pool, pdl=True)
             except Exception as e:  # this driver or Triton refuses it: the plain graph serves  # noqa: BLE001
@@ -60,12 +60,10 @@ class _Graph:
                 self.graph, self.output, self.dependent = graph, output, True
 
     def _capture(self, fn: Callable[..., object], pool, pdl: bool) -> tuple[torch.cuda.CUDAGraph, object]:
-        from specdraft.engine import kernels
-
         graph = torch.cuda.CUDAGraph()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with kernels.dependent_launches(pdl):
+        with tuning.current().launch.dependent(pdl):
             with torch.cuda.stream(stream):  # warm-up on a side stream, as capture requires
                 fn(*self.inputs)
             torch.cuda.current_stream().wait_stream(stream)
@@ -87,16 +85,34 @@ class _Graph:
 
 
 class StepRunner:
-    """Runs `decoder` steps against one `cache`, through CUDA graphs where the shape allows."""
+    """Runs `decoder` steps against one `cache`, through CUDA graphs where the shape allows.
 
-    def __init__(self, decoder: Decoder, cache: KVCache, *, use_cuda_graphs: bool, kv_block: int = 256):
+    use_cuda_graphs: replay graphs (on a CUDA device), or run every step eagerly (`eager()` for a while).
+    dependent_launch_steps: the kinds of step (of STEP_KINDS) whose graphs are offered dependent
+    launches."""
+
+    def __init__(self, decoder: Decoder, cache: KVCache, *, use_cuda_graphs: bool, kv_block: int = 256,
+                 dependent_launch_steps: frozenset[str] = DEPENDENT_LAUNCH_STEPS):
+        if not dependent_launch_steps <= STEP_KINDS:
+            raise ValueError(f"dependent_launch_steps must be among {sorted(STEP_KINDS)}, got "
+                             f"{sorted(dependent_launch_steps)}")
         self.decoder, self.cache, self.kv_block = decoder, cache, kv_block
+        self.dependent_launch_steps = frozenset(dependent_launch_steps)
         self.use_cuda_graphs = use_cuda_graphs and cache.device.type == "cuda"
         self._graphs: dict[tuple, _Graph] = {}
         # Every graph-sized shape met, captured or (off a GPU) run eagerly: what a graph capture keys on,
         # counted on a CPU too, so that a test can check that warm_up leaves none to meet for the first time.
         self.shapes_met: set[tuple] = set()
         self._pool = torch.cuda.graph_pool_handle() if self.use_cuda_graphs else None
+
+    @contextlib.contextmanager
+    def eager(self):
+        """Run every step eagerly inside, one kernel at a time from the host; the graphs serve again after."""
+        before, self.use_cuda_graphs = self.use_cuda_graphs, False
+        try:
+            yield self
+        finally:
+            self.use_cuda_graphs = before
 
     def kv_len(self, end: int) -> int:
         """Cache columns a step ending at column `end` (exclusive) attends over: `end` rounded up."""
@@ -114,7 +130,7 @@ class StepRunner:
         if not (graph and self.use_cuda_graphs):
             return fn(*inputs)
         if key not in self._graphs:
-            self._graphs[key] = _Graph(fn, inputs, self._pool, key[0] in DEPENDENT_LAUNCH_STEPS)
+            self._graphs[key] = _Graph(fn, inputs, self._pool, key[0] in self.dependent_launch_steps)
         return self._graphs[key](*inputs)
 
     @torch.inference_mode()

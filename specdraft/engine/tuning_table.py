@@ -1,8 +1,8 @@
 """Kernel configurations chosen before, so that an engine's start-up need not time every candidate again.
 
-`kernels` tunes each (shape, fusion) on first use: it compiles and times every candidate configuration.
-On the H200 that was 34.6 s of the 14B int8 target's 39.0 s start-up (docs/performance.md). A choice is
-looked up first, in order, in:
+`tuner.KernelTuner` tunes each (shape, fusion) on first use: it compiles and times every candidate
+configuration, most of a large engine's start-up (docs/performance.md). A choice is looked up first, in
+order, in:
 
 1. this machine's table, `$SPECDRAFT_KERNEL_CACHE` (default
    `~/.cache/specdraft/kernels-<gpu>-triton<version>.json`: a new Triton tunes afresh), to which every
@@ -11,14 +11,13 @@ looked up first, in order, in:
    record of its choices on that GPU (`benchmarks/tuning_table.py`), as vLLM ships tuned kernel
    configurations per GPU.
 
-A stored choice is a configuration's fields, or null for "the torch path was faster". `kernels` uses it
+A stored choice is a configuration's fields, or null for "the torch path was faster". The tuner uses it
 only where it still compiles here; else the shape is tuned afresh. SPECDRAFT_KERNEL_CACHE=off reads and
 writes neither table.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import json
 import os
@@ -34,12 +33,6 @@ SHIPPED = Path(__file__).parent / "tuned"
 def gpu_slug(name: str) -> str:
     """A GPU's name as a file name: 'NVIDIA H200' -> 'NVIDIA_H200'."""
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
-
-
-def _gpu_name() -> str:
-    import torch
-
-    return torch.cuda.get_device_name()
 
 
 def _triton_version() -> str:
@@ -81,30 +74,39 @@ def write(path: Path, gpu: str, choices: dict[str, dict | None], source: str) ->
                        encoding="utf-8")
 
 
-@functools.cache
-def _tables() -> tuple[str, Path | None, dict, dict]:
-    """(gpu, local path, local choices, shipped choices), read once per process."""
-    gpu = _gpu_name()
-    path = local_path(gpu)
-    if path is None:
-        return gpu, None, {}, {}
-    return gpu, path, read(path), read(SHIPPED / f"{gpu_slug(gpu)}.json")
+class TuningTable:
+    """The stored choices one tuner consults: this machine's table (`local`, added to) over the shipped one
+    (`shipped`, read only). Either path None reads nothing there; `local` None also writes nothing. Each
+    file is read on first use."""
 
+    def __init__(self, gpu: str, local: Path | None, shipped: Path | None):
+        self.gpu, self.local, self.shipped = gpu, local, shipped
+        self._choices: tuple[dict, dict] | None = None
 
-def lookup(key: tuple) -> dict | None | object:
-    """The stored choice for a kernel key (this machine's first, then the shipped one), or MISSING."""
-    _, _, local, shipped = _tables()
-    name = str(key)
-    if name in local:
-        return local[name]
-    return shipped.get(name, MISSING)
+    @classmethod
+    def for_gpu(cls, gpu: str) -> TuningTable:
+        """The tables for `gpu` as the module's docstring says (neither with SPECDRAFT_KERNEL_CACHE=off)."""
+        local = local_path(gpu)
+        return cls(gpu, local, None if local is None else SHIPPED / f"{gpu_slug(gpu)}.json")
 
+    def _read(self) -> tuple[dict, dict]:
+        if self._choices is None:
+            self._choices = tuple(read(p) if p is not None else {} for p in (self.local, self.shipped))
+        return self._choices
 
-def record(key: tuple, choice: dict | None) -> None:
-    """Add a choice made here to this machine's table (rewritten whole, atomically)."""
-    gpu, path, local, _ = _tables()
-    if path is None:
-        return
-    local[str(key)] = choice
-    merged = {**read(path), **local}  # keep what another process added meanwhile
-    write(path, gpu, merged, "tuned on this machine by specdraft.engine.kernels")
+    def lookup(self, key: tuple) -> dict | None | object:
+        """The stored choice for a kernel key (this machine's first, then the shipped one), or MISSING."""
+        local, shipped = self._read()
+        name = str(key)
+        if name in local:
+            return local[name]
+        return shipped.get(name, MISSING)
+
+    def record(self, key: tuple, choice: dict | None) -> None:
+        """Add a choice made here to this machine's table (rewritten whole, atomically)."""
+        local, _ = self._read()
+        if self.local is None:
+            return
+        local[str(key)] = choice
+        merged = {**read(self.local), **local}  # keep what another process added meanwhile
+        write(self.local, self.gpu, merged, "tuned on this machine by specdraft.engine.tuner")

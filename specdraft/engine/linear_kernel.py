@@ -1,0 +1,169 @@
+"""`fused_linear`: a layer's matmul with its neighbours folded in, as one Triton kernel (two with split-K),
+for at most MAX_FAST_ROWS rows (a decode step, a verification, a batch of a few rows).
+
+A step at these sizes is bound by reading the weight, and in a CUDA graph every extra kernel costs a few
+microseconds of launch and tail whatever its size (docs/performance.md's profile), so one kernel does: an
+optional RMSNorm of the input (the norm weight is applied to each input tile and the row's sum of squares
+is gathered from the same tiles, so the 1/rms multiplies the sums afterwards and no pass over the row
+precedes the weight loads), the product with an int8 weight (per-output-channel scales, converted in
+registers), a packed int4 one (two values a byte, a scale per GROUP columns of K applied to each tile in
+registers before the multiply) or a floating one, the bias, SiLU(gate) * up for a [gate; up] weight (GLU),
+and the residual add.
+Rounding differs from the reference (`quant.linear`, which prefills run) in two places: the reference rounds
+x / rms before the norm weight multiplies it, the kernel rounds x * weight and divides the sums by rms (so
+the fused norm is not offered for float16, where x * weight can overflow); and with int8 weights the reference
+multiplies by the dequantized weight rounded to the activations' dtype, the kernel scales the float32 sums
+(int4 weights are dequantized with the reference's rounding, so only the order of the sums differs).
+
+Small N gives too few programs to keep every SM reading, so K may be split across SPLIT_K programs whose
+float32 partial sums (and partial sums of squares) a second small kernel adds up in a fixed order before
+the epilogue. Each (shape, fusion) is tuned on first use by the current `tuner.KernelTuner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from specdraft.engine import tuner as tuning
+from specdraft.engine.formats import GROUP
+
+MAX_FAST_ROWS = 16  # one tensor-core tile of rows; more rows (prefills) take the reference path
+
+
+class Config(NamedTuple):
+    block_n: int
+    block_k: int
+    split_k: int
+    num_warps: int
+    num_stages: int
+    dot: bool = True  # tensor cores over 16 padded rows; False: a GEMV over one row (M = 1 only)
+    # With an RMSNorm input: inside the kernel, or torch's norm kernel first. Inside saves a launch but
+    # every program repeats the norm's arithmetic (on 16 padded rows for the tensor-core form): it wins for
+    # small matrices and loses for lm-heads, so the tuner decides.
+    fuse_norm: bool = True
+
+
+# The winners of `benchmarks/linear_kernels.py --sweep` on the H200 (docs/perf/h200_linear_sweep_*.json) over the
+# seed's matrices, M = 1 and 6: tensor-core tiles for the 14B's matrices and every lm-head, the GEMV form for
+# the draft's small one-row matrices.
+CANDIDATES = (Config(32, 256, 1, 4, 4), Config(32, 256, 2, 4, 4), Config(128, 128, 1, 8, 4),
+              Config(64, 128, 4, 4, 5), Config(64, 256, 1, 4, 4), Config(32, 256, 4, 4, 4),
+              Config(4, 1024, 1, 4, 3, dot=False), Config(8, 1024, 1, 4, 2, dot=False))
+CACHE_LINE_BYTES = 128
+PREFETCH_TILES = 2  # weight tiles of each program asked for in L2 before it waits for the kernel before it
+
+
+def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = None, int4: bool = False,
+                   candidates: tuple[Config, ...] = CANDIDATES) -> list[Config]:
+    """The `candidates` that can run `rows` rows (the GEMV form takes one) and, for int4 weights, whose K
+    tiles hold whole groups of scales; with an RMSNorm input, each both with the norm inside the kernel and
+    before it (before only, in float16)."""
+    configs = [c for c in candidates if (c.dot or rows == 1) and not (int4 and c.block_k % GROUP)]
+    if not norm:
+        return configs
+    before = [c._replace(fuse_norm=False) for c in configs]
+    return before if dtype == torch.float16 else configs + before
+
+
+def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Tensor | None,
+                  residual: Tensor | None, norm_weight: Tensor | None, eps: float, glu: bool, out: Tensor,
+                  launch_options: dict | None = None) -> None:
+    """Launch the kernel (and its split-K epilogue) with `config` into out [M, N], untuned: what the tuner
+    times and benchmarks sweep. x [M, K] (rows contiguous); the rest as `fused_linear` takes them; the
+    launch options default to the current tuner's."""
+    import triton
+
+    from specdraft.engine import triton_linear
+
+    options = tuning.current().launch.triton_options() if launch_options is None else launch_options
+    M, N = out.shape
+    int4 = w.dtype == torch.uint8
+    K = w.shape[1] * 2 if int4 else w.shape[1]
+    if int4 and config.block_k % GROUP:
+        raise ValueError(f"{config}: int4 weights need BLOCK_K a multiple of the group size {GROUP}")
+    if not (config.dot or M == 1):
+        raise ValueError(f"{config} is the one-row GEMV form; got {M} rows")
+    block_m = 16 if config.dot else 1
+    k_per_split = triton.cdiv(triton.cdiv(K, config.split_k), config.block_k) * config.block_k
+    split_k = triton.cdiv(K, k_per_split)  # splits that have any K at all
+    halves = 2 if glu else 1
+    workspace = (torch.empty((split_k * halves * block_m * N,), dtype=torch.float32, device=x.device)
+                 if split_k > 1 else out)
+    squares = (torch.empty((split_k * block_m,), dtype=torch.float32, device=x.device)
+               if split_k > 1 and norm_weight is not None else out)
+    r = residual if residual is not None else out
+    dummy = out  # stands in for absent optional pointers (never read: the flags are off)
+    flags = dict(HAS_SCALE=scale is not None and not int4, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
+                 NORM=norm_weight is not None, GLU=glu, SPLIT_K=split_k)
+    line_elems = CACHE_LINE_BYTES // w.element_size()  # stored elements (int4: bytes of two values)
+    stored_block_k = config.block_k // 2 if int4 else config.block_k
+    triton_linear.linear_kernel[(triton.cdiv(N, config.block_n), split_k)](
+        x, w, scale if scale is not None else dummy, bias if bias is not None else dummy, r,
+        norm_weight if norm_weight is not None else dummy, out, workspace, squares, M, N, K, k_per_split,
+        x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps, **flags,
+        INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
+        DOT=config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        PREFETCH_LINES=max(1, PREFETCH_TILES * stored_block_k // line_elems), LINE_ELEMS=line_elems,
+        num_warps=config.num_warps, num_stages=config.num_stages, **options)
+    if split_k > 1:
+        triton_linear.split_k_epilogue[(triton.cdiv(N, 128),)](
+            workspace, squares, scale if scale is not None else dummy, bias if bias is not None else dummy, r, out,
+            M, N, K, r.stride(0), out.stride(0), eps, **flags, BLOCK_M=block_m, BLOCK_N=128, num_warps=4, **options)
+
+
+def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
+                 residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
+                 glu: bool = False, reference: Callable[[], Tensor] | None = None) -> Tensor | None:
+    """`quant.linear` as one kernel (two with split-K): residual + f(a @ W.T + bias) with a = x or
+    rms_norm(x) * norm_weight, W = w (floating), w * scale[:, None] (int8 w, scale [N']) or
+    `quant.dequantize_int4(w, scale)` (uint8 w: packed int4 [N', K / 2], scale [N', K / GROUP]), f = identity, or
+    silu(gate) * up over the two halves of W's N' = 2N rows (glu). x: [..., K], at most MAX_FAST_ROWS rows;
+    residual: [..., N]. Returns [..., N] in x's dtype, or None when the caller's reference path should run:
+    no configuration compiles here, or (floating weights: pass `reference`, the caller's torch path as a
+    zero-argument function, to be timed against the kernel) the torch path was the faster one."""
+    N = w.shape[0] // 2 if glu else w.shape[0]
+    int4 = w.dtype == torch.uint8
+    K = w.shape[1] * 2 if int4 else w.shape[1]
+    if int4 and (K % GROUP or scale is None or scale.shape != (w.shape[0], K // GROUP) or scale.stride(-1) != 1):
+        raise ValueError(f"packed int4 weight [{w.shape[0]}, {w.shape[1]}] needs K = {K} a multiple of {GROUP} and "
+                         f"contiguous scales [{w.shape[0]}, {K // GROUP}], got "
+                         f"{None if scale is None else tuple(scale.shape)}")
+    x2 = x.reshape(-1, x.shape[-1])
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    M = x2.shape[0]
+    if M > MAX_FAST_ROWS:
+        raise ValueError(f"fused_linear takes at most {MAX_FAST_ROWS} rows, got {M}")
+    if x2.shape[1] != K:
+        raise ValueError(f"x has {x2.shape[1]} columns; the weight takes {K}")
+    if glu and residual is not None:
+        raise ValueError("glu and residual do not combine (a layer adds its residual after the down projection)")
+    if glu and w.shape[0] % 2:
+        raise ValueError(f"a glu weight stacks gate and up rows: an even number, got {w.shape[0]}")
+    out = torch.empty((M, N), dtype=x.dtype, device=x.device)
+    r2 = None
+    if residual is not None:
+        r2 = residual.reshape(-1, N)
+        if r2.stride(-1) != 1:
+            r2 = r2.contiguous()
+
+    def run(config: Config) -> None:
+        if norm_weight is not None and not config.fuse_norm:
+            launch_linear(config, F.rms_norm(x2, (K,), norm_weight, eps), w, scale, bias, r2, None, eps, glu, out)
+        else:
+            launch_linear(config, x2, w, scale, bias, r2, norm_weight, eps, glu, out)
+
+    key = (N, K, M, x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None, glu)
+    norm = norm_weight is not None
+    # Under the interpreter: one split-K configuration (it is slow, and that covers both kernels).
+    config = tuning.current().choice(key, "linear", Config, run, lambda: candidates_for(M, norm, x.dtype, int4),
+                                     reference, x.device, fixed=CANDIDATES[1]._replace(fuse_norm=x.dtype != torch.float16))
+    if config is tuning.REFERENCE:
+        return None
+    run(config)
+    return out.view(*x.shape[:-1], N)

@@ -1,0 +1,188 @@
+"""The Triton source of `linear_kernel.fused_linear` (a matmul with its norm, scales, bias, GLU and residual
+folded in) and of `quant`'s prefill dequantization. Triton resolves a kernel's helpers among its module's
+globals, hence a module per family."""
+
+import triton
+import triton.language as tl
+
+from specdraft.engine.triton_common import let_next_kernel_launch, prefetch_to_l2, wait_for_previous_kernel
+
+
+@triton.jit
+def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr):
+    """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T, w converted in registers: on
+    the tensor cores (DOT), or as broadcast products summed over K (BLOCK_M = 1: a GEMV, no padded rows)."""
+    if DOT:
+        if IEEE:
+            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc)
+    else:
+        acc += tl.sum(a.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :], axis=2)
+    return acc
+
+
+@triton.jit
+def load_int4(w_ptr, s_ptr, n, n_ok, k0, K, stride_wn, stride_sn, dtype: tl.constexpr, BLOCK_N: tl.constexpr,
+              BLOCK_K: tl.constexpr, GROUP: tl.constexpr):
+    """Weight rows n, columns k0 .. k0 + BLOCK_K of a packed int4 matrix, dequantized in registers to `dtype`:
+    the bytes [BLOCK_N, BLOCK_K / 2] (column 2j in byte j's low nibble, 2j + 1 in its high one, each as q + 8),
+    both nibbles unpacked and interleaved back, times each group's scale (q * scale rounded to `dtype`, as
+    `quant.dequantize_int4` rounds it). k0 and BLOCK_K are multiples of GROUP; so is K."""
+    pk = k0 // 2 + tl.arange(0, BLOCK_K // 2)
+    packed = tl.load(w_ptr + n[:, None] * stride_wn + pk[None, :], mask=n_ok[:, None] & (pk < K // 2)[None, :],
+                     other=0x88)  # q = 0 outside the matrix
+    low = (packed & 15).to(tl.int8) - 8
+    high = (packed >> 4).to(tl.int8) - 8
+    q = tl.reshape(tl.join(low, high), (BLOCK_N, BLOCK_K)).to(tl.float32)  # join's last axis: (even, odd)
+    g = k0 // GROUP + tl.arange(0, BLOCK_K // GROUP)
+    scale = tl.load(s_ptr + n[:, None] * stride_sn + g[None, :], mask=n_ok[:, None] & (g < K // GROUP)[None, :],
+                    other=0.0).to(tl.float32)
+    w = tl.reshape(q, (BLOCK_N, BLOCK_K // GROUP, GROUP)) * scale[:, :, None]
+    return tl.reshape(w, (BLOCK_N, BLOCK_K)).to(dtype)
+
+
+@triton.jit
+def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
+           stride_om, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+           NORM: tl.constexpr, GLU: tl.constexpr):
+    """The epilogue: RMSNorm's 1/rms of each row (the norm weight went into the input), per-channel scale,
+    bias, SiLU(gate) * up (GLU: acc holds the gate columns, acc_up the up columns N further on, each rounded
+    to the output dtype first, as the reference's matmul output is), residual add; then the store."""
+    out_mask = row_ok[:, None] & col_ok[None, :]
+    if NORM:
+        rstd = 1.0 / tl.sqrt(squares / K + eps)
+        acc = acc * rstd[:, None]
+        if GLU:
+            acc_up = acc_up * rstd[:, None]
+    if HAS_SCALE:
+        acc = acc * tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        if GLU:
+            acc_up = acc_up * tl.load(s_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        if GLU:
+            acc_up += tl.load(b_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if GLU:  # as F.silu(gate) * up on the rounded matmul outputs
+        gate = acc.to(o_ptr.dtype.element_ty).to(tl.float32)
+        up = acc_up.to(o_ptr.dtype.element_ty)
+        acc = ((gate * tl.sigmoid(gate)).to(o_ptr.dtype.element_ty) * up).to(tl.float32)
+    if HAS_RESIDUAL:
+        acc += tl.load(r_ptr + rows[:, None] * stride_rm + cols[None, :], mask=out_mask, other=0.0).to(tl.float32)
+    tl.store(o_ptr + rows[:, None] * stride_om + cols[None, :], acc.to(o_ptr.dtype.element_ty), mask=out_mask)
+
+
+@triton.jit(do_not_specialize=["M"])
+def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_ptr, M, N, K, K_PER_SPLIT,
+                  stride_xm, stride_wn, stride_sn, stride_rm, stride_om, eps, HAS_SCALE: tl.constexpr,
+                  HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr, GLU: tl.constexpr,
+                  SPLIT_K: tl.constexpr, INT4: tl.constexpr, GROUP: tl.constexpr, IEEE: tl.constexpr,
+                  DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                  PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1, LINE_ELEMS: tl.constexpr = 64):
+    """Program (n, k): output columns n * BLOCK_N.. over the k-th of SPLIT_K slices of K. NORM: the input is
+    x * norm_weight and the row's sum of squares is gathered from the same tiles on the way (the 1/rms is
+    applied after the sum, so no pass over the row precedes the weight loads). GLU: the weight holds 2N rows,
+    gate then up, and each program multiplies both halves for its columns. The weight is floating, int8
+    (HAS_SCALE: per-channel scales, applied in the epilogue) or packed int4 (INT4: scales per GROUP columns
+    of K vary along K, so `load_int4` applies them to each tile before the multiply). PDL: launched early
+    (programmatic dependent launch), the program first asks for the start of its weight rows in L2 -- PREFETCH_LINES
+    cache lines of LINE_ELEMS stored elements each -- then waits for the kernel before it."""
+    pid_n, pid_k = tl.program_id(0), tl.program_id(1)
+    rows = tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs = tl.arange(0, BLOCK_K)
+    row_ok, col_ok = rows < M, cols < N
+    if PDL:  # the weights: no earlier kernel writes them
+        stored_k = K // 2 if INT4 else K  # int4 packs two values a byte
+        first = (pid_k * K_PER_SPLIT) // (2 if INT4 else 1) + tl.arange(0, PREFETCH_LINES) * LINE_ELEMS
+        line_ok = col_ok[:, None] & (first < stored_k)[None, :]
+        prefetch_to_l2(w_ptr + cols[:, None] * stride_wn + first[None, :], line_ok, PDL)
+        if GLU:
+            prefetch_to_l2(w_ptr + (N + cols)[:, None] * stride_wn + first[None, :], line_ok, PDL)
+    wait_for_previous_kernel(PDL)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    squares_tile = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)  # summed over K once, after the loop
+    k_start = pid_k * K_PER_SPLIT
+    for k0 in range(k_start, k_start + K_PER_SPLIT, BLOCK_K):
+        ks = k0 + offs
+        k_ok = ks < K
+        a = tl.load(x_ptr + rows[:, None] * stride_xm + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+        if NORM:
+            af = a.to(tl.float32)
+            squares_tile += af * af  # element-wise: no reduction across threads inside the loop
+            a = (a * tl.load(nw_ptr + ks, mask=k_ok, other=0.0)[None, :]).to(a.dtype)
+        if INT4:
+            w = load_int4(w_ptr, s_ptr, cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N, BLOCK_K, GROUP)
+        else:
+            w = tl.load(w_ptr + cols[:, None] * stride_wn + ks[None, :], mask=col_ok[:, None] & k_ok[None, :],
+                        other=0)
+        acc = multiply_add(acc, a, w, DOT, IEEE)
+        if GLU:
+            if INT4:
+                w_up = load_int4(w_ptr, s_ptr, N + cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N,
+                                 BLOCK_K, GROUP)
+            else:
+                w_up = tl.load(w_ptr + (N + cols)[:, None] * stride_wn + ks[None, :],
+                               mask=col_ok[:, None] & k_ok[None, :], other=0)
+            acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE)
+    let_next_kernel_launch(PDL)
+    squares = tl.sum(squares_tile, axis=1)
+    if SPLIT_K > 1:  # float32 partials, summed in a fixed order by split_k_epilogue
+        out_mask = row_ok[:, None] & col_ok[None, :]
+        part = ws_ptr + pid_k * (1 + GLU) * BLOCK_M * N + rows[:, None] * N + cols[None, :]
+        tl.store(part, acc, mask=out_mask)
+        if GLU:
+            tl.store(part + BLOCK_M * N, acc_up, mask=out_mask)
+        if NORM:
+            if pid_n == 0:
+                tl.store(ss_ptr + pid_k * BLOCK_M + rows, squares, mask=row_ok)
+    else:
+        finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
+               stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
+
+
+@triton.jit(do_not_specialize=["M"])
+def split_k_epilogue(ws_ptr, ss_ptr, s_ptr, b_ptr, r_ptr, o_ptr, M, N, K, stride_rm, stride_om, eps,
+                     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr,
+                     GLU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                     PDL: tl.constexpr = False):
+    wait_for_previous_kernel(PDL)
+    let_next_kernel_launch(PDL)
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rows = tl.arange(0, BLOCK_M)
+    row_ok, col_ok = rows < M, cols < N
+    mask = row_ok[:, None] & col_ok[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    squares = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for split in range(SPLIT_K):  # a fixed order: the same sum on every run
+        part = ws_ptr + split * (1 + GLU) * BLOCK_M * N + rows[:, None] * N + cols[None, :]
+        acc += tl.load(part, mask=mask, other=0.0)
+        if GLU:
+            acc_up += tl.load(part + BLOCK_M * N, mask=mask, other=0.0)
+        if NORM:
+            squares += tl.load(ss_ptr + split * BLOCK_M + rows, mask=row_ok, other=0.0)
+    finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
+           stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
+
+
+@triton.jit
+def dequantize_kernel(w_ptr, s_ptr, o_ptr, N, K, stride_wn, stride_sn, INT4: tl.constexpr, GROUP: tl.constexpr,
+                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Program (n, k): rows n * BLOCK_N.., columns k * BLOCK_K.. of an int8 (a scale per row) or packed int4
+    (a scale per GROUP columns; BLOCK_K a multiple of GROUP) weight, dequantized into o [N, K] with
+    `quant.dequantize`'s rounding: q times the scale rounded to o's dtype, the product rounded once."""
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k0 = tl.program_id(1) * BLOCK_K
+    ks = k0 + tl.arange(0, BLOCK_K)
+    n_ok = n < N
+    mask = n_ok[:, None] & (ks < K)[None, :]
+    if INT4:
+        w = load_int4(w_ptr, s_ptr, n, n_ok, k0, K, stride_wn, stride_sn, o_ptr.dtype.element_ty, BLOCK_N, BLOCK_K,
+                      GROUP)
+    else:
+        q = tl.load(w_ptr + n[:, None] * stride_wn + ks[None, :], mask=mask, other=0).to(tl.float32)
+        s = tl.load(s_ptr + n, mask=n_ok, other=0.0).to(o_ptr.dtype.element_ty).to(tl.float32)
+        w = (q * s[:, None]).to(o_ptr.dtype.element_ty)
+    tl.store(o_ptr + n[:, None] * K + ks[None, :], w, mask=mask)
