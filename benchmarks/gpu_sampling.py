@@ -20,6 +20,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from rehearsal_report import snakemake_walls  # benchmarks/ is this script's directory, first on sys.path
+
 DEVICE_LINE = re.compile(r"holds GPU|SLURM job|device pool is off")
 
 
@@ -68,16 +70,6 @@ def device_lines(logs: Path) -> dict[str, str | None]:
                      if DEVICE_LINE.search(line)), None)
         found[str(path.relative_to(logs))] = line
     return found
-
-
-def snakemake_walls(directory: Path) -> dict[str, float]:
-    walls = {}
-    for path in sorted(directory.rglob("*.tsv")):
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        if rows and "s" in rows[0]:
-            walls[str(path.relative_to(directory).with_suffix(""))] = float(rows[-1]["s"])
-    return walls
 
 
 def main() -> None:
