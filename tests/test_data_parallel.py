@@ -27,7 +27,7 @@ TEXTS = ["Natalia sold 48/2 = 24 clips in May. #### 72", "48/2=24; 48+24=72 ####
 # 16 problems, 2 a micro-step, 4 micro-steps a step: a global batch of 8, 2 steps an epoch; no dropout, whose
 # masks no two processes draw alike.
 EXAMPLES = [prompt_completion(prompt_messages(f"What is {a}+{b}?", "cod"), f"{a}+{b}={a + b} " * (1 + a % 3)
-                              + f"#### {a + b}") for a, b in zip(range(10, 26), range(40, 56))]
+                              + f"#### {a + b}", enable_thinking=False) for a, b in zip(range(10, 26), range(40, 56))]
 TRAINING = {"epochs": 2, "batch_size": 2, "gradient_accumulation_steps": 4, "learning_rate": 0.01,
             "max_length": 256, "save_steps": 1,
             "lora": {"r": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
