@@ -1,7 +1,7 @@
-from specdraft.data.prepare import StylePaths, llm_rewriter, prepare
 from specdraft.workflow import step
 
 with step(snakemake) as cfg:
+    from specdraft.data.prepare import StylePaths, llm_rewriter, prepare
     out = snakemake.output
     outputs = {style: StylePaths(out[f"{style}_train"], out[f"{style}_test"], out[f"{style}_report"])
                for style in ("cot", "cod")}

@@ -99,7 +99,7 @@ def test_the_stage_resumes_a_one_process_checkpoint_in_two(tmp_path, tokenizer_d
                  checkpoint_dir=tmp_path / "checkpoints", callbacks=(KillAfter(3),))
     assert [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
     train_target(str(tmp_path / "base"), str(tmp_path / "train.jsonl"), str(tmp_path / "adapter"), training(2),
-                 dtype="float32", device="cpu", seed=0, gpu=load_config({}).gpu,
+                 dtype="float32", device="cpu", seed=0, gpu=load_config({}).gpu, enable_thinking=False,
                  checkpoint_dir=str(tmp_path / "checkpoints"))
     stats = json.loads((tmp_path / "adapter" / "train_stats.json").read_text())
     assert (stats["resumed_from_step"], stats["num_steps"], stats["num_processes"]) == (2, 4, 2)
@@ -112,7 +112,7 @@ def test_a_global_batch_that_does_not_split_evenly_is_refused_before_any_model_l
     with pytest.raises(ValueError, match=r"train_target.gradient_accumulation_steps \(3\) must be a multiple of "
                                          r"train_target.num_gpus \(2\)"):
         train_target("no-such-base", str(tmp_path / "missing.jsonl"), str(tmp_path / "adapter"), cfg,
-                     dtype="float32", device="cpu", seed=0, gpu=load_config({}).gpu)
+                     dtype="float32", device="cpu", seed=0, gpu=load_config({}).gpu, enable_thinking=False)
     assert accumulation_per_process(8, 4, "train_draft") == 2
 
 
@@ -121,15 +121,15 @@ def test_the_workflow_trains_the_target_in_two_processes(tmp_path, repo):
     config = micro_config(repo)
     config["train_target"].update({"num_gpus": 2, "gradient_accumulation_steps": 2})
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, "-m", "snakemake", "results/cod_easy/target_adapter", "-s",
+    result = subprocess.run([sys.executable, "-m", "snakemake", "results/cod_easy/seed0/target_adapter", "-s",
                              str(repo / "Snakefile"), "--directory", str(tmp_path), "--cores", "2", "--resources",
                              "gpu=2", "--configfile", str(tmp_path / "micro.yaml")],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    log = (tmp_path / "logs/train_target/cod_easy.log").read_text()
+    log = (tmp_path / "logs/train_target/cod_easy/seed0.log").read_text()
     assert "models.device is cpu: the job takes none" in log and "launching 2 data-parallel processes" in log
     assert " rank 0 INFO " in log  # the processes' lines land in the job's log
-    stats = json.loads((tmp_path / "results/cod_easy/target_adapter/train_stats.json").read_text())
+    stats = json.loads((tmp_path / "results/cod_easy/seed0/target_adapter/train_stats.json").read_text())
     assert stats["num_processes"] == 2 and stats["gradient_accumulation_steps_per_process"] == 1
 
 

@@ -120,7 +120,7 @@ def test_stages_refuse_a_small_budget_before_loading(tmp_path, monkeypatch):
         monkeypatch.setattr(module, name, refuse_loading)
     random_checkpoints(tmp_path)
     cfg = load_config({"engine_weights": "int8", "gpu": {"memory_gib": 8}})
-    common = dict(dtype="bfloat16", device="cpu", seed=0, gpu=cfg.gpu)
+    common = dict(dtype="bfloat16", device="cpu", seed=0, gpu=cfg.gpu, enable_thinking=False)
     target, draft, records = str(tmp_path / "target"), str(tmp_path / "draft"), str(tmp_path / "records.jsonl")
     with pytest.raises(MemoryBudgetError, match=r"distill needs \d+\.\d GiB .*gpu.memory_gib 8.*distill.batch_size"):
         specdraft.distill.distill(target, target, records, str(tmp_path / "d.jsonl"), cfg.distill, engine="auto",
