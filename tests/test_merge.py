@@ -70,11 +70,17 @@ def test_the_merge_check_passes_a_merge_and_catches_a_missing_one(tmp_path, toke
     assert check.passed and check.adapter_effect > 100 * check.max_abs_diff
     assert "config.json" in check.files and "model.safetensors" in check.files
 
+    # In bf16 against a float32 run of the same weights: the merge adds about the dtype's own noise.
+    check = check_merged(tmp_path / "base", tmp_path / "adapter", tmp_path / "merged", prompts, dtype="bfloat16",
+                         device="cpu", reference_dtype="float32")
+    assert check.passed and 0 < check.adapter_vs_reference < check.adapter_effect
     # The base saved as if merged: the check sees the adapter's effect missing.
     AutoModelForCausalLM.from_pretrained(tmp_path / "base").save_pretrained(tmp_path / "unmerged")
     tokenizer.save_pretrained(tmp_path / "unmerged")
     assert not check_merged(tmp_path / "base", tmp_path / "adapter", tmp_path / "unmerged", prompts,
                             dtype="float32", device="cpu").passed
+    assert not check_merged(tmp_path / "base", tmp_path / "adapter", tmp_path / "unmerged", prompts,
+                            dtype="bfloat16", device="cpu", reference_dtype="float32").passed
     (tmp_path / "merged" / "adapter_config.json").write_text("{}")
     with pytest.raises(ValueError, match="adapter_config.json \\(an adapter file\\)"):
         check_merged(tmp_path / "base", tmp_path / "adapter", tmp_path / "merged", prompts, dtype="float32",
