@@ -48,16 +48,25 @@ def snakemake_walls(directory: Path | None) -> dict[str, float]:
 
 
 def collect(workdir: Path) -> list[tuple[str, str, Path]]:
-    """(rule, experiment, stats file) of every GPU stage of the run."""
+    """(rule, experiment/seed, stats file) of every GPU stage of the run (results/<experiment>/seed<N>/...)."""
     found = []
-    for path in sorted(workdir.glob("results/*/*_adapter/train_stats.json")):
-        found.append((f"train_{path.parent.name.removesuffix('_adapter')}", path.parent.parent.name, path))
-    for path in sorted(workdir.glob("results/*/distilled.jsonl.stats.json")):
-        found.append(("distill", path.parent.name, path))
-    for path in sorted(workdir.glob("results/*/benchmark.csv.stats.json")):
-        rule = "baseline" if path.parent.name.startswith("untrained_") else "bench"
-        found.append((rule, path.parent.name, path))
+    for path in sorted(workdir.glob("results/*/seed*/*_adapter/train_stats.json")):
+        found.append((f"train_{path.parent.name.removesuffix('_adapter')}", replicate(path.parent.parent), path))
+    for path in sorted(workdir.glob("results/*/seed*/distilled.jsonl.stats.json")):
+        found.append(("distill", replicate(path.parent), path))
+    for path in sorted(workdir.glob("results/*/seed*/benchmark.csv.stats.json")):
+        rule = "baseline" if path.parent.parent.name.startswith("untrained_") else "bench"
+        found.append((rule, replicate(path.parent), path))
     return found
+
+
+def replicate(seed_dir: Path) -> str:
+    return f"{seed_dir.parent.name}/{seed_dir.name}"
+
+
+def wall_key(rule: str, experiment: str) -> str:
+    """The job's Snakemake benchmark file: the baseline's is named by scenario (baseline/<scenario>/seed<N>)."""
+    return f"{rule}/{experiment.removeprefix('untrained_')}" if rule == "baseline" else f"{rule}/{experiment}"
 
 
 def fmt(value, digits: int = 1) -> str:
@@ -93,9 +102,9 @@ def extrapolate(stages: list[tuple[str, str, dict, float | None]], rehearsal, fu
     the counts. Training scales with examples x epochs at the rehearsal's tokens per example; distill with
     problems x max_new_tokens (random weights never stop early: an upper bound); bench with problems x
     max_new_tokens x (1 + number of k)."""
-    jobs = {"train_target": len(full.styles) * len(full.scenarios), "distill": len(full.styles) * len(full.scenarios),
-            "train_draft": len(full.styles) * len(full.scenarios), "bench": len(full.styles) * len(full.scenarios),
-            "baseline": len(full.scenarios) if full.baseline.enabled else 0}
+    experiments = len(full.styles) * len(full.scenarios) * len(full.seeds)
+    jobs = {"train_target": experiments, "distill": experiments, "train_draft": experiments, "bench": experiments,
+            "baseline": len(full.scenarios) * len(full.seeds) if full.baseline.enabled else 0}
     rows, total = [], 0.0
     for rule, experiment, stats, wall in stages:
         if rule.startswith("train_"):
@@ -134,13 +143,12 @@ def card_section(name: str, directory: Path) -> str:
     run = load_json(directory / "run.json")
     walls = snakemake_walls(directory / "results" / "benchmarks")
     found = {(rule, experiment): load_json(path) for rule, experiment, path in collect(directory)}
-    experiments = {"baseline": "untrained_easy"}
+    experiments = {"baseline": "untrained_easy/seed0"}
     rows = []
     for rule in GPU_RULES:
-        experiment = experiments.get(rule, "cod_easy")
+        experiment = experiments.get(rule, "cod_easy/seed0")
         stats = found.get((rule, experiment))
-        wall = walls.get(f"{rule}/{experiment.removeprefix('untrained_')}" if rule == "baseline" else
-                         f"{rule}/{experiment}")
+        wall = walls.get(wall_key(rule, experiment))
         if stats is None:
             status = "failed (log in rehearsal/)" if (directory / "logs" / rule).exists() else "not run"
             rows.append([rule, experiment, status, fmt(wall), "–", "–", "–", "–", "–"])
@@ -199,10 +207,8 @@ def main() -> None:
     stages = []
     for rule, experiment, path in collect(args.workdir):
         stats = load_json(path)
-        shutil.copyfile(path, raw_dir / f"{rule}_{experiment}.json")
-        # The baseline's benchmark file is named by scenario (results/benchmarks/baseline/{scenario}.tsv).
-        wall_key = f"{rule}/{experiment.removeprefix('untrained_')}" if rule == "baseline" else f"{rule}/{experiment}"
-        stages.append((rule, experiment, stats, walls.pop(wall_key, None)))
+        shutil.copyfile(path, raw_dir / f"{rule}_{experiment.replace('/', '_')}.json")
+        stages.append((rule, experiment, stats, walls.pop(wall_key(rule, experiment), None)))
     if args.mfu.resolve() != (raw_dir / args.mfu.name).resolve():
         shutil.copyfile(args.mfu, raw_dir / args.mfu.name)
 

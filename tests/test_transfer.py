@@ -96,9 +96,9 @@ def test_plot_of_a_single_cell(pair, tmp_path):
 
 
 def test_palette():
-    from specdraft import summary
+    from specdraft.analysis import plots
 
-    assert summary.STYLE_COLOURS is STYLE_COLOURS  # every plot takes its colours from one place
+    assert plots.STYLE_COLOURS is STYLE_COLOURS  # every plot takes its colours from one place
     assert len({style_colour(s) for s in ("cot", "cod", "untrained")}) == 3
     cod = style_colour("cod")
     assert shade("cod", 2, 3) == pytest.approx(tuple(int(cod[i:i + 2], 16) / 255 for i in (1, 3, 5)))
