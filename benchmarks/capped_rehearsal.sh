@@ -7,6 +7,8 @@
 #   bash benchmarks/capped_rehearsal.sh <out> 24gb [targets]    # then 48gb, one call each
 #   python benchmarks/rehearsal_report.py --card 24gb=<out>/24gb --card 48gb=<out>/48gb ...   # docs/rehearsal.md
 # EXTRA_CONFIG=<yaml>: one more --configfile (a scaled-down CPU smoke run of this script).
+# CAPPED_REHEARSAL_COMMIT / CAPPED_REHEARSAL_CONDITIONS: recorded in run.json (commit where .git is absent; what
+# else ran on the GPU at the same time).
 # Default targets: the two benchmark CSVs (every GPU stage but merge and the analysis rules: those need the plot
 # stack or, for the 14B merge, a disk write of 29.5 GB; benchmarks/merge_full_size.py checks the merge).
 set -uo pipefail
@@ -29,10 +31,13 @@ status=$?
 seconds=$(( $(date +%s) - start ))
 (cd "$work" && find results logs \( -name '*.json' -o -name '*.tsv' -o -name '*.log' \) \
      ! -path '*/checkpoints/*' ! -name log_history.json ! -name 'tokenizer*.json' ! -name vocab.json -print0 | xargs -0 -r cp --parents -t "$out/$card")
-python3 - "$out/$card/run.json" "$card" "$status" "$seconds" "${command[*]}" <<'PY'
+# The device copy of the tree has no .git: the caller may name the commit and what else shared the GPU.
+commit=$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo "${CAPPED_REHEARSAL_COMMIT:-unknown}")
+python3 - "$out/$card/run.json" "$card" "$status" "$seconds" "${command[*]}" "$commit" \
+    "${CAPPED_REHEARSAL_CONDITIONS:-alone on the GPU}" <<'PY'
 import json, platform, subprocess, sys
 import yaml
-path, card, status, seconds, command = sys.argv[1:]
+path, card, status, seconds, command, commit, conditions = sys.argv[1:]
 try:
     gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
                          capture_output=True, text=True).stdout.strip()
@@ -40,7 +45,8 @@ except FileNotFoundError:
     gpu = None
 budget = yaml.safe_load(open(f"configs/{card}.yaml"))["gpu"]["memory_gib"]
 json.dump({"card": card, "memory_gib": budget, "command": command, "returncode": int(status),
-           "seconds": int(seconds), "machine": platform.node(), "gpu": gpu}, open(path, "w"), indent=2)
+           "seconds": int(seconds), "machine": platform.node(), "gpu": gpu, "commit": commit,
+           "conditions": conditions}, open(path, "w"), indent=2)
 PY
 tail -n 25 "$out/$card/snakemake.log"
 echo "rehearsal under $card: exit $status after ${seconds}s; results in $out/$card"

@@ -122,9 +122,9 @@ def extrapolate(stages: list[tuple[str, str, dict, float | None]], rehearsal, fu
             seconds = stats["target"]["seconds"] + sum(v["seconds"] for k, v in stats.items()
                                                        if k.startswith("speculative_k"))
             scale = (min(full.bench.num_problems, full.data.num_test) * full.bench.max_new_tokens
-                     * (1 + len(full.bench.num_speculative_tokens))) / \
+                     * (1 + len(full.bench.num_speculative_tokens)) * full.bench.repeats) / \
                 (min(rehearsal.bench.num_problems, rehearsal.data.num_test) * rehearsal.bench.max_new_tokens
-                 * (1 + len(rehearsal.bench.num_speculative_tokens)))
+                 * (1 + len(rehearsal.bench.num_speculative_tokens)) * rehearsal.bench.repeats)
             work, full_work = seconds, seconds * scale
         fixed = max(0.0, wall - work) if wall is not None else 0.0
         per_job = fixed + full_work
@@ -159,13 +159,51 @@ def card_section(name: str, directory: Path) -> str:
                      fmt(stats.get("load_seconds")), fmt(sized)])
     return f"""## Under a {name} card's budget: gpu.memory_gib {run["memory_gib"]}
 
-`{run["command"]}` on {run.get("gpu") or run["machine"]}: exit status {run["returncode"]} after {run["seconds"]} s.
+`{run["command"]}` on {run.get("gpu") or run["machine"]}: exit status {run["returncode"]} after {run["seconds"]} s,
+at commit {run.get("commit", "unrecorded")}; the GPU was shared: {run.get("conditions", "unrecorded")}.
 Every GPU job's allocator capped at the budget; "planned" is what the stage computed from the models' config.json
 before loading (`specdraft/memory_budget.py`: training's is a lower bound); "rows" is distill's batch or bench's
 concurrency after sizing.
 
 {table(["rule", "experiment", "status", "wall s", "peak allocated GiB", "peak reserved GiB", "planned GiB",
         "load s", "rows"], rows)}
+"""
+
+
+def mfu_commands(runs: list[dict], paths: list[Path]) -> str:
+    lines = []
+    for run, path in zip(runs, paths):
+        command = "`, then `".join(run["command"]) if isinstance(run["command"], list) else run["command"]
+        note = f" {run['notes']}" if run.get("notes") else ""
+        lines.append(f"- [`{path.name}`](rehearsal/{path.name}): {run['conditions']['steps']} optimizer steps per "
+                     f"variant; `{command}`.{note}")
+    return "\n".join(lines)
+
+
+def merge_section(merge: dict, name: str) -> str:
+    """`benchmarks/merge_full_size.py`: the 14B merged under a card's cap, reloaded, its logits checked."""
+    check, shards, conditions = merge["check"], merge["shard_bytes"], merge["conditions"]
+    rows = [["merged vs float32 reference, max abs logit diff", fmt(check.get("merged_vs_reference"), 3)],
+            ["unmerged adapter model vs float32 reference", fmt(check.get("adapter_vs_reference"), 3)],
+            ["the adapter's own effect on the logits (max)", fmt(check["adapter_effect"], 3)],
+            ["largest logit", fmt(check["max_abs_logit"], 3)],
+            ["check", "passed" if check["passed"] else "FAILED"],
+            [f"merge peak allocated GiB (cap {fmt(conditions['merge_memory_cap_gib'])})",
+             fmt(merge["merge_peak_allocated_gib"], 2)],
+            ["merge s / reload and check s", f"{fmt(merge['merge_seconds'])} / {fmt(merge['check_seconds'])}"],
+            ["safetensors shards: count, GB", f"{len(shards)}, {sum(shards.values()) / 1e9:,.1f}"]]
+    others = ", ".join(f"`{f}`" for f in check["files"] if not f.startswith("model-0"))
+    return f"""## Merge at full size (`benchmarks/merge_full_size.py`)
+
+A random LoRA (r {conditions["lora_r"]}, std {conditions["lora_std"]}) on the random {conditions["architecture"]}
+in {conditions["dtype"]}, merged by the `merge` rule's code on {merge["device"]}, written, reloaded and run on
+{check["num_prompts"]} prompts. bf16 rounding moves the unmerged model's logits too, so the check compares both
+with a {check.get("reference_dtype", "–")} run of the same weights: the merged model passes when it is at most
+twice as far from it as the unmerged model. The directory holds {others} and the shards, no adapter files.
+Raw: [`{name}`](rehearsal/{name}); command `{merge["command"]}`.
+
+{table(["", "value"], rows)}
+
 """
 
 
@@ -187,7 +225,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--mfu", type=Path, required=True, help="benchmarks/train_mfu.py's JSON")
+    parser.add_argument("--mfu", type=Path, action="append", required=True,
+                        help="benchmarks/train_mfu.py's JSON (repeat for several runs: one table)")
+    parser.add_argument("--merge", type=Path, help="benchmarks/merge_full_size.py's JSON")
     parser.add_argument("--card", action="append", default=[], metavar="NAME=DIR",
                         help="a capped run's directory (benchmarks/capped_rehearsal.sh <out> NAME): a table each")
     parser.add_argument("--snakemake-benchmarks", type=Path)
@@ -207,12 +247,15 @@ def main() -> None:
     stages = []
     for rule, experiment, path in collect(args.workdir):
         stats = load_json(path)
-        shutil.copyfile(path, raw_dir / f"{rule}_{experiment.replace('/', '_')}.json")
+        if not path.resolve().is_relative_to(raw_dir.resolve()):  # a card's run is copied whole below
+            shutil.copyfile(path, raw_dir / f"{rule}_{experiment.replace('/', '_')}.json")
         stages.append((rule, experiment, stats, walls.pop(wall_key(rule, experiment), None)))
-    if args.mfu.resolve() != (raw_dir / args.mfu.name).resolve():
-        shutil.copyfile(args.mfu, raw_dir / args.mfu.name)
+    for path in [*args.mfu, *([args.merge] if args.merge else [])]:
+        if path.resolve() != (raw_dir / path.name).resolve():
+            shutil.copyfile(path, raw_dir / path.name)
 
-    mfu = load_json(args.mfu)
+    mfu_runs = [load_json(path) for path in args.mfu]
+    mfu = {"results": [r for run in mfu_runs for r in run["results"]]}
     devices = {s.get("device_name") for _, _, s, _ in stages} | {r.get("device_name") for r in mfu["results"]}
     devices.discard(None)
 
@@ -256,21 +299,23 @@ token, N = the base's parameters, against a dense bf16 peak of {fmt(peak / 1e12 
 ## Training throughput and memory at 4 x 1024 / 8 x 1024 tokens (`benchmarks/train_mfu.py`)
 
 The project's training path (`specdraft.training.sft_lora`: TRL SFTTrainer + PEFT LoRA on all linear layers),
-synthetic examples of exactly the sequence length, {mfu["conditions"]["steps"]} optimizer steps per variant, each
-variant in its own process; "cap" is `torch.cuda.set_per_process_memory_fraction` at that many GiB (a 24 GB card).
-Command: `{"`, then `".join(mfu["command"]) if isinstance(mfu["command"], list) else mfu["command"]}`.{(" " + mfu["notes"]) if mfu.get("notes") else ""}
+synthetic examples of exactly the sequence length, each variant in its own process; "cap" is
+`torch.cuda.set_per_process_memory_fraction` at that many GiB (21.5: a 24 GB card).
+{mfu_commands(mfu_runs, args.mfu)}
 
 {table(["variant", "model", "batch x tokens", "base", "grad. ckpt", "cap GiB", "tokens/s", "MFU",
         "peak allocated GiB", "peak reserved GiB"], mfu_rows)}
 
-## The full `config.yaml` sweep, extrapolated
+{merge_section(load_json(args.merge), args.merge.name) if args.merge else ""}## The full `config.yaml` sweep, extrapolated
 
 Per job: the rehearsal job's fixed cost (wall time minus its measured work: start-up, weight loading, warm-up)
 plus its work scaled to the full counts (training: examples x epochs at the rehearsal's tokens per example;
 distill: problems x `max_new_tokens`, every completion assumed to run to the limit; bench: problems x
-`max_new_tokens` x (1 + number of k)). GSM8K examples stand in for all scenarios: MATH's are longer
-([data.md](data.md)), so medium and hard take longer than this. Without Snakemake benchmark files the fixed
-cost is counted as 0.
+`max_new_tokens` x (1 + number of k) x repeats). GSM8K examples stand in for all scenarios: MATH's are longer
+([data.md](data.md)), so medium and hard train longer than this. Distill and bench are upper bounds: random
+weights never stop before `max_new_tokens` (real answers are a fraction of it, [data.md](data.md)) and their
+drafts are accepted at chance, so every speculative run here is slower than the target alone. Without
+Snakemake benchmark files the fixed cost is counted as 0.
 
 {table(["rule", "from", "fixed s", "work s (full counts)", "per job s", "jobs", "hours"], extrapolated)}
 
@@ -279,10 +324,12 @@ Total: **{total / 3600:.1f} hours** on one GPU of this kind.
 ## How to reproduce
 
 ```bash
-python benchmarks/train_mfu.py --out docs/rehearsal/train_mfu_h200.json      # H200: benchmarks/h200_site.sh
-snakemake all merge --cores 1 --configfile configs/rehearsal.yaml --resources gpu=1
-python benchmarks/rehearsal_report.py --workdir . --mfu docs/rehearsal/train_mfu_h200.json \
-    --snakemake-benchmarks <the rules' benchmark directory>
+bash benchmarks/h200_site.sh h200_site workflow       # the packages the H200 lacks; carry them
+bash benchmarks/capped_rehearsal.sh <out> 48gb        # and 24gb: the DAG under gpu.memory_gib 44 / 21.5
+python benchmarks/train_mfu.py --out <out>/train_mfu.json [--variants ...]
+python benchmarks/merge_full_size.py --out <out>/merge_full_size.json --work <scratch>
+python benchmarks/rehearsal_report.py --workdir <out>/48gb --snakemake-benchmarks <out>/48gb/results/benchmarks \\
+    --card 24gb=<out>/24gb --card 48gb=<out>/48gb --mfu <out>/train_mfu.json --merge <out>/merge_full_size.json
 ```
 """
     args.out.write_text(text)
