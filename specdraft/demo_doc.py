@@ -19,6 +19,7 @@ from specdraft.analysis.provenance import REPO, provenance, provenance_line
 
 COMMAND = ".venv/bin/snakemake --cores 2 --configfile demo/config.yaml"
 DOC_COMMAND = "python -m specdraft.demo_doc <run directory>"
+SHORT_ANSWER_SHARE = 0.25  # answers shorter than this share of the training solutions: the style is not learned
 
 
 def _num(value: float, digits: int = 3) -> str:
@@ -107,6 +108,8 @@ def render(run: Path, record: dict) -> str:
     note = weights_note(conditions)
     if note:
         lines.append(f"- {note}")
+    if stats is not None and "tokens_mean" in stats:
+        lines += short_answers_note(summary, stats)
     if stats is not None and "token_ratio_to_cot" in stats:
         train = stats[(stats["style"] == "cod") & (stats["split"] == "train")]
         ratios = ", ".join(f"{r.scenario} {r.token_ratio_to_cot:.2f}" for r in train.itertuples())
@@ -114,6 +117,22 @@ def render(run: Path, record: dict) -> str:
                      "`data/processed/stats.csv`).")
     lines.append("")
     return "\n".join(lines)
+
+
+def short_answers_note(summary, stats) -> list[str]:
+    """A line when the tuned targets answer in a small fraction of their training solutions' length: the styles
+    then decode much the same few tokens, and the demo cannot show their effect."""
+    trained = summary[summary.trained.astype(bool)]
+    train = stats[stats["split"] == "train"].set_index(["style", "scenario"])["tokens_mean"]
+    shares = [row.tokens_per_answer / train[(row.style, row.scenario)] for row in trained.itertuples()
+              if (row.style, row.scenario) in train.index]
+    if not shares or max(shares) >= SHORT_ANSWER_SHARE:
+        return []
+    return [f"- **The tuned targets answer in {_num(trained.tokens_per_answer.min())}-"
+            f"{_num(trained.tokens_per_answer.max())} tokens**, {_num(min(shares), 2)}-{_num(max(shares), 2)} of "
+            "their training solutions' mean length: models this small learn the separator and a number before the "
+            "reasoning, so both styles decode much the same few tokens. The demo exercises every stage and the "
+            "statistics; it cannot show what the style does to acceptance."]
 
 
 def write_docs(run: Path, docs: Path, run_commit: str | None = None) -> None:

@@ -256,3 +256,21 @@ def test_docs_are_written_from_the_run_and_name_commit_and_run(two_seed_run, tmp
     assert "weights were not float32" in demo and "0.333 to 0.333 of each experiment's rows" in demo
     assert "| cot_easy | 2 | 3 / 3 | 0.4 | 0.4 |" in analysis
     assert (docs / "report/summary.csv").read_bytes() == (results / "summary.csv").read_bytes()
+
+
+def test_demo_doc_says_when_the_targets_answer_far_shorter_than_their_training():
+    import pandas as pd
+
+    from specdraft.demo_doc import short_answers_note
+
+    stats = pd.DataFrame([{"style": "cot", "scenario": "easy", "split": "train", "tokens_mean": 100.0},
+                          {"style": "cod", "scenario": "easy", "split": "train", "tokens_mean": 40.0}])
+
+    def summary(cot_tokens, cod_tokens):
+        return pd.DataFrame([{"style": "cot", "scenario": "easy", "trained": True, "tokens_per_answer": cot_tokens},
+                             {"style": "cod", "scenario": "easy", "trained": True, "tokens_per_answer": cod_tokens},
+                             {"style": "untrained", "scenario": "easy", "trained": False, "tokens_per_answer": 500.0}])
+
+    (line,) = short_answers_note(summary(3.0, 4.0), stats)
+    assert "answer in 3-4 tokens" in line and "0.03-0.1 of their training" in line
+    assert short_answers_note(summary(3.0, 30.0), stats) == []  # CoD at 0.75 of its training length: learned
