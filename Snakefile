@@ -25,7 +25,7 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-from specdraft.config import load_config, validate
+from specdraft.plumbing.config import load_config, validate
 
 
 # The seed experiment's settings; `--configfile` files are merged over them. Found next to this Snakefile,
@@ -38,7 +38,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 os.environ.update(SPECDRAFT_SOURCE=workflow.basedir)
 
 
-# Validated against specdraft/config.schema.yaml, failing before any job starts on an unknown key or value,
+# Validated against specdraft/plumbing/config.schema.yaml, failing before any job starts on an unknown key or value,
 # and every default filled in (rules pass config sections as params so that a change reruns them).
 config.update(validate(config))
 CFG = load_config(config)

@@ -26,7 +26,7 @@ def curve_row(rate: float, k: int, tok_s: float, baseline_tok_s: float, outputs_
               verification_cost: float) -> dict:
     """One point: measured tokens/s and speedup over the target alone, the measured acceptance, and the
     prediction from the same run's c and verification cost."""
-    from specdraft.cost_model import leviathan_speedup
+    from specdraft.decoding.cost_model import leviathan_speedup
 
     steps = sum(s.num_steps for s in outputs_stats)
     first = sum(s.num_accepted_per_position[0] for s in outputs_stats if s.num_accepted_per_position)
@@ -40,8 +40,8 @@ def curve_row(rate: float, k: int, tok_s: float, baseline_tok_s: float, outputs_
 def batch1_curve(engine_target, engine_draft, prompt, rates: list[float], max_new_tokens: int, timed, parts: dict,
                  baseline_tok_s: float) -> list[dict]:
     """k = 5 (the step parts' verification is of 6 tokens): `speculative_generate` at each rate."""
-    from specdraft.decoding import speculative_generate
-    from specdraft.verification import SyntheticAcceptance
+    from specdraft.decoding.speculative import speculative_generate
+    from specdraft.decoding.verification import SyntheticAcceptance
 
     k, rows = 5, []
     c = parts["draft_token_ms"] / parts["target_step_ms"]
@@ -62,8 +62,8 @@ def concurrency_curve(engines, prompts, rates: list[float], ks: list[int], max_n
                       timed, results: dict) -> list[dict]:
     """`speculative_generate_batch` at each rate and k, against the target alone at this concurrency; c and
     the verification cost from the batched step parts (`results`' proposal_k / verification_k / target_step)."""
-    from specdraft.decoding import speculative_generate_batch
-    from specdraft.verification import SyntheticAcceptance
+    from specdraft.decoding.speculative import speculative_generate_batch
+    from specdraft.decoding.verification import SyntheticAcceptance
 
     rows = []
     baseline = results[f"target_concurrency{concurrency}_tok_s"]

@@ -158,7 +158,7 @@ def step_parts(engine_target, engine_draft, device: torch.device, prompt_len: in
 def identical_outputs(engine_target, engine_draft, device: torch.device, prompt_len: int, prompts: int = 8,
                       new_tokens: int = 64) -> str:
     """How many greedy speculative outputs (k = 5) equal the engine's own target-only greedy output."""
-    from specdraft.decoding import autoregressive_generate, speculative_generate
+    from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
 
     identical = 0
     for i in range(prompts):
@@ -198,7 +198,7 @@ def exactness(engine_target, engine_draft, device: torch.device, args) -> dict:
 
 def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: dict) -> None:
     """Target alone against speculative decoding, both `args.concurrency` problems at a time."""
-    from specdraft.decoding import autoregressive_generate, autoregressive_generate_batch, speculative_generate_batch
+    from specdraft.decoding.speculative import autoregressive_generate, autoregressive_generate_batch, speculative_generate_batch
     from specdraft.engine import Engine
 
     B, n, ks = args.concurrency, args.new_tokens, [int(k) for k in args.ks.split(",")]
@@ -327,7 +327,7 @@ def main() -> None:
     parser.add_argument("--out", default="engine_speed.json")
     args = parser.parse_args()
 
-    from specdraft.decoding import autoregressive_generate, speculative_generate
+    from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
     from specdraft.engine import Engine
     from specdraft.engine import tuner as tuning
     from specdraft.engine.launch import pdl_supported

@@ -1,6 +1,6 @@
 """The merge stage at full size, checked: a LoRA adapter on the random Qwen2.5-14B (models.source: random), merged
-by `specdraft.merge.merge_adapter` under a memory cap, then reloaded with plain transformers and its logits
-compared with the adapter model's (`specdraft.merge.check_merged`), both measured against the adapter model
+by `specdraft.stages.merge.merge_adapter` under a memory cap, then reloaded with plain transformers and its logits
+compared with the adapter model's (`specdraft.stages.merge.check_merged`), both measured against the adapter model
 computed in float32 on the same bf16 weights (59 GB: the check runs uncapped).
 
     PYTHONPATH=$PWD/h200_site:$PWD python benchmarks/merge_full_size.py --out $OUT/merge_full_size.json
@@ -40,10 +40,10 @@ def main() -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from specdraft.gpu_stats import GIB, cap_memory, reset_peak_memory
-    from specdraft.merge import check_merged, merge_adapter
-    from specdraft.models import load_base_weights, resolve_device, resolve_dtype
-    from specdraft.random_models import TOKENIZER_DIR, TOKENIZER_FILES, write_random_checkpoint
+    from specdraft.plumbing.gpu_stats import GIB, cap_memory, reset_peak_memory
+    from specdraft.stages.merge import check_merged, merge_adapter
+    from specdraft.models.loading import load_base_weights, resolve_device, resolve_dtype
+    from specdraft.models.random_weights import TOKENIZER_DIR, TOKENIZER_FILES, write_random_checkpoint
 
     dev = resolve_device(args.device)
     dtype = "bfloat16" if dev.type == "cuda" else "float32"

@@ -139,7 +139,7 @@ GPU_RULES = ("train_target", "distill", "train_draft", "bench", "baseline")
 
 def card_section(name: str, directory: Path) -> str:
     """One card's table: every GPU rule of the capped run (`benchmarks/capped_rehearsal.sh`), its wall time,
-    peak memory against the budget and the plan `specdraft.memory_budget` made before loading."""
+    peak memory against the budget and the plan `specdraft.plumbing.memory_budget` made before loading."""
     run = load_json(directory / "run.json")
     walls = snakemake_walls(directory / "results" / "benchmarks")
     found = {(rule, experiment): load_json(path) for rule, experiment, path in collect(directory)}
@@ -162,7 +162,7 @@ def card_section(name: str, directory: Path) -> str:
 `{run["command"]}` on {run.get("gpu") or run["machine"]}: exit status {run["returncode"]} after {run["seconds"]} s,
 at commit {run.get("commit", "unrecorded")}; the GPU was shared: {run.get("conditions", "unrecorded")}.
 Every GPU job's allocator capped at the budget; "planned" is what the stage computed from the models' config.json
-before loading (`specdraft/memory_budget.py`: training's is a lower bound); "rows" is distill's batch or bench's
+before loading (`specdraft/plumbing/memory_budget.py`: training's is a lower bound); "rows" is distill's batch or bench's
 concurrency after sizing.
 
 {table(["rule", "experiment", "status", "wall s", "peak allocated GiB", "peak reserved GiB", "planned GiB",
@@ -221,7 +221,7 @@ def copy_card(directory: Path, raw_dir: Path, name: str) -> None:
 def main() -> None:
     import yaml
 
-    from specdraft.config import load_config
+    from specdraft.plumbing.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
@@ -298,7 +298,7 @@ token, N = the base's parameters, against a dense bf16 peak of {fmt(peak / 1e12 
 {"".join(cards)}
 ## Training throughput and memory at 4 x 1024 / 8 x 1024 tokens (`benchmarks/train_mfu.py`)
 
-The project's training path (`specdraft.training.sft_lora`: TRL SFTTrainer + PEFT LoRA on all linear layers),
+The project's training path (`specdraft.stages.train.sft_lora`: TRL SFTTrainer + PEFT LoRA on all linear layers),
 synthetic examples of exactly the sequence length, each variant in its own process; "cap" is
 `torch.cuda.set_per_process_memory_fraction` at that many GiB (21.5: a 24 GB card).
 {mfu_commands(mfu_runs, args.mfu)}

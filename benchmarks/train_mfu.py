@@ -1,4 +1,4 @@
-"""Training throughput and memory of the project's own training path (`specdraft.training.sft_lora`: TRL's
+"""Training throughput and memory of the project's own training path (`specdraft.stages.train.sft_lora`: TRL's
 SFTTrainer + PEFT LoRA) at the seed's shapes, random weights (models.source: random), synthetic examples of
 exactly --max-length tokens.
 
@@ -21,7 +21,7 @@ Variants (each in its own process, so that peaks and memory caps do not mix):
   target_tiny / draft_tiny   scaled-down shapes: a check that runs anywhere, a CPU included
 
 MFU = tokens/s x 6N / peak, N = the base's parameters (embeddings included), the peak the dense bf16 tensor
-peak of the GPU (H200: 989.4 TFLOP/s, the H100 SXM's; table in specdraft/gpu_stats.py). Tokens are TRL's
+peak of the GPU (H200: 989.4 TFLOP/s, the H100 SXM's; table in specdraft/plumbing/gpu_stats.py). Tokens are TRL's
 count of non-padding tokens; "steady" leaves out the first optimizer step (allocation, kernel selection).
 """
 
@@ -67,8 +67,8 @@ ARCHITECTURES = {"target": "Qwen/Qwen2.5-14B-Instruct", "draft": "Qwen/Qwen2.5-0
 
 def synthetic_examples(num: int, seed: int) -> list[dict]:
     """Prompt-completion examples whose completion (digits: one Qwen token each) outruns any max_length."""
-    from specdraft.prompts import prompt_messages
-    from specdraft.training import prompt_completion
+    from specdraft.data.prompts import prompt_messages
+    from specdraft.stages.train import prompt_completion
 
     rng = random.Random(seed)
     return [prompt_completion(prompt_messages(f"What is {rng.randint(10, 99)} + {rng.randint(10, 99)}?", "cot"),
@@ -80,12 +80,12 @@ def run_variant(name: str, steps: int, max_length: int, seed: int, accumulation:
                 memory_gib: float | None = None) -> dict:
     import torch
 
-    from specdraft.config import LoraConfig, TrainingConfig
-    from specdraft.data_parallel import process_device, this_process
-    from specdraft.gpu_stats import cap_memory
-    from specdraft.models import load_base_weights, load_tokenizer, pad_vocab, resolve_device, vocab_size_of
-    from specdraft.random_models import write_random_checkpoint
-    from specdraft.training import sft_lora
+    from specdraft.plumbing.config import LoraConfig, TrainingConfig
+    from specdraft.plumbing.data_parallel import process_device, this_process
+    from specdraft.plumbing.gpu_stats import cap_memory
+    from specdraft.models.loading import load_base_weights, load_tokenizer, pad_vocab, resolve_device, vocab_size_of
+    from specdraft.models.random_weights import write_random_checkpoint
+    from specdraft.stages.train import sft_lora
 
     spec = VARIANTS[name]
     device = process_device(resolve_device("auto"))
@@ -148,7 +148,7 @@ def main() -> None:
         if args.num_gpus > 1:
             import train_mfu  # this file by its module name, which the launched processes can import
 
-            from specdraft.data_parallel import launch
+            from specdraft.plumbing.data_parallel import launch
 
             print(json.dumps(launch(train_mfu.run_variant, kwargs, args.num_gpus, on_gpus=True)))
         else:

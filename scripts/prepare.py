@@ -1,4 +1,4 @@
-from specdraft.workflow import step
+from specdraft.plumbing.workflow import step
 
 with step(snakemake) as cfg:
     from specdraft.data.prepare import StylePaths, llm_rewriter, prepare

@@ -1,5 +1,5 @@
-from specdraft.workflow import step
+from specdraft.plumbing.workflow import step
 
 with step(snakemake) as cfg:
-    from specdraft.random_models import write_random_checkpoint
+    from specdraft.models.random_weights import write_random_checkpoint
     write_random_checkpoint(snakemake.params.name, cfg.seed, snakemake.output[0], cfg.models.random_overrides)

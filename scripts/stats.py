@@ -1,4 +1,4 @@
-from specdraft.workflow import step
+from specdraft.plumbing.workflow import step
 
 with step(snakemake):
     from specdraft.data.stats import write_stats

@@ -1,7 +1,7 @@
-from specdraft.workflow import step
+from specdraft.plumbing.workflow import step
 
 with step(snakemake) as cfg:
-    from specdraft.summary import write_summary
+    from specdraft.stages.summary import write_summary
     experiments = snakemake.params.experiments
     write_summary(dict(zip(experiments, snakemake.input.benchmarks)), dict(zip(experiments, snakemake.input.runs)),
                   dict(snakemake.output.items()), resamples=cfg.summary.bootstrap_resamples, seed=cfg.seed,

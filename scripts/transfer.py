@@ -1,8 +1,8 @@
-from specdraft.workflow import step
+from specdraft.plumbing.workflow import step
 
 with step(snakemake) as cfg:
-    from specdraft.models import vocab_size_of
-    from specdraft.transfer import transfer
+    from specdraft.models.loading import vocab_size_of
+    from specdraft.analysis.transfer import transfer
     styles = snakemake.params.styles
     transfer(snakemake.wildcards.scenario, dict(zip(styles, snakemake.input.outputs)),
              dict(zip(styles, snakemake.params.drafts)), ks=cfg.bench.num_speculative_tokens,

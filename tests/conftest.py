@@ -51,7 +51,7 @@ def peaked_pair():
 
 def exact_marginals(model, prompt: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """The exact marginals [12] of the first and second token `model` samples after `prompt` at WARP."""
-    from specdraft.verification import probabilities
+    from specdraft.decoding.verification import probabilities
 
     device = next(model.parameters()).device
     ids = torch.tensor([prompt], device=device)
@@ -113,7 +113,7 @@ def assert_engine_is_its_dequantized_model(model, reference, weights: str):
     dequantized weights) computes: bit for bit against a float engine built from `reference`, within 1e-4
     of the Hugging Face model over it (and not of `model` itself: quantizing changed it), and greedy
     output equal to Hugging Face's. Returns the quantized engine."""
-    from specdraft.decoding import autoregressive_generate
+    from specdraft.decoding.speculative import autoregressive_generate
     from specdraft.engine import Engine
 
     quantized = Engine.from_hf(model, max_seq_len=128, weights=weights)
@@ -139,7 +139,7 @@ def assert_engine_is_its_dequantized_model(model, reference, weights: str):
 def assert_speculative_equals_quantized_target_greedy(target, draft, weights: str):
     """Speculative decoding over a `weights` (int8, int4) target reproduces that quantized target's own
     greedy output, with a draft of the same format and with a float one, k = 1 and 4, three prompts."""
-    from specdraft.decoding import autoregressive_generate, speculative_generate
+    from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
     from specdraft.engine import Engine
 
     quantized_target = Engine.from_hf(target, max_seq_len=128, weights=weights)

@@ -5,13 +5,13 @@ import copy
 import pytest
 import torch
 
-from specdraft.acceptance import (
+from specdraft.analysis.offline_acceptance import (
     TargetOutput, analyse, check_predictions, draft_agreement, greedy_extended, replay_greedy, write_predictions,
 )
-from specdraft.config import BenchConfig
-from specdraft.decoding import autoregressive_generate, speculative_generate
-from specdraft.engine_choice import serve
-from specdraft.token_classes import classify_texts, classify_tokens, text_class, token_texts
+from specdraft.plumbing.config import BenchConfig
+from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
+from specdraft.models.engine_choice import serve
+from specdraft.analysis.token_classes import classify_texts, classify_tokens, text_class, token_texts
 
 MAX_NEW = 40
 
@@ -135,7 +135,7 @@ def test_greedy_extended_continues_past_eos_only_for_the_replay(target):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from specdraft.tiny import train_tokenizer
+    from specdraft.stages.base_models import train_tokenizer
 
     texts = ["Natalia sold 48/2 = 24 clips in May.\nShe sold 48+24 = 72 clips.\n#### 72",
              "48/2=24; 48+24=72 #### 72", "We have $\\frac{1}{2} + x^2 = 3$, so \\boxed{5}."] * 10
@@ -159,7 +159,7 @@ def records(n):
 
 
 def test_prediction_equals_the_benchmark_rows(tokenizer, chat_models, tmp_path):
-    from specdraft.bench import run_benchmark, write_rows
+    from specdraft.stages.bench import run_benchmark, write_rows
 
     target, draft = chat_models
     cfg = BenchConfig(num_problems=3, num_speculative_tokens=(1, 3, 6), max_new_tokens=24, temperature=0.0, top_p=1.0, concurrency=1,
@@ -199,7 +199,7 @@ def test_prediction_equals_the_benchmark_rows(tokenizer, chat_models, tmp_path):
 
 
 def test_check_names_a_missing_prediction(tokenizer, chat_models, tmp_path):
-    from specdraft.bench import run_benchmark, write_rows
+    from specdraft.stages.bench import run_benchmark, write_rows
 
     target, draft = chat_models
     cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2,), max_new_tokens=8, temperature=0.0, top_p=1.0, concurrency=1,
@@ -244,8 +244,8 @@ def test_classes_on_a_byte_level_tokenizer(tokenizer):
 
 
 def test_class_table_counts_the_answer_tokens(tokenizer, chat_models, tmp_path):
-    from specdraft.acceptance import POSITION_FIELDS, write_csv
-    from specdraft.class_acceptance import write_class_acceptance
+    from specdraft.analysis.offline_acceptance import POSITION_FIELDS, write_csv
+    from specdraft.analysis.class_acceptance import write_class_acceptance
 
     target, draft = chat_models
     cfg = BenchConfig(num_problems=3, num_speculative_tokens=(2, 5), max_new_tokens=16, temperature=0.0, top_p=1.0, concurrency=1,

@@ -1,6 +1,6 @@
 import pytest
 
-from specdraft.answers import extract_answer, is_equivalent, last_boxed, normalize_number
+from specdraft.data.answers import extract_answer, is_equivalent, last_boxed, normalize_number
 
 
 @pytest.mark.parametrize("text, scenario, expected", [

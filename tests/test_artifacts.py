@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from specdraft.artifacts import ArtifactError, producing_rule
-from specdraft.jsonl import JsonlError, read_jsonl
+from specdraft.plumbing.artifacts import ArtifactError, producing_rule
+from specdraft.plumbing.jsonl import JsonlError, read_jsonl
 from tests.conftest import tiny_qwen2
 
 
@@ -33,7 +33,7 @@ def base_and_adapter(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_a_damaged_adapter_names_its_path_and_rule(base_and_adapter, damage):
-    from specdraft.models import load_causal_lm
+    from specdraft.models.loading import load_causal_lm
 
     base, adapter = base_and_adapter
     weights = adapter / "adapter_model.safetensors"
@@ -46,7 +46,7 @@ def test_a_damaged_adapter_names_its_path_and_rule(base_and_adapter, damage):
 
 
 def test_a_corrupt_checkpoint_names_its_file_and_rule(tmp_path):
-    from specdraft.training import prepare_checkpoints
+    from specdraft.stages.train import prepare_checkpoints
 
     directory = tmp_path / "results" / "cod_easy" / "checkpoints" / "draft"
     fingerprint = {"seed": 0}

@@ -134,7 +134,7 @@ def test_engine_greedy_output_through_the_kernel_equals_the_reference_engine(mon
     kernels: RoPE + cache writes and split-KV attention with several splits) generates what the engine on
     torch's path generates, plainly and speculatively, and its logits agree to float32 rounding."""
     pytest.importorskip("triton")
-    from specdraft.decoding import autoregressive_generate, speculative_generate
+    from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
     from specdraft.engine import Engine, decoder
     from tests.conftest import tiny_qwen2
 

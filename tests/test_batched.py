@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from specdraft.decoding import (autoregressive_generate, autoregressive_generate_batch, speculative_generate,
+from specdraft.decoding.speculative import (autoregressive_generate, autoregressive_generate_batch, speculative_generate,
                                 speculative_generate_batch)
 from specdraft.engine import Engine
-from specdraft.verification import rejection_sample_batch, sample_inverse_cdf, verify_greedy_batch
+from specdraft.decoding.verification import rejection_sample_batch, sample_inverse_cdf, verify_greedy_batch
 from tests.conftest import WARP, exact_marginals, peaked_pair, total_variation
 
 MAX_NEW = 24

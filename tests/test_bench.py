@@ -7,12 +7,12 @@ import random
 import pytest
 import torch
 
-from specdraft.bench import is_truncated, latencies_ms, run_benchmark, step_costs, warm_up
-from specdraft.cost_model import leviathan_speedup
-from specdraft.config import BenchConfig
-from specdraft.decoding import Timeline, autoregressive_generate, speculative_generate
+from specdraft.stages.bench import is_truncated, latencies_ms, run_benchmark, step_costs, warm_up
+from specdraft.decoding.cost_model import leviathan_speedup
+from specdraft.plumbing.config import BenchConfig
+from specdraft.decoding.speculative import Timeline, autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
-from specdraft.repeats import median, timing_order
+from specdraft.stages.bench_repeats import median, timing_order
 
 
 class CharTokenizer:
@@ -160,7 +160,7 @@ def test_truncated_means_cut_by_the_cap_before_the_answer():
 def test_each_problem_runs_repeats_times_in_the_rotated_order(engines, monkeypatch):
     """The target alone and every k are timed `repeats` times, problem i starting the cycle at run i, and
     a row's times are the medians of its repeats."""
-    import specdraft.bench as bench_module
+    import specdraft.stages.bench as bench_module
 
     calls, clock = [], iter(range(0, 10_000))
     real_auto, real_spec = bench_module.autoregressive_generate, bench_module.speculative_generate

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from specdraft.config import load_config
-from specdraft.prompts import prompt_messages
+from specdraft.plumbing.config import load_config
+from specdraft.data.prompts import prompt_messages
 
 QUESTIONS = ["What is 48+24?", "Natalia sold 48/2 clips?", "What is 7*6?", "How many is 3+4+5?", "What is 9-2?"]
 
@@ -15,8 +15,8 @@ QUESTIONS = ["What is 48+24?", "Natalia sold 48/2 clips?", "What is 7*6?", "How 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """A tiny target/draft pair and its tokenizer, saved as a hub model would be."""
-    from specdraft.models import pad_vocab
-    from specdraft.tiny import build_model, train_tokenizer
+    from specdraft.models.loading import pad_vocab
+    from specdraft.stages.base_models import build_model, train_tokenizer
 
     tokenizer = train_tokenizer(["What is 48+24? 48+24=72 #### 72", "Natalia sold 48/2 = 24 clips."] * 10, 300)
     config = load_config({})
@@ -37,9 +37,9 @@ def records():
 
 
 def test_concurrent_rows_equal_batch_one_rows(pair):
-    from specdraft.bench import run_benchmark
-    from specdraft.bench_concurrent import run_concurrent_benchmark
-    from specdraft.engine_choice import serve
+    from specdraft.stages.bench import run_benchmark
+    from specdraft.stages.bench_concurrent import run_concurrent_benchmark
+    from specdraft.models.engine_choice import serve
 
     _, target, draft, tokenizer = pair
     one = load_config({"bench": {"num_speculative_tokens": [1, 3], "max_new_tokens": 12}}).bench
@@ -67,8 +67,8 @@ def test_concurrent_rows_equal_batch_one_rows(pair):
 
 
 def test_bench_stage_writes_the_csv_and_the_metrics_json(pair, tmp_path):
-    from specdraft.bench import bench
-    from specdraft.jsonl import write_jsonl
+    from specdraft.stages.bench import bench
+    from specdraft.plumbing.jsonl import write_jsonl
 
     root = pair[0]
     write_jsonl(tmp_path / "test.jsonl", records())
@@ -93,7 +93,7 @@ def test_bench_stage_writes_the_csv_and_the_metrics_json(pair, tmp_path):
 
 
 def test_concurrency_is_validated():
-    from specdraft.config import ConfigError
+    from specdraft.plumbing.config import ConfigError
 
     assert load_config({}).bench.concurrency == 1
     with pytest.raises(ConfigError, match="bench.concurrency: 0 is less than the minimum of 1"):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from specdraft.generation import chat_prompt_ids
-from specdraft.prompts import prompt_messages
-from specdraft.random_models import MODEL_CONFIGS, TOKENIZER_DIR
+from specdraft.decoding.generation import chat_prompt_ids
+from specdraft.data.prompts import prompt_messages
+from specdraft.models.random_weights import MODEL_CONFIGS, TOKENIZER_DIR
 
 QWEN3_TEMPLATE = MODEL_CONFIGS / "qwen3-chat-template.jinja"
 NON_THINKING = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
@@ -13,7 +13,7 @@ NON_THINKING = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
 @pytest.fixture(scope="module")
 def qwen3_tokenizer():
     """The shipped Qwen2.5 BPE (Qwen3 keeps its vocabulary) with Qwen3's own chat template."""
-    from specdraft.models import load_tokenizer
+    from specdraft.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(TOKENIZER_DIR)
     tokenizer.chat_template = QWEN3_TEMPLATE.read_text()
@@ -34,7 +34,7 @@ def test_qwen3_prompt_is_the_non_thinking_one(qwen3_tokenizer):
 def test_qwen3_training_sequence_extends_the_inference_prompt(qwen3_tokenizer):
     """TRL renders an example's prompt and prompt + completion with its chat_template_kwargs: the completion
     must follow the very prompt bench and distill decode from, empty think block included."""
-    from specdraft.training import prompt_completion
+    from specdraft.stages.train import prompt_completion
 
     example = prompt_completion(prompt_messages("What is 48+24?", "cod"), "48+24=72 #### 72", enable_thinking=False)
     prompt = qwen3_tokenizer.apply_chat_template(example["prompt"], add_generation_prompt=True, tokenize=False,
@@ -49,7 +49,7 @@ def test_qwen3_training_sequence_extends_the_inference_prompt(qwen3_tokenizer):
 
 def test_templates_without_the_switch_ignore_it():
     """The Qwen2.5 template (the demo's and the seed's default pair) renders the same either way."""
-    from specdraft.models import load_tokenizer
+    from specdraft.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(TOKENIZER_DIR)
     messages = prompt_messages("What is 48+24?", "cot")

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from specdraft.config import ConfigError, load_config, validate
+from specdraft.plumbing.config import ConfigError, load_config, validate
 
 
 def test_defaults_fill_every_field():

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from specdraft.config import validate
+from specdraft.plumbing.config import validate
 from workflow_rules import REPO, workflow_rules
 
 # What `snakemake --lint` prints besides lints (it has no quiet mode; `--lint json` prints text in Snakemake 9).

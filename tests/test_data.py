@@ -3,13 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from specdraft.answers import extract_answer, is_equivalent
-from specdraft.config import load_config
+from specdraft.data.answers import extract_answer, is_equivalent
+from specdraft.plumbing.config import load_config
 from specdraft.data.prepare import StylePaths, prepare
 from specdraft.data.sources import Problem, check_loss, load_file, load_problems
 from specdraft.data.styles import NoDraft, cod_solution, cot_solution, draft_steps, solution_rejection, step_yields
-from specdraft.jsonl import read_jsonl
-from specdraft.prompts import SYSTEM_PROMPTS
+from specdraft.plumbing.jsonl import read_jsonl
+from specdraft.data.prompts import SYSTEM_PROMPTS
 
 # Real MATH training rows (MIT, Hendrycks et al. 2021) on which the old rules failed.
 REAL_MATH_ROWS = Path(__file__).parent / "data/math_train_rows.jsonl"
@@ -226,7 +226,7 @@ def test_solution_steps_split_drafts_lines_and_sentences():
 
 def test_dataset_stats_counts_tokens_and_compares_with_cot(tmp_path, data_config):
     from specdraft.data.stats import dataset_stats
-    from specdraft.tiny import train_tokenizer
+    from specdraft.stages.base_models import train_tokenizer
 
     prepare("easy", data_config, 0, outputs(tmp_path))
     paths = {(style, "easy", "train"): str(tmp_path / style / "train.jsonl") for style in ("cot", "cod")}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from specdraft.config import load_config
+from specdraft.plumbing.config import load_config
 from specdraft.data.prepare import StylePaths, prepare
 
 BAD_LINE = 5

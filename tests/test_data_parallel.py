@@ -13,12 +13,12 @@ import pytest
 import torch
 import yaml
 
-from specdraft.config import load_config
-from specdraft.data_parallel import accumulation_per_process, launch
-from specdraft.models import load_base_weights, load_tokenizer
-from specdraft.prompts import prompt_messages
-from specdraft.tiny import build_model, train_tokenizer
-from specdraft.training import prompt_completion, sft_lora, train_target
+from specdraft.plumbing.config import load_config
+from specdraft.plumbing.data_parallel import accumulation_per_process, launch
+from specdraft.models.loading import load_base_weights, load_tokenizer
+from specdraft.data.prompts import prompt_messages
+from specdraft.stages.base_models import build_model, train_tokenizer
+from specdraft.stages.train import prompt_completion, sft_lora, train_target
 from tests.test_workflow import micro_config
 from tests.training_runs import KillAfter, train_tiny
 
@@ -76,7 +76,7 @@ def test_a_checkpoint_of_two_processes_resumes_in_one(tmp_path, tokenizer_dir, c
         launch(train_tiny, dict(kwargs, cfg=training(2), kill_after=3), 2, on_gpus=False)
     assert not (tmp_path / "adapter").exists()
     assert [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
-    with caplog.at_level("INFO", logger="specdraft.training"):
+    with caplog.at_level("INFO", logger="specdraft.stages.train"):
         train_tiny(cfg=training(1), **kwargs)
     assert "(step 2)" in caplog.text
     stats = json.loads((tmp_path / "adapter" / "train_stats.json").read_text())
@@ -134,7 +134,7 @@ def test_the_workflow_trains_the_target_in_two_processes(tmp_path, repo):
 
 
 def test_the_processes_of_a_killed_job_end_with_it(tmp_path, repo):
-    code = ("from specdraft.data_parallel import launch; from tests.training_runs import sleep_forever; "
+    code = ("from specdraft.plumbing.data_parallel import launch; from tests.training_runs import sleep_forever; "
             "launch(sleep_forever, {}, 2, on_gpus=False)")
     job = subprocess.Popen([sys.executable, "-c", code],
                            cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)))

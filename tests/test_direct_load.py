@@ -6,10 +6,10 @@ import weakref
 import pytest
 import torch
 
-from specdraft.direct_load import lora_updates, serve_random
+from specdraft.models.direct_load import lora_updates, serve_random
 from specdraft.engine.decoder import Decoder
-from specdraft.models import load_causal_lm
-from specdraft.random_models import RandomWeights, write_random_checkpoint
+from specdraft.models.loading import load_causal_lm
+from specdraft.models.random_weights import RandomWeights, write_random_checkpoint
 
 CPU = torch.device("cpu")
 # Every matrix's input size a multiple of 128, so int4 builds too.
@@ -61,17 +61,17 @@ def test_direct_engine_weights_equal_the_host_paths_bit_for_bit(bases, name, dty
 
 
 def test_direct_path_builds_no_model_and_holds_one_matrix_at_a_time(bases, monkeypatch):
-    import specdraft.models
-    import specdraft.random_models
-    from specdraft.engine_choice import load_served
+    import specdraft.models.loading
+    import specdraft.models.random_weights
+    from specdraft.models.engine_choice import load_served
 
     root, target_vocab = bases
 
     def refuse(*args, **kwargs):
         raise AssertionError("the direct path built a Hugging Face model")
 
-    monkeypatch.setattr(specdraft.random_models, "build_random_model", refuse)
-    monkeypatch.setattr(specdraft.models, "load_causal_lm", refuse)
+    monkeypatch.setattr(specdraft.models.random_weights, "build_random_model", refuse)
+    monkeypatch.setattr(specdraft.models.loading, "load_causal_lm", refuse)
     alive, most = [], [0]
     draw = RandomWeights.__getitem__
 

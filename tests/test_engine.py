@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from specdraft.decoding import autoregressive_generate, speculative_generate
+from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
 from tests.conftest import hf_greedy, tiny_qwen2
 
@@ -69,7 +69,7 @@ def test_qwen3_logits_match_hf_for_prefill_and_incremental_steps():
 
 
 def test_qwen3_pair_speculative_greedy_equals_hf_generate():
-    from specdraft.decoding import speculative_generate_batch
+    from specdraft.decoding.speculative import speculative_generate_batch
 
     target, draft = tiny_qwen3(0), tiny_qwen3(1, hidden_size=16, num_hidden_layers=1)
     engine_target = Engine.from_hf(target, max_seq_len=64, max_batch_size=3)
@@ -146,13 +146,13 @@ def test_engine_refuses_sequences_longer_than_its_cache(engines):
 def test_bench_and_distill_give_the_same_results_on_either_engine(tmp_path):
     """The workflow's stages through `serve`: the native engine is a faster implementation, not another
     result."""
-    from specdraft.bench import run_benchmark
-    from specdraft.config import load_config
-    from specdraft.generation import generate_batched
-    from specdraft.models import pad_vocab
-    from specdraft.prompts import prompt_messages
-    from specdraft.engine_choice import serve
-    from specdraft.tiny import build_model, train_tokenizer
+    from specdraft.stages.bench import run_benchmark
+    from specdraft.plumbing.config import load_config
+    from specdraft.decoding.generation import generate_batched
+    from specdraft.models.loading import pad_vocab
+    from specdraft.data.prompts import prompt_messages
+    from specdraft.models.engine_choice import serve
+    from specdraft.stages.base_models import build_model, train_tokenizer
 
     tokenizer = train_tokenizer(["What is 48+24? 48+24=72 #### 72", "Natalia sold 48/2 = 24 clips."] * 10, 300)
     config = load_config({"bench": {"num_speculative_tokens": [1, 3], "max_new_tokens": 12}})
@@ -181,7 +181,7 @@ def test_bench_and_distill_give_the_same_results_on_either_engine(tmp_path):
 def test_serve_picks_the_engine_for_architectures_it_implements(target):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from specdraft.engine_choice import serve
+    from specdraft.models.engine_choice import serve
 
     assert isinstance(serve(target, "auto", max_seq_len=10), Engine)
     assert serve(target, "hf", max_seq_len=10) is target
@@ -234,7 +234,7 @@ class HostWaits(TorchFunctionMode):
 def test_speculative_greedy_waits_for_the_device_once_per_step(engines, k):
     """The step's proposal, verification input and verdict stay on the device; the host reads them once.
     Besides the steps, a generation reads its prompt (input_ids.tolist()) and builds its output tensor."""
-    from specdraft.decoding import Timeline
+    from specdraft.decoding.speculative import Timeline
 
     twin = Engine(engines[0].decoder, max_seq_len=128)  # accepts everything: two new tokens for the draft
     for draft, prompt_len in ((engines[1], 5), (engines[1], 20), (twin, 1), (twin, 20)):  # graph-sized or eager

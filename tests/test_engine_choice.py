@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from specdraft.engine import Engine
-from specdraft.engine_choice import serve, unsupported_features
+from specdraft.models.engine_choice import serve, unsupported_features
 from tests.conftest import tiny_qwen2
 
 
@@ -39,7 +39,7 @@ def llama(**extra):
 def test_native_engine_refuses_what_it_does_not_implement_and_auto_falls_back(build, feature, caplog):
     model = build()
     assert feature in unsupported_features(model)
-    with caplog.at_level(logging.WARNING, logger="specdraft.engine_choice"):
+    with caplog.at_level(logging.WARNING, logger="specdraft.models.engine_choice"):
         assert serve(model, "auto", max_seq_len=64) is model
     assert f"does not implement {feature}" in caplog.text and "serving with Hugging Face" in caplog.text
     with pytest.raises(ValueError, match=f"engine 'native' does not implement {feature}"):
@@ -55,9 +55,9 @@ def test_plain_qwen2_and_llama_are_served_natively():
 def test_hf_generate_ignores_the_checkpoints_decoding_defaults(tmp_path, caplog):
     from transformers import AutoModelForCausalLM
 
-    from specdraft.generation import generate_batched
-    from specdraft.models import load_causal_lm
-    from specdraft.tiny import train_tokenizer
+    from specdraft.decoding.generation import generate_batched
+    from specdraft.models.loading import load_causal_lm
+    from specdraft.stages.base_models import train_tokenizer
 
     tokenizer = train_tokenizer(["What is 48+24? 48+24=72 #### 72", "Natalia sold 48/2 = 24 clips."] * 10, 300)
     model = tiny_qwen2(0, vocab_size=len(tokenizer))
@@ -71,7 +71,7 @@ def test_hf_generate_ignores_the_checkpoints_decoding_defaults(tmp_path, caplog)
         return generate_batched(serve(model, engine, max_seq_len=256, max_batch_size=2), tokenizer, prompts,
                                 max_new_tokens=24, temperature=0.0, batch_size=2, seed=0, enable_thinking=False)
 
-    with caplog.at_level(logging.INFO, logger="specdraft.models"):
+    with caplog.at_level(logging.INFO, logger="specdraft.models.loading"):
         loaded = load_causal_lm(tmp_path / "model", dtype=torch.float32, device=torch.device("cpu"))
     assert "'repetition_penalty': 2.0" in caplog.text
     assert loaded.generation_config.eos_token_id == tokenizer.eos_token_id
@@ -90,10 +90,10 @@ SMALL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "n
 def test_load_served_is_serve_of_the_loaded_model(tmp_path, weights):
     """What the stages load: an engine with the weights `serve` would build from the loaded model (the same
     random base and greedy output), a Hugging Face model for engine 'hf'."""
-    from specdraft.decoding import autoregressive_generate
-    from specdraft.engine_choice import load_served
-    from specdraft.models import load_causal_lm
-    from specdraft.random_models import write_random_checkpoint
+    from specdraft.decoding.speculative import autoregressive_generate
+    from specdraft.models.engine_choice import load_served
+    from specdraft.models.loading import load_causal_lm
+    from specdraft.models.random_weights import write_random_checkpoint
 
     path = tmp_path / "base"
     write_random_checkpoint("Qwen2.5-0.5B-Instruct", 0, path, SMALL)
@@ -110,7 +110,7 @@ def test_load_served_is_serve_of_the_loaded_model(tmp_path, weights):
 
 
 def test_a_quantized_base_is_not_loaded_into_host_memory(tmp_path):
-    from specdraft.models import load_base_weights
+    from specdraft.models.loading import load_base_weights
 
     with pytest.raises(ValueError, match="host memory"):
         load_base_weights(tmp_path, dtype=torch.float32, device=torch.device("cpu"), quantization="4bit", on_host=True)

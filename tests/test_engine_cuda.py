@@ -8,7 +8,7 @@ nowhere else. Graph replay and eager execution run the same kernels and must agr
 import pytest
 import torch
 
-from specdraft.decoding import autoregressive_generate, speculative_generate
+from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
 from tests.conftest import hf_greedy, tiny_qwen2
 
@@ -94,7 +94,7 @@ def test_greedy_decoding_synchronises_once_per_step(models):
     """What tests/test_engine.py's HostWaits counts on a CPU, counted by CUDA itself: greedy speculative
     decoding waits for the GPU once per step, plain decoding once per token, the timeline adding nothing
     (and a generation reads its prompt once)."""
-    from specdraft.decoding import Timeline
+    from specdraft.decoding.speculative import Timeline
 
     engine_target, engine_draft = (Engine.from_hf(m, max_seq_len=512) for m in models)
     prompt = torch.randint(0, 97, (1, 20), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
@@ -123,7 +123,7 @@ def test_batched_graph_generation_matches_hf_but_for_near_ties(models):
 def test_batched_speculative_graphs_replay_eager_and_agree_with_hf_but_for_near_ties(models):
     """Ragged rows through the proposal and verification graphs (two attention lengths, rows refilled):
     exactly what eager execution computes, greedy and sampled; greedy rows agree with Hugging Face."""
-    from specdraft.decoding import autoregressive_generate_batch, speculative_generate_batch
+    from specdraft.decoding.speculative import autoregressive_generate_batch, speculative_generate_batch
 
     target, _ = models
     graphs = [Engine.from_hf(m, max_seq_len=512, max_batch_size=8) for m in models]
@@ -188,8 +188,8 @@ def test_int4_engine_through_triton_agrees_with_the_dequantized_model_but_for_ne
 def test_the_engine_is_built_from_a_host_model_without_a_device_copy_of_it(tmp_path):
     """load_served on a GPU: the Hugging Face model stays in host memory (a random base drawn on the GPU
     module by module), so the GPU's peak is the engine's own weights, not the model's plus the engine's."""
-    from specdraft.engine_choice import load_served
-    from specdraft.random_models import write_random_checkpoint
+    from specdraft.models.engine_choice import load_served
+    from specdraft.models.random_weights import write_random_checkpoint
 
     path = tmp_path / "base"
     write_random_checkpoint("Qwen2.5-0.5B-Instruct", 0, path)  # the real draft's shape: 0.99 GB in bf16

@@ -103,8 +103,8 @@ def test_int4_takes_a_quarter_of_the_matrix_bytes():
 
 
 def test_engine_weights_config_accepts_int4():
-    from specdraft.config import ConfigError, load_config, validate
-    from specdraft.engine_choice import serve
+    from specdraft.plumbing.config import ConfigError, load_config, validate
+    from specdraft.models.engine_choice import serve
 
     assert load_config(validate({"engine_weights": "int4"})).engine_weights == "int4"
     with pytest.raises(ConfigError, match=r"engine_weights.*allowed values: \['bf16', 'int8', 'int4'\]"):

@@ -122,8 +122,8 @@ def test_rope_and_cache_kernel_equals_the_reference(qk_norm, ragged, dtype):
 
 
 def test_engine_weights_config_reaches_the_engine(target):
-    from specdraft.config import ConfigError, load_config, validate
-    from specdraft.engine_choice import serve
+    from specdraft.plumbing.config import ConfigError, load_config, validate
+    from specdraft.models.engine_choice import serve
 
     assert load_config(validate({})).engine_weights == "bf16"  # the schema's default
     assert load_config(validate({"engine_weights": "int8"})).engine_weights == "int8"

@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from specdraft.acceptance import acceptance, check_predictions, read_outputs, write_outputs
-from specdraft.bench import bench
-from specdraft.config import load_config
-from specdraft.decoding import autoregressive_generate
-from specdraft.engine_choice import serve
-from specdraft.prompts import prompt_messages
+from specdraft.analysis.offline_acceptance import acceptance, check_predictions, read_outputs, write_outputs
+from specdraft.stages.bench import bench
+from specdraft.plumbing.config import load_config
+from specdraft.decoding.speculative import autoregressive_generate
+from specdraft.models.engine_choice import serve
+from specdraft.data.prompts import prompt_messages
 from tests.conftest import tiny_qwen2
 from tests.test_acceptance import close_draft
 
@@ -25,7 +25,7 @@ MAX_NEW = 24
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """A tiny target/draft pair and its tokenizer, saved as a hub model would be, and a test set."""
-    from specdraft.tiny import train_tokenizer
+    from specdraft.stages.base_models import train_tokenizer
 
     tokenizer = train_tokenizer(["What is 48+24? 48+24=72 #### 72", "Natalia sold 48/2 = 24 clips."] * 10, 300)
     target = tiny_qwen2(0, vocab_size=320)  # random weights whose greedy output int8 changes on these prompts
@@ -76,9 +76,9 @@ def test_acceptance_predicts_the_int8_bench(pair, tmp_path):
 
 
 def test_transfer_serves_its_drafts_with_engine_weights(pair, tmp_path, monkeypatch):
-    import specdraft.engine_choice
-    from specdraft.acceptance import TargetOutput
-    from specdraft.transfer import transfer
+    import specdraft.models.engine_choice
+    from specdraft.analysis.offline_acceptance import TargetOutput
+    from specdraft.analysis.transfer import transfer
 
     root, target = pair
     served_with = []
@@ -87,7 +87,7 @@ def test_transfer_serves_its_drafts_with_engine_weights(pair, tmp_path, monkeypa
         served_with.append(weights)
         return serve(model, engine, weights=weights, **kwargs)
 
-    monkeypatch.setattr(specdraft.engine_choice, "serve", spy)
+    monkeypatch.setattr(specdraft.models.engine_choice, "serve", spy)
     write_outputs(tmp_path / "outputs.jsonl", [TargetOutput("q", [1, 2, 3], [4, 5, 6, 7], 3)])
     transfer("easy", {"cod": str(tmp_path / "outputs.jsonl")}, {"cod": (str(root / "draft"), None)}, ks=(2,),
              max_new_tokens=4, vocab_size=target.config.vocab_size, table_path=str(tmp_path / "transfer.csv"),

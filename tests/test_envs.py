@@ -186,7 +186,7 @@ def test_post_deploy_installs_the_package_into_a_fresh_environment(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert sorted(p.name for p in REPO.iterdir()) == before, "installing wrote into the source tree"
 
-    probe = ("import importlib.metadata as m, json, specdraft, specdraft.config as c; "
+    probe = ("import importlib.metadata as m, json, specdraft, specdraft.plumbing.config as c; "
              "d = m.distribution('specdraft'); "
              "print(json.dumps([specdraft.__file__, c.SCHEMA_PATH.exists(), d.read_text('direct_url.json')]))")
     located = subprocess.run([str(prefix / "bin/python"), "-c", probe], capture_output=True, text=True,

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from specdraft import gpu_pool
-from specdraft.gpu_pool import Gpu, GpuPool, gpus_for_job
+from specdraft.plumbing import gpu_pool
+from specdraft.plumbing.gpu_pool import Gpu, GpuPool, gpus_for_job
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICES = ["0", "1", "2"]
@@ -24,7 +24,7 @@ GPU 1: NVIDIA H200 (UUID: GPU-bbbb)
 # A GPU job: takes `needs` devices, notes in the shared log when it holds and when it gives back each one.
 FAKE_JOB = textwrap.dedent("""
     import os, sys, time
-    from specdraft.gpu_pool import Gpu, GpuPool
+    from specdraft.plumbing.gpu_pool import Gpu, GpuPool
     lock_dir, events, needs, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     pool = GpuPool([Gpu(d) for d in {devices}], lock_dir, wait_seconds=120)
     def note(what, gpus):
@@ -93,7 +93,7 @@ def fake_nvidia_smi(tmp_path, monkeypatch):
 def test_each_job_exports_its_own_gpus_and_names_them(tmp_path, fake_nvidia_smi, caplog):
     environ = {"HOME": "/home/x"}
     where = dict(devices=None, lock_dir=str(tmp_path / "locks"), wait_seconds=0)
-    with caplog.at_level("INFO", logger="specdraft.gpu_pool"):
+    with caplog.at_level("INFO", logger="specdraft.plumbing.gpu_pool"):
         with gpus_for_job(1, job="bench/cod_easy", environ=environ, **where) as first:
             assert environ["CUDA_VISIBLE_DEVICES"] == "0" and environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
             other = {}
@@ -121,7 +121,7 @@ def test_the_pool_is_gpu_devices_or_cuda_visible_devices_when_set(tmp_path, fake
 
 def test_slurm_assignment_is_kept_unless_it_is_shared_by_several_jobs(tmp_path, fake_nvidia_smi, caplog):
     environ = {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "1"}
-    with caplog.at_level("INFO", logger="specdraft.gpu_pool"):
+    with caplog.at_level("INFO", logger="specdraft.plumbing.gpu_pool"):
         with gpus_for_job(1, devices=[0], lock_dir=str(tmp_path / "locks"), wait_seconds=0, job="train",
                           environ=environ):
             assert environ == {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "1"}
@@ -136,7 +136,7 @@ def test_slurm_assignment_is_kept_unless_it_is_shared_by_several_jobs(tmp_path, 
 
 
 def test_step_gives_a_gpu_rule_its_device_and_a_cpu_machine_none(tmp_path, fake_nvidia_smi, monkeypatch):
-    from specdraft.workflow import step
+    from specdraft.plumbing.workflow import step
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -162,7 +162,7 @@ def test_step_gives_a_gpu_rule_its_device_and_a_cpu_machine_none(tmp_path, fake_
 
 
 def test_without_nvidia_smi_the_driver_lists_the_gpus(tmp_path):
-    from specdraft.gpu_pool import driver_gpus
+    from specdraft.plumbing.gpu_pool import driver_gpus
 
     for bus, uuid in (("0000:9b:00.0", "GPU-bbbb"), ("0000:1b:00.0", "GPU-aaaa")):
         (tmp_path / bus).mkdir()
@@ -172,13 +172,13 @@ def test_without_nvidia_smi_the_driver_lists_the_gpus(tmp_path):
 
 
 def test_a_job_that_saw_other_gpus_than_its_own_is_reported(monkeypatch, caplog):
-    from specdraft.gpu_pool import check_devices_used
+    from specdraft.plumbing.gpu_pool import check_devices_used
 
     seen = ["aaaa"]
     cuda = SimpleNamespace(is_initialized=lambda: True, device_count=lambda: len(seen),
                            get_device_properties=lambda i: SimpleNamespace(uuid=seen[i]))
     monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
-    with caplog.at_level("INFO", logger="specdraft.gpu_pool"):
+    with caplog.at_level("INFO", logger="specdraft.plumbing.gpu_pool"):
         check_devices_used([Gpu("0", "NVIDIA H200", "GPU-aaaa")], "bench/cod_easy")
         seen[:] = ["aaaa", "bbbb"]  # every GPU: CUDA started before the job's were exported
         check_devices_used([Gpu("0", "NVIDIA H200", "GPU-aaaa")], "distill/cod_easy")

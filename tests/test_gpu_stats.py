@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from specdraft.gpu_stats import measure_stage, peak_bf16_flops, throughput, write_bench_stats
+from specdraft.plumbing.gpu_stats import measure_stage, peak_bf16_flops, throughput, write_bench_stats
 
 CPU = torch.device("cpu")
 

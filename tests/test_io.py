@@ -1,7 +1,7 @@
 import pytest
 
-from specdraft.atomic import atomic_path
-from specdraft.jsonl import JsonlError, read_jsonl, write_jsonl
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.plumbing.jsonl import JsonlError, read_jsonl, write_jsonl
 
 
 def test_jsonl_round_trip(tmp_path):

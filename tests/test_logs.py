@@ -4,7 +4,7 @@ import io
 import logging
 import warnings
 
-from specdraft.logs import Progress, job_name, log_to
+from specdraft.plumbing.logs import Progress, job_name, log_to
 
 
 class FakeClock:
@@ -35,8 +35,8 @@ def test_step_log_goes_to_file_and_own_lines_to_console(tmp_path):
     console = io.StringIO()
     with log_to(str(path), console=console):
         logging.getLogger("specdraft.progress").info("train: step 1/2")
-        logging.getLogger("specdraft.engine_choice").warning("falling back")
-        logging.getLogger("specdraft.distill").info("distilled 4")
+        logging.getLogger("specdraft.models.engine_choice").warning("falling back")
+        logging.getLogger("specdraft.stages.distill").info("distilled 4")
         logging.getLogger("some_library").warning("library chatter")
         print("printed by a library")
         warnings.warn("`gradient_checkpointing` is deprecated and will be removed in v6", FutureWarning)

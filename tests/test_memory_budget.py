@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from specdraft.config import load_config
-from specdraft.memory_budget import (GIB, Architecture, MemoryBudgetError, engine_weight_bytes, fit_rows,
+from specdraft.plumbing.config import load_config
+from specdraft.plumbing.memory_budget import (GIB, Architecture, MemoryBudgetError, engine_weight_bytes, fit_rows,
                                      kv_bytes_per_token, serving_need, training_need)
-from specdraft.random_models import shipped_config, write_random_checkpoint
+from specdraft.models.random_weights import shipped_config, write_random_checkpoint
 
 TARGET, DRAFT = "Qwen/Qwen2.5-14B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct"
 
@@ -111,25 +111,25 @@ def refuse_loading(*args, **kwargs):
 
 
 def test_stages_refuse_a_small_budget_before_loading(tmp_path, monkeypatch):
-    import specdraft.bench
-    import specdraft.distill
-    import specdraft.training
+    import specdraft.stages.bench
+    import specdraft.stages.distill
+    import specdraft.stages.train
 
-    for module, name in ((specdraft.distill, "load_served"), (specdraft.bench, "load_served"),
-                         (specdraft.training, "load_base_weights")):
+    for module, name in ((specdraft.stages.distill, "load_served"), (specdraft.stages.bench, "load_served"),
+                         (specdraft.stages.train, "load_base_weights")):
         monkeypatch.setattr(module, name, refuse_loading)
     random_checkpoints(tmp_path)
     cfg = load_config({"engine_weights": "int8", "gpu": {"memory_gib": 8}})
     common = dict(dtype="bfloat16", device="cpu", seed=0, gpu=cfg.gpu, enable_thinking=False)
     target, draft, records = str(tmp_path / "target"), str(tmp_path / "draft"), str(tmp_path / "records.jsonl")
     with pytest.raises(MemoryBudgetError, match=r"distill needs \d+\.\d GiB .*gpu.memory_gib 8.*distill.batch_size"):
-        specdraft.distill.distill(target, target, records, str(tmp_path / "d.jsonl"), cfg.distill, engine="auto",
+        specdraft.stages.distill.distill(target, target, records, str(tmp_path / "d.jsonl"), cfg.distill, engine="auto",
                                   engine_weights="int8", **common)
     with pytest.raises(MemoryBudgetError, match=r"bench needs \d+\.\d GiB .*bench.concurrency.*24 GB"):
-        specdraft.bench.bench(target, draft, records, str(tmp_path / "b.csv"), cfg.bench, target_adapter=None,
+        specdraft.stages.bench.bench(target, draft, records, str(tmp_path / "b.csv"), cfg.bench, target_adapter=None,
                               draft_adapter=None, engine="auto", engine_weights="int8", **common)
     with pytest.raises(MemoryBudgetError, match=r"train_target needs at least \d+\.\d GiB .*quantization: 4bit"):
-        specdraft.training.train_target(target, records, str(tmp_path / "adapter"), cfg.train_target, **common)
+        specdraft.stages.train.train_target(target, records, str(tmp_path / "adapter"), cfg.train_target, **common)
     assert not (tmp_path / "d.jsonl").exists() and not (tmp_path / "b.csv").exists()
 
 

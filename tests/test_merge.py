@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from specdraft.merge import merge_adapter
-from specdraft.tiny import train_tokenizer
+from specdraft.stages.merge import merge_adapter
+from specdraft.stages.base_models import train_tokenizer
 from tests.conftest import tiny_qwen2
 
 
@@ -58,7 +58,7 @@ def test_merged_checkpoint_gives_the_adapter_models_logits(tmp_path, tokenizer, 
 def test_the_merge_check_passes_a_merge_and_catches_a_missing_one(tmp_path, tokenizer):
     from transformers import AutoModelForCausalLM
 
-    from specdraft.merge import check_merged
+    from specdraft.stages.merge import check_merged
 
     tiny_qwen2(0, vocab_size=len(tokenizer)).save_pretrained(tmp_path / "base")
     adapter_on(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "adapter", seed=3)

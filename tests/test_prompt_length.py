@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from specdraft.config import load_config
-from specdraft.generation import PromptTooLong
-from specdraft.tiny import build_model, train_tokenizer
+from specdraft.plumbing.config import load_config
+from specdraft.decoding.generation import PromptTooLong
+from specdraft.stages.base_models import build_model, train_tokenizer
 
 GPU = load_config({}).gpu
 
@@ -41,7 +41,7 @@ def assert_located(error, path, line):
 
 
 def test_distill_rejects_a_prompt_longer_than_the_context(tmp_path, base):
-    from specdraft.distill import distill
+    from specdraft.stages.distill import distill
 
     train = write_records(tmp_path / "train.jsonl", long_line=3)
     out = tmp_path / "distilled.jsonl"
@@ -54,7 +54,7 @@ def test_distill_rejects_a_prompt_longer_than_the_context(tmp_path, base):
 
 
 def test_training_rejects_a_prompt_longer_than_the_context(tmp_path, base):
-    from specdraft.training import train_draft, train_target
+    from specdraft.stages.train import train_draft, train_target
 
     cfg = load_config({}).train_target
     train = write_records(tmp_path / "train.jsonl", long_line=2)
@@ -66,22 +66,22 @@ def test_training_rejects_a_prompt_longer_than_the_context(tmp_path, base):
 
 
 def test_training_counts_prompts_that_truncation_to_max_length_leaves_no_completion(tmp_path, base, caplog):
-    from specdraft.jsonl import iter_jsonl
-    from specdraft.models import load_tokenizer
-    from specdraft.training import check_prompts_fit, prompt_completion
+    from specdraft.plumbing.jsonl import iter_jsonl
+    from specdraft.models.loading import load_tokenizer
+    from specdraft.stages.train import check_prompts_fit, prompt_completion
 
     train = write_records(tmp_path / "train.jsonl", long_line=0)
     numbered = list(iter_jsonl(train))
     examples = [prompt_completion(r["prompt"], r["completion"], enable_thinking=False) for _, r in numbered]
     cfg = load_config({"train_target": {"max_length": 20}}).train_target  # every prompt has ~28 tokens
-    with caplog.at_level("WARNING", logger="specdraft.training"):
+    with caplog.at_level("WARNING", logger="specdraft.stages.train"):
         check_prompts_fit(train, numbered, examples, load_tokenizer(base), base, cfg)
     assert f"{train}: 4 of 4 prompts have max_length 20 tokens or more" in caplog.text
     assert "line 1 (id gsm8k/train/1)" in caplog.text
 
 
 def test_bench_rejects_a_prompt_longer_than_the_context(tmp_path, base):
-    from specdraft.bench import bench
+    from specdraft.stages.bench import bench
 
     test = write_records(tmp_path / "test.jsonl", long_line=4)
     out = tmp_path / "benchmark.csv"
@@ -93,7 +93,7 @@ def test_bench_rejects_a_prompt_longer_than_the_context(tmp_path, base):
 
 
 def test_max_new_tokens_beyond_the_context_is_named(tmp_path, base):
-    from specdraft.distill import distill
+    from specdraft.stages.distill import distill
 
     train = write_records(tmp_path / "train.jsonl", long_line=0)
     with pytest.raises(PromptTooLong, match=r"no prompt can fit \(the model's context of 128 less distill"):

@@ -5,8 +5,8 @@ import importlib.util
 import pytest
 import torch
 
-from specdraft.models import load_base_weights, load_causal_lm, load_tokenizer, vocab_size_of
-from specdraft.random_models import build_random_model, shipped_architectures, write_random_checkpoint
+from specdraft.models.loading import load_base_weights, load_causal_lm, load_tokenizer, vocab_size_of
+from specdraft.models.random_weights import build_random_model, shipped_architectures, write_random_checkpoint
 
 CPU = torch.device("cpu")
 SMALL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -25,7 +25,7 @@ def checkpoints(tmp_path_factory):
 def test_shipped_shapes_are_the_qwen25_models():
     from transformers import AutoConfig
 
-    from specdraft.random_models import MODEL_CONFIGS
+    from specdraft.models.random_weights import MODEL_CONFIGS
 
     assert shipped_architectures() == ["Qwen2.5-0.5B-Instruct", "Qwen2.5-14B-Instruct"]
     target = AutoConfig.from_pretrained(MODEL_CONFIGS / "Qwen2.5-14B-Instruct")
@@ -92,9 +92,9 @@ def test_4bit_random_base_is_the_quantised_bf16_base_and_trains(checkpoints, tmp
     pytest.importorskip("bitsandbytes")
     import bitsandbytes as bnb
 
-    from specdraft.config import load_config
-    from specdraft.prompts import prompt_messages
-    from specdraft.training import prompt_completion, sft_lora
+    from specdraft.plumbing.config import load_config
+    from specdraft.data.prompts import prompt_messages
+    from specdraft.stages.train import prompt_completion, sft_lora
 
     path = checkpoints / "Qwen2.5-0.5B-Instruct-0"
     full = build_random_model(path, dtype=torch.float32, device=CPU).eval()

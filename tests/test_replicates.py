@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from specdraft.replicates import combine_seeds
+from specdraft.stages.combine_seeds import combine_seeds
 
 
 def write_seed(tmp_path, seed, rows, columns=("id", "k", "speedup")):

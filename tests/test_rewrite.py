@@ -1,9 +1,9 @@
 import pytest
 
-from specdraft.config import load_config
+from specdraft.plumbing.config import load_config
 from specdraft.data.prepare import StylePaths, prepare
 from specdraft.data.rewrite import FEW_SHOT, INSTRUCTION, rewrite_messages, rewrite_solutions, verify_rewrite
-from specdraft.jsonl import read_jsonl
+from specdraft.plumbing.jsonl import read_jsonl
 
 
 @pytest.mark.parametrize("text, reference, scenario, expected", [
@@ -64,7 +64,7 @@ def test_a_rewrite_without_a_draft_is_rejected():
 def test_a_teacher_that_learned_the_rewrite_gets_it_kept(repo):
     """End to end through the generation path with a real (tiny) model: a teacher overfitted on one
     rewrite reproduces it and the rewrite is kept; a random teacher's output is rejected."""
-    from specdraft.tiny import build_model, pretrain, train_tokenizer
+    from specdraft.stages.base_models import build_model, pretrain, train_tokenizer
 
     problem, cot, cod = FEW_SHOT[1]
     # No few-shot turns here: a short prompt that a tiny model memorises in seconds.

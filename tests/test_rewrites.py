@@ -5,10 +5,10 @@ import json
 import pytest
 import yaml
 
-from specdraft.config import load_config
+from specdraft.plumbing.config import load_config
 from specdraft.data.prepare import StylePaths, prepare
 from specdraft.data.sources import problem_key
-from specdraft.jsonl import read_jsonl
+from specdraft.plumbing.jsonl import read_jsonl
 
 
 def outputs(root):

@@ -1,5 +1,5 @@
 """Every rule script imports the package's stage inside `step()`: an import that starts CUDA (as importing
-`specdraft.training` did on the H200) before the job's GPUs are chosen would leave CUDA_VISIBLE_DEVICES unread."""
+`specdraft.stages.train` did on the H200) before the job's GPUs are chosen would leave CUDA_VISIBLE_DEVICES unread."""
 
 import ast
 from pathlib import Path
@@ -14,4 +14,4 @@ SCRIPTS = sorted(p for p in (Path(__file__).resolve().parents[1] / "scripts").gl
 def test_stage_imported_after_gpus_are_chosen(script):
     top = [node for node in ast.parse(script.read_text()).body if isinstance(node, (ast.Import, ast.ImportFrom))]
     modules = [node.module if isinstance(node, ast.ImportFrom) else node.names[0].name for node in top]
-    assert modules == ["specdraft.workflow"], f"{script.name} imports {modules} before step() chose the GPUs"
+    assert modules == ["specdraft.plumbing.workflow"], f"{script.name} imports {modules} before step() chose the GPUs"

@@ -10,8 +10,8 @@ from specdraft.analysis.comparison import PAIRED_BOOTSTRAP, compare_styles, prim
 from specdraft.analysis.experiment_summary import per_answer_latency, predicted_best_k, summarize
 from specdraft.analysis.plots import bar_heights
 from specdraft.analysis.published import PUBLISHED
-from specdraft.cost_model import leviathan_speedup
-from specdraft.summary import PLOTS, write_summary
+from specdraft.decoding.cost_model import leviathan_speedup
+from specdraft.stages.summary import PLOTS, write_summary
 
 row = bench_row
 
@@ -223,7 +223,7 @@ def test_float32_runs_need_no_weights_note(benchmarks, tmp_path):
 
 
 def test_docs_are_written_from_the_run_and_name_commit_and_run(two_seed_run, tmp_path):
-    from specdraft.demo_doc import write_docs
+    from specdraft.analysis.demo_doc import write_docs
 
     paths, runs = two_seed_run
     run = tmp_path / "run"
@@ -261,7 +261,7 @@ def test_docs_are_written_from_the_run_and_name_commit_and_run(two_seed_run, tmp
 def test_demo_doc_says_when_the_targets_answer_far_shorter_than_their_training():
     import pandas as pd
 
-    from specdraft.demo_doc import short_answers_note
+    from specdraft.analysis.demo_doc import short_answers_note
 
     stats = pd.DataFrame([{"style": "cot", "scenario": "easy", "split": "train", "tokens_mean": 100.0},
                           {"style": "cod", "scenario": "easy", "split": "train", "tokens_mean": 40.0}])

@@ -4,9 +4,9 @@ for the same seed, and without it speculative decoding is the plain greedy path.
 import pytest
 import torch
 
-from specdraft import decoding
-from specdraft.decoding import autoregressive_generate, speculative_generate, speculative_generate_batch
-from specdraft.verification import SyntheticAcceptance
+from specdraft.decoding.speculative import speculative as decoding
+from specdraft.decoding.speculative import autoregressive_generate, speculative_generate, speculative_generate_batch
+from specdraft.decoding.verification import SyntheticAcceptance
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.6, 0.9, 1.0])

@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from specdraft.config import load_config
-from specdraft.models import load_causal_lm, pad_vocab
-from specdraft.prompts import prompt_messages
-from specdraft.tiny import build_model, train_tokenizer
-from specdraft.training import prompt_completion, sft_lora
+from specdraft.plumbing.config import load_config
+from specdraft.models.loading import load_causal_lm, pad_vocab
+from specdraft.data.prompts import prompt_messages
+from specdraft.stages.base_models import build_model, train_tokenizer
+from specdraft.stages.train import prompt_completion, sft_lora
 from tests.conftest import tiny_qwen2
 
 TEXTS = ["Natalia sold 48/2 = 24 clips in May. #### 72", "48/2=24; 48+24=72 #### 72",
@@ -116,7 +116,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, tokenizer, c
         run("resumed", str(tmp_path / "checkpoints"), callbacks=(StopAfter(5),))
     assert not (tmp_path / "resumed").exists()
     assert [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")] == ["checkpoint-4"]
-    with caplog.at_level("INFO", logger="specdraft.training"):
+    with caplog.at_level("INFO", logger="specdraft.stages.train"):
         run("resumed", str(tmp_path / "checkpoints"))
     assert "resuming from" in caplog.text and "(step 4)" in caplog.text
     assert not (tmp_path / "checkpoints").exists()  # cleaned after success
@@ -132,7 +132,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, tokenizer, c
 
 
 def test_checkpoints_of_other_settings_are_discarded(tmp_path):
-    from specdraft.training import prepare_checkpoints
+    from specdraft.stages.train import prepare_checkpoints
 
     (tmp_path / "ckpt" / "checkpoint-3").mkdir(parents=True)
     (tmp_path / "ckpt" / "checkpoint-3" / "trainer_state.json").write_text("{}")
@@ -151,8 +151,8 @@ def test_a_tokenizer_beside_a_model_config_tokenizes_as_it_was_saved(tmp_path):
     # and split "48+24" into other tokens than the same tokenizer saved alone (an adapter's directory).
     from transformers import Qwen2Config
 
-    from specdraft.models import load_tokenizer
-    from specdraft.tiny import train_tokenizer
+    from specdraft.models.loading import load_tokenizer
+    from specdraft.stages.base_models import train_tokenizer
 
     texts = ["48+24=72 and 48/2=24 so the answer is 72", "Natalia sold clips to 48 of her friends"] * 50
     tokenizer = train_tokenizer(texts, 300)

@@ -5,10 +5,10 @@ import csv
 import pytest
 import torch
 
-from specdraft.acceptance import TargetOutput, greedy_extended, write_outputs
-from specdraft.decoding import speculative_generate
-from specdraft.palette import STYLE_COLOURS, shade, style_colour
-from specdraft.transfer import plot_transfer, transfer, transfer_rows
+from specdraft.analysis.offline_acceptance import TargetOutput, greedy_extended, write_outputs
+from specdraft.decoding.speculative import speculative_generate
+from specdraft.analysis.palette import STYLE_COLOURS, shade, style_colour
+from specdraft.analysis.transfer import plot_transfer, transfer, transfer_rows
 from tests.conftest import tiny_qwen2
 from tests.test_acceptance import close_draft
 

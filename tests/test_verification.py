@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from specdraft.verification import rejection_sample_batch, verify_greedy_batch
+from specdraft.decoding.verification import rejection_sample_batch, verify_greedy_batch
 
 
 def one_hot_logits(ids, vocab=6):
@@ -64,7 +64,7 @@ def test_rejection_sampling_never_accepts_a_token_the_target_rules_out():
 
 
 def test_top_p_keeps_the_smallest_nucleus_reaching_p():
-    from specdraft.verification import probabilities
+    from specdraft.decoding.verification import probabilities
 
     logits = torch.tensor([[0.5, 0.25, 0.15, 0.1]]).log()
     assert torch.allclose(probabilities(logits, 1.0, top_p=0.7), torch.tensor([[2 / 3, 1 / 3, 0, 0]]))
@@ -77,7 +77,7 @@ def test_top_p_keeps_the_smallest_nucleus_reaching_p():
 def test_speculative_sampling_follows_the_target_distribution_end_to_end():
     """Two generated tokens from tiny models (vocabulary 12), temperature 0.8 and top-p 0.9: the marginals
     of the first and second token match the target's, computed exactly, and not the draft's."""
-    from specdraft.decoding import speculative_generate
+    from specdraft.decoding.speculative import speculative_generate
     from tests.conftest import WARP, exact_marginals, peaked_pair, total_variation
 
     target, draft = peaked_pair()

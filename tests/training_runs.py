@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 from transformers import TrainerCallback
 
-from specdraft.config import TrainingConfig, load_config
-from specdraft.data_parallel import this_process
-from specdraft.models import load_tokenizer
-from specdraft.tiny import build_model
-from specdraft.training import sft_lora
+from specdraft.plumbing.config import TrainingConfig, load_config
+from specdraft.plumbing.data_parallel import this_process
+from specdraft.models.loading import load_tokenizer
+from specdraft.stages.base_models import build_model
+from specdraft.stages.train import sft_lora
 
 
 class RecordFirstGradients(TrainerCallback):

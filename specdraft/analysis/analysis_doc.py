@@ -2,7 +2,7 @@
 
 Reads the run's results/acceptance_check.csv, acceptance_by_class.csv and transfer_{scenario}.csv, writes them
 with the provenance and machine to docs/analysis/demo.json, copies the plots beside it and writes
-docs/analysis.md around the method's explanation (`python -m specdraft.demo_doc` calls it).
+docs/analysis.md around the method's explanation (`python -m specdraft.analysis.demo_doc` calls it).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import shutil
 from pathlib import Path
 
 from specdraft.analysis.provenance import provenance_line
-from specdraft.names import EXPERIMENT_STYLES, SCENARIOS
+from specdraft.plumbing.names import EXPERIMENT_STYLES, SCENARIOS
 METHOD = """\
 Greedy speculative decoding emits the target's own greedy answer y. The step that starts after n emitted
 tokens proposes the draft's greedy continuation; its j-th token is checked only if the j-1 before it were
 accepted, i.e. equal to y, so it is the draft's greedy prediction *given the target's prefix*. One
 teacher-forced forward of the draft over the target's answer therefore gives, at every position, whether the
 draft agrees; a step accepts the run of agreements from its start, capped at its proposal length, and the next
-step starts after the recovered or bonus token. `specdraft.acceptance.replay_greedy` replays those steps for
+step starts after the recovered or bonus token. `specdraft.analysis.offline_acceptance.replay_greedy` replays those steps for
 any k, with `speculative_generate`'s own cap near `max_new_tokens` (k shrinks to `max_new_tokens - n - 1`) and
 its stop at eos: a step that accepts eos ends there, and the stats count its tokens through eos as proposed and
 accepted, nothing past it.
@@ -96,7 +96,7 @@ the benchmark, not a finding.
 ## Acceptance by token class
 
 `results/acceptance_by_class.csv`: per style, scenario and class of the target's answer tokens (digits,
-operators and `=`, LaTeX commands, words, whitespace, the `####` tail, eos, other; `specdraft/token_classes.py`),
+operators and `=`, LaTeX commands, words, whitespace, the `####` tail, eos, other; `specdraft/analysis/token_classes.py`),
 the token count, its share of the answer and the draft's agreement rate.
 
 ![acceptance by token class](analysis/acceptance_by_class.png)

@@ -11,7 +11,7 @@ import numpy as np
 from specdraft.analysis.bench_results import Experiment, paired_columns
 from specdraft.analysis.statistics import (ALPHA, STATISTICS, bootstrap_p_value, holm, percentile_interval,
                                            rng_for, seed_mean, sign_flip_p_value, two_level_replicates)
-from specdraft.names import SCENARIOS
+from specdraft.plumbing.names import SCENARIOS
 
 COMPARISON_COLUMNS = ["scenario", "k", "statistic", "label", "num_seeds", "num_problems", "resampled", "cot", "cod",
                       "difference", "difference_low", "difference_high", "p_value", "p_holm", "family_size",

@@ -10,8 +10,8 @@ import numpy as np
 from specdraft.analysis.bench_results import Experiment, seed_columns
 from specdraft.analysis.statistics import (acceptance_rate, percentile_interval, request_speedup, rng_for,
                                            two_level_replicates)
-from specdraft.cost_model import leviathan_speedup
-from specdraft.names import experiment_parts
+from specdraft.decoding.cost_model import leviathan_speedup
+from specdraft.plumbing.names import experiment_parts
 
 MAX_PREDICTED_K = 16  # the range searched for the k the cost model predicts best
 SEED_SPREAD = ("acceptance_rate", "speedup", "matching_speedup", "tokens_per_answer", "accuracy", "truncated_share")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from specdraft.atomic import atomic_path
-from specdraft.names import EXPERIMENT_STYLES, SCENARIOS
-from specdraft.palette import STYLE_COLOURS, shade
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.plumbing.names import EXPERIMENT_STYLES, SCENARIOS
+from specdraft.analysis.palette import STYLE_COLOURS, shade
 
 def _pyplot():
     import matplotlib

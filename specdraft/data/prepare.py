@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from specdraft.answers import SCENARIOS
-from specdraft.atomic import atomic_path
-from specdraft.config import DataConfig
+from specdraft.data.answers import SCENARIOS
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.plumbing.config import DataConfig
 from specdraft.data.rewrites import Rewrites, check_rewrites_dir, load_rewrites, rewrite_path
 from specdraft.data.sources import (
     SCENARIO_DATASET,
@@ -32,8 +32,8 @@ from specdraft.data.sources import (
     problem_key,
 )
 from specdraft.data.styles import NoDraft, cod_solution, cot_solution, solution_rejection
-from specdraft.jsonl import write_jsonl
-from specdraft.prompts import STYLES, chat_messages
+from specdraft.plumbing.jsonl import write_jsonl
+from specdraft.data.prompts import STYLES, chat_messages
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,9 @@ def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, dev
 
     def rewrite(problems: list[Problem], scenario: str) -> list[str | None]:
         from specdraft.data.rewrite import rewrite_messages, rewrite_solutions
-        from specdraft.generation import chat_prompt_ids
-        from specdraft.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
-        from specdraft.engine_choice import serve
+        from specdraft.decoding.generation import chat_prompt_ids
+        from specdraft.models.loading import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
+        from specdraft.models.engine_choice import serve
 
         dev = resolve_device(device)
         if not loaded:

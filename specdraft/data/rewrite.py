@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from specdraft.answers import SEPARATOR
+from specdraft.data.answers import SEPARATOR
 from specdraft.data.styles import solution_rejection
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def rewrite_solutions(model, tokenizer, items: list[tuple[str, str, str]], scena
                       few_shot: Sequence[tuple[str, str, str]] = FEW_SHOT) -> list[Rewrite]:
     """Rewrite each (problem, CoT solution, reference answer) greedily with `model` (a Hugging Face model
     or a `specdraft.engine.Engine`)."""
-    from specdraft.generation import generate_batched
+    from specdraft.decoding.generation import generate_batched
 
     prompts = [rewrite_messages(problem, cot, few_shot) for problem, cot, _ in items]
     generated = generate_batched(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=0.0,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from specdraft.data.sources import Problem, Rejected, check_loss, count_reasons, problem_key
 from specdraft.data.styles import solution_rejection
-from specdraft.jsonl import JsonlError, scan_jsonl
+from specdraft.plumbing.jsonl import JsonlError, scan_jsonl
 
 log = logging.getLogger(__name__)
 

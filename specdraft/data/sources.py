@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from specdraft.answers import SEPARATOR, last_boxed
-from specdraft.config import SourceConfig
-from specdraft.jsonl import JsonlError, scan_jsonl
+from specdraft.data.answers import SEPARATOR, last_boxed
+from specdraft.plumbing.config import SourceConfig
+from specdraft.plumbing.jsonl import JsonlError, scan_jsonl
 
 # Which dataset and which MATH levels each scenario draws from.
 SCENARIO_DATASET = {"easy": "gsm8k", "medium": "math", "hard": "math"}

@@ -6,9 +6,9 @@ import logging
 import re
 from pathlib import Path
 
-from specdraft.answers import SEPARATOR
-from specdraft.atomic import atomic_path
-from specdraft.jsonl import read_jsonl
+from specdraft.data.answers import SEPARATOR
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.plumbing.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ def plot_tokens(stats, path: str) -> None:
 
     train = stats[stats["split"] == "train"]
     scenarios = [s for s in ("easy", "medium", "hard") if s in set(train.scenario)]
-    from specdraft.palette import STYLE_COLOURS
-    from specdraft.names import EXPERIMENT_STYLES
+    from specdraft.analysis.palette import STYLE_COLOURS
+    from specdraft.plumbing.names import EXPERIMENT_STYLES
 
     styles = [s for s in EXPERIMENT_STYLES if s in set(train["style"])]  # cot, cod: the order and colours of every plot
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -117,7 +117,7 @@ def plot_tokens(stats, path: str) -> None:
 def write_stats(processed: dict[tuple[str, str, str], str], tokenizer_name: str, stats_path: str,
                 plot_path: str) -> None:
     """Write stats.csv and its plot, counting tokens with the tokenizer of the configured target."""
-    from specdraft.models import load_tokenizer
+    from specdraft.models.loading import load_tokenizer
 
     stats = dataset_stats(processed, load_tokenizer(tokenizer_name))
     with atomic_path(stats_path) as tmp:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from specdraft.answers import SEPARATOR, closing_brace, extract_answer, is_equivalent, normalize_number
+from specdraft.data.answers import SEPARATOR, closing_brace, extract_answer, is_equivalent, normalize_number
 from specdraft.data.sources import Problem
 
 _CALC = re.compile(r"<<([^<>]*)>>")

@@ -9,9 +9,9 @@ from torch import Tensor
 
 from specdraft.engine.decoder import Decoder, KVCache
 from specdraft.engine.runner import DEPENDENT_LAUNCH_STEPS, MAX_GRAPH_TOKENS, StepRunner
-from specdraft.batching import cut_at_eos, left_pad
-from specdraft.sessions import device_ids
-from specdraft.verification import probabilities
+from specdraft.decoding.batching import cut_at_eos, left_pad
+from specdraft.decoding.sessions import device_ids
+from specdraft.decoding.verification import probabilities
 
 
 class EngineSession:

@@ -23,7 +23,7 @@ from torch import Tensor
 from specdraft.engine import tuner as tuning
 from specdraft.engine.decoder import Decoder, KVCache
 from specdraft.engine.timing import median_ms
-from specdraft.verification import probabilities, sample_inverse_cdf
+from specdraft.decoding.verification import probabilities, sample_inverse_cdf
 
 MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this (prefills) run eagerly
 # The steps whose graphs are offered dependent launches by default (`StepRunner.dependent_launch_steps`).

@@ -24,7 +24,7 @@ import os
 import re
 from pathlib import Path
 
-from specdraft.atomic import atomic_path
+from specdraft.plumbing.atomic import atomic_path
 
 MISSING = object()  # no stored choice for a key
 SHIPPED = Path(__file__).parent / "tuned"

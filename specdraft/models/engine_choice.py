@@ -94,13 +94,13 @@ def load_served(base: str, *, adapter: str | None, engine: str, weights: str, dt
     moves to the GPU. A random base (`models.source: random`) skips the Hugging Face model: each tensor is
     drawn on `device` and built into the engine there (`direct_load.serve_random`), on any device.
     """
-    from specdraft.load_timing import phase
-    from specdraft.models import load_causal_lm, resolve_device, resolve_dtype
-    from specdraft.random_models import is_random_checkpoint
+    from specdraft.models.load_timing import phase
+    from specdraft.models.loading import load_causal_lm, resolve_device, resolve_dtype
+    from specdraft.models.random_weights import is_random_checkpoint
 
     dev = resolve_device(device)
     if engine != "hf" and is_random_checkpoint(base):
-        from specdraft.direct_load import serve_random
+        from specdraft.models.direct_load import serve_random
 
         served = serve_random(base, adapter=adapter, weights=weights, dtype=resolve_dtype(dtype, dev), device=dev,
                               max_seq_len=max_seq_len, max_batch_size=max_batch_size, vocab_size=vocab_size)

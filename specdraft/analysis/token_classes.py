@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from specdraft.answers import SEPARATOR
+from specdraft.data.answers import SEPARATOR
 
 CLASSES = ("digit", "operator", "latex", "word", "whitespace", "tail", "end", "other")
 

@@ -15,12 +15,12 @@ import os
 
 import torch
 
-from specdraft.atomic import atomic_path
-from specdraft.config import DataConfig, ModelShape, TinyConfig
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.plumbing.config import DataConfig, ModelShape, TinyConfig
 from specdraft.data.sources import load_problems
 from specdraft.data.styles import cot_solution
-from specdraft.logs import Progress
-from specdraft.prompts import chat_messages
+from specdraft.plumbing.logs import Progress
+from specdraft.data.prompts import chat_messages
 
 log = logging.getLogger(__name__)
 

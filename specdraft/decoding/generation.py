@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from specdraft.batching import cut_at_eos, left_pad
-from specdraft.logs import Progress
+from specdraft.decoding.batching import cut_at_eos, left_pad
+from specdraft.plumbing.logs import Progress
 
 
 def chat_prompt_ids(tokenizer, messages: list[dict], *, enable_thinking: bool) -> list[int]:

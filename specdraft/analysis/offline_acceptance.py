@@ -24,15 +24,15 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from specdraft.atomic import atomic_path
-from specdraft.config import BenchConfig
-from specdraft.decoding import SpecStats
-from specdraft.generation import chat_prompt_ids
-from specdraft.jsonl import read_jsonl, write_jsonl
-from specdraft.engine_choice import load_served
-from specdraft.models import load_tokenizer, vocab_size_of
-from specdraft.sessions import open_session
-from specdraft.token_classes import classify_tokens, token_texts
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.plumbing.config import BenchConfig
+from specdraft.decoding.speculative import SpecStats
+from specdraft.decoding.generation import chat_prompt_ids
+from specdraft.plumbing.jsonl import read_jsonl, write_jsonl
+from specdraft.models.engine_choice import load_served
+from specdraft.models.loading import load_tokenizer, vocab_size_of
+from specdraft.decoding.sessions import open_session
+from specdraft.analysis.token_classes import classify_tokens, token_texts
 
 log = logging.getLogger(__name__)
 

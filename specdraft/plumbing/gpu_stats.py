@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from specdraft.atomic import atomic_path
+from specdraft.plumbing.atomic import atomic_path
 
 GIB = 2**30
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s, from the vendors' data sheets; matched in order against

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from specdraft.atomic import atomic_path
+from specdraft.plumbing.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-MODEL_CONFIGS = Path(__file__).with_name("model_configs")
+MODEL_CONFIGS = Path(__file__).parents[1] / "model_configs"
 TOKENIZER_DIR = MODEL_CONFIGS / "qwen2.5-tokenizer"
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
 MARKER = "random_init.json"

@@ -1,6 +1,6 @@
 """The transfer matrix: per scenario, every draft (tuned on one style, or untrained) serving every target.
 
-Each cell is the exact greedy acceptance of `specdraft.acceptance`: one teacher-forced pass of the draft over
+Each cell is the exact greedy acceptance of `specdraft.analysis.offline_acceptance`: one teacher-forced pass of the draft over
 the target's own greedy answers to its test prompts (from the acceptance stage), replayed for every k. The
 diagonal is the acceptance stage's prediction; off the diagonal, a draft meets a style it was not tuned on.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from specdraft.acceptance import TargetOutput, draft_agreement, read_outputs, replay_greedy
-from specdraft.atomic import atomic_path
-from specdraft.engine_choice import load_served
-from specdraft.palette import STYLE_ORDER
+from specdraft.analysis.offline_acceptance import TargetOutput, draft_agreement, read_outputs, replay_greedy
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.models.engine_choice import load_served
+from specdraft.analysis.palette import STYLE_ORDER
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from specdraft.artifacts import rebuild_hint
-from specdraft.atomic import atomic_path
+from specdraft.plumbing.artifacts import rebuild_hint
+from specdraft.plumbing.atomic import atomic_path
 
 
 class JsonlError(ValueError):

@@ -130,7 +130,7 @@ def launch(function: Callable[..., Any], kwargs: dict[str, Any], num_processes: 
 
 
 def _worker(call_path: str) -> None:
-    from specdraft.logs import quiet_libraries
+    from specdraft.plumbing.logs import quiet_libraries
 
     process = this_process()
     quiet_libraries()

@@ -1,5 +1,5 @@
 """Prompts of different lengths in one batch, and outputs cut at eos: shared by Hugging Face's batched generation
-(`specdraft.generation`) and the engine's (`specdraft.engine`), which import this and not each other."""
+(`specdraft.decoding.generation`) and the engine's (`specdraft.engine`), which import this and not each other."""
 
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from specdraft.artifacts import check_json, check_safetensors
-from specdraft.atomic import atomic_path
-from specdraft.models import (load_base_weights, load_causal_lm, load_tokenizer, pad_vocab, resolve_device,
+from specdraft.plumbing.artifacts import check_json, check_safetensors
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.models.loading import (load_base_weights, load_causal_lm, load_tokenizer, pad_vocab, resolve_device,
                               resolve_dtype, vocab_size_of)
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """docs/demo.md and docs/analysis.md, written from one demo run's own outputs so that neither can drift from it.
 
-    python -m specdraft.demo_doc <run directory> [--run-commit <commit the run was made from>]
+    python -m specdraft.analysis.demo_doc <run directory> [--run-commit <commit the run was made from>]
 
 The run directory is where `snakemake --configfile demo/config.yaml` wrote `results/` and `data/processed/`.
 Both pages name the commit that rendered them and the run (its content id, date and commit); the run's
@@ -18,7 +18,7 @@ from pathlib import Path
 from specdraft.analysis.provenance import REPO, provenance, provenance_line
 
 COMMAND = ".venv/bin/snakemake --cores 2 --configfile demo/config.yaml"
-DOC_COMMAND = "python -m specdraft.demo_doc <run directory>"
+DOC_COMMAND = "python -m specdraft.analysis.demo_doc <run directory>"
 SHORT_ANSWER_SHARE = 0.25  # answers shorter than this share of the training solutions: the style is not learned
 
 

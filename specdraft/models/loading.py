@@ -73,7 +73,7 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, devic
 
     on_host: keep it in host memory instead of on `device` (a random base is still drawn on `device`, so it is
     the same base every stage gets): for the native engine, which builds its own weights on `device`."""
-    from specdraft.load_timing import PhaseClock
+    from specdraft.models.load_timing import PhaseClock
 
     clock = PhaseClock(str(name_or_path), device)
     with clock("base weights"):
@@ -97,7 +97,7 @@ def merge_lora(model, adapter: str | os.PathLike, device: torch.device):
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
-    from specdraft.artifacts import check_adapter
+    from specdraft.plumbing.artifacts import check_adapter
 
     check_adapter(adapter)
     peft_model = PeftModel.from_pretrained(model, str(adapter))
@@ -122,7 +122,7 @@ def load_base_weights(name_or_path: str | os.PathLike, *, dtype: torch.dtype, de
     """
     if on_host and quantization != "none":
         raise ValueError("a quantized base is loaded on its device (bitsandbytes), not in host memory")
-    from specdraft.random_models import build_random_model, import_bitsandbytes, is_random_checkpoint
+    from specdraft.models.random_weights import build_random_model, import_bitsandbytes, is_random_checkpoint
 
     if quantization not in ("none", "4bit"):
         raise ValueError(f"quantization must be 'none' or '4bit', got {quantization!r}")
@@ -183,7 +183,7 @@ def architecture(name_or_path: str | os.PathLike, vocab_size: int | None = None)
     """The `memory_budget.Architecture` of a model, read from its config alone (rows padded to `vocab_size`)."""
     from transformers import AutoConfig
 
-    from specdraft.memory_budget import Architecture
+    from specdraft.plumbing.memory_budget import Architecture
 
     config = AutoConfig.from_pretrained(str(name_or_path))
     return Architecture.from_config({**config.to_dict(), "head_dim": getattr(config, "head_dim", None)},

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from specdraft.sessions import Session, open_session
-from specdraft.verification import SyntheticAcceptance, probabilities, rejection_sample_batch, verify_greedy_batch
+from specdraft.decoding.sessions import Session, open_session
+from specdraft.decoding.verification import SyntheticAcceptance, probabilities, rejection_sample_batch, verify_greedy_batch
 
 
 @dataclass
@@ -189,7 +189,7 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
     if draft_session.vocab_size != vocab_size:
         raise ValueError(
             f"draft vocabulary ({draft_session.vocab_size} rows) differs from the target's ({vocab_size}); "
-            "pad the draft with specdraft.models.pad_vocab first")
+            "pad the draft with specdraft.models.loading.pad_vocab first")
     # The sequence on the device, `seq` there: the sessions' inputs are slices of it, not copies of host lists.
     # A step writes its proposal after the sequence, verifies it in place, then writes the next token after
     # the accepted ones.
@@ -328,7 +328,7 @@ def _generate_rows(target, draft, prompts: list[list[int]], k: int, max_new_toke
     draft_rows = _open_rows(draft, num_rows, 1) if k else None
     if draft_rows is not None and draft_rows.vocab_size != target_rows.vocab_size:
         raise ValueError(f"draft vocabulary ({draft_rows.vocab_size} rows) differs from the target's "
-                         f"({target_rows.vocab_size}); pad the draft with specdraft.models.pad_vocab first")
+                         f"({target_rows.vocab_size}); pad the draft with specdraft.models.loading.pad_vocab first")
     # A row may run past max_new_tokens by one step (k + 1 positions) before its output is cut.
     need = max(len(p) for p in prompts) + max_new_tokens + k
     for rows in (target_rows, draft_rows):

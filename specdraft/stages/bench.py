@@ -13,20 +13,20 @@ from pathlib import Path
 
 import torch
 
-from specdraft.answers import SEPARATOR, extract_answer, is_equivalent
-from specdraft.atomic import atomic_path
-from specdraft.config import BenchConfig, GpuConfig
-from specdraft.cost_model import leviathan_speedup
-from specdraft.decoding import Timeline, autoregressive_generate, speculative_generate
-from specdraft.generation import chat_prompt_ids, check_prompt_lengths
-from specdraft.gpu_stats import cap_memory, write_bench_stats
-from specdraft.jsonl import read_jsonl
-from specdraft.logs import Progress
-from specdraft.engine_choice import cache_length, load_served
-from specdraft.memory_budget import fit_rows
-from specdraft.models import (architecture, context_length, load_tokenizer, resolve_device, resolve_dtype,
+from specdraft.data.answers import SEPARATOR, extract_answer, is_equivalent
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.plumbing.config import BenchConfig, GpuConfig
+from specdraft.decoding.cost_model import leviathan_speedup
+from specdraft.decoding.speculative import Timeline, autoregressive_generate, speculative_generate
+from specdraft.decoding.generation import chat_prompt_ids, check_prompt_lengths
+from specdraft.plumbing.gpu_stats import cap_memory, write_bench_stats
+from specdraft.plumbing.jsonl import read_jsonl
+from specdraft.plumbing.logs import Progress
+from specdraft.models.engine_choice import cache_length, load_served
+from specdraft.plumbing.memory_budget import fit_rows
+from specdraft.models.loading import (architecture, context_length, load_tokenizer, resolve_device, resolve_dtype,
                               vocab_size_of)
-from specdraft.repeats import generator_seed, median, timing_order
+from specdraft.stages.bench_repeats import generator_seed, median, timing_order
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class BenchRow:
 
     Times are seconds (or ms where named so) of wall clock, the GPU synchronised before each clock read, each
     the median over `repeats` timings of the same run (the problem's runs timed in an order rotated across
-    the target alone and each k, `specdraft.repeats.timing_order`); rates, the speedup and the cost model are
+    the target alone and each k, `specdraft.stages.bench_repeats.timing_order`); rates, the speedup and the cost model are
     computed from those medians. Counts and outputs are the same in every repeat (greedy, or sampling with
     one generator seed per problem and k; the first repeat's are kept and any difference is counted in
     benchmark_run.json). `ttft_ms` (time to first token: the call's start, prompt in, to the first new token
@@ -285,7 +285,7 @@ def warm_up(target, draft, prompts: list[torch.Tensor], num_speculative_tokens, 
     """Untimed: capture every CUDA graph the timed runs can replay (each k' <= k, each KV bucket; native
     engine), then decode the shortest and the longest prompt once each way, for first-call allocations and
     kernel selection, prefill shapes included."""
-    from specdraft.load_timing import log_kernel_tuning, phase
+    from specdraft.models.load_timing import log_kernel_tuning, phase
 
     device = next(target.parameters()).device
     for name, model in (("target", target), ("draft", draft)):
@@ -334,7 +334,7 @@ def run_conditions(target, cfg: BenchConfig, *, engine_weights: str, seed: int) 
 
 def write_run(path: str | Path, conditions: dict, throughput: dict | None, repeat_mismatches: int) -> None:
     """benchmark_run.json: the run's conditions, and at concurrency > 1 its per-run throughput metrics
-    (`specdraft.bench_concurrent`); `repeat_mismatches` counts runs whose repeats decoded other tokens."""
+    (`specdraft.stages.bench_concurrent`); `repeat_mismatches` counts runs whose repeats decoded other tokens."""
     record = {"conditions": conditions, "throughput": throughput, "repeat_mismatches": repeat_mismatches}
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
@@ -344,7 +344,7 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
           target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
           seed: int, enable_thinking: bool, gpu: GpuConfig, engine_weights: str = "bf16") -> None:
     """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems: one at a
-    time, or `cfg.concurrency` at a time (specdraft.bench_concurrent). Writes benchmark.csv and, beside it,
+    time, or `cfg.concurrency` at a time (specdraft.stages.bench_concurrent). Writes benchmark.csv and, beside it,
     benchmark_run.json (`write_run`)."""
     if cfg.concurrency > 1 and engine == "hf":
         raise ValueError(f"bench.concurrency {cfg.concurrency} runs on the native engine; set engine to 'auto' or "
@@ -374,7 +374,7 @@ def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg:
     load_seconds = time.perf_counter() - start
     cfg, throughput = replace(cfg, concurrency=rows if cfg.concurrency > 1 else 1), None
     if cfg.concurrency > 1:
-        from specdraft.bench_concurrent import check_concurrent, run_concurrent_benchmark
+        from specdraft.stages.bench_concurrent import check_concurrent, run_concurrent_benchmark
 
         check_concurrent(target, cfg)
         bench_rows, throughput, mismatches = run_concurrent_benchmark(target, draft, tokenizer, records, cfg, seed,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import re
 
-from specdraft.atomic import atomic_path
-from specdraft.palette import STYLE_ORDER, style_colour
-from specdraft.token_classes import CLASSES
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.analysis.palette import STYLE_ORDER, style_colour
+from specdraft.analysis.token_classes import CLASSES
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from specdraft.atomic import atomic_path
+from specdraft.plumbing.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

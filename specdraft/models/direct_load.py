@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from specdraft.load_timing import PhaseClock
+from specdraft.models.load_timing import PhaseClock
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def lora_updates(adapter: str | os.PathLike, device: torch.device) -> tuple[dict
     decoder layers' linear projections, or why this merge does not cover it (PEFT then merges it)."""
     from safetensors.torch import load_file
 
-    from specdraft.artifacts import check_adapter
+    from specdraft.plumbing.artifacts import check_adapter
 
     check_adapter(adapter)
     directory = Path(adapter)
@@ -101,8 +101,8 @@ def serve_random(base: str, *, adapter: str | None, weights: str, dtype: torch.d
     implement, whose error or fallback `serve` gives, or an adapter this merge does not cover: logged)."""
     from specdraft.engine import Engine
     from specdraft.engine.decoder import Decoder
-    from specdraft.engine_choice import cache_length, unsupported_features
-    from specdraft.random_models import RandomWeights
+    from specdraft.models.engine_choice import cache_length, unsupported_features
+    from specdraft.models.random_weights import RandomWeights
 
     clock = PhaseClock(base, device)
     with clock("draw"):

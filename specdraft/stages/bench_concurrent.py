@@ -21,13 +21,13 @@ import time
 
 import torch
 
-from specdraft.answers import extract_answer, is_equivalent
-from specdraft.bench import BenchRow, is_truncated
-from specdraft.config import BenchConfig
-from specdraft.decoding import BatchOutput, autoregressive_generate_batch, speculative_generate_batch
+from specdraft.data.answers import extract_answer, is_equivalent
+from specdraft.stages.bench import BenchRow, is_truncated
+from specdraft.plumbing.config import BenchConfig
+from specdraft.decoding.speculative import BatchOutput, autoregressive_generate_batch, speculative_generate_batch
 from specdraft.engine import Engine
-from specdraft.generation import chat_prompt_ids
-from specdraft.repeats import generator_seed, median, timing_order
+from specdraft.decoding.generation import chat_prompt_ids
+from specdraft.stages.bench_repeats import generator_seed, median, timing_order
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,17 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from specdraft.artifacts import check_checkpoint, check_json
-from specdraft.atomic import atomic_path
-from specdraft.config import GpuConfig, TrainingConfig
-from specdraft.data_parallel import (accumulation_per_process, gather, is_launched, launch, on_main_process,
+from specdraft.plumbing.artifacts import check_checkpoint, check_json
+from specdraft.plumbing.atomic import atomic_path
+from specdraft.plumbing.config import GpuConfig, TrainingConfig
+from specdraft.plumbing.data_parallel import (accumulation_per_process, gather, is_launched, launch, on_main_process,
                                      process_device, this_process)
-from specdraft.generation import chat_prompt_ids, check_prompt_lengths
-from specdraft.gpu_stats import cap_memory, count_parameters, device_record, reset_peak_memory, throughput
-from specdraft.jsonl import iter_jsonl
-from specdraft.logs import Progress
-from specdraft.memory_budget import check_fits, training_need
-from specdraft.models import (architecture, context_length, load_base_weights, load_tokenizer, pad_vocab,
+from specdraft.decoding.generation import chat_prompt_ids, check_prompt_lengths
+from specdraft.plumbing.gpu_stats import cap_memory, count_parameters, device_record, reset_peak_memory, throughput
+from specdraft.plumbing.jsonl import iter_jsonl
+from specdraft.plumbing.logs import Progress
+from specdraft.plumbing.memory_budget import check_fits, training_need
+from specdraft.models.loading import (architecture, context_length, load_base_weights, load_tokenizer, pad_vocab,
                               resolve_device, resolve_dtype, vocab_size_of)
 
 log = logging.getLogger(__name__)

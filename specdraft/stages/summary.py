@@ -11,7 +11,7 @@ from specdraft.analysis.bench_results import describe_conditions, read_benchmark
 from specdraft.analysis.comparison import compare_styles
 from specdraft.analysis.experiment_summary import summarize
 from specdraft.analysis.report_html import comparison_html, published_html, summary_html
-from specdraft.atomic import atomic_path
+from specdraft.plumbing.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import logging
 import os
 from collections.abc import Iterator
 
-from specdraft.config import Config, load_config
-from specdraft.gpu_pool import gpus_for_job
-from specdraft.logs import job_name, log_to
+from specdraft.plumbing.config import Config, load_config
+from specdraft.plumbing.gpu_pool import gpus_for_job
+from specdraft.plumbing.logs import job_name, log_to
 
 
 @contextlib.contextmanager

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import time
 
-from specdraft.answers import extract_answer, is_equivalent
-from specdraft.config import DistillConfig, GpuConfig
-from specdraft.generation import chat_prompt_ids, check_prompt_lengths, generate_batched
-from specdraft.gpu_stats import cap_memory, measure_stage
-from specdraft.jsonl import iter_jsonl, write_jsonl
-from specdraft.load_timing import log_kernel_tuning
-from specdraft.engine_choice import cache_length, load_served
-from specdraft.memory_budget import fit_rows
-from specdraft.models import architecture, context_length, load_tokenizer, resolve_device, resolve_dtype
+from specdraft.data.answers import extract_answer, is_equivalent
+from specdraft.plumbing.config import DistillConfig, GpuConfig
+from specdraft.decoding.generation import chat_prompt_ids, check_prompt_lengths, generate_batched
+from specdraft.plumbing.gpu_stats import cap_memory, measure_stage
+from specdraft.plumbing.jsonl import iter_jsonl, write_jsonl
+from specdraft.models.load_timing import log_kernel_tuning
+from specdraft.models.engine_choice import cache_length, load_served
+from specdraft.plumbing.memory_budget import fit_rows
+from specdraft.models.loading import architecture, context_length, load_tokenizer, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Speculative decoding: the loop, verification, decoding sessions, batching and the cost model."""

@@ -1,0 +1,1 @@
+"""Loading the models a stage serves: hub, local, tiny or random weights, and which engine serves them."""

@@ -1,0 +1,1 @@
+"""What every stage leans on: configuration, logs, atomic files, GPU devices and budgets."""

@@ -1,0 +1,1 @@
+"""The stages the workflow's rules run: one module per stage."""
