@@ -47,7 +47,8 @@ def test_distill_rejects_a_prompt_longer_than_the_context(tmp_path, base):
     out = tmp_path / "distilled.jsonl"
     with pytest.raises(PromptTooLong) as error:
         distill(base, base, train, str(out), load_config({"distill": {"max_new_tokens": 32}}).distill,
-                engine="auto", dtype="float32", device="cpu", seed=0, gpu=GPU, enable_thinking=False)
+                engine="auto", dtype="float32", device="cpu", seed=0, gpu=GPU, enable_thinking=False,
+                engine_weights="bf16")
     assert_located(error, train, 3)
     assert "context of 128 less distill.max_new_tokens" in str(error.value)
     assert not out.exists()
@@ -98,4 +99,4 @@ def test_max_new_tokens_beyond_the_context_is_named(tmp_path, base):
     train = write_records(tmp_path / "train.jsonl", long_line=0)
     with pytest.raises(PromptTooLong, match=r"no prompt can fit \(the model's context of 128 less distill"):
         distill(base, base, train, str(tmp_path / "d.jsonl"), load_config({}).distill, engine="auto",
-                dtype="float32", device="cpu", seed=0, gpu=GPU, enable_thinking=False)
+                dtype="float32", device="cpu", seed=0, gpu=GPU, enable_thinking=False, engine_weights="bf16")

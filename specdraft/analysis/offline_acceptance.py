@@ -197,7 +197,7 @@ def read_outputs(path: str) -> list[TargetOutput]:
 
 def acceptance(target_base: str, draft_base: str, test_path: str, cfg: BenchConfig, *, outputs_path: str,
                positions_path: str, predictions_path: str, target_adapter: str | None, draft_adapter: str | None,
-               engine: str, dtype: str, device: str, enable_thinking: bool, engine_weights: str = "bf16") -> None:
+               engine: str, dtype: str, device: str, enable_thinking: bool, engine_weights: str) -> None:
     """The acceptance stage: on the bench's test problems, write the target's greedy outputs (JSONL), the
     per-position agreement and token class (CSV), and the predicted benchmark counts for every k (CSV)."""
     if cfg.temperature > 0:

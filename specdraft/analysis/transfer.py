@@ -105,7 +105,7 @@ def plot_transfer(rows: list[TransferRow], path: str) -> None:
 
 def transfer(scenario: str, outputs_paths: dict[str, str], drafts: dict[str, tuple[str, str | None]], *,
              ks: tuple[int, ...], max_new_tokens: int, vocab_size: int, table_path: str, plot_path: str, engine: str,
-             dtype: str, device: str, engine_weights: str = "bf16") -> None:
+             dtype: str, device: str, engine_weights: str) -> None:
     """The transfer stage of one scenario.
 
     outputs_paths: {target style: target_outputs.jsonl}; drafts: {draft style: (base, adapter or None)};

@@ -79,7 +79,7 @@ def rules_cod(problem: Problem, scenario: str) -> tuple[str | None, str | None]:
 
 
 def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, device: str, seed: int,
-                 enable_thinking: bool, engine_weights: str = "bf16") -> Rewriter:
+                 enable_thinking: bool, engine_weights: str) -> Rewriter:
     """Rewrite each problem's CoT solution into CoD with `teacher`, loaded on the first call (after the
     prepare stage has checked every input)."""
     loaded = {}
