@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from specdraft.data.answers import SCENARIOS  # noqa: E402
+from specdraft.plumbing.names import SCENARIOS  # noqa: E402
 from specdraft.data.styles import draft_steps, step_yields  # noqa: E402
 from specdraft.plumbing.jsonl import read_jsonl  # noqa: E402
 

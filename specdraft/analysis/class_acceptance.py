@@ -9,6 +9,7 @@ import re
 from specdraft.plumbing.atomic import atomic_path
 from specdraft.analysis.palette import STYLE_ORDER, style_colour
 from specdraft.analysis.token_classes import CLASSES
+from specdraft.plumbing.names import SCENARIOS
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def plot_classes(table, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scenarios = [s for s in ("easy", "medium", "hard") if s in set(table.scenario)]
+    scenarios = [s for s in SCENARIOS if s in set(table.scenario)]
     styles = [s for s in STYLE_ORDER if s in set(table["style"])]
     classes = [c for c in CLASSES if c in set(table["class"])]
     width = 0.8 / len(styles)

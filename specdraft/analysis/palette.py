@@ -2,8 +2,9 @@
 grey for the untrained pair)."""
 
 from __future__ import annotations
+from specdraft.plumbing.names import EXPERIMENT_STYLES
 
-STYLE_ORDER = ("cot", "cod", "untrained")
+STYLE_ORDER = EXPERIMENT_STYLES
 STYLE_COLOURS = {"cot": "#0072B2", "cod": "#D55E00", "untrained": "#8C8C8C"}
 
 

@@ -7,8 +7,8 @@ the answer in the last `\\boxed{}`, which is the fallback when no `####` is pres
 from __future__ import annotations
 
 import re
+from specdraft.plumbing.names import SCENARIOS
 
-SCENARIOS = ("easy", "medium", "hard")
 SEPARATOR = "####"
 
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)$")

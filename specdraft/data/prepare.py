@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from specdraft.data.answers import SCENARIOS
 from specdraft.plumbing.atomic import atomic_path
 from specdraft.plumbing.config import DataConfig
 from specdraft.data.rewrites import Rewrites, check_rewrites_dir, load_rewrites, rewrite_path
@@ -33,7 +32,8 @@ from specdraft.data.sources import (
 )
 from specdraft.data.styles import NoDraft, cod_solution, cot_solution, solution_rejection
 from specdraft.plumbing.jsonl import write_jsonl
-from specdraft.data.prompts import STYLES, chat_messages
+from specdraft.data.prompts import chat_messages
+from specdraft.plumbing.names import SCENARIOS, STYLES
 
 log = logging.getLogger(__name__)
 

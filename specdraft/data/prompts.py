@@ -4,8 +4,8 @@ System prompts are the Chain of Draft paper's (Xu et al. 2025, "Chain of Draft: 
 """
 
 from __future__ import annotations
+from specdraft.plumbing.names import STYLES
 
-STYLES = ("cot", "cod")
 
 SYSTEM_PROMPTS = {
     "cot": (

@@ -9,6 +9,7 @@ from pathlib import Path
 from specdraft.data.answers import SEPARATOR
 from specdraft.plumbing.atomic import atomic_path
 from specdraft.plumbing.jsonl import read_jsonl
+from specdraft.plumbing.names import SCENARIOS
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def plot_tokens(stats, path: str) -> None:
     import matplotlib.pyplot as plt
 
     train = stats[stats["split"] == "train"]
-    scenarios = [s for s in ("easy", "medium", "hard") if s in set(train.scenario)]
+    scenarios = [s for s in SCENARIOS if s in set(train.scenario)]
     from specdraft.analysis.palette import STYLE_COLOURS
     from specdraft.plumbing.names import EXPERIMENT_STYLES
 
