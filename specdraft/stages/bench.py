@@ -21,7 +21,8 @@ from specdraft.decoding.generation import chat_prompt_ids, check_prompt_lengths
 from specdraft.plumbing.gpu_stats import cap_memory, write_bench_stats
 from specdraft.plumbing.jsonl import read_jsonl
 from specdraft.plumbing.logs import Progress
-from specdraft.models.engine_choice import cache_length, load_served
+from specdraft.models.engine_choice import load_served
+from specdraft.models.native_support import cache_length
 from specdraft.plumbing.memory_budget import fit_rows
 from specdraft.models.loading import (architecture, context_length, load_tokenizer, resolve_device, resolve_dtype,
                                      vocab_size_of)
