@@ -62,7 +62,7 @@ def concurrency_curve(engines, prompts, rates: list[float], ks: list[int], max_n
                       timed, results: dict) -> list[dict]:
     """`speculative_generate_batch` at each rate and k, against the target alone at this concurrency; c and
     the verification cost from the batched step parts (`results`' proposal_k / verification_k / target_step)."""
-    from specdraft.decoding.speculative import speculative_generate_batch
+    from specdraft.decoding.batched import speculative_generate_batch
     from specdraft.decoding.verification import SyntheticAcceptance
 
     rows = []

@@ -198,7 +198,8 @@ def exactness(engine_target, engine_draft, device: torch.device, args) -> dict:
 
 def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: dict) -> None:
     """Target alone against speculative decoding, both `args.concurrency` problems at a time."""
-    from specdraft.decoding.speculative import autoregressive_generate, autoregressive_generate_batch, speculative_generate_batch
+    from specdraft.decoding.batched import autoregressive_generate_batch, speculative_generate_batch
+    from specdraft.decoding.speculative import autoregressive_generate
     from specdraft.engine import Engine
 
     B, n, ks = args.concurrency, args.new_tokens, [int(k) for k in args.ks.split(",")]

@@ -10,7 +10,7 @@ reference's logits for that prefix. The engine's cache holds `--max-seq-len` col
 tests/test_engine_cuda.py's engines: attention then runs over 256 or 512 of them). Four engines per format, each built afresh (graphs are captured with
 the kernels of their time):
 
-- `torch`: every step on torch's path (`quant.fast_kernels` and `decoder.fast_kernels` off);
+- `torch`: every step on torch's path (no kernel family in `LaunchOptions.families`);
 - `linear`: the Triton matmul kernel only;
 - `rope_attention`: the Triton RoPE + cache-write and attention kernels only;
 - `all`: every Triton kernel, as decoding runs.
@@ -32,7 +32,9 @@ import time
 
 import torch
 
-VARIANTS = {"torch": (False, False), "linear": (True, False), "rope_attention": (False, True), "all": (True, True)}
+# The kernel families (`LaunchOptions.families`) each variant runs on Triton.
+VARIANTS = {"torch": frozenset(), "linear": frozenset({"linear"}), "rope_attention": frozenset({"rope_attention"}),
+            "all": frozenset({"linear", "rope_attention"})}
 
 
 def tiny_model(seed: int, hidden_size: int = 128):
@@ -93,7 +95,7 @@ def main() -> None:
                         "(int4 needs 128)")
     parser.add_argument("--out", default="float32_agreement.json")
     args = parser.parse_args()
-    from specdraft.engine import Engine, decoder, quant
+    from specdraft.engine import Engine
     from specdraft.engine import tuner as tuning
     from specdraft.engine.launch import pdl_supported
     from specdraft.engine.quant import dequantized_copy
@@ -103,19 +105,19 @@ def main() -> None:
                "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
                "programmatic_dependent_launch_supported": pdl_supported()}
     model = tiny_model(0, args.hidden_size).to(device)
-    original_quant, original_decoder = quant.fast_kernels, decoder.fast_kernels
+    launch = tuning.current().launch
+    all_families = launch.families
     started = time.perf_counter()
     for weights in args.weights.split(","):
         reference = dequantized_copy(model, weights)
-        for name, (linear_on, rope_attention_on) in VARIANTS.items():
-            quant.fast_kernels = original_quant if linear_on else (lambda x: False)
-            decoder.fast_kernels = original_decoder if rope_attention_on else (lambda x: False)
+        for name, families in VARIANTS.items():
             for prompt_name, prompt in prompts(device).items():
+                launch.families = families
                 try:
                     engine = Engine.from_hf(model, max_seq_len=args.max_seq_len, weights=weights)
                     results[f"{weights}_{name}_{prompt_name}"] = row = compare(engine, reference, prompt, args.steps)
                 finally:
-                    quant.fast_kernels, decoder.fast_kernels = original_quant, original_decoder
+                    launch.families = all_families
                 print(f"{weights:>5} {name:>15} {prompt_name:>17}: max |dlogit| {row['max_abs_logit_difference']:.3g}"
                       f" (last-only prefill {row['last_only_prefill_max_abs_logit_difference']:.3g}; first over 1e-5:"
                       f" {row['first_position_over_1e-5']}), argmax parts at {row['argmax_disagreements']}",

@@ -159,7 +159,8 @@ def records(n):
 
 
 def test_prediction_equals_the_benchmark_rows(tokenizer, chat_models, tmp_path):
-    from specdraft.stages.bench import run_benchmark, write_rows
+    from specdraft.stages.bench import run_benchmark
+    from specdraft.stages.bench_rows import write_rows
 
     target, draft = chat_models
     cfg = BenchConfig(num_problems=3, num_speculative_tokens=(1, 3, 6), max_new_tokens=24, temperature=0.0, top_p=1.0, concurrency=1,
@@ -199,7 +200,8 @@ def test_prediction_equals_the_benchmark_rows(tokenizer, chat_models, tmp_path):
 
 
 def test_check_names_a_missing_prediction(tokenizer, chat_models, tmp_path):
-    from specdraft.stages.bench import run_benchmark, write_rows
+    from specdraft.stages.bench import run_benchmark
+    from specdraft.stages.bench_rows import write_rows
 
     target, draft = chat_models
     cfg = BenchConfig(num_problems=2, num_speculative_tokens=(2,), max_new_tokens=8, temperature=0.0, top_p=1.0, concurrency=1,

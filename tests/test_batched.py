@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from specdraft.decoding.speculative import (autoregressive_generate, autoregressive_generate_batch, speculative_generate,
-                                speculative_generate_batch)
+from specdraft.decoding.batched import autoregressive_generate_batch, speculative_generate_batch
+from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
 from specdraft.decoding.verification import rejection_sample_batch, sample_inverse_cdf, verify_greedy_batch
 from tests.conftest import WARP, exact_marginals, peaked_pair, total_variation

@@ -7,7 +7,9 @@ import random
 import pytest
 import torch
 
-from specdraft.stages.bench import is_truncated, latencies_ms, run_benchmark, step_costs, warm_up
+from specdraft.stages.bench import run_benchmark, warm_up
+from specdraft.stages.bench_metrics import latencies_ms, step_costs
+from specdraft.stages.bench_rows import is_truncated
 from specdraft.decoding.cost_model import leviathan_speedup
 from specdraft.plumbing.config import BenchConfig
 from specdraft.decoding.speculative import Timeline, autoregressive_generate, speculative_generate

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from specdraft.decoding.speculative import SpecStats, autoregressive_generate, speculative_generate
+from specdraft.decoding.metrics import SpecStats
+from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
 from tests.conftest import hf_greedy, tiny_qwen2
 
 MAX_NEW = 40

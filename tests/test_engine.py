@@ -69,7 +69,7 @@ def test_qwen3_logits_match_hf_for_prefill_and_incremental_steps():
 
 
 def test_qwen3_pair_speculative_greedy_equals_hf_generate():
-    from specdraft.decoding.speculative import speculative_generate_batch
+    from specdraft.decoding.batched import speculative_generate_batch
 
     target, draft = tiny_qwen3(0), tiny_qwen3(1, hidden_size=16, num_hidden_layers=1)
     engine_target = Engine.from_hf(target, max_seq_len=64, max_batch_size=3)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from specdraft.engine import Engine
-from specdraft.models.engine_choice import serve, unsupported_features
+from specdraft.models.engine_choice import serve
+from specdraft.models.native_support import unsupported_features
 from tests.conftest import tiny_qwen2
 
 

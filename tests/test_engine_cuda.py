@@ -123,7 +123,7 @@ def test_batched_graph_generation_matches_hf_but_for_near_ties(models):
 def test_batched_speculative_graphs_replay_eager_and_agree_with_hf_but_for_near_ties(models):
     """Ragged rows through the proposal and verification graphs (two attention lengths, rows refilled):
     exactly what eager execution computes, greedy and sampled; greedy rows agree with Hugging Face."""
-    from specdraft.decoding.speculative import autoregressive_generate_batch, speculative_generate_batch
+    from specdraft.decoding.batched import autoregressive_generate_batch, speculative_generate_batch
 
     target, _ = models
     graphs = [Engine.from_hf(m, max_seq_len=512, max_batch_size=8) for m in models]

@@ -4,8 +4,9 @@ for the same seed, and without it speculative decoding is the plain greedy path.
 import pytest
 import torch
 
-from specdraft.decoding.speculative import speculative as decoding
-from specdraft.decoding.speculative import autoregressive_generate, speculative_generate, speculative_generate_batch
+from specdraft.decoding import verification as decoding
+from specdraft.decoding.batched import speculative_generate_batch
+from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
 from specdraft.decoding.verification import SyntheticAcceptance
 
 

@@ -26,7 +26,7 @@ import torch
 
 from specdraft.plumbing.atomic import atomic_path
 from specdraft.plumbing.config import BenchConfig
-from specdraft.decoding.speculative import SpecStats
+from specdraft.decoding.metrics import SpecStats
 from specdraft.decoding.generation import chat_prompt_ids
 from specdraft.plumbing.jsonl import read_jsonl, write_jsonl
 from specdraft.models.engine_choice import load_served

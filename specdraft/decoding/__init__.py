@@ -1,1 +1,2 @@
-"""Speculative decoding: the loop, verification, decoding sessions, batching and the cost model."""
+"""Speculative decoding: the loops (batch 1 and batched), verification, the counts, decoding sessions, batching
+helpers and the cost model."""

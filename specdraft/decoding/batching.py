@@ -18,3 +18,18 @@ def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor,
 def cut_at_eos(ids: list[int], eos_token_id: int | None) -> list[int]:
     """`ids` up to and including the first eos."""
     return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
+
+
+def eos_set(eos_token_id: int | list[int] | None) -> set[int]:
+    """The token ids that end a sequence (none, one, or several)."""
+    if eos_token_id is None:
+        return set()
+    return {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id)
+
+
+def truncate_at_eos(new_ids: list[int], eos: set[int]) -> tuple[list[int], bool]:
+    """`new_ids` up to and including the first token in `eos`, and whether one was found."""
+    for i, t in enumerate(new_ids):
+        if t in eos:
+            return new_ids[: i + 1], True
+    return new_ids, False

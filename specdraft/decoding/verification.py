@@ -68,6 +68,31 @@ def rejection_sample_batch(draft_ids: Tensor, draft_probs: Tensor, target_probs:
     return num_accepted, torch.multinomial(residual, 1, generator=generator)[:, 0]
 
 
+def verify(draft_ids: Tensor, target_logits: Tensor, draft_probs: Tensor | None, *, temperature: float,
+           top_p: float, generator: torch.Generator | None,
+           acceptance: SyntheticAcceptance | None) -> tuple[Tensor, Tensor]:
+    """One verification of every row's proposal: a synthetic verdict where `acceptance` is given, greedy at
+    temperature 0, else rejection sampling against the target's distribution at `temperature` and `top_p`.
+
+    draft_ids: [B, k]; target_logits: [B, k+1, V]; draft_probs: [B, k, V], the distributions the proposal
+    was sampled from (None when greedy or k = 0). Returns (num_accepted [B], next_token [B]).
+    """
+    if acceptance is not None:
+        return acceptance.verify(draft_ids, target_logits)
+    if temperature == 0:
+        return verify_greedy_batch(draft_ids, target_logits)
+    target_probs = probabilities(target_logits, temperature, top_p)  # [B, k+1, V]
+    if draft_probs is None:  # nothing proposed: the next token is the target's own sample
+        draft_probs = target_probs.new_zeros(*draft_ids.shape, target_probs.shape[-1])
+    return rejection_sample_batch(draft_ids, draft_probs, target_probs, generator)
+
+
+def check_acceptance(acceptance: SyntheticAcceptance | None, temperature: float) -> None:
+    """A synthetic acceptance stands in for greedy verification only."""
+    if acceptance is not None and temperature != 0:
+        raise ValueError("a synthetic acceptance replaces greedy verification: temperature must be 0")
+
+
 class SyntheticAcceptance:
     """A benchmark's stand-in for greedy verification: each draft token is accepted with probability `rate`
     independently of the logits, up to the first rejection (the i.i.d. acceptance of Leviathan et al. 2023,

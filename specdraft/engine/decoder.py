@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from specdraft.engine import tuner as tuning
 from specdraft.engine.attention import attention_mask, decode_attention
 from specdraft.engine.quant import (GROUP, QUANTIZERS, WEIGHT_FORMATS, DequantWorkspace, fast_kernels, linear,
                                     quantize_into)
@@ -100,7 +101,7 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     qkv_scale, o_scale, gate_up_scale, down_scale = scales if scales is not None else (None,) * 4
     qkv = linear(x, qkv_weight, qkv_scale, qkv_bias, norm_weight=input_norm, eps=eps, workspace=workspace)  # norm fused
     qkv = qkv.view(B, T, num_heads + 2 * num_kv_heads, head_dim)
-    fast = fast_kernels(x)
+    fast = fast_kernels(x) and tuning.current().launch.runs("rope_attention")
     if fast:  # one kernel for the per-head norm, RoPE, cache writes and q's layout
         q = rope_and_cache(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads, num_kv_heads)
     else:

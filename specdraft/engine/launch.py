@@ -38,17 +38,40 @@ def pdl_supported() -> bool:
     return triton_common.HAS_GRID_DEPENDENCY_CONTROL and torch.cuda.get_device_capability()[0] >= 9
 
 
+# The kernel families that run Triton kernels where they can: 'linear' (the projections, and a prefill's
+# dequantization of quantized weights), 'rope_attention' (RoPE with the cache writes, and decode attention).
+TRITON_FAMILIES = frozenset({"linear", "rope_attention"})
+
+
 class LaunchOptions:
-    """How kernels launched now are launched. With programmatic dependent launch (PDL) each kernel starts
+    """Which kernels run, and how kernels launched now are launched. `families`: the kernel families
+    (`TRITON_FAMILIES`) that run their Triton kernels where they can; the others take torch's path (what a
+    benchmark compares against). With programmatic dependent launch (PDL) each kernel starts
     while the one before it finishes, its launch and, for `fused_linear`, the first reads of its weight hidden
     behind that kernel's last programs, and waits for that kernel's writes before reading its input
     (`triton_common.wait_for_previous_kernel`). Only inside `dependent(True)`, which the runner offers to the
     graphs of its `dependent_launch_steps`; plain launches elsewhere. `allow_dependent = False` turns PDL off
     wherever it would be offered (what a benchmark compares against)."""
 
-    def __init__(self, allow_dependent: bool = True):
+    def __init__(self, allow_dependent: bool = True, families: frozenset[str] = TRITON_FAMILIES):
         self.allow_dependent = allow_dependent
+        self.families = families
         self._stack = [False]  # the innermost `dependent` setting
+
+    @property
+    def families(self) -> frozenset[str]:
+        return self._families
+
+    @families.setter
+    def families(self, families: frozenset[str]) -> None:
+        unknown = set(families) - TRITON_FAMILIES
+        if unknown:
+            raise ValueError(f"unknown kernel families {sorted(unknown)}; allowed: {sorted(TRITON_FAMILIES)}")
+        self._families = frozenset(families)
+
+    def runs(self, family: str) -> bool:
+        """Whether `family`'s Triton kernels may run (where `quant.fast_kernels` says they can)."""
+        return family in self._families
 
     def supported(self) -> bool:
         """Whether dependent launches can be offered here (`pdl_supported`, and allowed)."""

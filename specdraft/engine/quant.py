@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from specdraft.engine import tuner as tuning
 from specdraft.engine.formats import GROUP, WEIGHT_FORMATS  # noqa: F401  (WEIGHT_FORMATS: re-exported)
 
 
@@ -133,7 +134,7 @@ class DequantWorkspace:
         if buffer is None or buffer.numel() < N * K or buffer.dtype != dtype or buffer.device != weight.device:
             buffer = self._buffer = torch.empty(N * K, dtype=dtype, device=weight.device)
         out = buffer[: N * K].view(N, K)
-        if fast_kernels(weight):
+        if fast_kernels(weight) and tuning.current().launch.runs("linear"):
             _dequantize_kernel(weight, scale, out, int4)
         elif int4:
             torch.mul(unpack_int4(weight).view(N, K // GROUP, GROUP), scale.to(dtype)[:, :, None],
@@ -185,7 +186,7 @@ def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor 
     if workspace is not None and scale is not None and rows > linear_kernel.MAX_FAST_ROWS:
         w = workspace.dequantized(weight, scale, x.dtype)
         return _reference(x, w, None, bias, residual, norm_weight, eps, glu)
-    if fast_kernels(x):
+    if fast_kernels(x) and tuning.current().launch.runs("linear"):
         if rows <= linear_kernel.MAX_FAST_ROWS:
             reference = None if scale is not None else (
                 lambda: _reference(x, weight, scale, bias, residual, norm_weight, eps, glu))

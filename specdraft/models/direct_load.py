@@ -101,7 +101,7 @@ def serve_random(base: str, *, adapter: str | None, weights: str, dtype: torch.d
     implement, whose error or fallback `serve` gives, or an adapter this merge does not cover: logged)."""
     from specdraft.engine import Engine
     from specdraft.engine.decoder import Decoder
-    from specdraft.models.engine_choice import cache_length, unsupported_features
+    from specdraft.models.native_support import cache_length, unsupported_features
     from specdraft.models.random_weights import RandomWeights
 
     clock = PhaseClock(base, device)

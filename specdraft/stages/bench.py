@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from specdraft.data.answers import SEPARATOR, extract_answer, is_equivalent
+from specdraft.data.answers import extract_answer, is_equivalent
 from specdraft.plumbing.atomic import atomic_path
 from specdraft.plumbing.config import BenchConfig, GpuConfig
 from specdraft.decoding.cost_model import leviathan_speedup
@@ -22,86 +21,16 @@ from specdraft.decoding.generation import chat_prompt_ids, check_prompt_lengths
 from specdraft.plumbing.gpu_stats import cap_memory, write_bench_stats
 from specdraft.plumbing.jsonl import read_jsonl
 from specdraft.plumbing.logs import Progress
-from specdraft.models.engine_choice import cache_length, load_served
+from specdraft.models.engine_choice import load_served
+from specdraft.models.native_support import cache_length
 from specdraft.plumbing.memory_budget import fit_rows
 from specdraft.models.loading import (architecture, context_length, load_tokenizer, resolve_device, resolve_dtype,
-                              vocab_size_of)
+                                     vocab_size_of)
+from specdraft.stages.bench_metrics import StepCosts, latencies_ms, ratio, step_costs
 from specdraft.stages.bench_repeats import generator_seed, median, timing_order
+from specdraft.stages.bench_rows import BenchRow, is_truncated, write_rows
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BenchRow:
-    """One problem decoded with k draft tokens, next to the target alone on the same prompt.
-
-    Times are seconds (or ms where named so) of wall clock, the GPU synchronised before each clock read, each
-    the median over `repeats` timings of the same run (the problem's runs timed in an order rotated across
-    the target alone and each k, `specdraft.stages.bench_repeats.timing_order`); rates, the speedup and the cost model are
-    computed from those medians. Counts and outputs are the same in every repeat (greedy, or sampling with
-    one generator seed per problem and k; the first repeat's are kept and any difference is counted in
-    benchmark_run.json). `ttft_ms` (time to first token: the call's start, prompt in, to the first new token
-    on the host) and `itl_ms` (inter-token latency: the mean time between later tokens, (last - first) /
-    (n - 1), vLLM's time per output token) are the speculative run's; `target_*` the target alone's. A
-    speculative step delivers its tokens together, so its ITL averages over the step's tokens rather than
-    reporting zero gaps.
-
-    Counts are vLLM's (its scheduler takes them before its stop check): `num_proposed` is the draft tokens
-    the steps scheduled for verification (k a step, fewer where max_new_tokens leaves less room),
-    `num_accepted` the draft tokens verification accepted, those after an accepted eos included, and
-    `num_steps` the target's verification forwards; acceptance_rate = accepted / proposed and
-    mean_acceptance_length = 1 + accepted / steps.
-
-    `truncated` (`target_truncated`): the speculative (target-alone) output was cut by bench.max_new_tokens
-    before its answer: it is max_new_tokens tokens long, holds no eos, and its text has no `####` answer
-    separator. Such an answer scores as wrong whatever the model would have written.
-    """
-
-    id: str
-    k: int
-    num_new_tokens: int  # the speculative run's output
-    target_num_new_tokens: int  # the target alone's
-    num_proposed: int
-    num_accepted: int
-    num_steps: int
-    acceptance_rate: float
-    mean_acceptance_length: float
-    accepted_per_position: str  # "a;b;c": steps whose proposal was accepted through position 1, 2, 3, ...
-    target_seconds: float
-    speculative_seconds: float
-    target_tokens_per_s: float
-    speculative_tokens_per_s: float
-    speedup: float  # speculative_tokens_per_s / target_tokens_per_s: a throughput ratio
-    ttft_ms: float
-    itl_ms: float
-    target_ttft_ms: float
-    target_itl_ms: float  # one target step, the unit of the cost model below
-    # The cost model (Leviathan et al. 2023, section 3.4), measured in this run, steps after the first
-    # (the first holds the prompt's prefill): c = one draft token's time / one target step; verification_cost
-    # = one verification of k + 1 tokens / one target step (the paper assumes 1).
-    draft_token_ms: float
-    verification_ms: float
-    draft_cost: float
-    verification_cost: float
-    num_rejected_steps: int  # steps that stopped at a rejected draft token
-    alpha: float  # per-token acceptance probability: accepted / (accepted + rejected steps)
-    predicted_speedup: float  # the paper's (1 - alpha^(k+1)) / ((1 - alpha)(1 + k c))
-    predicted_speedup_steps: float  # (accepted + steps) / (c proposed + verification_cost steps): the counts
-    peak_memory_gib: float  # GPU memory allocated at peak over the row's runs; NaN on a CPU
-    answer: str | None
-    reference: str
-    correct: bool
-    target_correct: bool
-    matches_target: bool
-    truncated: bool
-    target_truncated: bool
-    repeats: int  # timings behind each time of the row
-
-
-def is_truncated(token_ids: list[int], text: str, *, max_new_tokens: int, eos_token_id: int | None) -> bool:
-    """An output cut by max_new_tokens before its answer: that long, no eos in it, no `####` in its text."""
-    return (len(token_ids) >= max_new_tokens and (eos_token_id is None or eos_token_id not in token_ids)
-            and SEPARATOR not in text)
 
 
 def _timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float, float]:
@@ -113,44 +42,6 @@ def _timed(fn: Callable[[], object], device: torch.device) -> tuple[object, floa
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return result, start, time.perf_counter() - start
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    """numerator / denominator, NaN where the denominator is 0 or NaN (a quantity this run could not measure)."""
-    return numerator / denominator if denominator and not math.isnan(denominator) else math.nan
-
-
-def latencies_ms(start: float, token_times: list[float]) -> tuple[float, float]:
-    """(TTFT, mean ITL) in ms from the call's start and each new token's arrival; NaN where undefined."""
-    if not token_times:
-        return math.nan, math.nan
-    ttft = (token_times[0] - start) * 1e3
-    if len(token_times) < 2:
-        return ttft, math.nan
-    return ttft, (token_times[-1] - token_times[0]) * 1e3 / (len(token_times) - 1)
-
-
-@dataclass(frozen=True)
-class StepCosts:
-    draft_token_ms: float
-    verification_ms: float
-    num_rejected_steps: int
-    alpha: float
-
-
-def step_costs(timeline: Timeline, k: int) -> StepCosts:
-    """A speculative run's mean draft-token and full-verification (k + 1 tokens) times, steps after the
-    first, and its per-token acceptance probability (the maximum-likelihood estimate when each draft token
-    is accepted with one probability, a step stopping at its first rejection)."""
-    later = range(1, len(timeline.num_proposed))
-    proposed = sum(timeline.num_proposed[i] for i in later)
-    draft_ms = sum(timeline.proposal_seconds[i] for i in later) * 1e3 / proposed if proposed else math.nan
-    full = [timeline.verification_seconds[i] for i in later if timeline.num_proposed[i] == k]
-    verification_ms = sum(full) * 1e3 / len(full) if full else math.nan
-    accepted = sum(timeline.num_accepted)
-    rejections = sum(a < p for p, a in zip(timeline.num_proposed, timeline.num_accepted))
-    alpha = accepted / (accepted + rejections) if accepted + rejections else math.nan
-    return StepCosts(draft_ms, verification_ms, rejections, alpha)
 
 
 @dataclass(frozen=True)
@@ -237,7 +128,7 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
             seconds = median(r.seconds for r in runs)
             draft_ms, verification_ms = (median(r.costs.draft_token_ms for r in runs),
                                          median(r.costs.verification_ms for r in runs))
-            c, v = _ratio(draft_ms, target_itl), _ratio(verification_ms, target_itl)
+            c, v = ratio(draft_ms, target_itl), ratio(verification_ms, target_itl)
             text = decode(first.token_ids)
             answer = extract_answer(text, record["scenario"])
             rate = len(first.token_ids) / seconds
@@ -255,7 +146,7 @@ def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfi
                 draft_token_ms=draft_ms, verification_ms=verification_ms,
                 draft_cost=c, verification_cost=v, num_rejected_steps=first.costs.num_rejected_steps,
                 alpha=first.costs.alpha, predicted_speedup=leviathan_speedup(first.costs.alpha, k, c),
-                predicted_speedup_steps=_ratio(stats.num_accepted + stats.num_steps,
+                predicted_speedup_steps=ratio(stats.num_accepted + stats.num_steps,
                                                c * stats.num_proposed + v * stats.num_steps),
                 peak_memory_gib=peak, answer=answer, reference=record["answer"],
                 correct=is_equivalent(answer, record["answer"], record["scenario"]),
@@ -300,14 +191,6 @@ def warm_up(target, draft, prompts: list[torch.Tensor], num_speculative_tokens, 
                 speculative_generate(target, draft, input_ids, num_speculative_tokens=k, generator=generator(),
                                      **common)
     log_kernel_tuning("bench warm-up")
-
-
-def write_rows(path: str, rows: list[BenchRow]) -> None:
-    fields = list(BenchRow.__dataclass_fields__)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
 
 
 BENCH_KEYS = ("engine_weights (int8, int4)", "bench.concurrency", "bench.max_new_tokens",

@@ -22,14 +22,15 @@ import time
 import torch
 
 from specdraft.data.answers import extract_answer, is_equivalent
-from specdraft.stages.bench import BenchRow, is_truncated
+from specdraft.stages.bench_rows import BenchRow, is_truncated
 from specdraft.plumbing.config import BenchConfig
-from specdraft.decoding.speculative import BatchOutput, autoregressive_generate_batch, speculative_generate_batch
+from specdraft.decoding.batched import BatchOutput, autoregressive_generate_batch, speculative_generate_batch
 from specdraft.engine import Engine
 from specdraft.decoding.generation import chat_prompt_ids
 from specdraft.stages.bench_repeats import generator_seed, median, timing_order
 
 log = logging.getLogger(__name__)
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":

@@ -1,4 +1,5 @@
-"""LoRA supervised fine-tuning with TRL + PEFT, the loss on the assistant's completion only."""
+"""LoRA supervised fine-tuning with TRL + PEFT, the loss on the assistant's completion only, resumed from a
+checkpoint made with the same settings, examples and base."""
 
 from __future__ import annotations
 
@@ -10,24 +11,23 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
 
 from specdraft.plumbing.artifacts import check_checkpoint, check_json
 from specdraft.plumbing.atomic import atomic_path
 from specdraft.plumbing.config import GpuConfig, TrainingConfig
 from specdraft.plumbing.data_parallel import (accumulation_per_process, gather, is_launched, launch, on_main_process,
-                                     process_device, this_process)
+                                              process_device, this_process)
 from specdraft.decoding.generation import chat_prompt_ids, check_prompt_lengths
-from specdraft.plumbing.gpu_stats import cap_memory, count_parameters, device_record, reset_peak_memory, throughput
+from specdraft.plumbing.gpu_stats import cap_memory, count_parameters, device_record, reset_peak_memory
 from specdraft.plumbing.jsonl import iter_jsonl
 from specdraft.plumbing.logs import Progress
 from specdraft.plumbing.memory_budget import check_fits, training_need
 from specdraft.models.loading import (architecture, context_length, load_base_weights, load_tokenizer, pad_vocab,
-                              resolve_device, resolve_dtype, vocab_size_of)
+                                     resolve_device, resolve_dtype, vocab_size_of)
+from specdraft.stages.train_throughput import ThroughputMeter
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +223,6 @@ def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, 
     return sft_lora(model, tokenizer, examples, cfg, out_dir, seed, checkpoint_dir=checkpoint_dir)
 
 
-# --- checkpoints and resume -------------------------------------------------------------------------------------
-
 FINGERPRINT = "fingerprint.json"
 
 
@@ -260,50 +258,3 @@ def prepare_checkpoints(directory: Path, fingerprint: dict) -> str | None:
     check_checkpoint(newest)
     log.info("resuming from %s (step %s)", newest, newest.name.rsplit("-", 1)[1])
     return str(newest)
-
-
-# --- throughput ---------------------------------------------------------------------------------------------------
-
-
-class ThroughputMeter(TrainerCallback):
-    """Clock and TRL's token count at every optimizer step of this process (the GPU synchronised first)."""
-
-    def __init__(self):
-        self.start_step = 0
-        self.start_time = 0.0
-        self.step_times: dict[int, float] = {}
-        self.step_tokens: dict[int, float] = {}
-
-    def _now(self) -> float:
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start_step, self.start_time = state.global_step, self._now()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.step_times[state.global_step] = self._now()
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "num_tokens" in logs:  # TRL's count of non-padding tokens, cumulative, over all processes
-            self.step_tokens[state.global_step] = logs["num_tokens"]
-
-    def summary(self, flops_per_token: float, device: torch.device, *, num_devices: int) -> dict:
-        """Whole run and steady state (from the end of this process's first step: allocation and kernel
-        selection left out), with peak memory since the stage reset it. Tokens are counted over all
-        processes; MFU is of `num_devices` GPUs together."""
-        record = {"stage": "train", **device_record(device)}
-        steps = sorted(s for s in self.step_times if s in self.step_tokens)
-        if not steps:
-            return record
-        last = steps[-1]
-        record["run"] = throughput(int(self.step_tokens[last]), self.step_times[last] - self.start_time,
-                                   flops_per_token, record.get("device_name"), num_devices)
-        if len(steps) > 1:
-            first = steps[0]
-            record["steady"] = throughput(int(self.step_tokens[last] - self.step_tokens[first]),
-                                          self.step_times[last] - self.step_times[first], flops_per_token,
-                                          record.get("device_name"), num_devices)
-            record["steady"]["num_steps"] = last - first
-        return record
