@@ -37,7 +37,7 @@ rule acceptance:
         "../scripts/acceptance.py"
 
 
-rule acceptance_baseline:
+use rule acceptance as acceptance_baseline with:
     input:
         base_model_input("target"),
         base_model_input("draft"),
@@ -46,27 +46,10 @@ rule acceptance_baseline:
         outputs="results/untrained_{scenario}/seed{seed}/target_outputs.jsonl",
         positions="results/untrained_{scenario}/seed{seed}/acceptance.csv",
         predictions="results/untrained_{scenario}/seed{seed}/acceptance_prediction.csv",
-    params:
-        target_base=base_model("target"),
-        draft_base=base_model("draft"),
-        bench=config["bench"],
-        models=config["models"],
-        engine=config["engine"],
-        engine_weights=config["engine_weights"],
-        chat=config["chat"],
     log:
         "logs/acceptance/untrained_{scenario}/seed{seed}.log",
     benchmark:
         "results/benchmarks/acceptance_baseline/{scenario}/seed{seed}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=4_000 if TINY else 64_000,
-        runtime=60 if TINY else 12 * 60,
-    conda:
-        "../envs/serve.yaml"
-    script:
-        "../scripts/acceptance.py"
 
 
 rule acceptance_check:
