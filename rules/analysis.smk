@@ -5,8 +5,8 @@
 
 rule acceptance:
     input:
-        base_model_input("target"),
-        base_model_input("draft"),
+        target_base=base_model_input("target"),
+        draft_base=base_model_input("draft"),
         target_adapter="results/{style}_{scenario}/seed{seed}/target_adapter",
         draft_adapter="results/{style}_{scenario}/seed{seed}/draft_adapter",
         test="data/processed/{style}_{scenario}/test.jsonl",
@@ -15,8 +15,8 @@ rule acceptance:
         positions="results/{style}_{scenario}/seed{seed}/acceptance.csv",
         predictions="results/{style}_{scenario}/seed{seed}/acceptance_prediction.csv",
     params:
-        target_base=base_model("target"),
-        draft_base=base_model("draft"),
+        target_base=base_model_param("target"),
+        draft_base=base_model_param("draft"),
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
@@ -39,8 +39,8 @@ rule acceptance:
 
 use rule acceptance as acceptance_baseline with:
     input:
-        base_model_input("target"),
-        base_model_input("draft"),
+        target_base=base_model_input("target"),
+        draft_base=base_model_input("draft"),
         test=f"data/processed/{CFG.baseline.style}_{{scenario}}/test.jsonl",
     output:
         outputs="results/untrained_{scenario}/seed{seed}/target_outputs.jsonl",
@@ -109,8 +109,8 @@ rule acceptance_by_class:
 
 rule transfer:
     input:
-        base_model_input("target"),
-        base_model_input("draft"),
+        target_base=base_model_input("target"),
+        draft_base=base_model_input("draft"),
         outputs=lambda wildcards: [
             f"results/{experiment}/seed{FIRST_SEED}/target_outputs.jsonl"
             for _, experiment in scenario_experiments(wildcards.scenario)
@@ -139,7 +139,7 @@ rule transfer:
             (base_model("draft"), None if style == "untrained" else f"results/{experiment}/seed{FIRST_SEED}/draft_adapter")
             for style, experiment in scenario_experiments(wildcards.scenario)
         ],
-        target_base=base_model("target"),
+        target_base=base_model_param("target"),
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],

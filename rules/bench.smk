@@ -1,7 +1,7 @@
 rule bench:
     input:
-        base_model_input("target"),
-        base_model_input("draft"),
+        target_base=base_model_input("target"),
+        draft_base=base_model_input("draft"),
         target_adapter="results/{style}_{scenario}/seed{seed}/target_adapter",
         draft_adapter="results/{style}_{scenario}/seed{seed}/draft_adapter",
         test="data/processed/{style}_{scenario}/test.jsonl",
@@ -9,8 +9,8 @@ rule bench:
         csv="results/{style}_{scenario}/seed{seed}/benchmark.csv",
         run="results/{style}_{scenario}/seed{seed}/benchmark_run.json",
     params:
-        target_base=base_model("target"),
-        draft_base=base_model("draft"),
+        target_base=base_model_param("target"),
+        draft_base=base_model_param("draft"),
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
@@ -35,8 +35,8 @@ rule bench:
 # experiment then has the same shape.
 use rule bench as baseline with:
     input:
-        base_model_input("target"),
-        base_model_input("draft"),
+        target_base=base_model_input("target"),
+        draft_base=base_model_input("draft"),
         test=f"data/processed/{CFG.baseline.style}_{{scenario}}/test.jsonl",
     output:
         csv="results/untrained_{scenario}/seed{seed}/benchmark.csv",

@@ -35,7 +35,7 @@ rule prepare:
 
 rule stats:
     input:
-        base_model_input("target"),
+        target_base=base_model_input("target"),
         processed=expand(
             "data/processed/{style}_{scenario}/{split}.jsonl",
             style=CFG.styles,
@@ -47,7 +47,7 @@ rule stats:
         plot=report("results/plots/data_tokens.png", caption="../report/data_tokens.rst", category="6. Data"),
     params:
         splits=[(st, sc, sp) for st in CFG.styles for sc in CFG.scenarios for sp in ["train", "test"]],
-        tokenizer=base_model("target"),
+        tokenizer=base_model_param("target"),
     log:
         "logs/stats.log",
     benchmark:
