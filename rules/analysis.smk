@@ -58,7 +58,10 @@ rule acceptance_check:
         benchmarks=[f"results/{e}/seed{s}/benchmark.csv" for e, s in EXPERIMENT_SEEDS],
     output:
         report(
-            "results/acceptance_check.csv", caption="../report/acceptance_check.rst", category="4. Acceptance explained"
+            "results/acceptance_check.csv",
+            caption="../report/acceptance_check.rst",
+            category="4. Acceptance explained",
+            labels={"figure": "1 offline acceptance against the benchmark, CSV"},
         ),
     params:
         experiment_seeds=EXPERIMENT_SEEDS,
@@ -85,11 +88,13 @@ rule acceptance_by_class:
             "results/acceptance_by_class.csv",
             caption="../report/acceptance_by_class.rst",
             category="4. Acceptance explained",
+            labels={"figure": "3 acceptance by token class, CSV"},
         ),
         plot=report(
             "results/plots/acceptance_by_class.png",
             caption="../report/acceptance_by_class_plot.rst",
             category="4. Acceptance explained",
+            labels={"figure": "2 acceptance by token class"},
         ),
     params:
         experiments=EXPERIMENTS + BASELINES,
@@ -126,12 +131,14 @@ rule transfer:
             caption="../report/transfer.rst",
             category="5. Transfer across styles",
             subcategory="{scenario}",
+            labels={"figure": "2 transfer matrix, CSV", "scenario": "{scenario}"},
         ),
         plot=report(
             "results/plots/transfer_{scenario}.png",
             caption="../report/transfer_plot.rst",
             category="5. Transfer across styles",
             subcategory="{scenario}",
+            labels={"figure": "1 transfer matrix", "scenario": "{scenario}"},
         ),
     params:
         styles=lambda wildcards: [style for style, _ in scenario_experiments(wildcards.scenario)],

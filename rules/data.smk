@@ -43,8 +43,14 @@ rule stats:
             split=["train", "test"],
         ),
     output:
-        stats=report("data/processed/stats.csv", caption="../report/stats.rst", category="6. Data"),
-        plot=report("results/plots/data_tokens.png", caption="../report/data_tokens.rst", category="6. Data"),
+        stats=report(
+            "data/processed/stats.csv", caption="../report/stats.rst", category="6. Data",
+            labels={"figure": "2 the prepared data per style, scenario and split, CSV"},
+        ),
+        plot=report(
+            "results/plots/data_tokens.png", caption="../report/data_tokens.rst", category="6. Data",
+            labels={"figure": "1 tokens per training solution"},
+        ),
     params:
         splits=[(st, sc, sp) for st in CFG.styles for sc in CFG.scenarios for sp in ["train", "test"]],
         tokenizer=base_model_param("target"),

@@ -58,6 +58,18 @@ def test_every_wildcard_is_constrained():
         assert not unconstrained, f"rule {rule['name']}: wildcard_constraints for {sorted(unconstrained)}"
 
 
+def test_every_report_item_is_labelled_like_its_neighbours():
+    # The report lists a (sub)category's items as one table whose columns are the label names.
+    keys = {}
+    for rule in workflow_rules():
+        for item in rule["report"]:
+            assert item["labels"], f"rule {rule['name']}: report({item['file']!r}, labels=...)"
+            group = (item["category"], item["subcategory"])
+            keys.setdefault(group, {})[item["file"]] = sorted(item["labels"])
+    for group, files in keys.items():
+        assert len({tuple(k) for k in files.values()}) == 1, f"report category {group}: label names differ: {files}"
+
+
 def test_catalog_file_describes_the_usage():
     usage = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())["usage"]
     assert usage["software-stack-deployment"]["conda"] is True and usage["report"] is True
