@@ -51,7 +51,7 @@ rule merge_draft:
     resources:
         gpu=1,
         mem_mb=config["train_draft"]["mem_mb"],
-        runtime=30 if TINY else 30,
+        runtime=30,
     conda:
         "../envs/train.yaml"
     script:
