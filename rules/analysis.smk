@@ -5,8 +5,8 @@
 
 rule acceptance:
     input:
-        base_model_input("target"),
-        base_model_input("draft"),
+        target_base=base_model_input("target"),
+        draft_base=base_model_input("draft"),
         target_adapter="results/{style}_{scenario}/seed{seed}/target_adapter",
         draft_adapter="results/{style}_{scenario}/seed{seed}/draft_adapter",
         test="data/processed/{style}_{scenario}/test.jsonl",
@@ -15,8 +15,8 @@ rule acceptance:
         positions="results/{style}_{scenario}/seed{seed}/acceptance.csv",
         predictions="results/{style}_{scenario}/seed{seed}/acceptance_prediction.csv",
     params:
-        target_base=base_model("target"),
-        draft_base=base_model("draft"),
+        target_base=base_model_param("target"),
+        draft_base=base_model_param("draft"),
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
@@ -37,36 +37,19 @@ rule acceptance:
         "../scripts/acceptance.py"
 
 
-rule acceptance_baseline:
+use rule acceptance as acceptance_baseline with:
     input:
-        base_model_input("target"),
-        base_model_input("draft"),
+        target_base=base_model_input("target"),
+        draft_base=base_model_input("draft"),
         test=f"data/processed/{CFG.baseline.style}_{{scenario}}/test.jsonl",
     output:
         outputs="results/untrained_{scenario}/seed{seed}/target_outputs.jsonl",
         positions="results/untrained_{scenario}/seed{seed}/acceptance.csv",
         predictions="results/untrained_{scenario}/seed{seed}/acceptance_prediction.csv",
-    params:
-        target_base=base_model("target"),
-        draft_base=base_model("draft"),
-        bench=config["bench"],
-        models=config["models"],
-        engine=config["engine"],
-        engine_weights=config["engine_weights"],
-        chat=config["chat"],
     log:
         "logs/acceptance/untrained_{scenario}/seed{seed}.log",
     benchmark:
         "results/benchmarks/acceptance_baseline/{scenario}/seed{seed}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=4_000 if TINY else 64_000,
-        runtime=60 if TINY else 12 * 60,
-    conda:
-        "../envs/serve.yaml"
-    script:
-        "../scripts/acceptance.py"
 
 
 rule acceptance_check:
@@ -75,7 +58,10 @@ rule acceptance_check:
         benchmarks=[f"results/{e}/seed{s}/benchmark.csv" for e, s in EXPERIMENT_SEEDS],
     output:
         report(
-            "results/acceptance_check.csv", caption="../report/acceptance_check.rst", category="4. Acceptance explained"
+            "results/acceptance_check.csv",
+            caption="../report/acceptance_check.rst",
+            category="4. Acceptance explained",
+            labels={"figure": "1 offline acceptance against the benchmark, CSV"},
         ),
     params:
         experiment_seeds=EXPERIMENT_SEEDS,
@@ -102,11 +88,13 @@ rule acceptance_by_class:
             "results/acceptance_by_class.csv",
             caption="../report/acceptance_by_class.rst",
             category="4. Acceptance explained",
+            labels={"figure": "3 acceptance by token class, CSV"},
         ),
         plot=report(
             "results/plots/acceptance_by_class.png",
             caption="../report/acceptance_by_class_plot.rst",
             category="4. Acceptance explained",
+            labels={"figure": "2 acceptance by token class"},
         ),
     params:
         experiments=EXPERIMENTS + BASELINES,
@@ -126,8 +114,8 @@ rule acceptance_by_class:
 
 rule transfer:
     input:
-        base_model_input("target"),
-        base_model_input("draft"),
+        target_base=base_model_input("target"),
+        draft_base=base_model_input("draft"),
         outputs=lambda wildcards: [
             f"results/{experiment}/seed{FIRST_SEED}/target_outputs.jsonl"
             for _, experiment in scenario_experiments(wildcards.scenario)
@@ -143,12 +131,14 @@ rule transfer:
             caption="../report/transfer.rst",
             category="5. Transfer across styles",
             subcategory="{scenario}",
+            labels={"figure": "2 transfer matrix, CSV", "scenario": "{scenario}"},
         ),
         plot=report(
             "results/plots/transfer_{scenario}.png",
             caption="../report/transfer_plot.rst",
             category="5. Transfer across styles",
             subcategory="{scenario}",
+            labels={"figure": "1 transfer matrix", "scenario": "{scenario}"},
         ),
     params:
         styles=lambda wildcards: [style for style, _ in scenario_experiments(wildcards.scenario)],
@@ -156,7 +146,7 @@ rule transfer:
             (base_model("draft"), None if style == "untrained" else f"results/{experiment}/seed{FIRST_SEED}/draft_adapter")
             for style, experiment in scenario_experiments(wildcards.scenario)
         ],
-        target_base=base_model("target"),
+        target_base=base_model_param("target"),
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],

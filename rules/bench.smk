@@ -1,7 +1,7 @@
 rule bench:
     input:
-        base_model_input("target"),
-        base_model_input("draft"),
+        target_base=base_model_input("target"),
+        draft_base=base_model_input("draft"),
         target_adapter="results/{style}_{scenario}/seed{seed}/target_adapter",
         draft_adapter="results/{style}_{scenario}/seed{seed}/draft_adapter",
         test="data/processed/{style}_{scenario}/test.jsonl",
@@ -9,8 +9,8 @@ rule bench:
         csv="results/{style}_{scenario}/seed{seed}/benchmark.csv",
         run="results/{style}_{scenario}/seed{seed}/benchmark_run.json",
     params:
-        target_base=base_model("target"),
-        draft_base=base_model("draft"),
+        target_base=base_model_param("target"),
+        draft_base=base_model_param("draft"),
         bench=config["bench"],
         models=config["models"],
         engine=config["engine"],
@@ -33,35 +33,18 @@ rule bench:
 
 # The untrained pair is benchmarked once per seed too: its sampling and timings are the seed's, and every
 # experiment then has the same shape.
-rule baseline:
+use rule bench as baseline with:
     input:
-        base_model_input("target"),
-        base_model_input("draft"),
+        target_base=base_model_input("target"),
+        draft_base=base_model_input("draft"),
         test=f"data/processed/{CFG.baseline.style}_{{scenario}}/test.jsonl",
     output:
         csv="results/untrained_{scenario}/seed{seed}/benchmark.csv",
         run="results/untrained_{scenario}/seed{seed}/benchmark_run.json",
-    params:
-        target_base=base_model("target"),
-        draft_base=base_model("draft"),
-        bench=config["bench"],
-        models=config["models"],
-        engine=config["engine"],
-        engine_weights=config["engine_weights"],
-        chat=config["chat"],
     log:
         "logs/baseline/{scenario}/seed{seed}.log",
     benchmark:
         "results/benchmarks/baseline/{scenario}/seed{seed}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4_000 if TINY else 64_000,
-        runtime=60 if TINY else 8 * 60,
-        gpu=1,
-    conda:
-        "../envs/serve.yaml"
-    script:
-        "../scripts/bench.py"
 
 
 rule combine_seeds:

@@ -23,8 +23,17 @@ def base_model(role):
 
 
 def base_model_input(role):
-    """The base model as a file dependency: the demo's built models and random checkpoints are DAG outputs."""
+    """The base model as a file dependency: the demo's built models and random checkpoints are DAG outputs.
+    Rules name it `{role}_base`, where base_model_param finds it."""
     return [base_model(role)] if TINY or RANDOM else []
+
+
+def base_model_param(role):
+    """The base model as a param: the rule's `{role}_base` input when the workflow builds it (read from the
+    job's input, so an executor that stages files elsewhere passes the staged path), else the hub name."""
+    if TINY or RANDOM:
+        return lambda wildcards, input: input[f"{role}_base"][0]
+    return base_model(role)
 
 
 def source_files(wildcards):

@@ -35,7 +35,7 @@ rule prepare:
 
 rule stats:
     input:
-        base_model_input("target"),
+        target_base=base_model_input("target"),
         processed=expand(
             "data/processed/{style}_{scenario}/{split}.jsonl",
             style=CFG.styles,
@@ -43,11 +43,17 @@ rule stats:
             split=["train", "test"],
         ),
     output:
-        stats=report("data/processed/stats.csv", caption="../report/stats.rst", category="6. Data"),
-        plot=report("results/plots/data_tokens.png", caption="../report/data_tokens.rst", category="6. Data"),
+        stats=report(
+            "data/processed/stats.csv", caption="../report/stats.rst", category="6. Data",
+            labels={"figure": "2 the prepared data per style, scenario and split, CSV"},
+        ),
+        plot=report(
+            "results/plots/data_tokens.png", caption="../report/data_tokens.rst", category="6. Data",
+            labels={"figure": "1 tokens per training solution"},
+        ),
     params:
         splits=[(st, sc, sp) for st in CFG.styles for sc in CFG.scenarios for sp in ["train", "test"]],
-        tokenizer=base_model("target"),
+        tokenizer=base_model_param("target"),
     log:
         "logs/stats.log",
     benchmark:

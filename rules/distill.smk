@@ -1,12 +1,12 @@
 rule distill:
     input:
-        base_model_input("target"),
+        target_base=base_model_input("target"),
         adapter="results/{style}_{scenario}/seed{seed}/target_adapter",
         train="data/processed/{style}_{scenario}/train.jsonl",
     output:
         "results/{style}_{scenario}/seed{seed}/distilled.jsonl",
     params:
-        base=base_model("target"),
+        base=base_model_param("target"),
         models=config["models"],
         distill=config["distill"],
         engine=config["engine"],

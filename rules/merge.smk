@@ -10,12 +10,12 @@ rule merge:
 
 rule merge_target:
     input:
-        base_model_input("target"),
+        target_base=base_model_input("target"),
         adapter="results/{style}_{scenario}/seed{seed}/target_adapter",
     output:
         directory("results/{style}_{scenario}/seed{seed}/target_merged"),
     params:
-        base=base_model("target"),
+        base=base_model_param("target"),
         models=config["models"],
     log:
         "logs/merge_target/{style}_{scenario}/seed{seed}.log",
@@ -34,14 +34,14 @@ rule merge_target:
 
 rule merge_draft:
     input:
-        base_model_input("draft"),
-        base_model_input("target"),
+        draft_base=base_model_input("draft"),
+        target_base=base_model_input("target"),
         adapter="results/{style}_{scenario}/seed{seed}/draft_adapter",
     output:
         directory("results/{style}_{scenario}/seed{seed}/draft_merged"),
     params:
-        base=base_model("draft"),
-        vocab_of=base_model("target"),
+        base=base_model_param("draft"),
+        vocab_of=base_model_param("target"),
         models=config["models"],
     log:
         "logs/merge_draft/{style}_{scenario}/seed{seed}.log",
@@ -51,7 +51,7 @@ rule merge_draft:
     resources:
         gpu=1,
         mem_mb=config["train_draft"]["mem_mb"],
-        runtime=30 if TINY else 30,
+        runtime=30,
     conda:
         "../envs/train.yaml"
     script:

@@ -1,11 +1,11 @@
 rule train_target:
     input:
-        base_model_input("target"),
+        target_base=base_model_input("target"),
         train="data/processed/{style}_{scenario}/train.jsonl",
     output:
         directory("results/{style}_{scenario}/seed{seed}/target_adapter"),
     params:
-        base=base_model("target"),
+        base=base_model_param("target"),
         models=config["models"],
         training=config["train_target"],
         chat=config["chat"],
@@ -28,15 +28,15 @@ rule train_target:
 
 rule train_draft:
     input:
-        base_model_input("draft"),
-        base_model_input("target"),
+        draft_base=base_model_input("draft"),
+        target_base=base_model_input("target"),
         distilled="results/{style}_{scenario}/seed{seed}/distilled.jsonl",
     output:
         directory("results/{style}_{scenario}/seed{seed}/draft_adapter"),
     params:
-        base=base_model("draft"),
+        base=base_model_param("draft"),
         models=config["models"],
-        target_base=base_model("target"),
+        target_base=base_model_param("target"),
         training=config["train_draft"],
         chat=config["chat"],
         # Outside the output: Snakemake deletes a failed job's output, a killed job's checkpoints must survive.

@@ -18,17 +18,22 @@ from specdraft.plumbing.config import validate
 from workflow_rules import REPO, workflow_rules
 
 # What `snakemake --lint` prints besides lints (it has no quiet mode; `--lint json` prints text in Snakemake 9).
-LINT_CHATTER = ("Using workflow specific profile", "Congratulations, your workflow is in a good condition!")
+LINT_CHATTER = re.compile(r"Using workflow specific profile |Congratulations, your workflow is in a good condition!"
+                          r"|Config file \S+ is extended by additional config specified via the command line\.")
 SHIPPED_CONFIGS = sorted([*(REPO / "configs").glob("*.yaml"), REPO / "demo/config.yaml",
                           *(REPO / "benchmarks").glob("*.yaml")])
 
 
-def test_lint_finds_nothing(tmp_path):
+# config.yaml alone, then each shipped config over it: whether a param names an input's path depends on the config.
+@pytest.mark.parametrize("path", [None, *SHIPPED_CONFIGS],
+                         ids=["config.yaml", *(str(p.relative_to(REPO)) for p in SHIPPED_CONFIGS)])
+def test_lint_finds_nothing(path, tmp_path):
+    configfile = ["--configfile", str(path)] if path else []
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"),
-                             "--directory", str(tmp_path)], capture_output=True, text=True, timeout=300,
-                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+                             "--directory", str(tmp_path), *configfile], capture_output=True, text=True,
+                            timeout=300, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     lints = [line for line in (result.stdout + result.stderr).splitlines()
-             if line.strip() and not line.startswith(LINT_CHATTER)]
+             if line.strip() and not LINT_CHATTER.match(line)]
     assert result.returncode == 0 and not lints, "\n".join(lints)
 
 
@@ -51,6 +56,18 @@ def test_every_wildcard_is_constrained():
     for rule in workflow_rules():
         unconstrained = set(rule["wildcards"]) - set(rule["constrained"])
         assert not unconstrained, f"rule {rule['name']}: wildcard_constraints for {sorted(unconstrained)}"
+
+
+def test_every_report_item_is_labelled_like_its_neighbours():
+    # The report lists a (sub)category's items as one table whose columns are the label names.
+    keys = {}
+    for rule in workflow_rules():
+        for item in rule["report"]:
+            assert item["labels"], f"rule {rule['name']}: report({item['file']!r}, labels=...)"
+            group = (item["category"], item["subcategory"])
+            keys.setdefault(group, {})[item["file"]] = sorted(item["labels"])
+    for group, files in keys.items():
+        assert len({tuple(k) for k in files.values()}) == 1, f"report category {group}: label names differ: {files}"
 
 
 def test_catalog_file_describes_the_usage():

@@ -17,6 +17,7 @@ _DESCRIBE = r"""
 import json, sys
 from pathlib import Path
 from snakemake.api import SnakemakeApi
+from snakemake.io import get_flag_value, is_flagged
 from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
 
 repo, workdir = Path(sys.argv[1]), Path(sys.argv[2])
@@ -38,6 +39,10 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
             "resources": sorted(rule.resources),
             "wildcards": sorted(rule.wildcard_names),
             "constrained": sorted(set(rule.wildcard_constraints) | set(workflow.wildcard_constraints)),
+            "report": [{"file": str(f), "category": get_flag_value(f, "report").category,
+                        "subcategory": get_flag_value(f, "report").subcategory,
+                        "labels": get_flag_value(f, "report").labels}
+                       for f in rule.output if is_flagged(f, "report")],
         })
 print(json.dumps(rules))
 """
@@ -45,7 +50,7 @@ print(json.dumps(rules))
 
 @cache
 def workflow_rules() -> list[dict]:
-    """Every rule: name, script, conda env file (absolute), log, benchmark, resources, wildcards."""
+    """Every rule: name, script, conda env file (absolute), log, benchmark, resources, wildcards, report items."""
     result = subprocess.run([sys.executable, "-c", _DESCRIBE, str(REPO), "/tmp"], capture_output=True, text=True,
                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=300)
     if result.returncode != 0:
