@@ -136,7 +136,7 @@ def test_engine_greedy_output_through_the_kernel_equals_the_reference_engine(mon
     pytest.importorskip("triton")
     from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
     from specdraft.engine import Engine, decoder
-    from tests.conftest import tiny_qwen2
+    from tests.tiny_models import tiny_qwen2
 
     target, draft = (m.to(DEVICE) for m in (tiny_qwen2(0), tiny_qwen2(1, hidden_size=16, num_hidden_layers=1)))
     # 40 tokens and more: keys in two of the four splits (32 columns each), so the combine kernel weighs them.

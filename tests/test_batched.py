@@ -7,7 +7,7 @@ from specdraft.decoding.speculative import (autoregressive_generate, autoregress
                                 speculative_generate_batch)
 from specdraft.engine import Engine
 from specdraft.decoding.verification import rejection_sample_batch, sample_inverse_cdf, verify_greedy_batch
-from tests.conftest import WARP, exact_marginals, peaked_pair, total_variation
+from tests.sampling_marginals import WARP, exact_marginals, peaked_pair, total_variation
 
 MAX_NEW = 24
 LENGTHS = (1, 2, 9, 4, 13, 3, 7, 5, 11, 6, 1, 8, 2, 10, 12, 3, 9, 4, 6, 14)  # 20 prompts: rows get refilled

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from specdraft.decoding.speculative import SpecStats, autoregressive_generate, speculative_generate
-from tests.conftest import hf_greedy, tiny_qwen2
+from tests.tiny_models import hf_greedy, tiny_qwen2
 
 MAX_NEW = 40
 

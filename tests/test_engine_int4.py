@@ -9,8 +9,10 @@ import torch
 
 from specdraft.engine import Engine
 from specdraft.engine.quant import GROUP, dequantize_int4, dequantized_copy, quantize_int4, unpack_int4
-from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference,
-                            assert_speculative_equals_quantized_target_greedy, forced_candidate, tiny_qwen2)
+from tests.linear_kernel_cases import assert_fused_linear_equals_reference, forced_candidate
+from tests.quantized_engines import (assert_engine_is_its_dequantized_model,
+                                     assert_speculative_equals_quantized_target_greedy)
+from tests.tiny_models import tiny_qwen2
 
 
 def int4_qwen2(seed: int, hidden_size: int = 128, num_hidden_layers: int = 2):

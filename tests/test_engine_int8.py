@@ -8,9 +8,11 @@ import torch
 
 from specdraft.engine import Engine
 from specdraft.engine.quant import dequantize, dequantized_copy, quantize_int8
-from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference,
-                            assert_speculative_equals_quantized_target_greedy, forced_candidate, tiny_qwen2)
+from tests.linear_kernel_cases import assert_fused_linear_equals_reference, forced_candidate
+from tests.quantized_engines import (assert_engine_is_its_dequantized_model,
+                                     assert_speculative_equals_quantized_target_greedy)
 from tests.test_engine import tiny_qwen3
+from tests.tiny_models import tiny_qwen2
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

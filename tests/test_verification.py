@@ -78,7 +78,7 @@ def test_speculative_sampling_follows_the_target_distribution_end_to_end():
     """Two generated tokens from tiny models (vocabulary 12), temperature 0.8 and top-p 0.9: the marginals
     of the first and second token match the target's, computed exactly, and not the draft's."""
     from specdraft.decoding.speculative import speculative_generate
-    from tests.conftest import WARP, exact_marginals, peaked_pair, total_variation
+    from tests.sampling_marginals import WARP, exact_marginals, peaked_pair, total_variation
 
     target, draft = peaked_pair()
     prompt = torch.tensor([[3, 1, 4]])
