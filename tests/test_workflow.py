@@ -72,6 +72,7 @@ def ctrl_c_ends_the_child():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
     # Interrupt once the distill job has started: the target adapter before it is then complete.
     distill_started = workdir / "logs/distill/cod_easy/seed0.log"
