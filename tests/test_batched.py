@@ -135,7 +135,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("weights", ["bf16", "int8"])  # bf16: the model's own dtype (float32 here)
-@pytest.mark.parametrize("batched", [True, False], ids=["batched", "batch-1"])
+@pytest.mark.parametrize("batched", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["batched", "batch-1"])
 def test_sampling_follows_the_target_distribution_end_to_end(device, weights, batched, request):
     """Two prompts, temperature 0.8 and top-p 0.9, decoded 16 rows at a time or one at a time: the first and
     second tokens of each prompt follow the target's exact marginals (of its int8 weights with

@@ -49,6 +49,7 @@ def test_int8_engine_equals_the_dequantized_model(make):
     assert int8.decoder.layers[0].qkv.weight.dtype == torch.int8
 
 
+@pytest.mark.slow
 def test_int8_speculative_equals_int8_target_greedy(target, draft):
     assert_speculative_equals_quantized_target_greedy(target, draft, "int8")
 
