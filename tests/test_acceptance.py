@@ -144,7 +144,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def chat_models(tokenizer):
-    from tests.conftest import tiny_qwen2
+    from tests.tiny_models import tiny_qwen2
 
     target = tiny_qwen2(5, vocab_size=320)
     return target, close_draft(target, 0.6, 1)

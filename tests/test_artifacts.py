@@ -7,7 +7,7 @@ import torch
 
 from specdraft.plumbing.artifacts import ArtifactError, producing_rule
 from specdraft.plumbing.jsonl import JsonlError, read_jsonl
-from tests.conftest import tiny_qwen2
+from tests.tiny_models import tiny_qwen2
 
 
 def test_every_output_maps_to_its_rule():

@@ -7,7 +7,7 @@ from specdraft.decoding.batched import autoregressive_generate_batch, speculativ
 from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
 from specdraft.decoding.verification import rejection_sample_batch, sample_inverse_cdf, verify_greedy_batch
-from tests.conftest import WARP, exact_marginals, peaked_pair, total_variation
+from tests.sampling_marginals import WARP, exact_marginals, peaked_pair, total_variation
 
 MAX_NEW = 24
 LENGTHS = (1, 2, 9, 4, 13, 3, 7, 5, 11, 6, 1, 8, 2, 10, 12, 3, 9, 4, 6, 14)  # 20 prompts: rows get refilled
@@ -135,7 +135,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("weights", ["bf16", "int8"])  # bf16: the model's own dtype (float32 here)
-@pytest.mark.parametrize("batched", [True, False], ids=["batched", "batch-1"])
+@pytest.mark.parametrize("batched", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["batched", "batch-1"])
 def test_sampling_follows_the_target_distribution_end_to_end(device, weights, batched, request):
     """Two prompts, temperature 0.8 and top-p 0.9, decoded 16 rows at a time or one at a time: the first and
     second tokens of each prompt follow the target's exact marginals (of its int8 weights with

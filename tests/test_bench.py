@@ -68,6 +68,7 @@ def engines(target, draft):
     return Engine.from_hf(target, max_seq_len=512), Engine.from_hf(draft, max_seq_len=512)
 
 
+@pytest.mark.slow
 def test_after_warm_up_timed_decoding_meets_no_new_graph_shape(engines):
     """On a GPU every shape met first is a CUDA-graph capture: none may happen inside the timings."""
     target, draft = engines

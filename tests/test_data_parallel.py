@@ -48,6 +48,7 @@ def losses(history: list[dict]) -> list[float]:
     return [h["loss"] for h in history if "loss" in h]
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_first_step_of_one_at_the_same_global_batch(tmp_path, tokenizer_dir):
     one = train_tiny(tokenizer_dir, EXAMPLES, training(1), str(tmp_path / "one"),
                      gradients_path=str(tmp_path / "one.pt"))
@@ -69,6 +70,7 @@ def test_two_processes_take_the_first_step_of_one_at_the_same_global_batch(tmp_p
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-written adapter left
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_two_processes_resumes_in_one(tmp_path, tokenizer_dir, caplog):
     kwargs = dict(tokenizer_dir=tokenizer_dir, examples=EXAMPLES, out_dir=str(tmp_path / "adapter"),
                   checkpoint_dir=str(tmp_path / "checkpoints"))
@@ -84,6 +86,7 @@ def test_a_checkpoint_of_two_processes_resumes_in_one(tmp_path, tokenizer_dir, c
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_the_stage_resumes_a_one_process_checkpoint_in_two(tmp_path, tokenizer_dir):
     tokenizer = load_tokenizer(tokenizer_dir)
     build_model(load_config({}).tiny.target, len(tokenizer), 256, seed=0).save_pretrained(tmp_path / "base")
@@ -116,6 +119,7 @@ def test_a_global_batch_that_does_not_split_evenly_is_refused_before_any_model_l
     assert accumulation_per_process(8, 4, "train_draft") == 2
 
 
+@pytest.mark.slow
 def test_the_workflow_trains_the_target_in_two_processes(tmp_path, repo):
 
     config = micro_config(repo)
@@ -133,6 +137,7 @@ def test_the_workflow_trains_the_target_in_two_processes(tmp_path, repo):
     assert stats["num_processes"] == 2 and stats["gradient_accumulation_steps_per_process"] == 1
 
 
+@pytest.mark.slow
 def test_the_processes_of_a_killed_job_end_with_it(tmp_path, repo):
     code = ("from specdraft.plumbing.data_parallel import launch; from tests.training_runs import sleep_forever; "
             "launch(sleep_forever, {}, 2, on_gpus=False)")

@@ -3,7 +3,7 @@ import torch
 
 from specdraft.decoding.metrics import SpecStats
 from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
-from tests.conftest import hf_greedy, tiny_qwen2
+from tests.tiny_models import hf_greedy, tiny_qwen2
 
 MAX_NEW = 40
 

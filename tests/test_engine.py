@@ -6,7 +6,7 @@ from torch.overrides import TorchFunctionMode
 
 from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
-from tests.conftest import hf_greedy, tiny_qwen2
+from tests.tiny_models import hf_greedy, tiny_qwen2
 
 MAX_NEW = 30
 

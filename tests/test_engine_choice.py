@@ -9,7 +9,7 @@ import torch
 from specdraft.engine import Engine
 from specdraft.models.engine_choice import serve
 from specdraft.models.native_support import unsupported_features
-from tests.conftest import tiny_qwen2
+from tests.tiny_models import tiny_qwen2
 
 
 def tiny(config_class, model_class, **extra):

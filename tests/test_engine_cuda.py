@@ -10,7 +10,7 @@ import torch
 
 from specdraft.decoding.speculative import autoregressive_generate, speculative_generate
 from specdraft.engine import Engine
-from tests.conftest import hf_greedy, tiny_qwen2
+from tests.tiny_models import hf_greedy, tiny_qwen2
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 NEAR_TIE = 1e-3  # top-2 logit gap under which kernels' rounding may pick either token

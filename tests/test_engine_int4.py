@@ -9,8 +9,10 @@ import torch
 
 from specdraft.engine import Engine
 from specdraft.engine.quant import GROUP, dequantize_int4, dequantized_copy, quantize_int4, unpack_int4
-from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference,
-                            assert_speculative_equals_quantized_target_greedy, forced_candidate, tiny_qwen2)
+from tests.linear_kernel_cases import CANDIDATE_INDEXES, assert_fused_linear_equals_reference, forced_candidate
+from tests.quantized_engines import (assert_engine_is_its_dequantized_model,
+                                     assert_speculative_equals_quantized_target_greedy)
+from tests.tiny_models import tiny_qwen2
 
 
 def int4_qwen2(seed: int, hidden_size: int = 128, num_hidden_layers: int = 2):
@@ -121,7 +123,7 @@ def test_engine_weights_config_accepts_int4():
 @pytest.mark.parametrize("fusion", ["plain", "bias", "residual", "residual+bias", "norm", "norm+bias", "norm+residual",
                                     "norm+glu", "glu", "glu+bias"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("config", range(8))
+@pytest.mark.parametrize("config", CANDIDATE_INDEXES)
 @pytest.mark.parametrize("norm_inside", [True, False], ids=["norm-inside", "norm-before"])
 def test_fused_linear_int4_kernel_equals_the_reference(rows, fusion, dtype, config, norm_inside, monkeypatch):
     """Each candidate configuration of the Triton kernel with packed int4 weights (tensor cores or GEMV,

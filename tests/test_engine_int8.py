@@ -8,9 +8,11 @@ import torch
 
 from specdraft.engine import Engine
 from specdraft.engine.quant import dequantize, dequantized_copy, quantize_int8
-from tests.conftest import (assert_engine_is_its_dequantized_model, assert_fused_linear_equals_reference,
-                            assert_speculative_equals_quantized_target_greedy, forced_candidate, tiny_qwen2)
+from tests.linear_kernel_cases import CANDIDATE_INDEXES, assert_fused_linear_equals_reference, forced_candidate
+from tests.quantized_engines import (assert_engine_is_its_dequantized_model,
+                                     assert_speculative_equals_quantized_target_greedy)
 from tests.test_engine import tiny_qwen3
+from tests.tiny_models import tiny_qwen2
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -47,6 +49,7 @@ def test_int8_engine_equals_the_dequantized_model(make):
     assert int8.decoder.layers[0].qkv.weight.dtype == torch.int8
 
 
+@pytest.mark.slow
 def test_int8_speculative_equals_int8_target_greedy(target, draft):
     assert_speculative_equals_quantized_target_greedy(target, draft, "int8")
 
@@ -73,7 +76,7 @@ def test_unknown_weight_format_is_rejected(target):
                                     "norm+glu", "glu", "glu+bias"])
 @pytest.mark.parametrize("weights", ["int8", "float"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("config", range(8))
+@pytest.mark.parametrize("config", CANDIDATE_INDEXES)
 @pytest.mark.parametrize("norm_inside", [True, False], ids=["norm-inside", "norm-before"])
 def test_fused_linear_kernel_equals_the_reference(rows, fusion, weights, dtype, config, norm_inside, monkeypatch):
     """Each candidate configuration of the Triton kernel (tensor cores or GEMV, split-K or not, the norm inside

@@ -14,7 +14,7 @@ from specdraft.plumbing.config import load_config
 from specdraft.decoding.speculative import autoregressive_generate
 from specdraft.models.engine_choice import serve
 from specdraft.data.prompts import prompt_messages
-from tests.conftest import tiny_qwen2
+from tests.tiny_models import tiny_qwen2
 from tests.test_acceptance import close_draft
 
 QUESTIONS = ["What is 48+24?", "Natalia sold 48/2 clips?", "What is 7*6?", "How many is 3+4+5?", "What is 9-2?",

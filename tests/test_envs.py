@@ -154,6 +154,7 @@ def resolutions(tmp_path_factory):
         process.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env", ENVS, ids=[env.stem for env in ENVS])
 def test_env_pip_part_resolves(env, resolutions):
     process, report = resolutions[env]
@@ -174,6 +175,7 @@ def run_post_deploy(prefix: Path, source: Path | None) -> subprocess.CompletedPr
                           env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_post_deploy_installs_the_package_into_a_fresh_environment(tmp_path):
     # As Snakemake runs it: in the new environment ($CONDA_PREFIX), with the workflow's source tree passed by
     # the Snakefile. A venv stands in for the conda environment; the package goes in without dependencies.

@@ -7,7 +7,7 @@ import torch
 
 from specdraft.stages.merge import merge_adapter
 from specdraft.stages.base_models import train_tokenizer
-from tests.conftest import tiny_qwen2
+from tests.tiny_models import tiny_qwen2
 
 
 @pytest.fixture(scope="module")

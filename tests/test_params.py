@@ -4,6 +4,7 @@ keys are written in does not. Checked on real Snakemake runs of the cheapest job
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.test_workflow import micro_config, statuses
@@ -23,6 +24,7 @@ def reversed_keys(value):
     return {k: reversed_keys(value[k]) for k in reversed(list(value))} if isinstance(value, dict) else value
 
 
+@pytest.mark.slow
 def test_key_order_reruns_nothing_and_a_changed_seed_reruns(tmp_path, repo):
     config = micro_config(repo)
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(config, sort_keys=True))

@@ -27,7 +27,7 @@ def test_the_engine_build_quantizes_in_blocks(monkeypatch):
     """Decoder.from_hf goes through quantize_into, never asking for more than a block of rows at once."""
     import specdraft.engine.quant as quant
     from specdraft.engine.decoder import Decoder
-    from tests.conftest import tiny_qwen2
+    from tests.tiny_models import tiny_qwen2
 
     seen = []
     original = quant.quantize_int8

@@ -14,4 +14,3 @@ def test_first_screen_has_set_up_demo_and_tests_and_ci_runs_them(repo):
     assert setup in ci and tests in ci  # CI installs as the README says, then runs exactly its test command
     assert ci[-1] == tests
     assert demo == ".venv/bin/snakemake --cores 2 --configfile demo/config.yaml"
-    assert "torch==2.13.0+cpu" in (repo / "requirements.txt").read_text()  # the light CPU build (test_setup.py)

@@ -7,9 +7,12 @@ import sys
 import time
 
 import psutil
+import pytest
 import yaml
 
 from tests.test_workflow import micro_config
+
+pytestmark = pytest.mark.slow  # runs the workflow's DAG through Snakemake
 
 
 def test_random_models_run_the_dag_to_merged_checkpoints(tmp_path, repo):

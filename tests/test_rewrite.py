@@ -61,6 +61,7 @@ def test_a_rewrite_without_a_draft_is_rejected():
     assert verify_rewrite("#### 72", "72", "easy") is None
 
 
+@pytest.mark.slow
 def test_a_teacher_that_learned_the_rewrite_gets_it_kept(repo):
     """End to end through the generation path with a real (tiny) model: a teacher overfitted on one
     rewrite reproduces it and the rewrite is kept; a random teacher's output is rejected."""

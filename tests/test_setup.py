@@ -82,6 +82,7 @@ def indexes(tmp_path):
     return pypi, cpu
 
 
+@pytest.mark.slow
 def test_requirements_choose_the_cpu_build_on_a_fresh_machine(tmp_path, repo, indexes):
     pypi, cpu = indexes
     options, torch = requirement_lines(repo)
@@ -90,6 +91,7 @@ def test_requirements_choose_the_cpu_build_on_a_fresh_machine(tmp_path, repo, in
     assert chosen == {"torch": "2.13.0+cpu"}
 
 
+@pytest.mark.slow
 def test_without_the_cpu_index_the_same_pin_is_the_cuda_build(tmp_path, repo, indexes):
     # The control: the fake PyPI reproduces the problem (CUDA torch and nvidia packages) that the index option fixes.
     pypi, _ = indexes

@@ -24,6 +24,8 @@ import yaml
 
 from local_slurm.cluster import LocalSlurm, install
 
+pytestmark = pytest.mark.slow  # starts a SLURM controller and node, and runs the workflow through them
+
 # Columns and keys that are clock readings: they differ between any two runs.
 # Columns read off the clock, or computed from what was (speedups, costs, latencies, the fastest k).
 TIMING_COLUMN = re.compile(r"seconds|speedup|_ms$|tokens_per_s|duration|_cost$|latency|best_k|ttft|itl")

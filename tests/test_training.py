@@ -8,7 +8,7 @@ from specdraft.models.loading import load_causal_lm, pad_vocab
 from specdraft.data.prompts import prompt_messages
 from specdraft.stages.base_models import build_model, train_tokenizer
 from specdraft.stages.train import prompt_completion, sft_lora
-from tests.conftest import tiny_qwen2
+from tests.tiny_models import tiny_qwen2
 
 TEXTS = ["Natalia sold 48/2 = 24 clips in May. #### 72", "48/2=24; 48+24=72 #### 72",
          "Think step by step to answer the following question."] * 20

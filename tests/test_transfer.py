@@ -9,7 +9,7 @@ from specdraft.analysis.offline_acceptance import TargetOutput, greedy_extended,
 from specdraft.decoding.speculative import speculative_generate
 from specdraft.analysis.palette import STYLE_COLOURS, shade, style_colour
 from specdraft.analysis.transfer import plot_transfer, transfer, transfer_rows
-from tests.conftest import tiny_qwen2
+from tests.tiny_models import tiny_qwen2
 from tests.test_acceptance import close_draft
 
 KS = (2, 4)

@@ -21,6 +21,7 @@ def test_verify_greedy(draft, target, accepted, next_token):
     assert (n.tolist(), token.tolist()) == ([accepted], [next_token])
 
 
+@pytest.mark.slow
 def test_rejection_sampling_reproduces_the_target_distribution():
     """The emitted tokens follow the target's distribution whatever the draft's (Leviathan et al. 2023,
     Theorem 1). Checked on the first two emitted positions, as vLLM's rejection sampler tests do."""
@@ -74,11 +75,12 @@ def test_top_p_keeps_the_smallest_nucleus_reaching_p():
     assert torch.allclose(probabilities(logits, 1.0), torch.tensor([[0.5, 0.25, 0.15, 0.1]]))
 
 
+@pytest.mark.slow
 def test_speculative_sampling_follows_the_target_distribution_end_to_end():
     """Two generated tokens from tiny models (vocabulary 12), temperature 0.8 and top-p 0.9: the marginals
     of the first and second token match the target's, computed exactly, and not the draft's."""
     from specdraft.decoding.speculative import speculative_generate
-    from tests.conftest import WARP, exact_marginals, peaked_pair, total_variation
+    from tests.sampling_marginals import WARP, exact_marginals, peaked_pair, total_variation
 
     target, draft = peaked_pair()
     prompt = torch.tensor([[3, 1, 4]])

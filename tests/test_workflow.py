@@ -66,11 +66,18 @@ def artifacts(workdir: Path) -> dict[str, float]:
     return found
 
 
+def ctrl_c_ends_the_child():
+    """Run in the child before exec: SIGINT back to its default, so Python's KeyboardInterrupt handler is
+    installed even when pytest runs from a background shell, which starts its children with SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_from_the_missing_artifacts(workdir, repo):
     # Interrupt once the distill job has started: the target adapter before it is then complete.
     distill_started = workdir / "logs/distill/cod_easy/seed0.log"
     process = subprocess.Popen(snakemake(repo, workdir, "--cores", "1"), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+                               stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=ctrl_c_ends_the_child)
     deadline = time.time() + 300
     while not distill_started.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.1)
