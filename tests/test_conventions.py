@@ -1,6 +1,6 @@
 """Snakemake's conventions, checked on the rules as Snakemake parses them, so rules added later are held to
 them too: lint-clean; every rule with its environment, log, benchmark, memory and run time; every wildcard
-constrained; the catalog file; a --configfile story for every shipped configuration."""
+constrained; a --configfile story for every shipped configuration."""
 
 from __future__ import annotations
 
@@ -68,13 +68,6 @@ def test_every_report_item_is_labelled_like_its_neighbours():
             keys.setdefault(group, {})[item["file"]] = sorted(item["labels"])
     for group, files in keys.items():
         assert len({tuple(k) for k in files.values()}) == 1, f"report category {group}: label names differ: {files}"
-
-
-def test_catalog_file_describes_the_usage():
-    usage = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())["usage"]
-    assert usage["software-stack-deployment"]["conda"] is True and usage["report"] is True
-    assert usage["mandatory-flags"]["flags"] == "--resources gpu=1"
-    assert "profiles/slurm" in usage["mandatory-flags"]["desc"] and (REPO / "profiles/slurm/config.yaml").exists()
 
 
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[str(p.relative_to(REPO)) for p in SHIPPED_CONFIGS])

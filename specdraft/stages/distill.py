@@ -11,7 +11,8 @@ from specdraft.decoding.generation import chat_prompt_ids, check_prompt_lengths,
 from specdraft.plumbing.gpu_stats import cap_memory, measure_stage
 from specdraft.plumbing.jsonl import iter_jsonl, write_jsonl
 from specdraft.models.load_timing import log_kernel_tuning
-from specdraft.models.engine_choice import cache_length, load_served
+from specdraft.models.engine_choice import load_served
+from specdraft.models.native_support import cache_length
 from specdraft.plumbing.memory_budget import fit_rows
 from specdraft.models.loading import architecture, context_length, load_tokenizer, resolve_device, resolve_dtype
 
