@@ -73,7 +73,7 @@ def test_bench_stage_writes_the_csv_and_the_metrics_json(pair, tmp_path):
     root = pair[0]
     write_jsonl(tmp_path / "test.jsonl", records())
     cfg = load_config({"bench": {"num_speculative_tokens": [2], "max_new_tokens": 8, "concurrency": 3}}).bench
-    common = dict(target_adapter=None, draft_adapter=None, dtype="float32", device="cpu", seed=0,
+    common = dict(target_adapter=None, draft_adapter=None, engine_weights="bf16", dtype="float32", device="cpu", seed=0,
                   gpu=load_config({}).gpu, enable_thinking=False)
     out = tmp_path / "results" / "benchmark.csv"
     bench(str(root / "target"), str(root / "draft"), str(tmp_path / "test.jsonl"), str(out), cfg, engine="auto",

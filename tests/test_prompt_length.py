@@ -89,7 +89,7 @@ def test_bench_rejects_a_prompt_longer_than_the_context(tmp_path, base):
     with pytest.raises(PromptTooLong, match=r"test.jsonl: 1 of 4 prompts .* id gsm8k/train/4: [\d,]+ tokens"):
         bench(base, base, test, str(out), load_config({"bench": {"max_new_tokens": 32}}).bench,
               target_adapter=None, draft_adapter=None, engine="auto", dtype="float32", device="cpu", seed=0,
-              gpu=GPU, enable_thinking=False)
+              gpu=GPU, enable_thinking=False, engine_weights="bf16")
     assert not out.exists()
 
 

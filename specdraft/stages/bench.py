@@ -225,7 +225,7 @@ def write_run(path: str | Path, conditions: dict, throughput: dict | None, repea
 
 def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg: BenchConfig, *,
           target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
-          seed: int, enable_thinking: bool, gpu: GpuConfig, engine_weights: str = "bf16") -> None:
+          seed: int, enable_thinking: bool, gpu: GpuConfig, engine_weights: str) -> None:
     """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems: one at a
     time, or `cfg.concurrency` at a time (specdraft.stages.bench_concurrent). Writes benchmark.csv and, beside it,
     benchmark_run.json (`write_run`)."""
