@@ -9,7 +9,7 @@ from pathlib import Path
 from specdraft.data.answers import SEPARATOR
 from specdraft.plumbing.atomic import atomic_path
 from specdraft.plumbing.jsonl import read_jsonl
-from specdraft.plumbing.names import SCENARIOS
+from specdraft.plumbing.names import EXPERIMENT_STYLES, SCENARIOS
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,6 @@ def plot_tokens(stats, path: str) -> None:
     train = stats[stats["split"] == "train"]
     scenarios = [s for s in SCENARIOS if s in set(train.scenario)]
     from specdraft.analysis.palette import STYLE_COLOURS
-    from specdraft.plumbing.names import EXPERIMENT_STYLES
 
     styles = [s for s in EXPERIMENT_STYLES if s in set(train["style"])]  # cot, cod: the order and colours of every plot
     fig, ax = plt.subplots(figsize=(6, 3.5))
