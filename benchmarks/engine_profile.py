@@ -102,7 +102,7 @@ def profile_engine(engine, wanted: list[str], prompt_len: int, calls: int, bytes
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="seed")
-    parser.add_argument("--weights", default="bf16", help="engine weights, comma-separated: bf16,int8,int4")
+    parser.add_argument("--weights", default="model_dtype", help="engine weights, comma-separated: model_dtype,int8,int4")
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--out", default="engine_profile.json")

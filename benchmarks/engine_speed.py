@@ -300,6 +300,8 @@ def launch_steps(args) -> frozenset[str]:
 
 
 def main() -> None:
+    from specdraft.engine.formats import MODEL_DTYPE, WEIGHT_FORMATS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     parser.add_argument("--prompt-len", type=int, default=128)
@@ -313,11 +315,11 @@ def main() -> None:
                         help="run only the batched comparison, this many problems in flight")
     parser.add_argument("--problems", type=int, default=0, help="problems of the batched comparison (0: 2 B)")
     parser.add_argument("--ks", default="5", help="k values of the batched comparison, comma-separated")
-    parser.add_argument("--weights", choices=["bf16", "int8", "int4"], default="bf16",
+    parser.add_argument("--weights", choices=WEIGHT_FORMATS, default=MODEL_DTYPE,
                         help="the engines' weights (`engine_weights`): the model's dtype, or weight-only int8 or int4")
     parser.add_argument("--skip-batch", action="store_true", help="leave out batch-64 generation")
     parser.add_argument("--compare-bf16", action="store_true",
-                        help="with --weights int8 or int4: also time bf16 engines of the same models in this process")
+                        help="with --weights int8 or int4: also time unquantized (model_dtype, here bf16) engines of the same models in this process")
     parser.add_argument("--compare-no-pdl", action="store_true",
                         help="also time the engines with programmatic dependent launch off, in this process")
     parser.add_argument("--offer-pdl", choices=["proposals", "all"], default="proposals",
@@ -444,8 +446,8 @@ def main() -> None:
         results.update({f"{prefix}_{key}": value for key, value in parts.items()})
         write_results(results, args.out, quiet=True)
 
-    if args.compare_bf16 and args.weights != "bf16":
-        side_by_side("bf16", "bf16")  # the same models served in bf16: the baseline
+    if args.compare_bf16 and args.weights != "model_dtype":
+        side_by_side("bf16", "model_dtype")  # the same models served in bf16: the baseline
     if args.compare_no_pdl and device.type == "cuda" and pdl_supported():
         # No graph offered dependent launches (each kernel waits for the one before it to end): what
         # programmatic dependent launch buys. Tuned choices are kept.

@@ -2,7 +2,7 @@
 
     python benchmarks/float32_agreement.py --out float32_agreement.json
 
-For each engine weight format (bf16 = the model's own float32 weights here, int8, int4), a tiny float32
+For each engine weight format (model_dtype = the model's own float32 weights here, int8, int4), a tiny float32
 Qwen2 whose matrices take multiples of 128 inputs (so int4 applies) is compared with the Hugging Face
 model over the same (dequantized) weights: the engine's logits at every position of a 20-token prefill
 and `--steps` one-token steps (fed the reference's greedy tokens, so both see the same prefix) against the
@@ -88,7 +88,7 @@ def compare(engine, reference, prompt: torch.Tensor, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default="bf16,int8,int4")
+    parser.add_argument("--weights", default="model_dtype,int8,int4")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--max-seq-len", type=int, default=512)
     parser.add_argument("--hidden-size", type=int, default=128, help="32: the model of the tests' int8 engine test "

@@ -5,7 +5,7 @@
     python benchmarks/int8_vs_bf16.py --bf16 RUN/bf16 --int8 RUN/int8          # compare two finished runs
 
 `--run DIR` copies the project (`git ls-files`, as benchmarks/demo_time.py does) to DIR/bf16 and runs the
-README's demo there (`engine_weights: bf16`, the default: the models' own float32 weights on a CPU). It then
+README's demo there (`engine_weights: model_dtype`, the default: the models' own float32 weights on a CPU). It then
 copies DIR/bf16 to DIR/int8, file times kept, puts this checkout's files over the copy's (the same files
 unless --reuse-bf16 kept an earlier bf16 run), and reruns there only what the engine serves at benchmark
 time (`bench`, `baseline`, `acceptance`, `acceptance_baseline`) and what reads them (`summary`,
@@ -172,7 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="run both into DIR/bf16 and DIR/int8, then compare")
     parser.add_argument("--reuse-bf16", action="store_true", help="with --run: keep a finished DIR/bf16")
-    parser.add_argument("--bf16", type=Path, help="a finished demo run with engine_weights: bf16")
+    parser.add_argument("--bf16", type=Path, help="a finished demo run with engine_weights: model_dtype")
     parser.add_argument("--int8", type=Path, help="the same run with bench and what follows rerun in int8")
     parser.add_argument("--out", type=Path, help="JSON to write (default: none; the table is printed)")
     args = parser.parse_args()
@@ -198,7 +198,7 @@ def main() -> None:
         "conditions": {
             "config": "demo/config.yaml: tiny Qwen2-architecture models (float32, CPU), 10 test problems per "
                       "scenario, greedy, max_new_tokens 128; the same trained adapters in both runs",
-            "bf16": "engine_weights: bf16, the models' own weights (float32 here)",
+            "bf16": "engine_weights: model_dtype, the models' own weights (float32 here)",
             "int8": "engine_weights: int8, weight-only int8 with one scale per output channel; on a CPU the "
                     "engine dequantizes and multiplies in float32",
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), **timing,

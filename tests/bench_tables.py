@@ -32,7 +32,7 @@ def write_benchmark(path, rows: list[dict]) -> str:
     return str(path)
 
 
-def conditions(seed: int, *, concurrency=1, ks=(2, 4), weights="bf16", dtype="float32", device="cpu") -> dict:
+def conditions(seed: int, *, concurrency=1, ks=(2, 4), weights="model_dtype", dtype="float32", device="cpu") -> dict:
     return {"concurrency": concurrency, "num_speculative_tokens": list(ks), "engine": "native",
             "engine_weights": weights, "dtype": dtype, "device_name": device, "repeats": 3, "max_new_tokens": 64,
             "temperature": 0.0, "seed": seed}

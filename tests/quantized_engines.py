@@ -17,7 +17,7 @@ def assert_engine_is_its_dequantized_model(model, reference, weights: str):
     from specdraft.engine import Engine
 
     quantized = Engine.from_hf(model, max_seq_len=128, weights=weights)
-    over_dequantized = Engine.from_hf(reference, max_seq_len=128)  # bf16 format: plain float32 matrices
+    over_dequantized = Engine.from_hf(reference, max_seq_len=128)  # model_dtype format: plain float32 matrices
     prompt = torch.randint(0, model.config.vocab_size, (1, 9), generator=torch.Generator().manual_seed(1))
     logits = []
     for engine in (quantized, over_dequantized):

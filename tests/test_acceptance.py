@@ -86,8 +86,8 @@ def test_replay_equals_speculative_decoding_with_eos(target, drafts, which, k):
 
 
 def test_replay_equals_speculative_decoding_on_the_native_engine(target, drafts):
-    engine_target = serve(target, "native", max_seq_len=256)
-    engine_draft = serve(drafts["close"], "native", max_seq_len=256)
+    engine_target = serve(target, "native", max_seq_len=256, weights="model_dtype")
+    engine_draft = serve(drafts["close"], "native", max_seq_len=256, weights="model_dtype")
     for input_ids in prompts():
         for k in (2, 4):
             _, stats, _ = predicted_stats(engine_target, engine_draft, input_ids, k, MAX_NEW, None)

@@ -134,7 +134,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("weights", ["bf16", "int8"])  # bf16: the model's own dtype (float32 here)
+@pytest.mark.parametrize("weights", ["model_dtype", "int8"])  # model_dtype: float32 here
 @pytest.mark.parametrize("batched", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["batched", "batch-1"])
 def test_sampling_follows_the_target_distribution_end_to_end(device, weights, batched, request):
     """Two prompts, temperature 0.8 and top-p 0.9, decoded 16 rows at a time or one at a time: the first and
@@ -146,7 +146,7 @@ def test_sampling_follows_the_target_distribution_end_to_end(device, weights, ba
     if device == "cuda":
         request.getfixturevalue("triton_kernels_forced")
     target, draft = (m.to(device) for m in peaked_pair())
-    reference = dequantized_copy(target, weights)  # what the engine computes (bf16: the model itself)
+    reference = dequantized_copy(target, weights)  # what the engine computes (model_dtype: the model itself)
     prompts = [[3, 1, 4], [2, 7, 1, 8, 2]]
     runs = 1500
     engines = [Engine.from_hf(m, max_seq_len=32, max_batch_size=16, weights=weights) for m in (target, draft)]

@@ -44,10 +44,12 @@ def test_concurrent_rows_equal_batch_one_rows(pair):
     _, target, draft, tokenizer = pair
     one = load_config({"bench": {"num_speculative_tokens": [1, 3], "max_new_tokens": 12}}).bench
     many = load_config({"bench": {"num_speculative_tokens": [1, 3], "max_new_tokens": 12, "concurrency": 2}}).bench
-    expected, _ = run_benchmark(*(serve(m, "native", max_seq_len=256) for m in (target, draft)), tokenizer,
+    expected, _ = run_benchmark(*(serve(m, "native", max_seq_len=256, weights="model_dtype")
+                                  for m in (target, draft)), tokenizer,
                                 records(), one, seed=0, enable_thinking=False)
     rows, metrics, mismatches = run_concurrent_benchmark(
-        *(serve(m, "native", max_seq_len=256, max_batch_size=2) for m in (target, draft)), tokenizer, records(),
+        *(serve(m, "native", max_seq_len=256, max_batch_size=2, weights="model_dtype") for m in (target, draft)),
+        tokenizer, records(),
         many, seed=0, enable_thinking=False)
     assert mismatches == 0 and metrics["repeats"] == 3
     assert [(r.id, r.k) for r in rows] == [(r.id, r.k) for r in expected]
@@ -73,7 +75,7 @@ def test_bench_stage_writes_the_csv_and_the_metrics_json(pair, tmp_path):
     root = pair[0]
     write_jsonl(tmp_path / "test.jsonl", records())
     cfg = load_config({"bench": {"num_speculative_tokens": [2], "max_new_tokens": 8, "concurrency": 3}}).bench
-    common = dict(target_adapter=None, draft_adapter=None, engine_weights="bf16", dtype="float32", device="cpu", seed=0,
+    common = dict(target_adapter=None, draft_adapter=None, engine_weights="model_dtype", dtype="float32", device="cpu", seed=0,
                   gpu=load_config({}).gpu, enable_thinking=False)
     out = tmp_path / "results" / "benchmark.csv"
     bench(str(root / "target"), str(root / "draft"), str(tmp_path / "test.jsonl"), str(out), cfg, engine="auto",
@@ -82,7 +84,7 @@ def test_bench_stage_writes_the_csv_and_the_metrics_json(pair, tmp_path):
         assert [row["id"] for row in csv.DictReader(f)] == [str(i) for i in range(len(QUESTIONS))]
     run = json.loads((out.parent / "benchmark_run.json").read_text())
     assert run["conditions"] == {"concurrency": 3, "num_speculative_tokens": [2], "engine": "native",
-                                 "engine_weights": "bf16", "dtype": "float32", "device_name": "cpu", "repeats": 3,
+                                 "engine_weights": "model_dtype", "dtype": "float32", "device_name": "cpu", "repeats": 3,
                                  "max_new_tokens": 8, "temperature": 0.0, "seed": 0}
     metrics = run["throughput"]
     assert metrics["concurrency"] == 3 and set(metrics["runs"]) == {"target", "k2"}

@@ -40,7 +40,7 @@ def host_path_decoder(base, adapter, dtype, weights, vocab_size):
     return Decoder.from_hf(model, weights=weights)
 
 
-@pytest.mark.parametrize("weights", ["bf16", "int8", "int4"])
+@pytest.mark.parametrize("weights", ["model_dtype", "int8", "int4"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("name", ["Qwen2.5-14B-Instruct", "Qwen2.5-0.5B-Instruct"])
 def test_direct_engine_weights_equal_the_host_paths_bit_for_bit(bases, name, dtype, weights):
@@ -99,5 +99,5 @@ def test_adapters_the_merge_does_not_cover_take_the_host_path(bases, tmp_path):
     config = json.loads((source / "adapter_config.json").read_text())
     (adapter / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
     assert "use_dora" in lora_updates(adapter, CPU)
-    assert serve_random(str(root / "Qwen2.5-0.5B-Instruct"), adapter=str(adapter), weights="bf16",
+    assert serve_random(str(root / "Qwen2.5-0.5B-Instruct"), adapter=str(adapter), weights="model_dtype",
                         dtype=torch.float32, device=CPU, max_seq_len=64, max_batch_size=1, vocab_size=None) is None

@@ -164,7 +164,7 @@ def test_bench_and_distill_give_the_same_results_on_either_engine(tmp_path):
                for i, q in enumerate(["What is 48+24?", "Natalia sold 48/2 clips?"])]
     rows = {}
     for engine in ("hf", "native"):
-        served = [serve(m, engine, max_seq_len=256) for m in (target, draft)]
+        served = [serve(m, engine, max_seq_len=256, weights="model_dtype") for m in (target, draft)]
         assert isinstance(served[0], Engine) == (engine == "native")
         rows[engine], _ = run_benchmark(*served, tokenizer, records, config.bench, seed=0, enable_thinking=False)
     for hf_row, native_row in zip(rows["hf"], rows["native"]):
@@ -172,8 +172,8 @@ def test_bench_and_distill_give_the_same_results_on_either_engine(tmp_path):
         assert (hf_row.num_new_tokens, hf_row.num_accepted, hf_row.answer) == (
             native_row.num_new_tokens, native_row.num_accepted, native_row.answer)
     prompts = [r["messages"][:-1] for r in records]
-    outputs = [generate_batched(serve(target, engine, max_seq_len=256, max_batch_size=2), tokenizer, prompts,
-                                max_new_tokens=12, temperature=0.0, batch_size=2, seed=0, enable_thinking=False)
+    outputs = [generate_batched(serve(target, engine, max_seq_len=256, max_batch_size=2, weights="model_dtype"),
+                                tokenizer, prompts, max_new_tokens=12, temperature=0.0, batch_size=2, seed=0, enable_thinking=False)
                for engine in ("hf", "native")]
     assert outputs[0] == outputs[1]
 
@@ -183,13 +183,13 @@ def test_serve_picks_the_engine_for_architectures_it_implements(target):
 
     from specdraft.models.engine_choice import serve
 
-    assert isinstance(serve(target, "auto", max_seq_len=10), Engine)
-    assert serve(target, "hf", max_seq_len=10) is target
+    assert isinstance(serve(target, "auto", max_seq_len=10, weights="model_dtype"), Engine)
+    assert serve(target, "hf", max_seq_len=10, weights="model_dtype") is target
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
-    assert serve(gpt2, "auto", max_seq_len=10) is gpt2
+    assert serve(gpt2, "auto", max_seq_len=10, weights="model_dtype") is gpt2
     with pytest.raises(ValueError, match="serves \\['qwen2', 'qwen3', 'llama'\\] models, not 'gpt2'"):
-        serve(gpt2, "native", max_seq_len=10)
-    assert serve(target, "native", max_seq_len=300).max_seq_len == 512
+        serve(gpt2, "native", max_seq_len=10, weights="model_dtype")
+    assert serve(target, "native", max_seq_len=300, weights="model_dtype").max_seq_len == 512
 
 
 def test_a_proposal_fed_two_tokens_equals_one_fed_them_one_at_a_time(draft, engines):

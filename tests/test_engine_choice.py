@@ -41,16 +41,16 @@ def test_native_engine_refuses_what_it_does_not_implement_and_auto_falls_back(bu
     model = build()
     assert feature in unsupported_features(model)
     with caplog.at_level(logging.WARNING, logger="specdraft.models.engine_choice"):
-        assert serve(model, "auto", max_seq_len=64) is model
+        assert serve(model, "auto", max_seq_len=64, weights="model_dtype") is model
     assert f"does not implement {feature}" in caplog.text and "serving with Hugging Face" in caplog.text
     with pytest.raises(ValueError, match=f"engine 'native' does not implement {feature}"):
-        serve(model, "native", max_seq_len=64)
+        serve(model, "native", max_seq_len=64, weights="model_dtype")
 
 
 def test_plain_qwen2_and_llama_are_served_natively():
     for model in (qwen2(), llama(), tiny_qwen2(0)):
         assert unsupported_features(model) == []
-        assert isinstance(serve(model, "auto", max_seq_len=64), Engine)
+        assert isinstance(serve(model, "auto", max_seq_len=64, weights="model_dtype"), Engine)
 
 
 def test_hf_generate_ignores_the_checkpoints_decoding_defaults(tmp_path, caplog):
@@ -69,8 +69,8 @@ def test_hf_generate_ignores_the_checkpoints_decoding_defaults(tmp_path, caplog)
     prompts = [[{"role": "user", "content": q}] for q in ("What is 48+24?", "Natalia sold 48/2 clips?")]
 
     def generate(model, engine):
-        return generate_batched(serve(model, engine, max_seq_len=256, max_batch_size=2), tokenizer, prompts,
-                                max_new_tokens=24, temperature=0.0, batch_size=2, seed=0, enable_thinking=False)
+        return generate_batched(serve(model, engine, max_seq_len=256, max_batch_size=2, weights="model_dtype"),
+                                tokenizer, prompts, max_new_tokens=24, temperature=0.0, batch_size=2, seed=0, enable_thinking=False)
 
     with caplog.at_level(logging.INFO, logger="specdraft.models.loading"):
         loaded = load_causal_lm(tmp_path / "model", dtype=torch.float32, device=torch.device("cpu"))
@@ -87,7 +87,7 @@ SMALL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "n
          "intermediate_size": 96}
 
 
-@pytest.mark.parametrize("weights", ["bf16", "int8"])
+@pytest.mark.parametrize("weights", ["model_dtype", "int8"])
 def test_load_served_is_serve_of_the_loaded_model(tmp_path, weights):
     """What the stages load: an engine with the weights `serve` would build from the loaded model (the same
     random base and greedy output), a Hugging Face model for engine 'hf'."""

@@ -196,7 +196,7 @@ def test_the_engine_is_built_from_a_host_model_without_a_device_copy_of_it(tmp_p
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
-    engine = load_served(str(path), adapter=None, engine="native", weights="bf16", dtype="bfloat16", device="cuda",
+    engine = load_served(str(path), adapter=None, engine="native", weights="model_dtype", dtype="bfloat16", device="cuda",
                          max_seq_len=256)
     held = torch.cuda.memory_allocated() - before
     engine_bytes = sum(t.numel() * t.element_size() for t in engine.decoder.parameters())
@@ -204,7 +204,7 @@ def test_the_engine_is_built_from_a_host_model_without_a_device_copy_of_it(tmp_p
     assert torch.cuda.max_memory_allocated() - before < 1.25 * engine_bytes  # a second copy would be 2x
 
 
-@pytest.mark.parametrize("weights", ["bf16", "int8"])
+@pytest.mark.parametrize("weights", ["model_dtype", "int8"])
 def test_proposals_with_dependent_launches_compute_what_plain_ones_do(models, weights, monkeypatch):
     """A proposal graph captured with programmatic dependent launches (each kernel starting while the one
     before it ends) proposes what the plainly launched one does, and speculative decoding over it steps
@@ -239,7 +239,7 @@ def test_proposals_with_dependent_launches_compute_what_plain_ones_do(models, we
     assert outputs[True][2] == outputs[False][2]
 
 
-@pytest.mark.parametrize("weights", ["bf16", "int8"])
+@pytest.mark.parametrize("weights", ["model_dtype", "int8"])
 def test_a_chain_of_dependent_launches_computes_what_plain_launches_do(weights):
     """Forty fused matmuls, each reading the one before it's output (residual, norm and GLU forms in turn),
     launched back to back in a CUDA graph with dependent launches, equal bit for bit the same chain launched

@@ -109,9 +109,9 @@ def test_engine_weights_config_accepts_int4():
     from specdraft.models.engine_choice import serve
 
     assert load_config(validate({"engine_weights": "int4"})).engine_weights == "int4"
-    with pytest.raises(ConfigError, match=r"engine_weights.*allowed values: \['bf16', 'int8', 'int4'\]"):
+    with pytest.raises(ConfigError, match=r"engine_weights.*allowed values: \['model_dtype', 'int8', 'int4'\]"):
         validate({"engine_weights": "int2"})
-    with pytest.raises(ValueError, match=r"\['bf16', 'int8', 'int4'\]"):
+    with pytest.raises(ValueError, match=r"\['model_dtype', 'int8', 'int4'\]"):
         Engine.from_hf(int4_qwen2(0), max_seq_len=64, weights="int2")
     served = serve(int4_qwen2(0), "native", max_seq_len=64, weights="int4")
     assert served.decoder.lm_head.weight.dtype == torch.uint8

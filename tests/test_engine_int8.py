@@ -128,7 +128,7 @@ def test_engine_weights_config_reaches_the_engine(target):
     from specdraft.plumbing.config import ConfigError, load_config, validate
     from specdraft.models.engine_choice import serve
 
-    assert load_config(validate({})).engine_weights == "bf16"  # the schema's default
+    assert load_config(validate({})).engine_weights == "model_dtype"  # the schema's default
     assert load_config(validate({"engine_weights": "int8"})).engine_weights == "int8"
     with pytest.raises(ConfigError, match="engine_weights"):
         validate({"engine_weights": "int3"})

@@ -83,7 +83,7 @@ def test_transfer_serves_its_drafts_with_engine_weights(pair, tmp_path, monkeypa
     root, target = pair
     served_with = []
 
-    def spy(model, engine, *, weights="bf16", **kwargs):
+    def spy(model, engine, *, weights="model_dtype", **kwargs):
         served_with.append(weights)
         return serve(model, engine, weights=weights, **kwargs)
 

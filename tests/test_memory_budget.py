@@ -30,7 +30,7 @@ def engine_on_meta(name, weights):
         return Decoder(shape, weights).to(torch.bfloat16), shape
 
 
-@pytest.mark.parametrize("weights", ["bf16", "int8", "int4"])
+@pytest.mark.parametrize("weights", ["model_dtype", "int8", "int4"])
 @pytest.mark.parametrize("name", [TARGET, DRAFT])
 def test_weight_bytes_equal_the_engines_tensors(name, weights):
     decoder, _ = engine_on_meta(name, weights)
@@ -40,7 +40,7 @@ def test_weight_bytes_equal_the_engines_tensors(name, weights):
 
 def test_known_sizes_of_the_seed_pair():
     # The 14B is 14.77e9 parameters (29.5 GB in bf16); int8 keeps the bf16 embedding table.
-    assert engine_weight_bytes(arch(TARGET), "bf16", 2) / 1e9 == pytest.approx(29.54, abs=0.01)
+    assert engine_weight_bytes(arch(TARGET), "model_dtype", 2) / 1e9 == pytest.approx(29.54, abs=0.01)
     assert engine_weight_bytes(arch(TARGET), "int8", 2) / GIB == pytest.approx(14.48, abs=0.01)
     # Keys and values: 2 x 48 layers x 8 heads x 128 x 2 bytes = 192 KiB a position; the 0.5B: 12 KiB.
     assert kv_bytes_per_token(arch(TARGET), 2) == 192 * 1024
@@ -51,7 +51,7 @@ def test_kv_bytes_equal_the_engines_cache():
     from specdraft.engine.decoder import KVCache
 
     for name in (TARGET, DRAFT):
-        _, shape = engine_on_meta(name, "bf16")
+        _, shape = engine_on_meta(name, "model_dtype")
         cache = KVCache(shape, batch_size=3, max_seq_len=256, dtype=torch.bfloat16, device=torch.device("meta"))
         held = sum(t.numel() * t.element_size() for t in [*cache.k, *cache.v])
         assert held == kv_bytes_per_token(arch(name), 2) * 3 * 256
@@ -88,7 +88,7 @@ def test_budget_sizes_distill_and_bench():
 
 
 def test_a_pair_that_cannot_fit_says_what_it_needs_and_where_it_fits():
-    pair = [(arch(TARGET), "bf16"), (arch(DRAFT, 152064), "bf16")]
+    pair = [(arch(TARGET), "model_dtype"), (arch(DRAFT, 152064), "model_dtype")]
     with pytest.raises(MemoryBudgetError) as error:
         fit_rows("bench", pair, budget_gib=21.5, max_rows=1, max_seq_len=768, prompt_len=256, dtype_bytes=2,
                  keys=("engine_weights (int8, int4)",), utilization=0.9)

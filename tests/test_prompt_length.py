@@ -48,7 +48,7 @@ def test_distill_rejects_a_prompt_longer_than_the_context(tmp_path, base):
     with pytest.raises(PromptTooLong) as error:
         distill(base, base, train, str(out), load_config({"distill": {"max_new_tokens": 32}}).distill,
                 engine="auto", dtype="float32", device="cpu", seed=0, gpu=GPU, enable_thinking=False,
-                engine_weights="bf16")
+                engine_weights="model_dtype")
     assert_located(error, train, 3)
     assert "context of 128 less distill.max_new_tokens" in str(error.value)
     assert not out.exists()
@@ -89,7 +89,7 @@ def test_bench_rejects_a_prompt_longer_than_the_context(tmp_path, base):
     with pytest.raises(PromptTooLong, match=r"test.jsonl: 1 of 4 prompts .* id gsm8k/train/4: [\d,]+ tokens"):
         bench(base, base, test, str(out), load_config({"bench": {"max_new_tokens": 32}}).bench,
               target_adapter=None, draft_adapter=None, engine="auto", dtype="float32", device="cpu", seed=0,
-              gpu=GPU, enable_thinking=False, engine_weights="bf16")
+              gpu=GPU, enable_thinking=False, engine_weights="model_dtype")
     assert not out.exists()
 
 
@@ -99,4 +99,4 @@ def test_max_new_tokens_beyond_the_context_is_named(tmp_path, base):
     train = write_records(tmp_path / "train.jsonl", long_line=0)
     with pytest.raises(PromptTooLong, match=r"no prompt can fit \(the model's context of 128 less distill"):
         distill(base, base, train, str(tmp_path / "d.jsonl"), load_config({}).distill, engine="auto",
-                dtype="float32", device="cpu", seed=0, gpu=GPU, enable_thinking=False, engine_weights="bf16")
+                dtype="float32", device="cpu", seed=0, gpu=GPU, enable_thinking=False, engine_weights="model_dtype")

@@ -77,7 +77,7 @@ def test_transfer_stage_from_saved_models(pair, tmp_path):
     table, plot = tmp_path / "transfer_easy.csv", tmp_path / "plots/transfer_easy.png"
     transfer("easy", {s: str(p) for s, p in paths.items()}, draft_dirs, ks=KS, max_new_tokens=MAX_NEW,
              vocab_size=97, table_path=str(table), plot_path=str(plot), engine="auto", dtype="float32",
-             device="cpu", engine_weights="bf16")
+             device="cpu", engine_weights="model_dtype")
     rows = list(csv.DictReader(open(table)))
     assert len(rows) == 3 * 3 * len(KS)
     by_cell = {(r["target"], r["draft"], r["k"]): r for r in rows}

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from specdraft.engine import tuner as tuning
 from specdraft.engine.attention import attention_mask, decode_attention
-from specdraft.engine.quant import (GROUP, QUANTIZERS, WEIGHT_FORMATS, DequantWorkspace, fast_kernels, linear,
+from specdraft.engine.formats import MODEL_DTYPE, WEIGHT_FORMATS
+from specdraft.engine.quant import (GROUP, QUANTIZERS, DequantWorkspace, fast_kernels, linear,
                                     quantize_into)
 from specdraft.engine.rope import rope_and_cache, rope_and_cache_reference
 
@@ -142,7 +143,7 @@ def _quantized_weight(linear: nn.Linear, weights: str, name: str) -> tuple[nn.Pa
 
 
 class Layer(nn.Module):
-    def __init__(self, shape: DecoderShape, weights: str = "bf16"):
+    def __init__(self, shape: DecoderShape, weights: str = MODEL_DTYPE):
         super().__init__()
         s = shape
         self.qkv = nn.Linear(s.hidden_size, (s.num_heads + 2 * s.num_kv_heads) * s.head_dim, bias=s.attention_bias)
@@ -167,12 +168,12 @@ class Layer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """weights: 'bf16' (every matrix in the model's dtype), 'int8' (the layers' matrices and the lm-head as
+    """weights: 'model_dtype' (every matrix in the model's dtype), 'int8' (the layers' matrices and the lm-head as
     int8 with per-channel scales) or 'int4' (the same matrices packed two values to a byte with a scale per
     group of 128 input columns), see `specdraft.engine.quant`; the embedding table stays in the model's
     dtype, as a step reads one row of it."""
 
-    def __init__(self, shape: DecoderShape, weights: str = "bf16"):
+    def __init__(self, shape: DecoderShape, weights: str = MODEL_DTYPE):
         super().__init__()
         if weights not in WEIGHT_FORMATS:
             raise ValueError(f"engine weights must be one of {list(WEIGHT_FORMATS)}, got {weights!r}")
@@ -191,7 +192,7 @@ class Decoder(nn.Module):
 
     @classmethod
     def from_hf(cls, model, dtype: torch.dtype | None = None, device: torch.device | None = None,
-                weights: str = "bf16") -> Decoder:
+                weights: str = MODEL_DTYPE) -> Decoder:
         """Copy a Hugging Face Qwen2/Qwen3/Llama causal LM's weights (merge LoRA adapters first), fusing q/k/v
         and gate/up into one matrix each; weights 'int8' or 'int4' quantizes each matrix as it is copied, so
         the decoder never holds more than one matrix in `dtype` beyond its own quantized weights."""
@@ -201,7 +202,7 @@ class Decoder(nn.Module):
     @classmethod
     @torch.no_grad()
     def from_state(cls, config, state: Mapping[str, Tensor], *, dtype: torch.dtype, device: torch.device,
-                   weights: str = "bf16") -> Decoder:
+                   weights: str = MODEL_DTYPE) -> Decoder:
         """The decoder of a Hugging Face `config` whose tensors `state` gives by their Hugging Face names
         (a model's state_dict, or a mapping that makes each tensor when it is asked for: then only the
         tensors of one matrix exist beside the decoder at a time). Each name is asked for once."""

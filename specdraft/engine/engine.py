@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from specdraft.engine.decoder import Decoder, KVCache
+from specdraft.engine.formats import MODEL_DTYPE
 from specdraft.engine.runner import DEPENDENT_LAUNCH_STEPS, MAX_GRAPH_TOKENS, StepRunner
 from specdraft.decoding.batching import cut_at_eos, left_pad
 from specdraft.decoding.sessions import device_ids
@@ -166,11 +167,11 @@ class Engine:
 
     @classmethod
     def from_hf(cls, model, *, max_seq_len: int, max_batch_size: int = 64, use_cuda_graphs: bool = True,
-                compile_layers: bool = False, dtype: torch.dtype | None = None, weights: str = "bf16",
+                compile_layers: bool = False, dtype: torch.dtype | None = None, weights: str = MODEL_DTYPE,
                 device: torch.device | None = None,
                 dependent_launch_steps: frozenset[str] = DEPENDENT_LAUNCH_STEPS) -> Engine:
         """Serve a loaded Hugging Face Qwen2/Qwen3/Llama model (adapters merged first) on `device` (default:
-        the model's own). weights: 'bf16' (the model's dtype), 'int8' (weight-only, per-channel scales) or
+        the model's own). weights: 'model_dtype' (the model's own dtype), 'int8' (weight-only, per-channel scales) or
         'int4' (weight-only, a scale per 128 input columns); quantized, greedy output is the quantized model's."""
         return cls(Decoder.from_hf(model, dtype=dtype, device=device, weights=weights), max_seq_len=max_seq_len,
                    max_batch_size=max_batch_size, use_cuda_graphs=use_cuda_graphs, compile_layers=compile_layers,

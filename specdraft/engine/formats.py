@@ -1,4 +1,5 @@
 """The engine's weight formats and the int4 layout's group size: the ground floor `quant` and the kernels share."""
 
-WEIGHT_FORMATS = ("bf16", "int8", "int4")  # `engine_weights` in the config; bf16 means the model's own dtype
+MODEL_DTYPE = "model_dtype"  # the matrices kept in the model's own dtype, unquantized
+WEIGHT_FORMATS = (MODEL_DTYPE, "int8", "int4")  # `engine_weights` in the config
 GROUP = 128  # int4: input columns per scale

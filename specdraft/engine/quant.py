@@ -99,7 +99,7 @@ def quantize_into(weight: Tensor, q: Tensor, scale: Tensor, weights: str, chunk_
 def dequantized_copy(model: torch.nn.Module, weights: str) -> torch.nn.Module:
     """A copy of `model` (a Hugging Face model) whose every Linear (layer matrices and lm-head; the embedding
     table kept) holds the weight an engine of `weights` multiplies by: what that engine computes, as a
-    Hugging Face model, the reference of the quantized engine's checks. 'bf16': a plain copy."""
+    Hugging Face model, the reference of the quantized engine's checks. 'model_dtype': a plain copy."""
     import copy
 
     reference = copy.deepcopy(model)

@@ -14,14 +14,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weights: str = "bf16",
+def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weights: str,
           device: torch.device | None = None):
     """An `Engine` over `model`'s weights ('native'; 'auto' when the engine implements everything the model
     uses), or `model` itself ('hf', or 'auto' for anything else, logged). 'native' refuses a model it would
     serve wrongly.
 
     max_seq_len: the longest prompt plus max_new_tokens; rounded up to a multiple of 256 for the cache.
-    weights: the native engine's weight format (`engine_weights`: 'bf16', 'int8' or 'int4'); 'hf' ignores it.
+    weights: the native engine's weight format (`engine_weights`: 'model_dtype', 'int8' or 'int4'); 'hf' ignores it.
     device: where the engine builds its weights (default: the model's device).
     """
     if engine == "hf":

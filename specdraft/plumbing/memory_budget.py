@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from specdraft.engine.formats import GROUP, WEIGHT_FORMATS
+
 log = logging.getLogger(__name__)
 
 GIB = 2**30
-INT4_GROUP = 128  # input columns per int4 scale (specdraft.engine.quant.GROUP)
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # bitsandbytes NF4, double-quantized absmax per 64 weights
 ADAPTER_BYTES = 4 + 4 + 8  # a float32 LoRA weight, its gradient and Adam's two moments
 # Nominal card sizes (GiB) and examples, for "the smallest card it fits".
@@ -63,15 +64,15 @@ class Architecture:
 
 
 def matrix_bytes(n: int, k: int, weights: str, dtype_bytes: int) -> float:
-    """Bytes of an [N, K] matrix in the engine's format: 'bf16' (the model's dtype), 'int8' (a scale per row),
-    'int4' (two values a byte, a scale per row and INT4_GROUP columns)."""
-    if weights == "bf16":
+    """Bytes of an [N, K] matrix in the engine's format: 'model_dtype' (the model's own dtype), 'int8' (a scale per row),
+    'int4' (two values a byte, a scale per row and GROUP columns)."""
+    if weights == "model_dtype":
         return n * k * dtype_bytes
     if weights == "int8":
         return n * k + n * dtype_bytes
     if weights == "int4":
-        return n * k / 2 + n * (k // INT4_GROUP) * dtype_bytes
-    raise ValueError(f"engine weights must be one of ['bf16', 'int8', 'int4'], got {weights!r}")
+        return n * k / 2 + n * (k // GROUP) * dtype_bytes
+    raise ValueError(f"engine weights must be one of {list(WEIGHT_FORMATS)}, got {weights!r}")
 
 
 def engine_weight_bytes(arch: Architecture, weights: str, dtype_bytes: int) -> float:
@@ -125,7 +126,7 @@ def serving_need(models: list[tuple[Architecture, str]], *, rows: int, max_seq_l
         mask = rows * prompt_len * group * max_seq_len * (dtype_bytes + 1)  # additive mask and its boolean
         logits = rows * arch.vocab_size * 4 * 4  # float32 logits, probabilities and top-p's sort
         largest = max(n * k for n, k in [(arch.vocab_size, arch.hidden_size), *arch.layer_matrices()]) * dtype_bytes
-        dequantized = 0 if fmt == "bf16" else largest
+        dequantized = 0 if fmt == "model_dtype" else largest
         # While an engine is built from per-tensor draws, one matrix in the model's dtype exists beside it.
         workspace = max(workspace, prefill + mask + logits + dequantized, largest)
     return Need({"weights": weights, f"KV cache ({rows} x {max_seq_len} positions)": cache,

@@ -207,7 +207,7 @@ def run_conditions(target, cfg: BenchConfig, *, engine_weights: str, seed: int) 
     return {
         "concurrency": cfg.concurrency, "num_speculative_tokens": list(cfg.num_speculative_tokens),
         "engine": "native" if native else "hf",
-        "engine_weights": engine_weights if native else "bf16",  # Hugging Face models run in their dtype
+        "engine_weights": engine_weights if native else "model_dtype",  # Hugging Face models run in their dtype
         "dtype": str(target.dtype).removeprefix("torch."),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "repeats": cfg.repeats, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
