@@ -31,7 +31,7 @@ import torch
 from engine_speed import SHAPES, build, copy_bandwidth, engine_bytes_per_step, per_call_ms, session_calls, sync
 
 KINDS = (  # the first pattern a kernel's name matches gives its kind
-    ("matmul, Triton", r"int8_linear|split_k_epilogue|linear_kernel"),
+    ("matmul, Triton", r"int8_linear|linear_kernel"),
     ("matmul, cuBLAS", r"gemv|gemm|cublas|cutlass|xmma|nvjet|splitKreduce|Kernel2"),
     ("attention", r"fmha|flash|attention|attn|efficient"),
     ("RoPE + cache write", r"rope"),

@@ -300,7 +300,7 @@ def launch_steps(args) -> frozenset[str]:
 
 
 def main() -> None:
-    from specdraft.engine.formats import MODEL_DTYPE, WEIGHT_FORMATS
+    from specdraft.plumbing.names import MODEL_DTYPE, WEIGHT_FORMATS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")

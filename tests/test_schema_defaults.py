@@ -41,3 +41,11 @@ def test_a_drifted_default_is_found(repo):
     config = yaml.safe_load((repo / "config.yaml").read_text())
     config["bench"]["num_speculative_tokens"] = [2, 4, 6]
     assert differences(schema, config) == DELIBERATE | {"bench.num_speculative_tokens"}
+
+
+def test_the_schema_spells_the_weight_formats_as_the_engine_does(repo):
+    from specdraft.plumbing.names import MODEL_DTYPE, WEIGHT_FORMATS
+
+    weights = yaml.safe_load((repo / "specdraft/plumbing/config.schema.yaml").read_text())["properties"][
+        "engine_weights"]
+    assert (weights["enum"], weights["default"]) == (list(WEIGHT_FORMATS), MODEL_DTYPE)

@@ -2,7 +2,7 @@
 over the static cache for few query rows (a decode step, a verification, a proposal), where SDPA runs a
 prefill kernel. `decode_attention` is flash-decoding in Triton: the attended keys split over several
 programs per (batch row, KV head) so that batch 1 fills the GPU, each an online softmax over its key blocks
-for all of a KV head's query rows at once, and a second small kernel combining the splits in a fixed order.
+for all of a KV head's query rows at once, the last of them to finish combining the splits in a fixed order.
 Tuned per shape by the current `tuner.KernelTuner`, against SDPA.
 """
 
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from specdraft.engine import tuner as tuning
+from specdraft.engine.arrivals import arrival_counts
 
 
 def attention_mask(columns: Tensor, pad: Tensor, kv_len: int, group: int, dtype: torch.dtype) -> Tensor:
@@ -73,7 +74,7 @@ def attention_candidates_for(kv_len: int) -> list[AttentionConfig]:
 
 def launch_attention(config: AttentionConfig, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, out: Tensor,
                      launch_options: dict | None = None) -> None:
-    """The split-KV kernel (and, over several splits, its combine kernel) with `config`, untuned: what the
+    """The split-KV kernel with `config`, untuned: what the
     tuner times and benchmarks sweep. Arguments as `decode_attention` takes them (the mask expanded to
     [B, 1, R, S]), out [B, nkv, R, hd]; the launch options default to the current tuner's."""
     import triton
@@ -89,17 +90,15 @@ def launch_attention(config: AttentionConfig, q: Tensor, k: Tensor, v: Tensor, m
     if splits > 1:  # float32 partials: the unnormalised output, and each row's max and sum
         acc_ws = torch.empty((B * nkv * splits * R * head_dim,), dtype=torch.float32, device=q.device)
         ml_ws = torch.empty((B * nkv * splits * 2 * R,), dtype=torch.float32, device=q.device)
+        counts = arrival_counts(q.device, B * nkv)
     else:
-        acc_ws = ml_ws = out  # never touched: the one split writes the output
+        acc_ws = ml_ws = counts = out  # never touched: the one split writes the output
     triton_attention.decode_attention_kernel[(B * nkv, splits)](
-        q, k, v, mask, out, acc_ws, ml_ws, R, kv_len, nkv, head_dim, per_split, head_dim**-0.5, q.stride(0),
+        q, k, v, mask, out, acc_ws, ml_ws, counts, R, kv_len, nkv, head_dim, per_split, head_dim**-0.5, q.stride(0),
         q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         mask.stride(0), mask.stride(2), mask.stride(3), PARTIAL=splits > 1, IEEE=q.dtype == torch.float32,
         BLOCK_R=max(16, triton.next_power_of_2(R)), BLOCK_N=config.block_n, BLOCK_D=block_d,
         num_warps=config.num_warps, num_stages=config.num_stages, **options)
-    if splits > 1:
-        triton_attention.decode_attention_combine[(B * nkv, triton.cdiv(R, 16))](
-            acc_ws, ml_ws, out, R, head_dim, splits, BLOCK_R=16, BLOCK_D=block_d, num_warps=4, **options)
 
 
 def _sdpa(q: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor) -> Tensor:
@@ -134,7 +133,7 @@ def decode_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor) 
     def run(config: AttentionConfig) -> None:
         launch_attention(config, q, k_cache, v_cache, mask, out)
 
-    # Under the interpreter: a configuration that splits the keys, so that both kernels run.
+    # Under the interpreter: a configuration that splits the keys, so that the combine runs.
     config = tuning.current().choice(key, "attention", AttentionConfig, run, lambda: attention_candidates_for(kv_len),
                                      lambda: _sdpa(q, k_cache, v_cache, mask), q.device, fixed=INTERPRETER_ATTENTION)
     if config is tuning.REFERENCE:

@@ -1,4 +1,4 @@
-"""`fused_linear`: a layer's matmul with its neighbours folded in, as one Triton kernel (two with split-K),
+"""`fused_linear`: a layer's matmul with its neighbours folded in, as one Triton kernel,
 for at most MAX_FAST_ROWS rows (a decode step, a verification, a batch of a few rows).
 
 A step at these sizes is bound by reading the weight, and in a CUDA graph every extra kernel costs a few
@@ -16,8 +16,8 @@ multiplies by the dequantized weight rounded to the activations' dtype, the kern
 (int4 weights are dequantized with the reference's rounding, so only the order of the sums differs).
 
 Small N gives too few programs to keep every SM reading, so K may be split across SPLIT_K programs whose
-float32 partial sums (and partial sums of squares) a second small kernel adds up in a fixed order before
-the epilogue. Each (shape, fusion) is tuned on first use by the current `tuner.KernelTuner`.
+float32 partial sums (and partial sums of squares) the column block's last program to finish (an atomic
+count) adds up in split order before the epilogue: no second kernel, and the same sum on every run. Each (shape, fusion) is tuned on first use by the current `tuner.KernelTuner`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from specdraft.engine import tuner as tuning
-from specdraft.engine.formats import GROUP
+from specdraft.engine.arrivals import arrival_counts
+from specdraft.plumbing.names import INT4_GROUP as GROUP
 
 MAX_FAST_ROWS = 16  # one tensor-core tile of rows; more rows (prefills) take the reference path
 
@@ -73,7 +74,7 @@ def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = No
 def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Tensor | None,
                   residual: Tensor | None, norm_weight: Tensor | None, eps: float, glu: bool, out: Tensor,
                   launch_options: dict | None = None) -> None:
-    """Launch the kernel (and its split-K epilogue) with `config` into out [M, N], untuned: what the tuner
+    """Launch the kernel with `config` into out [M, N], untuned: what the tuner
     times and benchmarks sweep. x [M, K] (rows contiguous); the rest as `fused_linear` takes them; the
     launch options default to the current tuner's."""
     import triton
@@ -94,32 +95,30 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
     halves = 2 if glu else 1
     workspace = (torch.empty((split_k * halves * block_m * N,), dtype=torch.float32, device=x.device)
                  if split_k > 1 else out)
-    squares = (torch.empty((split_k * block_m,), dtype=torch.float32, device=x.device)
+    grid_n = triton.cdiv(N, config.block_n)
+    squares = (torch.empty((grid_n * split_k * block_m,), dtype=torch.float32, device=x.device)
                if split_k > 1 and norm_weight is not None else out)
+    counts = arrival_counts(x.device, grid_n) if split_k > 1 else out
     r = residual if residual is not None else out
     dummy = out  # stands in for absent optional pointers (never read: the flags are off)
     flags = dict(HAS_SCALE=scale is not None and not int4, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
                  NORM=norm_weight is not None, GLU=glu, SPLIT_K=split_k)
     line_elems = CACHE_LINE_BYTES // w.element_size()  # stored elements (int4: bytes of two values)
     stored_block_k = config.block_k // 2 if int4 else config.block_k
-    triton_linear.linear_kernel[(triton.cdiv(N, config.block_n), split_k)](
+    triton_linear.linear_kernel[(grid_n, split_k)](
         x, w, scale if scale is not None else dummy, bias if bias is not None else dummy, r,
-        norm_weight if norm_weight is not None else dummy, out, workspace, squares, M, N, K, k_per_split,
+        norm_weight if norm_weight is not None else dummy, out, workspace, squares, counts, M, N, K, k_per_split,
         x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps, **flags,
         INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
         DOT=config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
         PREFETCH_LINES=max(1, PREFETCH_TILES * stored_block_k // line_elems), LINE_ELEMS=line_elems,
         num_warps=config.num_warps, num_stages=config.num_stages, **options)
-    if split_k > 1:
-        triton_linear.split_k_epilogue[(triton.cdiv(N, 128),)](
-            workspace, squares, scale if scale is not None else dummy, bias if bias is not None else dummy, r, out,
-            M, N, K, r.stride(0), out.stride(0), eps, **flags, BLOCK_M=block_m, BLOCK_N=128, num_warps=4, **options)
 
 
 def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
                  residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
                  glu: bool = False, reference: Callable[[], Tensor] | None = None) -> Tensor | None:
-    """`quant.linear` as one kernel (two with split-K): residual + f(a @ W.T + bias) with a = x or
+    """`quant.linear` as one kernel: residual + f(a @ W.T + bias) with a = x or
     rms_norm(x) * norm_weight, W = w (floating), w * scale[:, None] (int8 w, scale [N']) or
     `quant.dequantize_int4(w, scale)` (uint8 w: packed int4 [N', K / 2], scale [N', K / GROUP]), f = identity, or
     silu(gate) * up over the two halves of W's N' = 2N rows (glu). x: [..., K], at most MAX_FAST_ROWS rows;
@@ -160,7 +159,7 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
 
     key = (N, K, M, x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None, glu)
     norm = norm_weight is not None
-    # Under the interpreter: one split-K configuration (it is slow, and that covers both kernels).
+    # Under the interpreter: one split-K configuration (it is slow, and that covers the reduction).
     config = tuning.current().choice(key, "linear", Config, run, lambda: candidates_for(M, norm, x.dtype, int4),
                                      reference, x.device, fixed=CANDIDATES[1]._replace(fuse_norm=x.dtype != torch.float16))
     if config is tuning.REFERENCE:

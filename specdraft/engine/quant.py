@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from specdraft.engine import tuner as tuning
-from specdraft.engine.formats import GROUP, WEIGHT_FORMATS  # noqa: F401  (WEIGHT_FORMATS: re-exported)
+from specdraft.plumbing.names import INT4_GROUP as GROUP
 
 
 @torch.no_grad()

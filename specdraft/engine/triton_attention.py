@@ -1,4 +1,5 @@
-"""The Triton source of `attention.decode_attention`: split-KV (flash-decoding) attention and its combine kernel."""
+"""The Triton source of `attention.decode_attention`: split-KV (flash-decoding) attention, the splits combined
+by the last program of each (batch row, KV head) to finish."""
 
 import triton
 import triton.language as tl
@@ -9,7 +10,7 @@ LOG2E = tl.constexpr(1.4426950408889634)  # softmax in base 2: exp(x) = exp2(x *
 
 
 @triton.jit(do_not_specialize=["R", "KV_LEN", "BLOCKS_PER_SPLIT"])
-def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml_ws_ptr, R, KV_LEN, NKV, HD,
+def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml_ws_ptr, cnt_ptr, R, KV_LEN, NKV, HD,
                             BLOCKS_PER_SPLIT, sm_scale, stride_qb, stride_qh, stride_qr, stride_kb, stride_kh,
                             stride_ks, stride_vb, stride_vh, stride_vs, stride_mb, stride_mr, stride_mn,
                             PARTIAL: tl.constexpr, IEEE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -17,8 +18,8 @@ def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml
     """Program (b * NKV + h, split): the R query rows of KV head h of batch row b (a KV group's query heads
     for each token, padded to BLOCK_R rows for the tensor cores) against the split-th run of BLOCKS_PER_SPLIT
     key blocks of the first KV_LEN cache columns, as an online softmax (flash-decoding). PARTIAL: the
-    unnormalised float32 output and each row's running max and sum go to the workspaces for
-    `decode_attention_combine`; else the split is the only one and the normalised output is stored."""
+    unnormalised float32 output and each row's running max and sum go to the workspaces, and the pair's
+    last program to finish (an atomic count) combines them; else the split is the only one."""
     wait_for_previous_kernel(PDL)
     bh, split = tl.program_id(0), tl.program_id(1)
     b, h = bh // NKV, bh % NKV
@@ -68,36 +69,35 @@ def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml
         ml = ml_ws_ptr + (bh * num_splits + split) * 2 * R + rows
         tl.store(ml, m_i, mask=row_ok)
         tl.store(ml + R, l_i, mask=row_ok)
+        tl.debug_barrier()  # every thread's partials stored before the count says so
+        if tl.atomic_add(cnt_ptr + bh, 1, sem="acq_rel") == num_splits - 1:
+            combine_splits(acc_ws_ptr, ml_ws_ptr, o_ptr, bh, rows, d, row_ok, out_mask, R, HD, num_splits, BLOCK_R,
+                           BLOCK_D)
+            tl.atomic_xchg(cnt_ptr + bh, 0)  # ready for the next launch (a graph replays the same buffer)
     else:
         out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # l = 0 only on padding rows (not stored)
         tl.store(o_ptr + (bh * R + rows[:, None]) * HD + d[None, :], out.to(o_ptr.dtype.element_ty), mask=out_mask)
 
 
-@triton.jit(do_not_specialize=["R", "NUM_SPLITS"])
-def decode_attention_combine(acc_ws_ptr, ml_ws_ptr, o_ptr, R, HD, NUM_SPLITS, BLOCK_R: tl.constexpr,
-                             BLOCK_D: tl.constexpr, PDL: tl.constexpr = False):
-    """Program (b * NKV + h, row block): the splits' partial outputs of those rows rescaled to their common
-    max and summed, in split order (the same sum on every run), then normalised."""
-    wait_for_previous_kernel(PDL)
-    let_next_kernel_launch(PDL)
-    bh = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
-    d = tl.arange(0, BLOCK_D)
-    row_ok = rows < R
-    mask = row_ok[:, None] & (d < HD)[None, :]
+@triton.jit
+def combine_splits(acc_ws_ptr, ml_ws_ptr, o_ptr, bh, rows, d, row_ok, mask, R, HD, NUM_SPLITS,
+                   BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The splits' partial outputs of one (batch row, KV head) rescaled to their common max and summed, in
+    split order (the same sum whichever program finished last), then normalised. Read from L2 (.cg): other
+    SMs wrote them."""
     m = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     for split in range(NUM_SPLITS):
         m = tl.maximum(m, tl.load(ml_ws_ptr + (bh * NUM_SPLITS + split) * 2 * R + rows, mask=row_ok,
-                                  other=float("-inf")))
+                                  other=float("-inf"), cache_modifier=".cg"))
     m = tl.where(m == float("-inf"), 0.0, m)  # padding rows only: every real row sees its own column
     l = tl.zeros((BLOCK_R,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
     for split in range(NUM_SPLITS):
         ml = ml_ws_ptr + (bh * NUM_SPLITS + split) * 2 * R + rows
-        weight = tl.exp2(tl.load(ml, mask=row_ok, other=float("-inf")) - m)  # 0 for a split with all masked
-        l += tl.load(ml + R, mask=row_ok, other=0.0) * weight
+        weight = tl.exp2(tl.load(ml, mask=row_ok, other=float("-inf"), cache_modifier=".cg") - m)
+        l += tl.load(ml + R, mask=row_ok, other=0.0, cache_modifier=".cg") * weight
         part = tl.load(acc_ws_ptr + ((bh * NUM_SPLITS + split) * R + rows[:, None]) * HD + d[None, :], mask=mask,
-                       other=0.0)
+                       other=0.0, cache_modifier=".cg")
         acc += part * weight[:, None]
     out = acc / tl.where(l == 0.0, 1.0, l)[:, None]
     tl.store(o_ptr + (bh * R + rows[:, None]) * HD + d[None, :], out.to(o_ptr.dtype.element_ty), mask=mask)

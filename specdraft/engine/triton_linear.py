@@ -1,5 +1,5 @@
 """The Triton source of `linear_kernel.fused_linear` (a matmul with its norm, scales, bias, GLU and residual
-folded in) and of `quant`'s prefill dequantization. Triton resolves a kernel's helpers among its module's
+folded in, split-K summed by each column block's last program) and of `quant`'s prefill dequantization. Triton resolves a kernel's helpers among its module's
 globals, hence a module per family."""
 
 import triton
@@ -73,7 +73,7 @@ def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b
 
 
 @triton.jit(do_not_specialize=["M"])
-def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_ptr, M, N, K, K_PER_SPLIT,
+def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_ptr, cnt_ptr, M, N, K, K_PER_SPLIT,
                   stride_xm, stride_wn, stride_sn, stride_rm, stride_om, eps, HAS_SCALE: tl.constexpr,
                   HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr, GLU: tl.constexpr,
                   SPLIT_K: tl.constexpr, INT4: tl.constexpr, GROUP: tl.constexpr, IEEE: tl.constexpr,
@@ -128,43 +128,43 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
             acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE)
     let_next_kernel_launch(PDL)
     squares = tl.sum(squares_tile, axis=1)
-    if SPLIT_K > 1:  # float32 partials, summed in a fixed order by split_k_epilogue
+    if SPLIT_K > 1:  # float32 partials; the column block's last program to finish sums them
         out_mask = row_ok[:, None] & col_ok[None, :]
         part = ws_ptr + pid_k * (1 + GLU) * BLOCK_M * N + rows[:, None] * N + cols[None, :]
         tl.store(part, acc, mask=out_mask)
         if GLU:
             tl.store(part + BLOCK_M * N, acc_up, mask=out_mask)
-        if NORM:
-            if pid_n == 0:
-                tl.store(ss_ptr + pid_k * BLOCK_M + rows, squares, mask=row_ok)
+        if NORM:  # each column block keeps its own copy: its last program reads no other block's
+            tl.store(ss_ptr + (pid_n * SPLIT_K + pid_k) * BLOCK_M + rows, squares, mask=row_ok)
+        tl.debug_barrier()  # every thread's partials stored before the count says so
+        if tl.atomic_add(cnt_ptr + pid_n, 1, sem="acq_rel") == SPLIT_K - 1:
+            acc, acc_up, squares = sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, out_mask, N, GLU, NORM,
+                                              SPLIT_K, BLOCK_M, BLOCK_N)
+            finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr,
+                   stride_rm, stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
+            tl.atomic_xchg(cnt_ptr + pid_n, 0)  # ready for the next launch (a graph replays the same buffer)
     else:
         finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
                stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
 
 
-@triton.jit(do_not_specialize=["M"])
-def split_k_epilogue(ws_ptr, ss_ptr, s_ptr, b_ptr, r_ptr, o_ptr, M, N, K, stride_rm, stride_om, eps,
-                     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr,
-                     GLU: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                     PDL: tl.constexpr = False):
-    wait_for_previous_kernel(PDL)
-    let_next_kernel_launch(PDL)
-    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    rows = tl.arange(0, BLOCK_M)
-    row_ok, col_ok = rows < M, cols < N
-    mask = row_ok[:, None] & col_ok[None, :]
+@triton.jit
+def sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, mask, N, GLU: tl.constexpr, NORM: tl.constexpr,
+               SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The SPLIT_K partial sums of a column block (and its rows' sums of squares), added in split order: the
+    same sum whichever program finished last. Read from L2 (.cg): other SMs wrote them."""
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     squares = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for split in range(SPLIT_K):  # a fixed order: the same sum on every run
+    for split in range(SPLIT_K):
         part = ws_ptr + split * (1 + GLU) * BLOCK_M * N + rows[:, None] * N + cols[None, :]
-        acc += tl.load(part, mask=mask, other=0.0)
+        acc += tl.load(part, mask=mask, other=0.0, cache_modifier=".cg")
         if GLU:
-            acc_up += tl.load(part + BLOCK_M * N, mask=mask, other=0.0)
+            acc_up += tl.load(part + BLOCK_M * N, mask=mask, other=0.0, cache_modifier=".cg")
         if NORM:
-            squares += tl.load(ss_ptr + split * BLOCK_M + rows, mask=row_ok, other=0.0)
-    finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
-           stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
+            squares += tl.load(ss_ptr + (pid_n * SPLIT_K + split) * BLOCK_M + rows, mask=row_ok, other=0.0,
+                               cache_modifier=".cg")
+    return acc, acc_up, squares
 
 
 @triton.jit

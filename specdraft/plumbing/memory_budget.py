@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from specdraft.engine.formats import GROUP, WEIGHT_FORMATS
+from specdraft.plumbing.names import INT4_GROUP as GROUP, WEIGHT_FORMATS
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,11 @@
-"""The one spelling of the styles and scenarios every stage, plot and table uses."""
+"""The one spelling of the styles, scenarios and engine weight formats every stage, plot and table uses."""
 
 STYLES = ("cot", "cod")  # the reasoning styles a target is tuned to write
 EXPERIMENT_STYLES = (*STYLES, "untrained")  # the untrained pair is the baseline beside them
 SCENARIOS = ("easy", "medium", "hard")
+MODEL_DTYPE = "model_dtype"  # the engine's matrices in the model's own dtype, unquantized
+WEIGHT_FORMATS = (MODEL_DTYPE, "int8", "int4")  # `engine_weights`
+INT4_GROUP = 128  # int4: input columns per scale
 STYLE_NAMES = {"cot": "Chain of Thought", "cod": "Chain of Draft", "untrained": "untrained pair"}
 
 
