@@ -1,2 +1,1 @@
-"""Speculative decoding: the loops (batch 1 and batched), verification, the counts, decoding sessions, batching
-helpers and the cost model."""
+"""Speculative decoding: the loops (batch 1 and batched), verification, counts, sessions, batching, cost model."""

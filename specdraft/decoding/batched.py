@@ -1,5 +1,4 @@
-"""Batched speculative decoding on the native engine: many sequences at once, each at its own length, the
-next waiting prompt taking a finished row (continuous batching); and the target alone, scheduled the same way."""
+"""Batched speculative decoding on the native engine (continuous batching), and the target alone scheduled alike."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ from specdraft.decoding.verification import SyntheticAcceptance, check_acceptanc
 
 @dataclass
 class RequestTiming:
-    """When one prompt of a batched run was admitted (its prefill began), got its first new token and
-    finished, in seconds since the run began (host clock, read after the step's device synchronisation)."""
+    """When a prompt was admitted, got its first new token and finished: seconds since the run began (host clock)."""
 
     admitted_s: float = 0.0
     first_token_s: float = 0.0
@@ -37,14 +35,7 @@ def speculative_generate_batch(target, draft, prompts: list[list[int]], *, num_s
                                generator: torch.Generator | None = None, top_p: float = 1.0,
                                pad_token_id: int = 0,
                                acceptance: SyntheticAcceptance | None = None) -> list[BatchOutput]:
-    """`speculative_generate` for many prompts, `concurrency` of them in flight at once.
-
-    target, draft: `specdraft.engine.Engine`s with max_batch_size >= concurrency. Each row keeps its own
-    length (ragged rollback) and leaves the batch at its eos or max_new_tokens; the next waiting prompt
-    takes its row (continuous batching). Every row's greedy output equals its own `speculative_generate`
-    (and target greedy) output; sampled rows follow the target's distribution (Leviathan et al., per row).
-    Returns one output per prompt, in order. `acceptance`: as in `speculative_generate`.
-    """
+    """`speculative_generate` for many prompts on `Engine`s, `concurrency` rows in flight; outputs in prompt order."""
     if num_speculative_tokens < 1:
         raise ValueError(f"num_speculative_tokens must be >= 1, got {num_speculative_tokens}")
     check_acceptance(acceptance, temperature)
@@ -56,8 +47,7 @@ def autoregressive_generate_batch(target, prompts: list[list[int]], *, max_new_t
                                   temperature: float = 0.0, eos_token_id: int | list[int] | None = None,
                                   generator: torch.Generator | None = None, top_p: float = 1.0,
                                   pad_token_id: int = 0) -> list[BatchOutput]:
-    """The target alone, one token per step, scheduled exactly as `speculative_generate_batch` schedules
-    (the same rows, admissions and refills): the baseline it is measured against."""
+    """The target alone, scheduled exactly as `speculative_generate_batch` schedules: its baseline."""
     return _generate_rows(target, None, prompts, 0, max_new_tokens, concurrency, temperature, top_p, eos_token_id,
                           generator, pad_token_id)
 
@@ -74,14 +64,8 @@ def _open_rows(model, batch_size: int, offset: int):
 def _generate_rows(target, draft, prompts: list[list[int]], k: int, max_new_tokens: int, concurrency: int,
                    temperature: float, top_p: float, eos_token_id, generator, pad_token_id: int,
                    acceptance: SyntheticAcceptance | None = None) -> list[BatchOutput]:
-    """The loop behind both batched generators; k = 0: the target alone (draft unused).
-
-    Every target row caches seq[:-1]; a step feeds seq[-1] plus k proposals at position len(seq) - 1.
-    Every draft row caches seq[:-2] at least: a proposal re-feeds seq[-2:] (seq[-2] is missing after a
-    step that accepted everything), from position -1 when seq has one token (the draft's rows keep a
-    hidden column before position 0 for that). So one step is one graph per model whatever each row
-    accepted, and the host synchronises once per step, to read the verdicts.
-    """
+    """The loop behind both batched generators (k = 0: the target alone). Target rows cache seq[:-1], draft rows
+    seq[:-2] and re-feed seq[-2:], so a step is one graph per model whatever each row accepted, and one sync."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     if not prompts or min(len(p) for p in prompts) < 1:
@@ -93,8 +77,7 @@ def _generate_rows(target, draft, prompts: list[list[int]], k: int, max_new_toke
     if draft_rows is not None and draft_rows.vocab_size != target_rows.vocab_size:
         raise ValueError(f"draft vocabulary ({draft_rows.vocab_size} rows) differs from the target's "
                          f"({target_rows.vocab_size}); pad the draft with specdraft.models.loading.pad_vocab first")
-    # A row may run past max_new_tokens by one step (k + 1 positions) before its output is cut.
-    need = max(len(p) for p in prompts) + max_new_tokens + k
+    need = max(len(p) for p in prompts) + max_new_tokens + k  # a row may overrun by one step before it is cut
     for rows in (target_rows, draft_rows):
         if rows is not None and need > rows.max_length:
             raise ValueError(f"prompt + max_new_tokens + k = {need} positions exceed the engine's max_seq_len "
@@ -155,8 +138,7 @@ def _generate_rows(target, draft, prompts: list[list[int]], k: int, max_new_toke
             i = request[row]
             *proposed, n, token = verdicts[row]
             remaining = max_new_tokens - (len(seqs[row]) - len(prompts[i]))
-            # As `speculative_generate` would: never propose past max_new_tokens (k clipped to remaining - 1).
-            k_row = min(k, remaining - 1)
+            k_row = min(k, remaining - 1)  # as `speculative_generate` counts: never past max_new_tokens
             new_ids, stop = truncate_at_eos((proposed[:n] + [token])[:remaining], eos)
             stats[i].observe(k_row, min(n, k_row))  # before the stop check, as vLLM counts
             if len(seqs[row]) == len(prompts[i]):

@@ -1,5 +1,4 @@
-"""Prompts of different lengths in one batch, and outputs cut at eos: shared by Hugging Face's batched generation
-(`specdraft.decoding.generation`) and the engine's (`specdraft.engine`), which import this and not each other."""
+"""Prompts of different lengths in one batch, and outputs cut at eos: shared by HF's and the engine's generation."""
 
 from __future__ import annotations
 
@@ -16,12 +15,10 @@ def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor,
 
 
 def cut_at_eos(ids: list[int], eos_token_id: int | None) -> list[int]:
-    """`ids` up to and including the first eos."""
     return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
 
 
 def eos_set(eos_token_id: int | list[int] | None) -> set[int]:
-    """The token ids that end a sequence (none, one, or several)."""
     if eos_token_id is None:
         return set()
     return {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id)

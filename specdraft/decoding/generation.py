@@ -9,11 +9,7 @@ from specdraft.plumbing.logs import Progress
 
 
 def chat_prompt_ids(tokenizer, messages: list[dict], *, enable_thinking: bool) -> list[int]:
-    """Token ids of a chat prompt, ending where the assistant's answer starts.
-
-    enable_thinking (`chat.enable_thinking`) goes to the template: Qwen3's appends an empty
-    `<think>\\n\\n</think>\\n\\n` when it is false, and thinks when it is left out; others ignore it.
-    """
+    """Token ids of a chat prompt up to the answer; `enable_thinking` goes to the template (Qwen3's reads it)."""
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False,
                                          enable_thinking=enable_thinking)
 
@@ -24,10 +20,7 @@ class PromptTooLong(ValueError):
 
 def check_prompt_lengths(path: str, lengths: list[int], *, limit: int, reason: str, ids: list[str],
                          line_numbers: list[int] | None = None) -> None:
-    """Raise `PromptTooLong` when any prompt is longer than `limit` tokens, before any cache is sized for it.
-
-    path: the file the prompts come from; lengths, ids, line_numbers: one per prompt; reason: why `limit`.
-    """
+    """Raise `PromptTooLong` if a prompt exceeds `limit` tokens (before any cache is sized); reason: why `limit`."""
     if limit < 1:
         raise PromptTooLong(f"{path}: no prompt can fit ({reason}); lower max_new_tokens or max_length")
     too_long = [i for i, n in enumerate(lengths) if n > limit]
@@ -58,11 +51,7 @@ def _hf_generate_batch(model, prompts: list[list[int]], *, max_new_tokens: int, 
 @torch.inference_mode()
 def generate_batched(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int, temperature: float,
                      batch_size: int, seed: int, enable_thinking: bool, top_p: float = 1.0) -> list[list[int]]:
-    """Generated token ids for every chat prompt (eos included if produced), with `model` a Hugging Face
-    model or a `specdraft.engine.Engine`.
-
-    Prompts are batched in order of length so that little padding is computed; results keep input order.
-    """
+    """Token ids generated for each chat prompt by an HF model or `Engine`; batched by length to pad little."""
     from specdraft.engine import Engine
 
     torch.manual_seed(seed)

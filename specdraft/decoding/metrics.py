@@ -7,17 +7,13 @@ from dataclasses import dataclass, field
 
 @dataclass
 class SpecStats:
-    """Counts over the steps of one or more generations, as vLLM counts them (its scheduler records a
-    step's spec-decode stats before its stop check): a step's proposed tokens are the draft tokens it
-    scheduled for verification (k, fewer where max_new_tokens leaves less room), and its accepted tokens
-    are every draft token verification accepted, those after an accepted eos included (they are verified,
-    then cut by the stop check, so the step emits fewer tokens than accepted + 1)."""
+    """Counts over the steps of one or more generations, taken before the stop check as vLLM takes them: accepted
+    tokens past an accepted eos count, and proposed is what a step scheduled (fewer near max_new_tokens)."""
 
     num_proposed: int = 0
     num_accepted: int = 0
     num_steps: int = 0
-    # num_accepted_per_position[i]: steps whose proposal was accepted up to and including position i.
-    num_accepted_per_position: list[int] = field(default_factory=list)
+    num_accepted_per_position: list[int] = field(default_factory=list)  # [i]: steps accepted through position i
 
     def observe(self, num_proposed: int, num_accepted: int) -> None:
         self.num_proposed += num_proposed
@@ -30,7 +26,6 @@ class SpecStats:
 
     @property
     def acceptance_rate(self) -> float:
-        """accepted / proposed."""
         return self.num_accepted / self.num_proposed if self.num_proposed else 0.0
 
     @property

@@ -1,8 +1,4 @@
-"""A decoding session: one sequence's KV cache behind a model, fed incrementally and rolled back.
-
-`speculative_generate` and `autoregressive_generate` are written once against this interface; a Hugging Face
-model gets an `HFSession` (a `DynamicCache`), a `specdraft.engine.Engine` its own static-cache session.
-"""
+"""A decoding session: one sequence's KV cache behind an HF model or an `Engine`, fed incrementally, rolled back."""
 
 from __future__ import annotations
 
@@ -14,9 +10,7 @@ from torch import Tensor
 
 
 class Session(Protocol):
-    """Token ids go in as a host list or a tensor on the session's device; results come back as device
-    tensors. A session never reads a value back from the device, so a caller that feeds it device tensors
-    decides where the host waits (`speculative_generate`: once per step)."""
+    """One sequence's cache; it never reads back from the device, so its caller decides where the host waits."""
 
     length: int  # positions whose keys and values are cached
     vocab_size: int
@@ -26,17 +20,14 @@ class Session(Protocol):
         """Feed `token_ids` ([T]) after the cached positions; return the last `num_logits` logits [n, V]."""
 
     def propose_greedy(self, pending: list[int] | Tensor, k: int) -> Tensor:
-        """Feed `pending` ([P], P >= 1), then k - 1 times the argmax of the last logits; return the k argmax
-        tokens [k] on the device (k >= 1)."""
+        """Feed `pending` ([P], P >= 1), then k - 1 greedy tokens; return the k argmax tokens [k] on the device."""
 
     def rollback(self, length: int) -> None:
         """Forget every cached position from `length` on (the one place a cache is rolled back)."""
 
 
 def device_ids(token_ids: list[int] | Tensor, device: torch.device) -> Tensor:
-    """Token ids [T] as a long tensor on `device`. A host list bound for a GPU is staged in pinned memory and
-    copied without blocking: a plain copy from pageable memory would first wait for the device's queued work
-    (the caching host allocator keeps the staging block until the copy is done)."""
+    """Token ids [T] on `device`; a host list goes through pinned memory, as a pageable copy waits for queued work."""
     if isinstance(token_ids, Tensor):
         return token_ids.to(device)
     ids = torch.tensor(token_ids, dtype=torch.long)
@@ -44,8 +35,6 @@ def device_ids(token_ids: list[int] | Tensor, device: torch.device) -> Tensor:
 
 
 class HFSession:
-    """A Hugging Face causal LM with a `DynamicCache`."""
-
     def __init__(self, model):
         from transformers import DynamicCache
 
@@ -53,9 +42,8 @@ class HFSession:
         self.cache = DynamicCache(config=model.config)
         self.vocab_size = model.config.vocab_size
         self.device = next(model.parameters()).device
-        # transformers 5.x renamed `past_key_values` to `cache` (the old name goes in 5.40).
         params = inspect.signature(type(model).forward).parameters
-        self._cache_keyword = "cache" if "cache" in params else "past_key_values"
+        self._cache_keyword = "cache" if "cache" in params else "past_key_values"  # transformers 5.x: `cache`
 
     @property
     def length(self) -> int:
@@ -81,9 +69,6 @@ class HFSession:
 
 
 def open_session(model, max_length: int) -> Session:
-    """A fresh session for `model`: the engine's own for an `Engine`, else a Hugging Face one.
-
-    max_length: prompt plus generated tokens the session must hold.
-    """
+    """A fresh session of up to `max_length` positions: the engine's own for an `Engine`, else an `HFSession`."""
     open_own = getattr(model, "open_session", None)
     return open_own(max_length) if open_own is not None else HFSession(model)

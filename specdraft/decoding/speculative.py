@@ -1,12 +1,5 @@
-"""Speculative decoding of one sequence (batch 1), and the plain autoregressive reference.
-
-Each step the draft proposes k tokens with its own KV cache, the target verifies them in one forward over
-k+1 positions, and both caches are rolled back past the first rejection. Every cache holds the KV of
-`seq[:-1]` or less; what a model has not seen yet is fed at its next forward, so no separate prefill or
-catch-up path exists and rollback is one call per session. Models are reached through `Session`s, so the
-same loop drives Hugging Face models and the native engine. Tokens stay on the device from proposal to
-verdict; the host waits for the device once per step, to read the verdict (greedy decoding).
-"""
+"""Speculative decoding of one sequence (batch 1), and the plain autoregressive reference. Every cache holds
+seq[:-1] or less and unseen tokens are fed at the next forward, so there is no prefill path and rollback is one call."""
 
 from __future__ import annotations
 
@@ -30,28 +23,17 @@ class SpecOutput:
 
 @dataclass
 class Timeline:
-    """Readings of one generation, for TTFT, ITL and the draft / verification split; recording them adds no
-    synchronisation with the device.
-
-    A token's time is the host's `time.perf_counter()` right after it has read the token's value from the
-    device, a point where it waits for the device anyway. A speculative step's proposal and verification are
-    timed on the device's own clock (CUDA events, read once the generation is over; off a GPU, where every
-    operation has finished when it returns, the host clock): from the end of the previous verification (the
-    start of the loop for the first step) to the end of the proposal, then to the end of the verification.
-    """
+    """Readings of one generation where the host waits anyway: token times (host clock), step phases (device's)."""
 
     token_times: list[float] = field(default_factory=list)  # when each new token reached the host
-    # Speculative steps only, one entry per step: tokens proposed and accepted, and the seconds of the
-    # proposal (draft) and of the verification (the target's forward and the accept/reject decision).
-    num_proposed: list[int] = field(default_factory=list)
+    num_proposed: list[int] = field(default_factory=list)  # this and the rest: speculative steps, one entry each
     num_accepted: list[int] = field(default_factory=list)
     proposal_seconds: list[float] = field(default_factory=list)
     verification_seconds: list[float] = field(default_factory=list)
 
 
 class _DeviceClock:
-    """Marks points in the device's stream of work without waiting for it: CUDA events on a GPU (their times
-    are read once, at the end), the host clock elsewhere (a CPU operation has finished when it returns)."""
+    """Marks in the device's stream of work without waiting for it: CUDA events on a GPU, else the host clock."""
 
     def __init__(self, device: torch.device):
         self.cuda, self.marks = device.type == "cuda", []
@@ -74,10 +56,7 @@ class _DeviceClock:
 def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, temperature: float = 0.0,
                             eos_token_id: int | list[int] | None = None, generator: torch.Generator | None = None,
                             top_p: float = 1.0, timeline: Timeline | None = None) -> Tensor:
-    """Plain decoding, one forward per token: the reference speculative decoding must reproduce.
-
-    input_ids: [1, prompt_len]; returns [num_new_tokens]. `timeline`, if given, receives each token's time.
-    """
+    """Plain decoding, one forward per token: the reference speculative decoding must reproduce."""
     eos, seq = eos_set(eos_token_id), input_ids[0].tolist()
     prompt_len = len(seq)
     session = open_session(model, prompt_len + max_new_tokens)
@@ -99,8 +78,7 @@ def autoregressive_generate(model, input_ids: Tensor, *, max_new_tokens: int, te
 
 def _propose(draft: Session, pending: Tensor, k: int, temperature: float, top_p: float,
              generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
-    """k draft tokens [k] after `pending` (the draft's unseen tokens, on the device), and (sampling only) the
-    draft's distributions [k, V] they were drawn from."""
+    """k draft tokens [k] after `pending`, and (sampling only) the distributions [k, V] they were drawn from."""
     if temperature == 0:
         return draft.propose_greedy(pending, k), None
     draft_ids, draft_probs = [], []
@@ -118,19 +96,8 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
                          generator: torch.Generator | None = None, top_p: float = 1.0,
                          timeline: Timeline | None = None,
                          acceptance: SyntheticAcceptance | None = None) -> SpecOutput:
-    """Generate with `draft` proposing and `target` verifying.
-
-    target, draft: Hugging Face causal LMs or `specdraft.engine.Engine`s sharing a tokenizer and vocabulary
-    size; input_ids: [1, prompt_len]. Greedy output equals the target's own greedy decoding; with
-    temperature > 0 the output follows the target's sampling distribution at that temperature and top_p
-    (Leviathan et al. 2023), both models' distributions being warped alike before verification.
-    `timeline`, if given, receives each token's time and each step's proposal and verification seconds.
-    `acceptance` (benchmarks only, greedy only) replaces verification's verdict by a synthetic one.
-
-    The proposal, the verification input and the verdict stay on the device; the host reads each step's
-    proposal, accepted count and next token in one go, its one wait for the device per step (greedy; the
-    sampler's draws add their own).
-    """
+    """Generate with `draft` proposing and `target` verifying: greedy output equals the target's, sampled output
+    follows its distribution. `acceptance` (benchmarks, greedy only) replaces the verdict by a synthetic one."""
     if num_speculative_tokens < 1:
         raise ValueError(f"num_speculative_tokens must be >= 1, got {num_speculative_tokens}")
     check_acceptance(acceptance, temperature)
@@ -145,9 +112,7 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
         raise ValueError(
             f"draft vocabulary ({draft_session.vocab_size} rows) differs from the target's ({vocab_size}); "
             "pad the draft with specdraft.models.loading.pad_vocab first")
-    # The sequence on the device, `seq` there: the sessions' inputs are slices of it, not copies of host lists.
-    # A step writes its proposal after the sequence, verifies it in place, then writes the next token after
-    # the accepted ones.
+    # `seq` on the device: sessions read slices of it, and a step writes its proposal and next token in place.
     ids = torch.empty(prompt_len + max_new_tokens, dtype=torch.long, device=target_session.device)
     ids[:prompt_len] = input_ids[0]
     stats = SpecStats()
@@ -155,8 +120,7 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
     if clock is not None:
         clock.mark()
     while (num_new := len(seq) - prompt_len) < max_new_tokens:
-        # Never propose past max_new_tokens: the last step's recovered/bonus token is the target's own.
-        k = min(num_speculative_tokens, max_new_tokens - num_new - 1)
+        k = min(num_speculative_tokens, max_new_tokens - num_new - 1)  # the last token is the target's own
         n = len(seq)
         draft_probs = None
         if k:
@@ -181,8 +145,7 @@ def speculative_generate(target, draft, input_ids: Tensor, *, num_speculative_to
             timeline.token_times += [time.perf_counter()] * len(new_ids)
             timeline.num_proposed.append(k)
             timeline.num_accepted.append(accepted)
-        # Rollback: keep the KV of accepted tokens only; the newest token is fed at the next step.
-        target_session.rollback(len(seq) - 1)
+        target_session.rollback(len(seq) - 1)  # the newest token is fed at the next step
         draft_session.rollback(len(seq) - 1)
         if stop:
             break

@@ -1,11 +1,4 @@
-"""Verification of a proposal against the target: pure tensor functions, no models.
-
-Greedy: accept the longest prefix of the proposal that equals the target's argmax, then emit the target's
-own token at the first disagreement (recovered) or after the last proposal (bonus).
-Sampled: Leviathan et al. 2023, Alg. 1 / Chen et al. 2023: accept draft token x with probability
-min(1, p(x) / q(x)); at the first rejection sample from norm(max(0, p - q)); if all are accepted sample the
-bonus token from the target's next distribution. The output then follows the target's distribution exactly.
-"""
+"""Verification of a proposal, greedy or by rejection sampling (Leviathan et al. 2023, Alg. 1): pure tensor code."""
 
 from __future__ import annotations
 
@@ -14,31 +7,26 @@ from torch import Tensor
 
 
 def probabilities(logits: Tensor, temperature: float, top_p: float = 1.0) -> Tensor:
-    """Softmax at `temperature` in float32, restricted to the top-p nucleus (Holtzman et al. 2020) when
-    top_p < 1: the fewest most likely tokens whose mass reaches top_p, renormalised. [..., V] -> [..., V]."""
+    """Softmax at `temperature` in float32, cut to the top-p nucleus (Holtzman et al. 2020): [..., V] -> [..., V]."""
     probs = (logits.float() / temperature).softmax(dim=-1)
     if top_p >= 1.0:
         return probs
     sorted_probs, order = probs.sort(dim=-1, descending=True)
-    # Keep a token if the mass before it is still short of top_p (the most likely token is always kept).
-    keep_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) < top_p
+    keep_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) < top_p  # the top token is always kept
     keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
     nucleus = probs * keep
     return nucleus / nucleus.sum(dim=-1, keepdim=True)
 
 
 def sample_inverse_cdf(probs: Tensor, uniforms: Tensor) -> Tensor:
-    """One token per row of probs [B, V] from uniforms [B] on [0, 1): the first index whose cumulative
-    mass exceeds u * total. No generator inside, so it runs in a CUDA graph; a token of probability 0 is
-    never drawn (its cumulative mass equals its predecessor's, so the first index to exceed is not it)."""
+    """One token per row of probs [B, V] from uniforms [B] in [0, 1), with no generator so it runs in a CUDA graph."""
     cdf = probs.cumsum(dim=-1)  # [B, V]
     threshold = uniforms[:, None] * cdf[:, -1:]  # [B, 1]
     return (cdf <= threshold).sum(dim=-1).clamp_max(probs.shape[-1] - 1)  # [B]
 
 
 def verify_greedy_batch(draft_ids: Tensor, target_logits: Tensor) -> tuple[Tensor, Tensor]:
-    """Greedy verification of every row's proposal at once, on the device (nothing is read back).
-    draft_ids: [B, k]; target_logits: [B, k+1, V]. Returns (num_accepted [B], next_token [B])."""
+    """(num_accepted [B], next_token [B]) on the device. draft_ids: [B, k]; target_logits: [B, k+1, V]."""
     target_ids = target_logits.argmax(dim=-1)  # [B, k+1]
     k = draft_ids.shape[1]
     num_accepted = (draft_ids == target_ids[:, :k]).long().cumprod(dim=1).sum(dim=1)  # [B]
@@ -47,11 +35,7 @@ def verify_greedy_batch(draft_ids: Tensor, target_logits: Tensor) -> tuple[Tenso
 
 def rejection_sample_batch(draft_ids: Tensor, draft_probs: Tensor, target_probs: Tensor,
                            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Rejection sampling of every row's proposal at once, on the device (Leviathan et al. 2023, Alg. 1, per row).
-
-    draft_ids: [B, k] sampled from draft_probs [B, k, V]; target_probs: [B, k+1, V].
-    Returns (num_accepted [B], next_token [B]).
-    """
+    """Rejection sampling per row: draft_ids [B, k] from draft_probs [B, k, V], target_probs [B, k+1, V] -> [B], [B]."""
     B, k = draft_ids.shape
     p = target_probs[:, :k].gather(-1, draft_ids[..., None])[..., 0]  # [B, k]
     q = draft_probs.gather(-1, draft_ids[..., None])[..., 0]  # [B, k]
@@ -71,12 +55,7 @@ def rejection_sample_batch(draft_ids: Tensor, draft_probs: Tensor, target_probs:
 def verify(draft_ids: Tensor, target_logits: Tensor, draft_probs: Tensor | None, *, temperature: float,
            top_p: float, generator: torch.Generator | None,
            acceptance: SyntheticAcceptance | None) -> tuple[Tensor, Tensor]:
-    """One verification of every row's proposal: a synthetic verdict where `acceptance` is given, greedy at
-    temperature 0, else rejection sampling against the target's distribution at `temperature` and `top_p`.
-
-    draft_ids: [B, k]; target_logits: [B, k+1, V]; draft_probs: [B, k, V], the distributions the proposal
-    was sampled from (None when greedy or k = 0). Returns (num_accepted [B], next_token [B]).
-    """
+    """(num_accepted [B], next_token [B]): synthetic, greedy at temperature 0, else by rejection sampling."""
     if acceptance is not None:
         return acceptance.verify(draft_ids, target_logits)
     if temperature == 0:
@@ -88,18 +67,13 @@ def verify(draft_ids: Tensor, target_logits: Tensor, draft_probs: Tensor | None,
 
 
 def check_acceptance(acceptance: SyntheticAcceptance | None, temperature: float) -> None:
-    """A synthetic acceptance stands in for greedy verification only."""
     if acceptance is not None and temperature != 0:
         raise ValueError("a synthetic acceptance replaces greedy verification: temperature must be 0")
 
 
 class SyntheticAcceptance:
-    """A benchmark's stand-in for greedy verification: each draft token is accepted with probability `rate`
-    independently of the logits, up to the first rejection (the i.i.d. acceptance of Leviathan et al. 2023,
-    section 3.1), so that speed can be measured at an acceptance no real pair is tuned to. The token after
-    the accepted ones is the target's argmax there. Draws come from its own seeded generator on the
-    proposal's device: the same rate and seed give the same verdicts. Output under it is not the target's:
-    only benchmarks pass one; the exactness path (no override) never sees it."""
+    """A benchmark's stand-in for greedy verification: each draft token accepted with probability `rate` (seeded,
+    i.i.d. as in Leviathan et al. 2023, 3.1), to time an acceptance no real pair reaches; output is not the target's."""
 
     def __init__(self, rate: float, seed: int = 0):
         if not 0.0 <= rate <= 1.0:
@@ -108,8 +82,7 @@ class SyntheticAcceptance:
         self._generator: torch.Generator | None = None
 
     def verify(self, draft_ids: Tensor, target_logits: Tensor) -> tuple[Tensor, Tensor]:
-        """As `verify_greedy_batch`: draft_ids [B, k]; target_logits [B, k+1, V] -> (num_accepted [B],
-        next_token [B])."""
+        """As `verify_greedy_batch`: (num_accepted [B], next_token [B])."""
         if self._generator is None:
             self._generator = torch.Generator(device=draft_ids.device).manual_seed(self.seed)
         B, k = draft_ids.shape

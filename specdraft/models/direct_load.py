@@ -1,10 +1,5 @@
-"""A random base served by the native engine with no model in between: each tensor drawn on the device, its
-vocabulary padded and its LoRA update merged there, then fused (and quantized) into the engine's weights.
-
-What the engine gets is bit for bit what the host path gives (`load_causal_lm` on the host, `merge_lora`,
-`Decoder.from_hf`), with neither a host copy of the model nor a second copy on the device: beside the engine's
-own weights, only the tensors of the matrix being built exist.
-"""
+"""A random base served by the native engine with no model in between: each tensor drawn, padded and LoRA-merged on
+the device, bit for bit what the host path gives, with neither a host copy nor a second device copy of the model."""
 
 from __future__ import annotations
 
@@ -30,8 +25,7 @@ UNSUPPORTED_LORA = ("use_dora", "lora_bias", "modules_to_save", "trainable_token
 
 
 def lora_updates(adapter: str | os.PathLike, device: torch.device) -> tuple[dict, float] | str:
-    """({weight name: (A [r, in], B [out, r]) float32 on `device`}, scaling) of a plain LoRA adapter on the
-    decoder layers' linear projections, or why this merge does not cover it (PEFT then merges it)."""
+    """({weight name: (A [r, in], B [out, r]) in float32}, scaling) of a plain LoRA adapter, or why PEFT must merge."""
     from safetensors.torch import load_file
 
     from specdraft.plumbing.artifacts import check_adapter
@@ -51,8 +45,7 @@ def lora_updates(adapter: str | os.PathLike, device: torch.device) -> tuple[dict
         module, dot, part = key.removeprefix(ADAPTER_PREFIX).rpartition(".lora_")
         if not (key.startswith(ADAPTER_PREFIX) and dot and part in ("A.weight", "B.weight") and ".layers." in module):
             return f"adapter tensor {key!r}"
-        # PEFT holds LoRA factors in float32 whatever the base's dtype (autocast_adapter_dtype).
-        pairs.setdefault(f"{module}.weight", {})[part[0]] = tensor.float()
+        pairs.setdefault(f"{module}.weight", {})[part[0]] = tensor.float()  # as PEFT's autocast_adapter_dtype
     if any(len(pair) != 2 for pair in pairs.values()):
         return "an unpaired lora_A / lora_B tensor"
     r, alpha = config["r"], config["lora_alpha"]
@@ -61,9 +54,7 @@ def lora_updates(adapter: str | os.PathLike, device: torch.device) -> tuple[dict
 
 
 class ServedWeights(Mapping):
-    """`base`'s tensors as the host path leaves them before the engine copies them: embedding and output rows
-    zero-padded to `vocab_size`, each LoRA update merged as PEFT merges it (W += (B @ A) * scaling, in
-    float32 and rounded once to W's dtype). Times each phase on `clock`."""
+    """`base`'s tensors as the host path hands them to the engine: vocabulary rows zero-padded, LoRA merged as PEFT."""
 
     def __init__(self, base: Mapping[str, torch.Tensor], vocab_size: int | None, updates: dict, scaling: float,
                  clock: PhaseClock):
@@ -96,9 +87,7 @@ class ServedWeights(Mapping):
 
 def serve_random(base: str, *, adapter: str | None, weights: str, dtype: torch.dtype, device: torch.device,
                  max_seq_len: int, max_batch_size: int, vocab_size: int | None):
-    """The native `Engine` over the random checkpoint `base` (with `adapter` merged), built straight from its
-    draws on `device`; None where the host path must serve it instead (an architecture the engine does not
-    implement, whose error or fallback `serve` gives, or an adapter this merge does not cover: logged)."""
+    """The native `Engine` built straight from `base`'s draws on `device`, or None where the host path must serve."""
     from specdraft.engine import Engine
     from specdraft.engine.decoder import Decoder
     from specdraft.models.native_support import cache_length, unsupported_features

@@ -16,14 +16,8 @@ log = logging.getLogger(__name__)
 
 def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weights: str,
           device: torch.device | None = None):
-    """An `Engine` over `model`'s weights ('native'; 'auto' when the engine implements everything the model
-    uses), or `model` itself ('hf', or 'auto' for anything else, logged). 'native' refuses a model it would
-    serve wrongly.
-
-    max_seq_len: the longest prompt plus max_new_tokens; rounded up to a multiple of 256 for the cache.
-    weights: the native engine's weight format (`engine_weights`: 'model_dtype', 'int8' or 'int4'); 'hf' ignores it.
-    device: where the engine builds its weights (default: the model's device).
-    """
+    """An `Engine` over `model` ('native', or 'auto' where it implements all the model uses), else `model` itself;
+    'native' refuses a model it would serve wrongly. weights: `engine_weights`, which 'hf' ignores."""
     if engine == "hf":
         return model
     unsupported = unsupported_features(model)
@@ -45,16 +39,8 @@ def serve(model, engine: str, *, max_seq_len: int, max_batch_size: int = 1, weig
 
 def load_served(base: str, *, adapter: str | None, engine: str, weights: str, dtype: str, device: str,
                 max_seq_len: int, max_batch_size: int = 1, vocab_size: int | None = None):
-    """A model as the workflow's stages serve it: loaded, vocabulary padded to `vocab_size`, `adapter` merged,
-    then `serve`d by `engine` with `weights` on `device` (see `serve`).
-
-    On a GPU with an engine that may be native, the Hugging Face model is loaded into host memory and the
-    engine builds its weights on the GPU from it, matrix by matrix (fused, and quantized with 'int8' or
-    'int4'): the GPU never holds the model and the engine's copy at once, so the bf16 14B needs its 29.5 GB
-    once, not twice, and the int8 14B needs 15 GB, not 29.5 + 15. A model the engine does not serve then
-    moves to the GPU. A random base (`models.source: random`) skips the Hugging Face model: each tensor is
-    drawn on `device` and built into the engine there (`direct_load.serve_random`), on any device.
-    """
+    """A model as the stages serve it: loaded, padded, `adapter` merged, `serve`d. For a native engine on a GPU the
+    model stays in host memory while the engine builds its weights, so the GPU never holds both copies."""
     from specdraft.models.load_timing import phase
     from specdraft.models.loading import load_causal_lm, resolve_device, resolve_dtype
     from specdraft.models.random_weights import is_random_checkpoint

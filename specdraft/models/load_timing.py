@@ -18,9 +18,7 @@ def _sync(device: torch.device | None) -> None:
 
 
 class PhaseClock:
-    """Seconds spent in each named phase of loading `what`, the GPU synchronised at each phase's ends (so a
-    phase is charged its own kernels). Phases may interleave (drawn, merged, quantized tensor by tensor): each
-    accumulates, and `report` logs one line per phase."""
+    """Seconds per named phase of loading `what`, the GPU synchronised at each end; interleaved phases accumulate."""
 
     def __init__(self, what: str, device: torch.device | None):
         self.what, self.device = what, device
@@ -51,8 +49,7 @@ def phase(what: str, name: str, device: torch.device | None = None) -> Iterator[
 
 
 def log_kernel_tuning(stage: str) -> None:
-    """Log the seconds this process spent choosing Triton kernel configurations, and how many shapes no tuning
-    table held (each tuned afresh: compiled and timed)."""
+    """Log the seconds this process spent tuning Triton kernels, and the shapes no tuning table held."""
     if not torch.cuda.is_available():
         return
     from specdraft.engine import tuner

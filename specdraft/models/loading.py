@@ -28,13 +28,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_tokenizer(name_or_path: str | os.PathLike):
-    """The shared tokenizer, padding on the left (batched generation appends on the right).
-
-    A local directory with a `tokenizer.json` loads exactly that pipeline: beside a model's `config.json`,
-    transformers' AutoTokenizer picks the architecture's tokenizer class instead (Qwen2Tokenizer), which rebuilds
-    the pre-tokenizer its own way, so the demo's tokenizer split "48+24" into other tokens when loaded from the
-    base model's directory than from an adapter's.
-    """
+    """The shared tokenizer, padding on the left. A local `tokenizer.json` loads as is: beside a `config.json`,
+    AutoTokenizer picks the architecture's class, which rebuilds the pre-tokenizer and can split text otherwise."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if (Path(name_or_path) / "tokenizer.json").is_file():
@@ -48,11 +43,7 @@ def load_tokenizer(name_or_path: str | os.PathLike):
 
 
 def pad_vocab(model, vocab_size: int) -> None:
-    """Grow the input embedding and output layer to `vocab_size` rows, new rows zero.
-
-    Qwen2.5-0.5B has 151,936 rows and Qwen2.5-14B 152,064 for the same tokenizer; a draft must score the
-    target's whole vocabulary. Ids past the tokenizer's length are never produced, so zero rows are inert.
-    """
+    """Grow the input embedding and output layer to `vocab_size` rows (a draft to its target's), new rows zero."""
     current = model.get_input_embeddings().weight.shape[0]
     if current == vocab_size:
         return
@@ -70,9 +61,7 @@ def pad_vocab(model, vocab_size: int) -> None:
 def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device,
                    adapter: str | os.PathLike | None = None, vocab_size: int | None = None, on_host: bool = False):
     """A causal LM in eval mode: base weights, vocabulary padded to `vocab_size`, then `adapter` merged in.
-
-    on_host: keep it in host memory instead of on `device` (a random base is still drawn on `device`, so it is
-    the same base every stage gets): for the native engine, which builds its own weights on `device`."""
+    on_host: keep it in host memory, for the native engine, which builds its own weights on `device`."""
     from specdraft.models.load_timing import PhaseClock
 
     clock = PhaseClock(str(name_or_path), device)
@@ -92,8 +81,7 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: torch.dtype, devic
 
 
 def merge_lora(model, adapter: str | os.PathLike, device: torch.device):
-    """`model` with the LoRA `adapter` folded into its weights. A model in host memory with a GPU `device` is
-    merged one layer at a time on the GPU (a 14B's merge is then seconds, not minutes of one CPU thread)."""
+    """`model` with the LoRA `adapter` folded in; a host model is merged layer by layer on a GPU `device`."""
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
@@ -114,12 +102,8 @@ def merge_lora(model, adapter: str | os.PathLike, device: torch.device):
 
 def load_base_weights(name_or_path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device,
                       quantization: str = "none", on_host: bool = False):
-    """A base model's weights, placed on `device` as they load (no host copy of a 30 GB model), or with
-    `on_host` in host memory (no device copy).
-
-    `name_or_path`: a hub name, a local checkpoint, or a random checkpoint (`models.source: random`), whose
-    weights are drawn on the device. quantization: 'none', or '4bit' (bitsandbytes NF4 linear layers, QLoRA).
-    """
+    """A hub, local or random base's weights, placed on `device` as they load (or with `on_host` in host memory).
+    quantization: 'none', or '4bit' (bitsandbytes NF4 linear layers, QLoRA)."""
     if on_host and quantization != "none":
         raise ValueError("a quantized base is loaded on its device (bitsandbytes), not in host memory")
     from specdraft.models.random_weights import build_random_model, import_bitsandbytes, is_random_checkpoint
@@ -144,9 +128,7 @@ def load_base_weights(name_or_path: str | os.PathLike, *, dtype: torch.dtype, de
                                                 quantization_config=quantization_config)
 
 
-# The only generation settings a checkpoint may keep: which tokens are special, not how to decode.
-GENERATION_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
-# Settings of a generation_config that change which tokens are chosen (reported when a checkpoint sets them).
+GENERATION_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")  # all a checkpoint's generation_config keeps
 DECODING_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff",
                      "eta_cutoff", "repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size",
                      "length_penalty", "num_beams", "bad_words_ids", "sequence_bias", "suppress_tokens",
@@ -155,13 +137,8 @@ DECODING_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "typ
 
 
 def neutral_generation_config(model) -> None:
-    """Replace the checkpoint's `generation_config` by one holding only its special token ids.
-
-    Hugging Face `generate` fills every decoding setting it is not given from the checkpoint's
-    generation_config (Qwen2.5-Instruct ships repetition_penalty 1.05, top_k 20, top_p 0.8, temperature 0.7);
-    the native engine applies none of them. Without this the two engines would decode differently; with it
-    both decode with exactly the configured temperature and top_p, nothing else.
-    """
+    """Keep only the special token ids of the checkpoint's `generation_config`: `generate` would apply its decoding
+    defaults, the native engine does not, and the two engines would decode differently."""
     from transformers import GenerationConfig
 
     current = model.generation_config

@@ -1,21 +1,15 @@
-"""What the native engine serves: the architectures and model features it implements, and the length of the KV
-cache it keeps for a sequence."""
+"""What the native engine serves: the architectures and features it implements, and its KV cache's length."""
 
 from __future__ import annotations
 
 import math
 
-# Architectures the native engine implements.
 NATIVE_MODEL_TYPES = ("qwen2", "qwen3", "llama")
 
 
 def unsupported_features(model) -> list[str]:
-    """What in `model` the native engine does not implement; empty when it serves the model exactly.
-
-    The engine's decoder is Qwen2/Qwen3/Llama with plain RoPE, full attention and biases on q/k/v at most: a
-    model with RoPE scaling, a biased o_proj or MLP, or sliding-window attention would be served wrongly, not
-    slowly.
-    """
+    """What in `model` the native engine does not implement (empty: served exactly); anything listed would be
+    served wrongly, not slowly."""
     config = model.config
     found = []
     if model_type_unsupported(model):

@@ -1,14 +1,5 @@
-"""Random-weight models of named architectures: the full-size rehearsal, with no download.
-
-A *random checkpoint* is a directory with a shipped `config.json` (specdraft/model_configs/<name>/), the
-Qwen2.5 tokenizer and `random_init.json` (architecture, seed, shape overrides): everything a stage reads from a
-checkpoint except the weights. `build_random_model` draws those on the device that will run them, each tensor
-from its own generator seeded by (seed, parameter name): every process that loads the directory gets the same
-base on the same device type (CPU and CUDA draws differ), whatever the order or the quantisation, and a 4-bit
-base is the quantisation of that same bf16 base. Modules are materialised one at a time, so a 4-bit 14B never
-holds its 29.5 GB of bf16 weights at once; `RandomWeights` draws the same tensors one by one with no model at all
-(what the native engine is built from).
-"""
+"""Random-weight checkpoints of shipped architectures, for the full-size rehearsal with no download. Each tensor has
+its own generator seeded by (seed, name): every process gets the same base on one device type, whatever the order."""
 
 from __future__ import annotations
 
@@ -37,7 +28,6 @@ OVERRIDABLE = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_k
 
 
 def shipped_architectures() -> list[str]:
-    """Names of the architectures whose config.json the project ships."""
     return sorted(p.parent.name for p in MODEL_CONFIGS.glob("*/config.json"))
 
 
@@ -95,14 +85,8 @@ def _draw(name: str, param: torch.Tensor, seed: int, std: float) -> None:
 
 def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device,
                        quantize_4bit: bool = False, store_on: torch.device | None = None):
-    """The random model a checkpoint written by `write_random_checkpoint` describes, drawn on `device` and
-    kept there, or moved module by module to `store_on` as it is drawn (the same draws, held elsewhere: the
-    CPU, when an engine builds its own copy on the GPU).
-
-    With `quantize_4bit`, each decoder layer's linear layers become bitsandbytes NF4 as soon as they are drawn
-    (QLoRA's storage; bitsandbytes runs it on CUDA, and slowly on a CPU); embeddings, norms and the output layer
-    stay in `dtype`.
-    """
+    """The model of a random checkpoint, drawn module by module on `device` (then moved to `store_on` if given);
+    with `quantize_4bit` the decoder layers' linear layers become NF4 as they are drawn (QLoRA's storage)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     started = time.perf_counter()
@@ -113,8 +97,7 @@ def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: t
     tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
     output_layer = model.get_output_embeddings()
     linear_4bit = _nf4_factory(dtype) if quantize_4bit else None
-    # Names, not modules: a list of modules would keep every drawn bf16 layer alive after its NF4 replacement
-    # (the 4-bit 14B then held 24 GiB while loading).
+    # Names, not modules: a list of modules would keep every drawn bf16 layer alive after its NF4 replacement.
     for module_name in [name for name, _ in model.named_modules()]:
         module = model.get_submodule(module_name)
         if tied and module is output_layer:
@@ -151,10 +134,8 @@ def build_random_model(path: str | os.PathLike, *, dtype: torch.dtype, device: t
 
 
 class RandomWeights(Mapping):
-    """The tensors of a random checkpoint by their Hugging Face names, each drawn on `device` when it is asked
-    for: the values `build_random_model(path, dtype=dtype, device=device)` gives the parameter of that name
-    (the same generator per tensor), with no model ever materialised. `model` is the architecture on the meta
-    device (its config and parameter names, no storage). A tied output layer has no tensor of its own."""
+    """A random checkpoint's tensors by name, each drawn on `device` when asked for as `build_random_model` draws it,
+    with no model materialised; `model` is the architecture on the meta device."""
 
     def __init__(self, path: str | os.PathLike, *, dtype: torch.dtype, device: torch.device):
         from transformers import AutoConfig, AutoModelForCausalLM

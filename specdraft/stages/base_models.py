@@ -1,11 +1,5 @@
-"""The demo's base models: a small BPE tokenizer and two Qwen2-architecture models, pretrained briefly.
-
-They stand in for Qwen2.5-14B-Instruct (target) and Qwen2.5-0.5B-Instruct (draft) on a CPU with no network:
-the same architecture, the same ChatML chat template, a target padded to a larger vocabulary than the draft
-(as Qwen2.5-14B's 152,064 rows against 0.5B's 151,936), and a short pretraining on chat-formatted Chain of
-Thought solutions of the bundled problems, so that the untrained baseline is a base model that writes CoT,
-not noise.
-"""
+"""The demo's base models: a small BPE tokenizer and two Qwen2 models standing in for Qwen2.5-14B/0.5B-Instruct
+(same template, the target's vocabulary padded larger), pretrained briefly on CoT chats so the baseline writes CoT."""
 
 from __future__ import annotations
 
@@ -84,11 +78,8 @@ def pretraining_conversations(data: DataConfig) -> list[list[dict[str, str]]]:
 
 def pretrain(model, tokenizer, conversations: list[list[dict]], tiny: TinyConfig, seed: int,
              what: str = "pretrain") -> list[float]:
-    """Full-parameter next-token training on random windows of the concatenated conversations.
-
-    A plain loop, not TRL: this stands in for the hub's pretraining, and at these sizes TRL's per-step
-    bookkeeping costs several times the step itself. Returns the loss of every step.
-    """
+    """Full-parameter next-token training on random windows of the conversations; the loss of every step.
+    A plain loop, not TRL: at these sizes TRL's per-step bookkeeping outweighs the step itself."""
     text_ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=False) for c in conversations]
     stream = torch.tensor([t for ids in text_ids for t in ids])  # [num_tokens]
     window = min(PRETRAIN_WINDOW, tiny.max_position_embeddings, len(stream) - 1)

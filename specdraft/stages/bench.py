@@ -64,9 +64,8 @@ def _same(a: _Run, b: _Run) -> bool:
 
 def run_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfig, seed: int, *,
                   enable_thinking: bool) -> tuple[list[BenchRow], int]:
-    """Decode every record's prompt with the target alone and speculatively for each k, in one process,
-    `cfg.repeats` times each in a rotated order. Returns the rows and the number of runs whose output or
-    counts differed from their first repeat."""
+    """Decode every prompt with the target alone and speculatively for each k, `cfg.repeats` times in a rotated
+    order: the rows, and how many runs' output or counts differed from their first repeat."""
     device = next(target.parameters()).device
     eos = tokenizer.eos_token_id
     common = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
@@ -173,9 +172,8 @@ def graph_shapes_met(model) -> int:
 
 
 def warm_up(target, draft, prompts: list[torch.Tensor], num_speculative_tokens, generator, common: dict) -> None:
-    """Untimed: capture every CUDA graph the timed runs can replay (each k' <= k, each KV bucket; native
-    engine), then decode the shortest and the longest prompt once each way, for first-call allocations and
-    kernel selection, prefill shapes included."""
+    """Untimed: capture every CUDA graph the timed runs can replay, then decode the shortest and the longest prompt
+    once each way, so first-call allocations and kernel selection stay out of the timings."""
     from specdraft.models.load_timing import log_kernel_tuning, phase
 
     device = next(target.parameters()).device
@@ -216,8 +214,7 @@ def run_conditions(target, cfg: BenchConfig, *, engine_weights: str, seed: int) 
 
 
 def write_run(path: str | Path, conditions: dict, throughput: dict | None, repeat_mismatches: int) -> None:
-    """benchmark_run.json: the run's conditions, and at concurrency > 1 its per-run throughput metrics
-    (`specdraft.stages.bench_concurrent`); `repeat_mismatches` counts runs whose repeats decoded other tokens."""
+    """benchmark_run.json: the run's conditions, throughput metrics (concurrency > 1) and repeat mismatches."""
     record = {"conditions": conditions, "throughput": throughput, "repeat_mismatches": repeat_mismatches}
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
@@ -226,9 +223,8 @@ def write_run(path: str | Path, conditions: dict, throughput: dict | None, repea
 def bench(target_base: str, draft_base: str, test_path: str, out_path: str, cfg: BenchConfig, *,
           target_adapter: str | None, draft_adapter: str | None, engine: str, dtype: str, device: str,
           seed: int, enable_thinking: bool, gpu: GpuConfig, engine_weights: str) -> None:
-    """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems: one at a
-    time, or `cfg.concurrency` at a time (specdraft.stages.bench_concurrent). Writes benchmark.csv and, beside it,
-    benchmark_run.json (`write_run`)."""
+    """Benchmark a target/draft pair (tuned when adapters are given) on a scenario's test problems, one or
+    `cfg.concurrency` at a time: benchmark.csv and, beside it, benchmark_run.json."""
     if cfg.concurrency > 1 and engine == "hf":
         raise ValueError(f"bench.concurrency {cfg.concurrency} runs on the native engine; set engine to 'auto' or "
                          "'native' (or bench.concurrency to 1)")

@@ -1,16 +1,6 @@
-"""The bench stage at `bench.concurrency` > 1: problems decoded that many at a time, as a server would.
-
-The target alone and speculative decoding (each k) run the same problems through the same scheduler
-(`autoregressive_generate_batch`, `speculative_generate_batch`: `concurrency` rows, a finished row handed
-the next problem), one after the other in one process, after an untimed warm-up. Per problem, the rows of
-benchmark.csv are those of the batch-1 bench, except that `target_seconds` and `speculative_seconds` are
-the problem's latency inside its batched run (admission to last token). Per run, the `throughput` of
-benchmark_run.json beside benchmark.csv holds what a server reports: throughput (new tokens of all
-problems / wall time), time to first token (admission to first token: its prefill and first step) and
-inter-token latency ((last token - first token) / (tokens - 1), per problem). Each run is repeated
-`bench.repeats` times, the runs of a repeat in an order rotated across repeats; every figure is the median
-over the repeats (throughput_speedup: the ratio of the median throughputs).
-"""
+"""The bench stage at `bench.concurrency` > 1: problems decoded that many at a time, as a server would, the target
+alone and each k through the same scheduler. Rows are the batch-1 bench's, with each problem's latency in its batch;
+benchmark_run.json's `throughput` holds what a server reports, medians over the repeats."""
 
 from __future__ import annotations
 
@@ -84,9 +74,8 @@ def _same_outputs(a: list[BatchOutput], b: list[BatchOutput]) -> int:
 
 def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg: BenchConfig, seed: int, *,
                              enable_thinking: bool) -> tuple[list[BenchRow], dict, int]:
-    """Decode every record `cfg.concurrency` at a time with the target alone and speculatively for each k,
-    `cfg.repeats` times each. Returns the per-problem rows, the per-run metrics and the number of problem
-    runs whose repeats decoded other tokens or counts than the first (whose outputs are kept)."""
+    """Decode every record `cfg.concurrency` at a time, target alone and each k, `cfg.repeats` times: the rows,
+    the per-run metrics, and how many problem runs decoded other tokens or counts than their first repeat."""
     device = target.device
     prompts = [chat_prompt_ids(tokenizer, r["messages"][:-1], enable_thinking=enable_thinking) for r in records]
     eos = tokenizer.eos_token_id
@@ -104,8 +93,7 @@ def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg:
         return speculative_generate_batch(target, draft, batch, num_speculative_tokens=k, generator=generator(k),
                                           **common)
 
-    # Warm-up, untimed: as many rows as the timed runs use, the shortest and the longest prompt, so that
-    # graph capture for the batch's shapes and most attention lengths stays out of the timings.
+    # Untimed warm-up at the timed batch size and prompt extremes: graph capture stays out of the timings.
     by_length = sorted(prompts, key=len)
     warm = [(by_length[0], by_length[-1])[i % 2] for i in range(min(cfg.concurrency, len(prompts)))]
     for k in [0] + ks:
@@ -164,8 +152,7 @@ def run_concurrent_benchmark(target, draft, tokenizer, records: list[dict], cfg:
             answer = extract_answer(text, record["scenario"])
             seconds, ttft, itl = latency(k, i)
             rate = len(out.token_ids) / seconds
-            # Steps that stopped at a rejection: all but those accepted through the last position (a step near
-            # max_new_tokens proposes fewer, so this can count one full acceptance as a rejection).
+            # Rejected steps: all but those accepted through the last position (a shorter last step may be miscounted).
             per_position = out.stats.num_accepted_per_position
             rejected = out.stats.num_steps - (per_position[-1] if per_position else 0)
             accepted = out.stats.num_accepted

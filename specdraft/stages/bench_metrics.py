@@ -1,5 +1,4 @@
-"""What a batch-1 bench row derives from a run's readings: latencies, the draft and verification costs of its
-steps, its per-token acceptance probability, and ratios of quantities a run may not have measured."""
+"""What a batch-1 bench row derives from a run's readings: latencies, step costs and per-token acceptance."""
 
 from __future__ import annotations
 
@@ -33,9 +32,8 @@ class StepCosts:
 
 
 def step_costs(timeline: Timeline, k: int) -> StepCosts:
-    """A speculative run's mean draft-token and full-verification (k + 1 tokens) times, steps after the
-    first, and its per-token acceptance probability (the maximum-likelihood estimate when each draft token
-    is accepted with one probability, a step stopping at its first rejection)."""
+    """Mean draft-token and full-verification times over the steps after the first (which holds the prefill), and
+    alpha, the maximum-likelihood per-token acceptance when each step stops at its first rejection."""
     later = range(1, len(timeline.num_proposed))
     proposed = sum(timeline.num_proposed[i] for i in later)
     draft_ms = sum(timeline.proposal_seconds[i] for i in later) * 1e3 / proposed if proposed else math.nan

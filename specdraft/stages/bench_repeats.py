@@ -8,12 +8,8 @@ from collections.abc import Iterable
 
 
 def timing_order(num_runs: int, problem_index: int, repeat: int) -> list[int]:
-    """The order of one problem's runs (0: the target alone, j >= 1: the j-th k) in one repeat.
-
-    The cycle 0, 1, ..., num_runs - 1, started at (problem_index + repeat) mod num_runs: across problems and
-    repeats every run takes every position, so none is always timed first (on caches and clocks the run
-    before it left) or always right after the same one.
-    """
+    """The order of one problem's runs (0: the target alone, j: the j-th k) in one repeat: a cycle rotated by
+    problem and repeat, so no run is always timed first or always right after the same one."""
     if num_runs < 1:
         raise ValueError(f"num_runs must be >= 1, got {num_runs}")
     start = (problem_index + repeat) % num_runs
@@ -27,6 +23,5 @@ def median(values: Iterable[float]) -> float:
 
 
 def generator_seed(seed: int, problem_index: int, k: int) -> int:
-    """The sampler's seed for one (problem, k) run (k = 0: the target alone): every repeat of the run draws
-    the same tokens, and no two runs share their draws."""
+    """The sampler's seed for one (problem, k) run: its repeats draw alike, and no two runs share draws."""
     return hash((seed, problem_index, k)) & (2**63 - 1)  # a tuple of ints hashes the same in every process

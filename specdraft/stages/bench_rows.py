@@ -11,29 +11,8 @@ from specdraft.plumbing.atomic import atomic_path
 
 @dataclass(frozen=True)
 class BenchRow:
-    """One problem decoded with k draft tokens, next to the target alone on the same prompt.
-
-    Times are seconds (or ms where named so) of wall clock, the GPU synchronised before each clock read, each
-    the median over `repeats` timings of the same run (the problem's runs timed in an order rotated across
-    the target alone and each k, `specdraft.stages.bench_repeats.timing_order`); rates, the speedup and the
-    cost model are computed from those medians. Counts and outputs are the same in every repeat (greedy, or sampling with
-    one generator seed per problem and k; the first repeat's are kept and any difference is counted in
-    benchmark_run.json). `ttft_ms` (time to first token: the call's start, prompt in, to the first new token
-    on the host) and `itl_ms` (inter-token latency: the mean time between later tokens, (last - first) /
-    (n - 1), vLLM's time per output token) are the speculative run's; `target_*` the target alone's. A
-    speculative step delivers its tokens together, so its ITL averages over the step's tokens rather than
-    reporting zero gaps.
-
-    Counts are vLLM's (its scheduler takes them before its stop check): `num_proposed` is the draft tokens
-    the steps scheduled for verification (k a step, fewer where max_new_tokens leaves less room),
-    `num_accepted` the draft tokens verification accepted, those after an accepted eos included, and
-    `num_steps` the target's verification forwards; acceptance_rate = accepted / proposed and
-    mean_acceptance_length = 1 + accepted / steps.
-
-    `truncated` (`target_truncated`): the speculative (target-alone) output was cut by bench.max_new_tokens
-    before its answer: it is max_new_tokens tokens long, holds no eos, and its text has no `####` answer
-    separator. Such an answer scores as wrong whatever the model would have written.
-    """
+    """One problem decoded with k draft tokens beside the target alone (`target_*`); the columns are README's.
+    Times are medians over `repeats` of the same run; counts (vLLM's, `SpecStats`) and outputs are the first's."""
 
     id: str
     k: int
@@ -54,9 +33,7 @@ class BenchRow:
     itl_ms: float
     target_ttft_ms: float
     target_itl_ms: float  # one target step, the unit of the cost model below
-    # The cost model (Leviathan et al. 2023, section 3.4), measured in this run, steps after the first
-    # (the first holds the prompt's prefill): c = one draft token's time / one target step; verification_cost
-    # = one verification of k + 1 tokens / one target step (the paper assumes 1).
+    # The cost model (Leviathan et al. 2023, 3.4) measured: c and verification_cost in units of one target step.
     draft_token_ms: float
     verification_ms: float
     draft_cost: float

@@ -15,9 +15,8 @@ log = logging.getLogger(__name__)
 
 def combine_seeds(seeds: Sequence[int], csv_paths: Sequence[str], run_paths: Sequence[str], out_csv: str,
                   out_run: str) -> int:
-    """Write every seed's benchmark.csv rows to `out_csv` with an integer `seed` column first, and
-    `{"seeds": {"<seed>": <that seed's benchmark_run.json>}}` to `out_run`. The i-th paths are seed
-    seeds[i]'s; every table must have the same columns. Returns the number of rows."""
+    """Write every seed's rows to `out_csv`, a `seed` column first, and `{"seeds": {"<seed>": run}}` to `out_run`
+    (the i-th paths are seeds[i]'s); the number of rows."""
     if not len(seeds) == len(csv_paths) == len(run_paths):
         raise ValueError(f"{len(seeds)} seeds but {len(csv_paths)} benchmark tables and {len(run_paths)} run files")
     fields, rows = None, []

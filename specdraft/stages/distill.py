@@ -25,8 +25,7 @@ DISTILL_KEYS = ("engine_weights (int8, int4)", "distill.batch_size", "distill.ma
 def distill(base: str, adapter: str, train_path: str, out_path: str, cfg: DistillConfig, *, engine: str,
             dtype: str, device: str, seed: int, enable_thinking: bool, gpu: GpuConfig,
             engine_weights: str) -> dict[str, float]:
-    """Write one JSONL line per training problem: prompt, completion, extracted answer, correct flag,
-    token count. With `keep_only_correct`, wrong completions are left out. Returns counts and accuracy."""
+    """Write one JSONL line per training problem (wrong ones left out with `keep_only_correct`): counts, accuracy."""
     numbered = list(iter_jsonl(train_path, required=("id", "scenario", "messages", "answer")))
     records = [record for _, record in numbered]
     tokenizer = load_tokenizer(adapter)

@@ -1,10 +1,5 @@
-"""The merge stage: a tuned model as a plain Hugging Face checkpoint, the LoRA adapter folded into the base.
-
-What the seed's `merge_adapter.py` produced: a directory that `AutoModelForCausalLM.from_pretrained` and vLLM
-load with no PEFT. The draft keeps its vocabulary padded to the target's, so that the pair serves as is.
-An adapter trained on a 4-bit base (QLoRA) is merged into the full-precision base, as QLoRA prescribes.
-On a GPU the base is held in host memory and merged layer by layer on the GPU: a 14B merges on a 24 GB card.
-"""
+"""The merge stage: a tuned model as a plain Hugging Face checkpoint (loaded by transformers or vLLM without PEFT),
+a QLoRA adapter into the full-precision base, the draft's vocabulary padded to the target's."""
 
 from __future__ import annotations
 
@@ -23,28 +18,22 @@ from specdraft.models.loading import (load_base_weights, load_causal_lm, load_to
 log = logging.getLogger(__name__)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
-# Largest logit difference, relative to the largest logit, that rounding explains: merging rounds W + BA once
-# to the dtype, the adapter model computes W x and B A x apart.
+# Largest relative logit difference rounding explains: the merge rounds W + BA once, the adapter computes them apart.
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
-# With a higher-precision reference, the merged model may be at most this many times further from it than the
-# unmerged adapter model in the same dtype: merging adds one rounding of each weight to the dtype's own noise,
-# which a deep random network amplifies past any fixed tolerance (a 14B: 0.92 of 7.66 in bf16).
+# Merged vs unmerged distance to a higher-precision reference: deep nets amplify rounding past fixed tolerances.
 REFERENCE_FACTOR = 2.0
 
 
 def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out_dir: str | os.PathLike, *,
                   dtype: str, device: str, vocab_of: str | os.PathLike | None = None) -> None:
-    """Write `base` with `adapter` merged, and the adapter's tokenizer, to `out_dir` (safetensors).
-
-    vocab_of: a model whose vocabulary size the merged model is padded to (the target, for the draft).
-    """
+    """Write `base` with `adapter` merged, and the tokenizer, to `out_dir`, padded to `vocab_of`'s vocabulary."""
     dev = resolve_device(device)
     vocab_size = vocab_size_of(vocab_of) if vocab_of is not None else None
     model = load_causal_lm(base, dtype=resolve_dtype(dtype, dev), device=dev, adapter=adapter,
                            vocab_size=vocab_size, on_host=dev.type == "cuda")
     tokenizer = load_tokenizer(adapter)
     with atomic_path(out_dir, directory=True) as tmp:
-        # Each shard passes through host memory whole: 5 GB shards (as the hub's) keep a 14B merge in mem_mb.
+        # Each shard passes through host memory whole: bounded shards keep the merge within the rule's mem_mb.
         model.save_pretrained(tmp, max_shard_size="5GB")
         tokenizer.save_pretrained(tmp)
     log.info("merged %s into %s (%d vocabulary rows) -> %s", adapter, base, model.config.vocab_size, out_dir)
@@ -75,8 +64,7 @@ class MergeCheck:
 
 
 def check_layout(merged_dir: str | os.PathLike) -> tuple[str, ...]:
-    """The merged directory's files, after checking it is a plain checkpoint: config, readable safetensors
-    shards (an index naming them when sharded), a tokenizer, and no adapter files."""
+    """The merged directory's files, once checked to be a plain checkpoint: config, shards, tokenizer, no adapter."""
     merged_dir = Path(merged_dir)
     files = tuple(sorted(p.name for p in merged_dir.iterdir()))
     problems = [f"{name} (an adapter file)" for name in files if name in ADAPTER_FILES]
@@ -101,12 +89,8 @@ def check_layout(merged_dir: str | os.PathLike) -> tuple[str, ...]:
 def check_merged(base: str | os.PathLike, adapter: str | os.PathLike, merged_dir: str | os.PathLike,
                  prompts: list[str], *, dtype: str, device: str,
                  vocab_of: str | os.PathLike | None = None, reference_dtype: str | None = None) -> MergeCheck:
-    """Reload `merged_dir` with plain transformers and compare its logits on `prompts` with the adapter model's
-    (the base with the adapter applied, unmerged); one model on `device` at a time.
-
-    reference_dtype: run the adapter model in it too (float32 for a bf16 merge); the merged model then passes
-    when it is at most REFERENCE_FACTOR times further from that reference than the unmerged model in `dtype`.
-    """
+    """Compare `merged_dir`'s logits on `prompts`, reloaded with plain transformers, with the unmerged adapter model's.
+    reference_dtype: also run the adapter model in it, and judge both by their distance to it (REFERENCE_FACTOR)."""
     from transformers import AutoModelForCausalLM
 
     files = check_layout(merged_dir)
@@ -133,8 +117,8 @@ def check_merged(base: str | os.PathLike, adapter: str | os.PathLike, merged_dir
 
 
 def _adapter_logits(base, adapter, inputs, torch_dtype, dev, vocab_of, compute_dtype=None):
-    """The adapter model's logits on `inputs` and the base's alone, its weights in `torch_dtype`, computed in
-    `compute_dtype` (default: the same): the reference holds the very weights the merge rounded, not a new draw."""
+    """The adapter model's logits on `inputs` and the base's alone, weights in `torch_dtype`, computed in
+    `compute_dtype`: a reference holds the very weights the merge rounded, not a new draw."""
     from peft import PeftModel
 
     model = load_base_weights(base, dtype=torch_dtype, device=dev)

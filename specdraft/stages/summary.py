@@ -1,5 +1,4 @@
-"""The summary stage: read every experiment's benchmark (all seeds), write summary.csv, cod_vs_cot.csv, the
-report's HTML tables and its plots."""
+"""The summary stage: every experiment's benchmark in, summary.csv, cod_vs_cot.csv, report tables and plots out."""
 
 from __future__ import annotations
 
@@ -34,12 +33,8 @@ def _write_text(path: str, text: str) -> None:
 
 def write_summary(benchmarks: dict[str, str], runs: dict[str, str], outputs: dict[str, str], *, resamples: int,
                   seed: int, primary_statistic: str, primary_k: int) -> None:
-    """Write summary.csv (`outputs['summary']`), cod_vs_cot.csv (`comparison`), the HTML tables
-    (`comparison_table`, `summary_table`, `published_table`) and the plots in PLOTS that `outputs` names.
-
-    `benchmarks` and `runs` map each experiment to its benchmark.csv and benchmark_run.json; `resamples` and
-    `seed` fix the bootstrap; the primary comparison is `primary_statistic` at `primary_k` (or the nearest k run).
-    """
+    """Write the tables and the plots in PLOTS that `outputs` names; `benchmarks` and `runs` map each experiment
+    to its benchmark.csv and benchmark_run.json; the primary comparison is `primary_statistic` at `primary_k`."""
     experiments = [read_benchmark(name, path, runs.get(name)) for name, path in benchmarks.items()]
     conditions = describe_conditions(experiments)
     summary = summarize(experiments, resamples=resamples, seed=seed)

@@ -33,15 +33,13 @@ log = logging.getLogger(__name__)
 
 
 def prompt_completion(prompt: list[dict], completion: str, *, enable_thinking: bool) -> dict:
-    """TRL's conversational prompt-completion example: the loss covers the completion only; TRL passes
-    `chat_template_kwargs` to every render of it, so training sees the prompt inference sees."""
+    """TRL's prompt-completion example (loss on the completion), rendered with the chat kwargs inference uses."""
     return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}],
             "chat_template_kwargs": {"enable_thinking": enable_thinking}}
 
 
 def progress_callback(what: str):
-    """A Trainer callback logging step, loss, rate and ETA as readable lines (in place of tqdm's bar and the
-    printed log dicts)."""
+    """A Trainer callback logging step, loss, rate and ETA as lines, in place of tqdm's bar and printed dicts."""
     from transformers import TrainerCallback
 
     class LogProgress(TrainerCallback):
@@ -57,15 +55,8 @@ def progress_callback(what: str):
 
 def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_dir: str | os.PathLike,
              seed: int, *, checkpoint_dir: str | os.PathLike | None = None, callbacks: tuple = ()) -> list[dict]:
-    """Fine-tune a LoRA adapter on prompt-completion `examples`; save adapter and tokenizer to `out_dir`.
-
-    With `checkpoint_dir` and `cfg.save_steps`, a checkpoint is kept there every `save_steps` optimizer steps; a
-    run that finds one (made with the same settings, examples and base, with any number of processes) resumes
-    from it, and the directory is removed once the adapter is saved. `train_stats.json` in `out_dir` records
-    throughput and peak memory. Returns the trainer's log history. The base model's weights are left untouched.
-    In a data-parallel process (`data_parallel.launch`) each takes its share of the global batch and rank 0
-    alone writes.
-    """
+    """Fine-tune a LoRA adapter on `examples`, save it, the tokenizer and train_stats.json to `out_dir`, and return
+    the log history. With `checkpoint_dir` and `cfg.save_steps`, a matching checkpoint there is resumed."""
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import PrinterCallback
@@ -147,9 +138,8 @@ def sft_lora(model, tokenizer, examples: list[dict], cfg: TrainingConfig, out_di
 
 def check_prompts_fit(path: str, numbered: list[tuple[int, dict]], examples: list[dict], tokenizer, base: str,
                       cfg: TrainingConfig) -> None:
-    """Before any model is loaded: fail, naming file and line, on a prompt longer than the model's context;
-    count and log (with lines) the prompts of `max_length` tokens or more, whose completions TRL's truncation
-    to `max_length` cuts entirely (they are kept, as configured, but teach nothing)."""
+    """Before any model loads: fail on a prompt longer than the context; warn of prompts of `max_length` tokens or
+    more, whose completions TRL's truncation cuts entirely."""
     lengths = [len(chat_prompt_ids(tokenizer, e["prompt"], **e["chat_template_kwargs"])) for e in examples]
     context = context_length(base)
     check_prompt_lengths(path, lengths, limit=context - 1, ids=[str(r.get("id", "?")) for _, r in numbered],
@@ -164,8 +154,7 @@ def check_prompts_fit(path: str, numbered: list[tuple[int, dict]], examples: lis
 
 def check_training_fits(stage: str, base: str, cfg: TrainingConfig, gpu: GpuConfig, dev: torch.device,
                         dtype: torch.dtype, vocab_size: int | None = None) -> None:
-    """Cap the allocator at the budget and fail, before any model is loaded, when training's lower bound
-    exceeds it."""
+    """Cap the allocator at the budget and fail, before any model loads, when training's lower bound exceeds it."""
     budget = cap_memory(dev, gpu.memory_gib, gpu.memory_utilization)
     need = training_need(architecture(base, vocab_size), quantization=cfg.quantization, lora_r=cfg.lora.r,
                          target_modules=cfg.lora.target_modules, batch_size=cfg.batch_size,
@@ -178,8 +167,7 @@ def check_training_fits(stage: str, base: str, cfg: TrainingConfig, gpu: GpuConf
 
 def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, *, dtype: str, device: str,
                  seed: int, enable_thinking: bool, gpu: GpuConfig, checkpoint_dir: str | None = None) -> list[dict]:
-    """LoRA-tune the target on a style's processed training records (QLoRA with `quantization: 4bit`), in
-    `cfg.num_gpus` data-parallel processes."""
+    """LoRA-tune the target on a style's training records (QLoRA with `quantization: 4bit`) on `cfg.num_gpus`."""
     if cfg.num_gpus > 1 and not is_launched():
         accumulation_per_process(cfg.gradient_accumulation_steps, cfg.num_gpus, "train_target")
         kwargs = dict(base=base, train_path=train_path, out_dir=out_dir, cfg=cfg, dtype=dtype, device=device,
@@ -201,8 +189,7 @@ def train_target(base: str, train_path: str, out_dir: str, cfg: TrainingConfig, 
 def train_draft(base: str, target_base: str, distilled_path: str, out_dir: str, cfg: TrainingConfig, *,
                 dtype: str, device: str, seed: int, enable_thinking: bool, gpu: GpuConfig,
                 checkpoint_dir: str | None = None) -> list[dict]:
-    """LoRA-tune the draft on the tuned target's distilled completions, its vocabulary padded to the target's,
-    in `cfg.num_gpus` data-parallel processes."""
+    """LoRA-tune the draft on the distilled completions, its vocabulary padded to the target's, on `cfg.num_gpus`."""
     if cfg.num_gpus > 1 and not is_launched():
         accumulation_per_process(cfg.gradient_accumulation_steps, cfg.num_gpus, "train_draft")
         kwargs = dict(base=base, target_base=target_base, distilled_path=distilled_path, out_dir=out_dir, cfg=cfg,
@@ -230,8 +217,7 @@ def checkpoint_fingerprint(model, examples: list[dict], cfg: TrainingConfig, see
     """What a checkpoint must have been made with to be resumed: settings, seed, examples, base architecture."""
     digest = hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest()
     config = {k: v for k, v in model.config.to_dict().items() if k != "transformers_version"}
-    # How often to save, the host memory granted and the processes sharing the global batch do not change what is
-    # trained: resuming across them is safe.
+    # Saving, host memory and process count do not change what is trained: resuming across them is safe.
     training = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("save_steps", "mem_mb", "num_gpus")}
     fingerprint = {"training": training, "seed": seed, "examples_sha256": digest,
                    "base_config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()
@@ -240,11 +226,8 @@ def checkpoint_fingerprint(model, examples: list[dict], cfg: TrainingConfig, see
 
 
 def prepare_checkpoints(directory: Path, fingerprint: dict) -> str | None:
-    """The newest complete checkpoint in `directory` made with `fingerprint`, or None (a fresh start).
-
-    Checkpoints made with other settings are deleted. A checkpoint is complete once the trainer wrote its
-    state (`trainer_state.json` comes last); a job killed while saving leaves an incomplete one, skipped.
-    """
+    """The newest complete checkpoint made with `fingerprint` (others are deleted), or None; `trainer_state.json`
+    comes last, so a checkpoint without it was cut off while saving."""
     marker = directory / FINGERPRINT
     if directory.exists() and (not marker.is_file() or check_json(marker) != fingerprint):
         log.info("discarding checkpoints in %s: made with other settings, examples or base", directory)

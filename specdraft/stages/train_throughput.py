@@ -35,9 +35,8 @@ class ThroughputMeter(TrainerCallback):
             self.step_tokens[state.global_step] = logs["num_tokens"]
 
     def summary(self, flops_per_token: float, device: torch.device, *, num_devices: int) -> dict:
-        """Whole run and steady state (from the end of this process's first step: allocation and kernel
-        selection left out), with peak memory since the stage reset it. Tokens are counted over all
-        processes; MFU is of `num_devices` GPUs together."""
+        """Throughput of the whole run and of the steady state (after the first step), tokens over all processes,
+        MFU of `num_devices` GPUs together."""
         record = {"stage": "train", **device_record(device)}
         steps = sorted(s for s in self.step_times if s in self.step_tokens)
         if not steps:
