@@ -1,9 +1,5 @@
-"""docs/analysis.md from a demo run's analysis outputs: nothing in its tables is typed by hand.
-
-Reads the run's results/acceptance_check.csv, acceptance_by_class.csv and transfer_{scenario}.csv, writes them
-with the provenance and machine to docs/analysis/demo.json, copies the plots beside it and writes
-docs/analysis.md around the method's explanation (`python -m specdraft.analysis.demo_doc` calls it).
-"""
+"""docs/analysis.md, its figures (docs/analysis/demo.json) and plots, from a demo run's acceptance check,
+by-class and transfer tables: nothing in them is typed by hand."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""An experiment's benchmark as the summary reads it: every seed's rows (benchmark.csv) and every seed's run
-conditions and batched throughput (benchmark_run.json), checked on the way in."""
+"""An experiment's benchmark as the summary reads it: every seed's benchmark.csv and benchmark_run.json, checked."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# The columns the summary reads; a file without one was written by an older bench and is rebuilt by it.
+# The columns the summary reads; a file lacking one is rebuilt by rule bench.
 REQUIRED_COLUMNS = ("seed", "id", "k", "num_new_tokens", "target_num_new_tokens", "num_proposed", "num_accepted",
                     "num_steps", "num_rejected_steps", "speculative_seconds", "target_seconds", "speedup",
                     "draft_cost", "verification_cost", "correct", "target_correct", "matches_target", "truncated",

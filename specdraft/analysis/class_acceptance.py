@@ -1,5 +1,4 @@
-"""Acceptance by token class: per style, scenario and class, how often the draft agrees with the target, and
-how many of the class's tokens speculative decoding took from the draft at each k; a table and a plot."""
+"""Acceptance by token class: per style, scenario and class, the draft's agreement and accepted share at each k."""
 
 from __future__ import annotations
 
@@ -24,12 +23,10 @@ def read_positions(path: str):
 
 
 def class_table(acceptance: dict[str, str]):
-    """One row per style, scenario and token class from `{experiment: acceptance.csv}`.
+    """One row per style, scenario and token class of the answer tokens (none past eos), from `{experiment: path}`.
 
-    Counts only answer tokens (not the continuation past eos). tokens: the class's tokens; token_share: their
-    share of the experiment's answer tokens; agreement_rate: share where the draft's teacher-forced argmax is
-    the target's token; accepted_share_k{k}: share emitted as accepted draft tokens with k draft tokens.
-    """
+    agreement_rate: the draft's teacher-forced argmax is the target's token; accepted_share_k{k}: emitted as an
+    accepted draft token at k."""
     import pandas as pd
 
     rows, all_ks = [], set()
@@ -57,8 +54,7 @@ def class_table(acceptance: dict[str, str]):
 
 
 def plot_classes(table, path: str) -> None:
-    """Per scenario (rows): the draft's agreement rate by token class, one bar per style, each bar labelled
-    with its token count (left); each class's share of the answer tokens (right)."""
+    """Per scenario: agreement rate by class and style, labelled with token counts (left); class shares (right)."""
     import matplotlib
 
     matplotlib.use("Agg")

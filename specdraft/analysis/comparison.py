@@ -1,6 +1,5 @@
 """cod_vs_cot.csv: CoD minus CoT per scenario, k and statistic, paired and replicated, with Holm-adjusted
-p-values; one statistic at one k, named in config before the run, is the primary comparison (one test per
-scenario), every other one exploratory."""
+p-values; the primary comparison is named in config before the run, every other one is exploratory."""
 
 from __future__ import annotations
 
@@ -22,8 +21,7 @@ NAMES = {"acceptance_rate": "acceptance rate", "speedup": "speedup", "tokens_per
 
 
 def primary_k(configured: int, ks) -> int:
-    """The configured primary k, or, when the benchmark did not run it, the nearest k it ran (the smaller of
-    two equally near)."""
+    """The configured primary k, or the nearest k the benchmark ran (the smaller of two equally near)."""
     ks = sorted(set(int(k) for k in ks))
     if not ks or configured in ks:
         return configured
@@ -65,10 +63,8 @@ def compare_styles(experiments: list[Experiment], *, resamples: int, seed: int, 
                    primary_k_configured: int):
     """CoD minus CoT for every scenario with both styles, every k both ran and every statistic in STATISTICS.
 
-    `label` is 'primary' for `primary_statistic` at the primary k (`primary_k`), 'exploratory' otherwise.
-    `p_holm` is Holm's adjustment within the row's family (the primary rows, one per scenario; or all the
-    exploratory rows); `beyond_noise` = p_holm <= 0.05, so the primary verdicts hold a 5% family-wise error rate.
-    """
+    `p_holm` is Holm's adjustment within the row's family (primary or exploratory), so `beyond_noise` holds a
+    family-wise error rate of ALPHA."""
     import pandas as pd
 
     if primary_statistic not in STATISTICS:
@@ -96,8 +92,7 @@ def compare_styles(experiments: list[Experiment], *, resamples: int, seed: int, 
 
 
 def verdict(row, short: bool = False) -> str:
-    """One sentence on a CoD-minus-CoT difference and its Holm-adjusted p-value (`short`: the judgement alone,
-    for a table that shows the numbers beside it)."""
+    """One sentence on a CoD-minus-CoT difference and its Holm-adjusted p-value (`short`: the judgement alone)."""
     what = NAMES[row.statistic]
     if math.isnan(row.p_holm):
         return f"{what}: no test (too few seeds or problems)"

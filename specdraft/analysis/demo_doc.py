@@ -1,10 +1,6 @@
 """docs/demo.md and docs/analysis.md, written from one demo run's own outputs so that neither can drift from it.
 
     python -m specdraft.analysis.demo_doc <run directory> [--run-commit <commit the run was made from>]
-
-The run directory is where `snakemake --configfile demo/config.yaml` wrote `results/` and `data/processed/`.
-Both pages name the commit that rendered them and the run (its content id, date and commit); the run's
-summary.csv and cod_vs_cot.csv are copied to docs/report/ with that record beside them (demo_run.json).
 """
 
 from __future__ import annotations
@@ -44,8 +40,7 @@ def _conditions(run: Path) -> dict:
 
 
 def render(run: Path, record: dict) -> str:
-    """The page, from `run`/results/summary.csv, cod_vs_cot.csv, the benchmark_run.json files and
-    data/processed/stats.csv; `record` is its provenance (specdraft.analysis.provenance)."""
+    """The text of docs/demo.md from `run`'s summary, comparison, run records and data stats; `record`: provenance."""
     import pandas as pd
 
     from specdraft.analysis.comparison import verdict
@@ -120,8 +115,7 @@ def render(run: Path, record: dict) -> str:
 
 
 def short_answers_note(summary, stats) -> list[str]:
-    """A line when the tuned targets answer in a small fraction of their training solutions' length: the styles
-    then decode much the same few tokens, and the demo cannot show their effect."""
+    """A line when the tuned targets' answers are far shorter than their training solutions (styles then look alike)."""
     trained = summary[summary.trained.astype(bool)]
     train = stats[stats["split"] == "train"].set_index(["style", "scenario"])["tokens_mean"]
     shares = [row.tokens_per_answer / train[(row.style, row.scenario)] for row in trained.itertuples()

@@ -1,5 +1,4 @@
-"""summary.csv: one row per experiment and k, each key statistic the mean over seeds with its between-seed
-spread, acceptance and speedup with a two-level (seeds, then problems) bootstrap interval."""
+"""summary.csv: one row per experiment and k, each key statistic's mean over seeds, spread and bootstrap interval."""
 
 from __future__ import annotations
 
@@ -33,21 +32,18 @@ SUMMARY_COLUMNS = [
 
 
 def per_answer_latency(seconds_per_answer: float, accuracy: float) -> float:
-    """Seconds per correct answer = seconds per answer / accuracy; inf when no answer is correct (no time,
-    however long, bought a correct answer), NaN when nothing was timed."""
+    """Seconds per correct answer: inf when no answer is correct, NaN when nothing was timed."""
     if math.isnan(seconds_per_answer) or math.isnan(accuracy):
         return math.nan
     return seconds_per_answer / accuracy if accuracy > 0 else math.inf
 
 
 def _spread(values: list[float]) -> float:
-    """Between-seed standard deviation (n - 1 denominator); NaN with one seed."""
     values = np.asarray(values, dtype=float)
     return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
 
 def _seed_values(experiment: Experiment, group, seeds: list[int], k: int) -> dict[str, list[float]]:
-    """Each key statistic on each seed's rows at k."""
     values = {name: [] for name in (*SEED_SPREAD, "request_speedup")}
     for seed, columns in zip(seeds, seed_columns(group, seeds)):
         rows = group[group.seed == seed]
@@ -67,13 +63,7 @@ def _seed_values(experiment: Experiment, group, seeds: list[int], k: int) -> dic
 def summarize(experiments: list[Experiment], *, resamples: int, seed: int):
     """A DataFrame with one row per experiment and k.
 
-    acceptance_rate, speedup, matching_speedup (rows whose output equals the target's), tokens_per_answer,
-    accuracy and truncated_share are the mean over seeds of each seed's value, `*_seed_sd` their spread.
-    acceptance rate pools the counts over a seed's problems (vLLM's definition); at concurrency 1 speedup is
-    the pooled per-request throughput ratio with a two-level bootstrap interval; above 1 it is the batched run's
-    throughput ratio from benchmark_run.json, one per seed, without an interval. The cost model takes the
-    median c and verification cost and the pooled per-token acceptance alpha over all seeds' rows.
-    """
+    Above concurrency 1 the speedup is the batched run's throughput ratio, one per seed and without an interval."""
     import pandas as pd
 
     rows = []
@@ -140,8 +130,7 @@ def summarize(experiments: list[Experiment], *, resamples: int, seed: int):
 
 
 def predicted_best_k(group) -> int | None:
-    """The k in 1..MAX_PREDICTED_K the paper's formula ranks first, from one experiment's rows: alpha pooled
-    over its k's (their mean) and its median c."""
+    """The k in 1..MAX_PREDICTED_K Leviathan et al.'s formula ranks first from one experiment's alpha and c."""
     alpha, c = group.alpha.mean(), group.draft_cost.median()
     if math.isnan(alpha) or math.isnan(c):
         return None

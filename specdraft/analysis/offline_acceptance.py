@@ -1,17 +1,7 @@
 """Exact offline acceptance for greedy speculative decoding: one teacher-forced pass instead of a run per k.
 
-Greedy speculative decoding emits the target's own greedy output y. A step that starts after n emitted
-tokens proposes the draft's greedy continuation of prompt + y[:n]; its j-th token is checked only if the
-j-1 before it were accepted, i.e. equal to y[n:n+j-1], so it is the draft's greedy prediction given the
-*target's* prefix prompt + y[:n+j-1]. Hence with `agrees[i]` = (draft's teacher-forced argmax at output
-position i == y[i]), a step starting at n accepts the run of agreements from n on, capped at its proposal
-length, and the next step starts after the recovered or bonus token. `replay_greedy` replays those steps,
-with `speculative_generate`'s own cap near max_new_tokens and its stop at eos, and its own `SpecStats`:
-counted as vLLM counts, before the stop check, so a step that accepts eos and draft tokens after it counts
-all of them accepted.
-
-A run that reaches eos may keep accepting past it (the draft proposes after eos and the target verifies),
-so y is the target's greedy output continued past eos by the largest k (`greedy_extended`).
+A proposed token is checked only once those before it equal the target's greedy output y, so the draft's
+teacher-forced agreement with y fixes every step's acceptance (the derivation: docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -39,13 +29,10 @@ log = logging.getLogger(__name__)
 
 def replay_greedy(agrees: Sequence[bool], *, num_new_tokens: int, num_speculative_tokens: int,
                   max_new_tokens: int) -> tuple[SpecStats, list[bool]]:
-    """Replay greedy speculative decoding's steps over the draft's agreement with the target's output.
+    """The stats `speculative_generate` reports, and per output position whether an accepted draft token filled it.
 
-    agrees[i]: the draft's teacher-forced argmax at output position i equals the target's token there;
-    positions up to min(num_new_tokens - 1 + k, max_new_tokens - 1) (past eos included) must be given.
-    num_new_tokens: the target's output length (through eos, or max_new_tokens).
-    Returns the stats `speculative_generate` reports, and for each of the num_new_tokens positions whether
-    its token was an accepted draft token (else a recovered or bonus token).
+    agrees[i]: the draft's teacher-forced argmax at output position i is the target's token, given up to
+    position min(num_new_tokens - 1 + k, max_new_tokens - 1), past eos included.
     """
     k_max = num_speculative_tokens
     if k_max < 1:
@@ -58,8 +45,7 @@ def replay_greedy(agrees: Sequence[bool], *, num_new_tokens: int, num_speculativ
                          f"(num_new_tokens {num_new_tokens} - 1 + k {k_max}, at most max_new_tokens - 1)")
     stats, accepted = SpecStats(), [False] * num_new_tokens
     n = 0
-    # speculative_generate's loop: it stops at max_new_tokens, or after the step whose new tokens hold eos,
-    # i.e. once the step's accepted tokens plus its recovered/bonus token reach position num_new_tokens - 1.
+    # speculative_generate stops after the step whose new tokens reach eos or max_new_tokens.
     while n < num_new_tokens:
         k = min(k_max, max_new_tokens - n - 1)  # speculative_generate never proposes past max_new_tokens
         num_accepted = 0
@@ -85,8 +71,8 @@ class TargetOutput:
 @torch.inference_mode()
 def greedy_extended(target, prompt_ids: list[int], *, max_new_tokens: int, eos_token_id: int | None,
                     extra: int) -> tuple[list[int], int]:
-    """The target's greedy output, one forward per token as `autoregressive_generate` decodes, continued
-    `extra` tokens past the first eos (at most max_new_tokens in all). Returns (output_ids, num_new_tokens)."""
+    """(output_ids, num_new_tokens): the target's greedy output, continued `extra` tokens past the first eos
+    because a draft may keep being accepted past it."""
     session = open_session(target, len(prompt_ids) + max_new_tokens)
     seq, output, num_new_tokens = list(prompt_ids), [], None
     while len(output) < max_new_tokens and (num_new_tokens is None or len(output) < num_new_tokens + extra):
@@ -141,9 +127,8 @@ POSITION_FIELDS = ["id", "position", "token_id", "token", "token_class", "after_
 
 def analyse(target, draft, tokenizer, records: list[dict], cfg: BenchConfig, *, enable_thinking: bool
             ) -> tuple[list[TargetOutput], list[dict], list[PredictionRow]]:
-    """For each record's prompt: the target's greedy output, both models' teacher-forced passes over it,
-    and the replay for every k from 1 to the largest configured one (position rows mark what each configured
-    k accepted). Returns (outputs, position rows, prediction rows)."""
+    """(outputs, position rows, prediction rows): each prompt's greedy output, both models' agreement with it,
+    and the replay for every k up to the largest configured."""
     ks = cfg.num_speculative_tokens
     outputs, positions, predictions = [], [], []
     for record in records:
@@ -198,8 +183,7 @@ def read_outputs(path: str) -> list[TargetOutput]:
 def acceptance(target_base: str, draft_base: str, test_path: str, cfg: BenchConfig, *, outputs_path: str,
                positions_path: str, predictions_path: str, target_adapter: str | None, draft_adapter: str | None,
                engine: str, dtype: str, device: str, enable_thinking: bool, engine_weights: str) -> None:
-    """The acceptance stage: on the bench's test problems, write the target's greedy outputs (JSONL), the
-    per-position agreement and token class (CSV), and the predicted benchmark counts for every k (CSV)."""
+    """The acceptance stage: greedy outputs, per-position agreement and the predicted counts for every k."""
     if cfg.temperature > 0:
         log.warning("bench.temperature is %s: this stage predicts greedy decoding's acceptance, which the "
                     "sampled benchmark does not measure", cfg.temperature)
@@ -240,12 +224,9 @@ def _pooled(group, suffix: str = "") -> tuple[float, float]:
 
 
 def check_predictions(pairs: dict[tuple[str, int], tuple[str, str]], temperature: float):
-    """Predicted against measured counts, one row per experiment, seed and k, from
-    `{(experiment, seed): (acceptance_prediction.csv, benchmark.csv)}`.
+    """Predicted against measured counts per experiment, seed and k, from `{(experiment, seed): (prediction, bench)}`.
 
-    num_matching: benchmark rows whose counts (COMPARED_FIELDS) all equal the prediction's for the same
-    problem and k; with greedy decoding in float32 that is every row. The pooled rates are vLLM's definitions.
-    """
+    num_matching: benchmark rows whose COMPARED_FIELDS all equal the prediction's for the same problem and k."""
     import pandas as pd
 
     rows = []

@@ -1,5 +1,4 @@
-"""The report's colours: one per style, the same in every plot (Okabe-Ito blue and vermilion, colour-blind safe;
-grey for the untrained pair)."""
+"""The report's colours, one per style in every plot: Okabe-Ito blue and vermilion (colour-blind safe), grey."""
 
 from __future__ import annotations
 from specdraft.plumbing.names import EXPERIMENT_STYLES
@@ -16,10 +15,7 @@ def style_colour(style: str) -> str:
 
 
 def shade(style: str, index: int, count: int) -> tuple[float, float, float]:
-    """The `index`-th of `count` shades of `style`'s colour, light to full (e.g. one per k): RGB in [0, 1].
-
-    The lightest shade mixes 55% white into the colour; the last shade is the colour itself.
-    """
+    """The `index`-th of `count` shades of `style`'s colour, light to full (e.g. one per k): RGB in [0, 1]."""
     if not 0 <= index < count:
         raise ValueError(f"shade index must be in [0, {count}), got {index}")
     colour = style_colour(style)

@@ -1,5 +1,4 @@
-"""Where a generated page comes from: the commit that rendered it and the run it reads (directory, content id,
-date, and the run's own commit where known)."""
+"""Where a generated page comes from: the commit that rendered it and the run it reads."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The published project's table (its README), shown beside ours: Qwen3-14B target, Qwen3-0.6B draft, one
-A40, vLLM, k = 5, greedy, 16 concurrent requests; its speedup is the throughput ratio to the target alone."""
+"""The published project's table (its README), shown beside ours; PUBLISHED_CONDITIONS says how it was run."""
 
 PUBLISHED = [
     # scenario, style, acceptance_rate, speedup, tokens_per_answer

@@ -1,5 +1,4 @@
-"""The report's HTML tables: the summary, CoD vs CoT (primary, then exploratory) and the published table beside
-ours, each with the paragraph that says how its numbers were made."""
+"""The report's HTML tables (summary, CoD vs CoT, published beside ours), each with how its numbers were made."""
 
 from __future__ import annotations
 
@@ -65,8 +64,7 @@ def _design(summary, conditions: dict) -> str:
 
 
 def summary_html(summary, conditions: dict) -> str:
-    """summary.csv as the report shows it: our measures, what was cut off and what matched, then the seed
-    project's columns."""
+    """summary.csv as the report shows it: our measures, then the seed project's columns."""
     ours = [[f"{_style_cell(r.style)} {r.scenario}", str(r.k), str(r.num_seeds), str(r.num_problems),
              _interval_cell(r.acceptance_rate, r.acceptance_rate_low, r.acceptance_rate_high),
              _fmt(r.acceptance_rate_seed_sd), _fmt(r.mean_acceptance_length),
@@ -126,8 +124,7 @@ def _comparison_rows(part) -> list[list[str]]:
 
 
 def comparison_html(comparison, configured_k: int | None = None) -> str:
-    """The CoD-vs-CoT tables: the primary comparison first, then the exploratory ones, each difference with
-    its paired interval, raw and Holm-adjusted p-values and a verdict."""
+    """The CoD-vs-CoT tables: the primary comparison first, then the exploratory ones."""
     header = ["scenario", "k", "statistic", "seeds", "problems per seed", "CoT", "CoD", "CoD - CoT [95%]",
               "p", "p (Holm)", "in words"]
     primary = comparison[comparison.label == "primary"]

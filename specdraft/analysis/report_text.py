@@ -1,5 +1,4 @@
-"""The report's sentences on how the figures were made, written from the run's own metadata (conditions per
-seed, repeats, truncation, the primary comparison), shared by the HTML pages and the generated docs."""
+"""The report's sentences on how the figures were made, from the run's own metadata; HTML pages and docs share them."""
 
 from __future__ import annotations
 

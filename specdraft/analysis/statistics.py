@@ -1,12 +1,7 @@
 """Resampling statistics for a replicated, paired design: seeds (training runs) above problems.
 
-A statistic is a function of column arrays indexed [..., problem] returning [...], so the same function gives
-the point estimate (one seed's problems) and the bootstrap replicates ([resamples, problem]).
-
-Method (Davison & Hinkley 1997, ch. 3, hierarchical data; the p-value inverts the percentile interval): each
-replicate draws as many seeds as there are, with replacement, then, within every drawn seed independently, that
-seed's problems with replacement, and averages the statistic over the drawn seeds. A paired comparison puts both
-styles' columns of one (seed, problem) side by side, so one draw moves them together.
+A statistic maps column arrays [..., problem] to [...], so one function gives the point estimate and the
+replicates; the two-level bootstrap is Davison & Hinkley 1997, ch. 3 (hierarchical data).
 """
 
 from __future__ import annotations
@@ -81,9 +76,7 @@ def percentile_interval(replicates: np.ndarray, alpha: float = ALPHA) -> tuple[f
 
 
 def bootstrap_p_value(replicates: np.ndarray) -> float:
-    """Two-sided p-value of 'the difference is 0' from its bootstrap distribution:
-    2 min(P(d <= 0), P(d >= 0)), each with the +1 correction (Davison & Hinkley 1997, ch. 4), capped at 1.
-    It is below alpha about when the percentile interval at 1 - alpha excludes 0."""
+    """Two-sided bootstrap p-value of a zero difference, with the +1 correction (Davison & Hinkley 1997, ch. 4)."""
     values = replicates[~np.isnan(replicates)]
     if not len(values):
         return math.nan
@@ -92,8 +85,7 @@ def bootstrap_p_value(replicates: np.ndarray) -> float:
 
 
 def sign_flip_p_value(differences: np.ndarray) -> float:
-    """Exact two-sided p-value of a mean paired difference of 0 from every sign pattern of the differences
-    (a randomization test: with S seeds it cannot go below 2 / 2**S). NaN with no difference."""
+    """Exact two-sided sign-flip p-value of a zero mean paired difference (at least 2 / 2**S with S seeds)."""
     d = np.asarray(differences, dtype=float)
     if not len(d) or np.isnan(d).any():
         return math.nan
@@ -103,8 +95,7 @@ def sign_flip_p_value(differences: np.ndarray) -> float:
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjusted p-values (Holm 1979) over the non-NaN entries, in the input's order:
-    the i-th smallest becomes max over j <= i of min(1, (m - j + 1) p_(j))."""
+    """Holm's step-down adjusted p-values (Holm 1979) over the non-NaN entries, in the input's order."""
     p = np.asarray(p_values, dtype=float)
     adjusted = np.full(p.shape, math.nan)
     present = np.flatnonzero(~np.isnan(p))

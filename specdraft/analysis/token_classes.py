@@ -1,18 +1,8 @@
 """Token classes of an answer, for acceptance by class: which kinds of tokens a draft gets right.
 
-A token's class is read from its own decoded text (byte-level BPE tokens such as Qwen's `Ġ3` decode to ` 3`),
-stripped of surrounding whitespace, in this order:
-
-- `end`: a special token (eos, `<|im_end|>`);
-- `tail`: any token from the one where the answer's first `####` starts to the end of the answer;
-- `whitespace`: spaces and newlines only;
-- `latex`: a LaTeX command or markup: text holding a backslash (`\\frac`, `$\\`), letters continuing a command
-  a previous token began (`fr`, `ac` after `\\`), or only the characters `{ } _` (not `$`: it delimits math
-  in MATH but means dollars in GSM8K, so it is `other`);
-- `digit`: a number: a digit, then digits, `.` or `,` (Qwen's tokenizer splits numbers into single digits);
-- `operator`: only arithmetic or comparison characters, `=` included: `+ - * / = < > ^ × ÷ − ± · ≤ ≥ ≠`;
-- `word`: letters only;
-- `other`: anything else: punctuation, tokens mixing kinds (`3x`, `).`), and ids that decode to nothing.
+A token's class comes from its decoded text, stripped, first match winning: `end` (a special token), `tail`
+(from the answer's first `####` on), `whitespace`, `latex` (a backslash, letters continuing an open command, or
+only `{ } _`; not `$`, which means dollars in GSM8K), `digit`, `operator` (`=` included), `word`, `other`.
 """
 
 from __future__ import annotations
@@ -35,10 +25,7 @@ def token_texts(tokenizer, ids: list[int]) -> list[str]:
 
 
 def text_class(text: str, in_command: bool = False) -> str:
-    """The class of a token's text outside the tail (see the module's docstring); never `end` or `tail`.
-
-    in_command: the text before this token ends inside a LaTeX command (`\\fr`), so letters continue it.
-    """
+    """The class of a token's text outside the tail; `in_command`: the text before it ends inside a command."""
     if not text:
         return "other"
     s = text.strip()

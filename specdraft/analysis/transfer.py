@@ -1,9 +1,5 @@
-"""The transfer matrix: per scenario, every draft (tuned on one style, or untrained) serving every target.
-
-Each cell is the exact greedy acceptance of `specdraft.analysis.offline_acceptance`: one teacher-forced pass of the draft over
-the target's own greedy answers to its test prompts (from the acceptance stage), replayed for every k. The
-diagonal is the acceptance stage's prediction; off the diagonal, a draft meets a style it was not tuned on.
-"""
+"""The transfer matrix: per scenario, every draft (tuned on one style, or untrained) serving every target, each
+cell the exact offline acceptance of the draft over the target's own greedy answers."""
 
 from __future__ import annotations
 
@@ -60,8 +56,7 @@ def transfer_rows(scenario: str, outputs: dict[str, list[TargetOutput]], draft_s
 
 
 def plot_transfer(rows: list[TransferRow], path: str) -> None:
-    """A heat map per k: targets down, drafts across, colour = acceptance rate, each cell also showing the
-    mean acceptance length."""
+    """A heat map per k: targets down, drafts across, colour = acceptance rate, text = mean acceptance length."""
     import matplotlib
 
     matplotlib.use("Agg")

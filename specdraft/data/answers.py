@@ -1,8 +1,5 @@
-"""Final-answer extraction and equivalence, shared by prepare, distill and bench.
-
-Both styles end a solution with `#### <answer>` (the Chain of Draft paper's format). MATH solutions also carry
-the answer in the last `\\boxed{}`, which is the fallback when no `####` is present.
-"""
+"""Final-answer extraction and equivalence, shared by prepare, distill and bench: the text after `####` (the
+Chain of Draft paper's format), else MATH's last `\\boxed{}`."""
 
 from __future__ import annotations
 
@@ -63,11 +60,7 @@ def extract_answer(text: str, scenario: str) -> str | None:
 
 
 def normalize_number(text: str) -> str | None:
-    """`$1,080.00` -> `1080`; None when `text` is not a plain number.
-
-    A comma is read as a thousands separator only between groups of three digits (`1,080`, `10,\\!080`);
-    any other comma makes a list, not a number: `1,2` and `-2, 3` are None, never 12 or -23.
-    """
+    """`$1,080.00` -> `1080`; None when `text` is not a plain number (`1,2` is a list, never 12)."""
     t = text.strip().replace("\\$", "").replace("$", "").replace("\\!", "").replace("{,}", ",")
     t = t.replace("\\%", "%").rstrip(".")
     if "," in t:
@@ -91,8 +84,7 @@ def normalize_number(text: str) -> str | None:
 
 
 def is_equivalent(prediction: str | None, reference: str, scenario: str = "hard") -> bool:
-    """Whether a predicted answer equals the reference: numbers after normalisation (thousands separators
-    dropped, list commas kept: `1,2` is not 12), else (MATH) LaTeX equivalence through `math-verify`."""
+    """Whether a predicted answer equals the reference: as numbers when both are, else (MATH) by `math-verify`."""
     if prediction is None:
         return False
     if prediction.strip() == reference.strip():

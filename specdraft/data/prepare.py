@@ -1,10 +1,6 @@
 """The prepare stage: both styles' train/test records for one scenario, always on the same problems.
 
-Every input is read and checked first (a bad file fails here, before a teacher model is loaded or anything
-is written). Each problem then gets a solution in every style, from the dataset (CoT), the rules or the llm
-rewriter (CoD), or pre-written rewrites (`data.rewrites`, training split only); a problem lacking a usable
-solution in either style is dropped from both, and `report.json` counts every dropped row and problem by
-reason. No problem of a test set is ever in a training set.
+Every input is checked before a teacher model loads; `report.json` counts every dropped row and problem by reason.
 """
 
 from __future__ import annotations
@@ -43,17 +39,13 @@ Rewriter = Callable[[list[Problem], str], list[str | None]]
 
 @dataclass(frozen=True)
 class StylePaths:
-    """Where one style's records and report go."""
-
     train: str | Path
     test: str | Path
     report: str | Path
 
 
 def make_record(problem: Problem, scenario: str, style: str, solution: str | None) -> dict:
-    """A processed record: the problem, its reference answer, and its solution in `style` as chat messages.
-    A test problem without a solution in `style` has `solution` null and an assistant turn of null content
-    (the prompt is `messages[:-1]` either way)."""
+    """A processed record: the problem, its reference answer and its solution in `style` (null: none) as chat."""
     return {
         "id": problem.id,
         "scenario": scenario,
@@ -68,8 +60,7 @@ def make_record(problem: Problem, scenario: str, style: str, solution: str | Non
 
 
 def rules_cod(problem: Problem, scenario: str) -> tuple[str | None, str | None]:
-    """The rules' Chain of Draft and None, or None and why there is none. The check reads the draft as
-    written: its `####` answer is the reference and its own last step yields it."""
+    """(the rules' Chain of Draft, None) when its last step yields the reference, else (None, why not)."""
     try:
         solution = cod_solution(problem, SCENARIO_DATASET[scenario])
     except NoDraft as e:
@@ -80,8 +71,7 @@ def rules_cod(problem: Problem, scenario: str) -> tuple[str | None, str | None]:
 
 def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, device: str, seed: int,
                  enable_thinking: bool, engine_weights: str) -> Rewriter:
-    """Rewrite each problem's CoT solution into CoD with `teacher`, loaded on the first call (after the
-    prepare stage has checked every input)."""
+    """Rewrite each problem's CoT solution into CoD with `teacher`, loaded on the first call."""
     loaded = {}
 
     def rewrite(problems: list[Problem], scenario: str) -> list[str | None]:
@@ -93,8 +83,7 @@ def llm_rewriter(teacher: str, data: DataConfig, *, engine: str, dtype: str, dev
         dev = resolve_device(device)
         if not loaded:
             loaded["tokenizer"] = load_tokenizer(teacher)
-            # In host memory when the engine may serve it: each scenario's engine is built on the GPU from it
-            # (as `engine_choice.load_served` does), so the GPU never holds the teacher twice.
+            # On the host when the engine serves it, so the GPU never holds the teacher twice.
             loaded["model"] = load_causal_lm(teacher, dtype=resolve_dtype(dtype, dev), device=dev,
                                              on_host=engine != "hf" and dev.type == "cuda")
         tokenizer = loaded["tokenizer"]
@@ -117,10 +106,7 @@ def prepare(scenario: str, data: DataConfig, seed: int, outputs: Mapping[str, St
             rewriter: Rewriter | None = None) -> dict:
     """Write each style's train and test JSONL for `scenario` (`outputs`: {style: paths}) and a JSON report.
 
-    CoT comes from the dataset, CoD from `rewriter` when given (the llm rewriter) else from the rules; with
-    `data.rewrites`, a style with a file there takes its training solutions from it. With
-    `data.rewrite_fallback: rules` a rejected llm rewrite is replaced by the rules' draft (and counted).
-    """
+    CoD comes from `rewriter` when given, else from the rules; `data.rewrites` supplies training solutions."""
     for style in outputs:
         if style not in STYLES:
             raise ValueError(f"style must be one of {list(STYLES)}, got {style!r}")
@@ -129,7 +115,6 @@ def prepare(scenario: str, data: DataConfig, seed: int, outputs: Mapping[str, St
     levels = SCENARIO_LEVELS[scenario]
     report: dict = {"scenario": scenario, "inputs": {}}
 
-    # Every input, read and checked before anything expensive.
     def read(label: str, loaded) -> list[Problem]:
         problems, rejected = loaded
         for r in rejected:
@@ -179,7 +164,7 @@ def prepare(scenario: str, data: DataConfig, seed: int, outputs: Mapping[str, St
         train_candidates = in_levels(train_rows)
     test_candidates = in_levels(test_rows)
 
-    # Each style's solution for a problem, or None and why not; the llm rewriter's come after sampling.
+    # The llm rewriter's solutions come after sampling.
     def solvers(split: str) -> dict[str, Callable[[Problem], tuple[str | None, str | None]]]:
         solve = {}
         for style in STYLES:
@@ -194,8 +179,7 @@ def prepare(scenario: str, data: DataConfig, seed: int, outputs: Mapping[str, St
 
     report["solutions"] = {}
     chosen = {}
-    # A training problem needs a solution in both styles; a test problem is kept without one (its record's
-    # solution is then null): dropping it would leave a test set of the problems the rules can draft.
+    # A test problem is kept without a solution: dropping it would bias the test set to what the rules can draft.
     for split, candidates, exclude in (("test", test_candidates, set()), ("train", train_candidates, test_keys)):
         solve, required = solvers(split), split == "train"
         size = data.num_train if split == "train" else data.num_test
@@ -248,9 +232,8 @@ def prepare(scenario: str, data: DataConfig, seed: int, outputs: Mapping[str, St
 
 
 def _pool(problems: list[Problem], solve, exclude: set[str], required: bool = True):
-    """The problems with a solution in every style of `solve` (`required`; else a missing one is None), each
-    once and none in `exclude`, as [(problem, {style: solution}, [why a solution is missing])]; and what was
-    excluded and dropped, by reason."""
+    """([(problem, {style: solution}, [why one is missing])], excluded, dropped) over `problems`, each once and
+    none in `exclude`; `required`: a problem lacking a style's solution is dropped."""
     pool, excluded, dropped, seen = [], Counter(), Counter(), set()
     for p in problems:
         key = problem_key(p.problem)
@@ -277,9 +260,7 @@ def _pool(problems: list[Problem], solve, exclude: set[str], required: bool = Tr
 
 
 def _llm_solutions(sample, rewriter: Rewriter, scenario: str, data: DataConfig, dropped: Counter, required: bool):
-    """The sampled problems with their llm rewrite as CoD solution where it verifies (or, with
-    `rewrite_fallback: rules`, the rules' draft where that does); the others dropped (`required`) or left
-    without one; and how many took the rules' draft."""
+    """The sample with its llm rewrites as CoD (or the rules' fallback draft), and how many took the fallback."""
     rewritten = rewriter([p for p, _, _ in sample], scenario)
     kept, num_fallback = [], 0
     for (p, solutions, missing), solution in zip(sample, rewritten):

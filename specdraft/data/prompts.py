@@ -1,7 +1,4 @@
-"""The two reasoning styles and their chat messages.
-
-System prompts are the Chain of Draft paper's (Xu et al. 2025, "Chain of Draft: Thinking Faster by Writing Less").
-"""
+"""The two reasoning styles' chat messages; the system prompts are Xu et al. 2025's ("Chain of Draft")."""
 
 from __future__ import annotations
 from specdraft.plumbing.names import STYLES
@@ -34,5 +31,4 @@ def prompt_messages(problem: str, style: str) -> list[dict[str, str]]:
 
 
 def chat_messages(problem: str, style: str, solution: str) -> list[dict[str, str]]:
-    """A full training conversation: system, user, and the assistant's solution."""
     return prompt_messages(problem, style) + [{"role": "assistant", "content": solution}]

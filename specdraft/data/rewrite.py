@@ -57,8 +57,7 @@ class Rewrite:
 
 
 def verify_rewrite(text: str, reference: str, scenario: str) -> str | None:
-    """The rewrite as a solution ending in `#### <reference>`, or None when its answer is not the reference
-    or it has no draft before `####`."""
+    """The rewrite ending in `#### <reference>`, or None when its answer differs or it has no draft."""
     if solution_rejection(text, reference, scenario) is not None:
         return None
     return f"{text.rsplit(SEPARATOR, 1)[0].strip()} {SEPARATOR} {reference}"
@@ -67,8 +66,7 @@ def verify_rewrite(text: str, reference: str, scenario: str) -> str | None:
 def rewrite_solutions(model, tokenizer, items: list[tuple[str, str, str]], scenario: str, *, max_new_tokens: int,
                       batch_size: int, seed: int, enable_thinking: bool,
                       few_shot: Sequence[tuple[str, str, str]] = FEW_SHOT) -> list[Rewrite]:
-    """Rewrite each (problem, CoT solution, reference answer) greedily with `model` (a Hugging Face model
-    or a `specdraft.engine.Engine`)."""
+    """Rewrite each (problem, CoT solution, reference answer) greedily with `model` (Hugging Face or engine)."""
     from specdraft.decoding.generation import generate_batched
 
     prompts = [rewrite_messages(problem, cot, few_shot) for problem, cot, _ in items]

@@ -1,6 +1,5 @@
-"""Pre-written solutions as a source: a directory in the seed project's layout, `{style}_{scenario}.jsonl`
-with `instruction` (the problem) and `output` (the solution, ending `#### answer`), matched to the dataset's
-problems by whitespace-normalised text and kept only where its answer is the dataset's reference."""
+"""Pre-written solutions as a source: the seed project's `{style}_{scenario}.jsonl` (`instruction`, `output`),
+matched to the dataset's problems by text and kept where the answer is the reference."""
 
 from __future__ import annotations
 
@@ -48,9 +47,7 @@ def check_rewrites_dir(directory: str | Path, styles, scenarios) -> None:
 
 def load_rewrites(path: str | Path, scenario: str, index: dict[str, Problem], levels: tuple[int, ...] | None,
                   max_loss_share: float) -> Rewrites:
-    """Match every row of a rewrites file to a problem of `index` ({problem_key: Problem}, the dataset's);
-    keep its `output` when the problem is in the scenario's `levels` and the output's answer is the problem's
-    reference. Malformed rows fail the stage past `max_loss_share`, like a source's."""
+    """A rewrites file's rows matched to `index` ({problem_key: Problem}); malformed rows fail past `max_loss_share`."""
     rewrites = Rewrites(str(path))
     malformed, seen = [], {}
     for line_number, row in scan_jsonl(path, REWRITE_FIELDS):

@@ -1,10 +1,5 @@
-"""Load GSM8K and MATH problems from local JSONL files or pinned Hugging Face hub datasets.
-
-Local files have the shape of the original releases: GSM8K `{question, answer}`, MATH
-`{problem, solution, level, type}`, or the seed project's MATH test sets `{question, answer, level, type}`
-(extra fields are kept out). All become `Problem`s. A row that cannot be used is a `Rejected` with its file,
-line and reason; a missing or empty file is an error naming it.
-"""
+"""Load GSM8K and MATH problems from local JSONL files or pinned Hugging Face hub datasets; a row that cannot be
+used is a `Rejected` with its file, line and reason."""
 
 from __future__ import annotations
 
@@ -17,12 +12,10 @@ from specdraft.data.answers import SEPARATOR, last_boxed
 from specdraft.plumbing.config import SourceConfig
 from specdraft.plumbing.jsonl import JsonlError, scan_jsonl
 
-# Which dataset and which MATH levels each scenario draws from.
 SCENARIO_DATASET = {"easy": "gsm8k", "medium": "math", "hard": "math"}
 SCENARIO_LEVELS = {"easy": None, "medium": (1, 2), "hard": (3, 4)}
 
-# The fields each dataset's rows need; a tuple lists the names one field may have. MATH rows are the original
-# release's (`problem`, `solution`) or the seed project's test sets' (`question`, `answer`: the solution).
+# The names each field may have: MATH's original release or the seed project's test sets (`answer`: the solution).
 _FIELDS = {
     "gsm8k": (("question",), ("answer",)),
     "math": (("problem", "question"), ("solution", "answer"), ("level",)),
@@ -61,9 +54,7 @@ def problem_key(text: str) -> str:
 
 
 def load_problems(dataset: str, split: str, source: SourceConfig) -> tuple[list[Problem], list[Rejected]]:
-    """All usable problems of `dataset` ('gsm8k' or 'math') and `split` ('train' or 'test'), and the rows
-    that were not (not UTF-8, malformed JSON, missing fields, no parseable answer), each with its file and line.
-    A missing or empty local file is an error naming it."""
+    """The usable problems of `dataset` ('gsm8k' or 'math') and `split` ('train' or 'test'), and the rejected rows."""
     if source.kind == "local":
         return load_file(dataset, Path(source.path) / f"{split}.jsonl", f"{dataset}/{split}",
                          f"data.{dataset}.path")
@@ -71,8 +62,7 @@ def load_problems(dataset: str, split: str, source: SourceConfig) -> tuple[list[
 
 
 def load_file(dataset: str, path: str | Path, id_prefix: str, key: str) -> tuple[list[Problem], list[Rejected]]:
-    """The problems of one JSONL file in `dataset`'s fields (see `load_problems`); `key` is the config key
-    that named the file, for the error when it is missing; rows without an `id` get `{id_prefix}/{line}`."""
+    """The problems of one JSONL file; `key`: the config key that named it; an id-less row gets `{id_prefix}/{line}`."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file (from {key})")

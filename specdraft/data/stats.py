@@ -36,8 +36,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def solution_stats(solutions: list[str], tokenizer) -> dict[str, float]:
-    """Token counts (mean, median, p90, p99: what a max_new_tokens cap must cover), steps per solution and
-    words per step over `solutions`."""
+    """Token counts (p90, p99: what a max_new_tokens cap must cover), steps and words per step over `solutions`."""
     tokens = token_counts(solutions, tokenizer)
     steps = [solution_steps(s) for s in solutions]
     num_steps = sum(len(s) for s in steps)
@@ -58,9 +57,8 @@ def token_counts(solutions: list[str], tokenizer) -> list[int]:
 
 
 def dataset_stats(processed: dict[tuple[str, str, str], str], tokenizer):
-    """One row per (style, scenario, split) from `{(style, scenario, split): processed jsonl path}`, over the
-    records that have a solution (a test problem may have none in a style). `token_ratio_to_cot` compares
-    mean tokens with CoT's on the problems that have a solution in both."""
+    """One row per (style, scenario, split) over the records with a solution; `token_ratio_to_cot` compares tokens
+    with CoT's on the problems solved in both."""
     import pandas as pd
 
     rows, tokens_by_id = [], {}

@@ -1,10 +1,5 @@
-"""Turn a source solution into each style's solution; both end in `#### <answer>`.
-
-CoT is the dataset's own reasoning (GSM8K's `<<a*b=c>>` calculator annotations removed). CoD is the
-deterministic "rules" rewrite: the chain of equations the solution computes, one terse draft per step,
-GSM8K's taken from its calculator annotations and MATH's from the equations in its LaTeX. A draft ends at
-the step that yields the answer; a solution none of whose steps yields it has no rules draft (`NoDraft`).
-"""
+"""Turn a source solution into each style's, ending in `#### <answer>`: CoT is the dataset's reasoning, CoD the
+"rules" draft of the equations it computes (GSM8K's calculator annotations, MATH's LaTeX) up to the answer."""
 
 from __future__ import annotations
 
@@ -14,8 +9,7 @@ from specdraft.data.answers import SEPARATOR, closing_brace, extract_answer, is_
 from specdraft.data.sources import Problem
 
 _CALC = re.compile(r"<<([^<>]*)>>")
-# An equation written out in GSM8K prose when the annotation is missing: "12 * 3 = 36", "10+4(66)=274",
-# "60% * 50% = 30%", "40/.4=100".
+# An equation in GSM8K prose when the annotation is missing: "12 * 3 = 36", "10+4(66)=274", "40/.4=100".
 _OPERAND = r"\$?\(*\.?\d[\d.,]*\)*%?"
 _INLINE_EQ = re.compile(rf"{_OPERAND}(?:(?:\s*[-+*/x×÷]\s*|(?=\())(?:{_OPERAND}))+\s*=\s*\$?\.?\d[\d.,]*%?")
 # Inline and display math in a MATH solution, and the display environments written outside `$...$`.
@@ -26,8 +20,7 @@ _MATH_SEGMENT = re.compile(
     re.S,
 )
 _BOXED = re.compile(r"\\(?:boxed|fbox)\{")
-# One LaTeX token: an environment delimiter, a row break, a command (so `\left` is never read as `\le`),
-# an escaped character, or one character.
+# One LaTeX token; a command is read whole, so `\left` is never `\le`.
 _TOKEN = re.compile(r"\\begin\{[^{}]*\}|\\end\{[^{}]*\}|\\\\|\\[A-Za-z]+|\\.|.", re.S)
 _RELATIONS = {"=", "<", ">", "\\le", "\\leq", "\\ge", "\\geq", "\\lt", "\\gt", "\\ne", "\\neq", "\\approx",
               "\\equiv", "\\Rightarrow", "\\implies", "\\Longrightarrow"}
@@ -35,7 +28,6 @@ _RELATIONS = {"=", "<", ">", "\\le", "\\leq", "\\ge", "\\geq", "\\lt", "\\gt", "
 _IMPLICATIONS = {"\\Rightarrow", "\\implies", "\\Longrightarrow"}
 # Relations whose right-hand side is what the step computes.
 _YIELDING = {"=", "\\approx", "\\equiv"} | _IMPLICATIONS
-# Spacing and sizing commands that carry nothing in a draft.
 _DROPPED = {"&", "\\left", "\\right", "\\qquad", "\\quad", "\\,", "\\;", "\\!", "\\:", "\\displaystyle",
             "\\nonumber", "\\notag"}
 
@@ -54,7 +46,6 @@ class NoDraft(ValueError):
 
 
 def cot_solution(problem: Problem, dataset: str) -> str:
-    """The Chain of Thought solution: the source reasoning, ending in `#### <answer>`."""
     if dataset == "gsm8k":
         body = _CALC.sub("", problem.solution).rsplit(SEPARATOR, 1)[0].strip()
     else:
@@ -63,8 +54,7 @@ def cot_solution(problem: Problem, dataset: str) -> str:
 
 
 def cod_solution(problem: Problem, dataset: str) -> str:
-    """The Chain of Draft solution built by rules, `step; step; ... #### <answer>`, whose last step yields
-    the answer; raises `NoDraft` when the solution has no such step."""
+    """The rules' Chain of Draft, `step; step; ... #### <answer>`; `NoDraft` when no step yields the answer."""
     if dataset == "gsm8k":
         steps = _gsm8k_steps(problem.solution, problem.answer)
     else:
@@ -79,9 +69,7 @@ def draft_steps(solution: str) -> list[str]:
 
 
 def solution_rejection(solution: str, reference: str, scenario: str, *, last_step_yields: bool = False) -> str | None:
-    """Why a solution cannot be used (None: it can): no `####` answer, an answer that is not `reference`, no
-    reasoning before `####`, or (`last_step_yields`, the rules' drafts) a last draft step that does not yield
-    the answer. The short reason is what `report.json` counts."""
+    """Why a solution cannot be used, as `report.json` counts it; None when it can."""
     if SEPARATOR not in solution:
         return f"no '{SEPARATOR}' answer"
     if not is_equivalent(extract_answer(solution, scenario), reference, scenario):
@@ -119,14 +107,13 @@ def _squash(latex: str) -> str:
 
 
 def _gsm8k_steps(solution: str, answer: str) -> list[str]:
-    """The calculator annotations up to the last one that computes the answer (else the prose equations)."""
+    """The calculator annotations (else the prose equations) up to the last that computes the answer."""
     def computed(equations: list[str]) -> list[str]:  # `6=6` (a bare result) is no step
         steps = [re.sub(r"\s+", "", e).replace("$", "").rstrip(".,") for e in equations]
         return [s for s in steps if "=" in s and re.search(r"[-+*/x×÷^%(]", s.split("=", 1)[0])]
 
     steps = []
     for line in solution.rsplit(SEPARATOR, 1)[0].splitlines():
-        # A line's annotations, else the equations its prose writes out (`1.5 / .25 = <<6=6>>6`: 1.5/.25=6).
         prose = _CALC.sub(lambda m: " " * len(m.group(0)), line)
         for step in computed(_CALC.findall(line)) or computed(_INLINE_EQ.findall(prose)):
             if step not in steps:
@@ -210,9 +197,8 @@ def _chains(solution: str) -> list[list[str]]:
 
 
 def _draft(members: list[str], keep_long: bool) -> str | None:
-    """A chain written as one draft step of at most MAX_STEP_CHARS: whole if it fits, else its last claim
-    (after the last implication) with its middle members dropped. A long step is kept only if
-    `keep_long` (the step that yields the answer), in its shortest form."""
+    """A chain as one draft step of at most MAX_STEP_CHARS, shortened from the middle; too long: None unless
+    `keep_long` (the answer's step)."""
     def text(ms: list[str]) -> str:
         return " ".join(ms) if len(ms) > 3 else f"{ms[0]}{ms[1]}{ms[2]}" if ms[1] == "=" else " ".join(ms)
 
@@ -231,8 +217,7 @@ def _draft(members: list[str], keep_long: bool) -> str | None:
 
 
 def _math_steps(solution: str, answer: str) -> list[str]:
-    """The equations of the solution up to the last one whose final member is the answer, as drafts; the
-    last MAX_MATH_STEPS of them."""
+    """The last MAX_MATH_STEPS drafts of the equations up to the last one that yields the answer."""
     chains = _chains(solution)
     if not chains:
         raise NoDraft("no equation in the solution")

@@ -36,7 +36,6 @@ def producing_rule(path: str | os.PathLike) -> str | None:
 
 
 def rebuild_hint(path: str | os.PathLike) -> str:
-    """'written by rule R; rebuild it with `snakemake -R R ...`', or '' for a file no rule writes."""
     rule = producing_rule(path)
     if rule is None:
         return ""
@@ -53,7 +52,7 @@ class ArtifactError(ValueError):
 
 
 def check_safetensors(path: str | os.PathLike) -> None:
-    """Raise ArtifactError when `path` is missing or its header does not cover the file (truncated, corrupt)."""
+    """Raise ArtifactError when `path` is missing, truncated or corrupt."""
     from safetensors import SafetensorError, safe_open
 
     if not Path(path).is_file():

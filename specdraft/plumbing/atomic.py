@@ -1,8 +1,5 @@
-"""Atomic outputs: a failed or killed step never leaves a half-written artifact behind.
-
-Every artifact is written under a temporary sibling name and renamed into place only once it is complete
-(rename is atomic within one filesystem), so an output path either holds a finished artifact or nothing.
-"""
+"""Atomic outputs: written under a temporary sibling name and renamed into place once complete (atomic within one
+filesystem), so a failed or killed step never leaves a half-written artifact."""
 
 from __future__ import annotations
 
@@ -16,10 +13,7 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success rename it to `path`, on error delete it.
-
-    With `directory=True` the yielded path is an empty directory to fill; an existing `path` is replaced.
-    """
+    """Yield a temporary path (`directory`: an empty directory) next to `path`; rename it there on success."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{final.name}.tmp-"

@@ -171,12 +171,9 @@ class ConfigError(ValueError):
 
 
 def validate(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate `config` against the schema and return a copy with every default filled in.
+    """Validate `config` against the schema and return a `canonical` copy with every default filled in.
 
-    The jsonschema FAQ's default-filling validator, as `snakemake.utils.validate(set_default=True)` uses,
-    but with an error that names the key and the allowed values instead of dumping the schema. Numbers written
-    as strings are read as numbers first; every mapping of the result has its keys sorted (`canonical`).
-    """
+    The jsonschema FAQ's default-filling validator, as snakemake's `validate` uses, with an error naming the key."""
     import jsonschema
     import yaml
 
@@ -200,11 +197,7 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def canonical(value: Any) -> Any:
-    """`value` with the keys of every mapping in it sorted, so that equal configurations have equal `repr`s.
-
-    Snakemake compares a job's params by `repr`, and a dict's repr follows its insertion order: without this,
-    the same configuration with its keys written in another order would rerun every job ("Params have changed").
-    """
+    """`value` with every mapping's keys sorted: Snakemake compares params by `repr`, so key order would rerun jobs."""
     if isinstance(value, dict):
         return {key: canonical(value[key]) for key in sorted(value)}
     if isinstance(value, list):
@@ -213,11 +206,7 @@ def canonical(value: Any) -> Any:
 
 
 def _coerce_numbers(instance: Any, schema: dict, root: dict) -> Any:
-    """`instance` with every string the schema types as a number replaced by that number.
-
-    YAML 1.1 (PyYAML, so Snakemake) reads `1e-3` as the string '1e-3' (a float needs a dot: `1.0e-3`); written
-    in a config, it means the number.
-    """
+    """`instance` with every string the schema types as a number replaced by it (YAML 1.1 reads `1e-3` as a string)."""
     if "$ref" in schema:
         schema = root["$defs"][schema["$ref"].removeprefix("#/$defs/")]
     if isinstance(instance, dict):
@@ -260,7 +249,7 @@ def _describe(error) -> str:
 
 
 def load_config(config: dict[str, Any]) -> Config:
-    """Validate a raw configuration dictionary (e.g. Snakemake's `config`) and build the typed `Config`."""
+    """The typed `Config` of a raw configuration dictionary (e.g. Snakemake's `config`), validated."""
     return _build(Config, validate(config))
 
 

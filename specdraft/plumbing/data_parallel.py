@@ -1,8 +1,6 @@
 """Data-parallel runs: one function launched in N processes by torchrun, each process on a GPU of its own.
 
-Hugging Face's Trainer reads the environment torchrun sets (RANK, LOCAL_RANK, WORLD_SIZE) and wraps the model
-in DistributedDataParallel itself (NCCL on GPUs, gloo on CPUs). What is left here: starting the processes,
-placing each on its device, and letting only the first one decide and write.
+Hugging Face's Trainer wraps the model itself; this module starts the processes, places them and lets rank 0 write.
 """
 
 from __future__ import annotations
@@ -36,7 +34,6 @@ class Process:
 
 
 def this_process() -> Process:
-    """This process's place among the launched ones (rank 0 of 1 when nothing launched it)."""
     env = os.environ
     return Process(int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1)))
 
@@ -57,8 +54,7 @@ def process_device(device):
 
 
 def accumulation_per_process(gradient_accumulation_steps: int, num_processes: int, key: str) -> int:
-    """Micro-steps a step in each of `num_processes` processes, so that the global batch stays
-    batch_size x `gradient_accumulation_steps`."""
+    """Micro-steps per process that keep the global batch at batch_size x `gradient_accumulation_steps`."""
     if gradient_accumulation_steps % num_processes:
         raise ValueError(f"{key}.gradient_accumulation_steps ({gradient_accumulation_steps}) must be a multiple of "
                          f"{key}.num_gpus ({num_processes}): the global batch batch_size x "
@@ -96,16 +92,13 @@ def _fd(stream) -> int | None:
 
 
 def _die_with_parent() -> None:
-    """Run in the launcher between fork and exec: SIGTERM when the job's process dies, however it dies, which
-    torchrun passes on to its workers (Linux; elsewhere nothing)."""
+    """Between fork and exec: SIGTERM the launcher when the job's process dies; torchrun passes it on (Linux only)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def launch(function: Callable[..., Any], kwargs: dict[str, Any], num_processes: int, *, on_gpus: bool) -> Any:
-    """Run `function(**kwargs)` in `num_processes` processes started by torchrun on this machine and return
-    what rank 0 returned; with `on_gpus`, each process on a GPU of its own. Their output goes to this
-    process's stdout and stderr (a job's log file)."""
+    """What rank 0 returned from `function(**kwargs)` run in `num_processes` torchrun processes, logging to ours."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if on_gpus and visible is not None and 0 < len([d for d in visible.split(",") if d.strip()]) < num_processes:
         raise ValueError(f"{num_processes} data-parallel processes need {num_processes} GPUs, but this job has "

@@ -1,10 +1,7 @@
 """The machine's GPUs as a pool: each GPU job takes devices of its own and exports them before CUDA starts.
 
-Snakemake's `--resources gpu=N` bounds how many GPUs the running jobs ask for, not which ones they get. Here a
-job takes free devices, each held by an exclusive `flock` on one lock file per device, and exports them as
-CUDA_VISIBLE_DEVICES. The kernel drops a lock when its holder's process ends, however it ends, so a killed
-job gives its devices back. Under SLURM the scheduler has already chosen the job's devices: they are kept
-(unless Snakemake runs inside one allocation, whose GPUs its jobs then share as a pool).
+Snakemake's `--resources gpu=N` bounds how many GPUs jobs take, not which: a device is held by a `flock`, which the
+kernel drops when its holder ends however it ends, so a killed job gives its devices back.
 """
 
 from __future__ import annotations
@@ -56,8 +53,7 @@ def driver_gpus(proc_dir: Path) -> list[Gpu]:
 
 
 def machine_gpus(proc_dir: Path = Path("/proc/driver/nvidia/gpus")) -> list[Gpu]:
-    """Every GPU of the machine, asked of nvidia-smi (or, without it, of the driver): CUDA is not initialised
-    in this process. [] on a machine without NVIDIA GPUs."""
+    """Every GPU of the machine from nvidia-smi (else the driver), so that CUDA is not initialised here."""
     try:
         done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
     except (FileNotFoundError, PermissionError):
@@ -90,8 +86,7 @@ class Lease:
         self._fds = [fd for _, fd in held]
 
     def environment(self) -> dict[str, str]:
-        # CUDA numbers devices fastest first unless told otherwise (a CUDA_DEVICE_ORDER already set is kept);
-        # nvidia-smi's indices follow the PCI bus.
+        # CUDA numbers devices fastest first unless told otherwise; nvidia-smi's indices follow the PCI bus.
         return {"CUDA_VISIBLE_DEVICES": ",".join(g.id for g in self.gpus), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
     def describe(self) -> str:
@@ -159,7 +154,6 @@ class GpuPool:
         return None
 
     def holders(self) -> str:
-        """Who holds each busy device, as its holder wrote it into the lock file."""
         busy = []
         for gpu in self.gpus:
             path = self.lock_path(gpu)
@@ -172,8 +166,7 @@ class GpuPool:
 
 
 def check_devices_used(gpus: list[Gpu], job: str) -> None:
-    """After a job that started CUDA: log whether the devices it saw are the ones it was given (a library that
-    started CUDA before CUDA_VISIBLE_DEVICES was set would have shown it every GPU)."""
+    """After a job that started CUDA: log whether it saw the devices it was given (CUDA may have started early)."""
     torch = sys.modules.get("torch")
     expected = [g.uuid.removeprefix("GPU-") for g in gpus if g.uuid and g.uuid.startswith("GPU-")]
     if torch is None or not torch.cuda.is_initialized() or len(expected) != len(gpus):
@@ -190,10 +183,8 @@ def check_devices_used(gpus: list[Gpu], job: str) -> None:
 @contextlib.contextmanager
 def gpus_for_job(num_gpus: int, *, devices: list[int | str] | None, lock_dir: str, wait_seconds: float | None,
                  job: str, environ: MutableMapping[str, str] = os.environ) -> Iterator[list[Gpu]]:
-    """For the block, this job's own `num_gpus` GPUs exported in `environ` (CUDA_VISIBLE_DEVICES); the log says
-    which. Yields them ([] when the pool is off: no GPU job, or no GPU on this machine). Under SLURM the
-    scheduler's assignment is kept as it is, unless it holds more GPUs than the job asks for (Snakemake run
-    inside one allocation): the pool is then those GPUs."""
+    """For the block, this job's own `num_gpus` GPUs exported in `environ`; [] when the pool is off. Under SLURM the
+    scheduler's choice is kept unless it holds more GPUs than the job asks for (one allocation for many jobs)."""
     if num_gpus <= 0:
         yield []
         return

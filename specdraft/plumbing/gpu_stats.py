@@ -1,8 +1,6 @@
 """What a GPU stage cost: peak memory and throughput, written as JSON beside the stage's output.
 
-Training reports tokens/s and MFU at 6·N FLOPs a token (N: the base model's parameters, embeddings included;
-forward 2N + backward 4N, the usual convention even though LoRA skips the frozen weights' gradients and
-gradient checkpointing recomputes the forward: MFU here is comparable across runs, not a FLOP count).
+Training's MFU counts the usual 6·N FLOPs a token even under LoRA: comparable across runs, not a FLOP count.
 """
 
 from __future__ import annotations
@@ -23,8 +21,7 @@ import torch
 from specdraft.plumbing.atomic import atomic_path
 
 GIB = 2**30
-# Dense bf16 tensor-core peaks (no sparsity), FLOP/s, from the vendors' data sheets; matched in order against
-# torch.cuda.get_device_name(). H200 and H100 SXM share the H100's 989.4 TFLOP/s.
+# Dense bf16 peaks (FLOP/s, the vendors' data sheets), matched in order against torch.cuda.get_device_name().
 PEAK_BF16_FLOPS = (
     ("H200", 989.4e12), ("H100", 989.4e12), ("A100", 312e12), ("L40S", 362.05e12), ("A40", 149.7e12),
     ("RTX 4090", 165.2e12), ("RTX 3090", 71e12),
@@ -32,7 +29,6 @@ PEAK_BF16_FLOPS = (
 
 
 def peak_bf16_flops(device_name: str) -> float | None:
-    """The dense bf16 peak of a GPU named like `device_name`, or None when it is not in the table."""
     for key, flops in PEAK_BF16_FLOPS:
         if key in device_name:
             return flops
@@ -49,8 +45,7 @@ def count_parameters(config) -> int:
 
 
 def cap_memory(device: torch.device, memory_gib: float | None, memory_utilization: float) -> float | None:
-    """Cap this process's CUDA allocator at `memory_gib` (`gpu.memory_gib`; None: `memory_utilization` of the
-    card) and return the budget in GiB; on a CPU, `memory_gib` as given (None: no budget)."""
+    """Cap this process's CUDA allocator at `memory_gib` (None: `memory_utilization` of the card); the budget."""
     if device.type != "cuda":
         return memory_gib
     index = device.index if device.index is not None else torch.cuda.current_device()
@@ -113,13 +108,7 @@ def throughput(num_tokens: int, seconds: float, flops_per_token: float | None, d
 
 @contextlib.contextmanager
 def measure_stage(path: str | Path, stage: str, device: torch.device) -> Iterator[StageStats]:
-    """Time the block and write the JSON to `path` if it succeeds, with the GPU's peak memory since the process
-    started (a Snakemake job is one process: the job's peak, weight loading included).
-
-        with measure_stage(out_path + ".stats.json", "distill", dev) as stats:
-            generated = generate_batched(...)
-            stats.num_tokens = sum(len(ids) for ids in generated)
-    """
+    """Time the block and, if it succeeds, write its JSON with the process's peak GPU memory (the job's peak)."""
     stats = StageStats(stage)
     start = time.perf_counter()
     yield stats
@@ -133,8 +122,7 @@ def measure_stage(path: str | Path, stage: str, device: torch.device) -> Iterato
 
 
 def write_bench_stats(benchmark_csv: str | Path, device: torch.device, extra: dict | None = None) -> dict:
-    """Decoding throughput of a finished bench run, from its own timings, plus the process's peak memory:
-    the target alone and each k (tokens / seconds summed over problems), written to `<csv>.stats.json`."""
+    """A finished bench run's throughput (the target alone and each k) and peak memory, to `<csv>.stats.json`."""
     with open(benchmark_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     target_seconds = {r["id"]: float(r["target_seconds"]) for r in rows}

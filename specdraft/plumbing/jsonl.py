@@ -12,11 +12,7 @@ from specdraft.plumbing.atomic import atomic_path
 
 
 class JsonlError(ValueError):
-    """A JSONL line that cannot be used; the message names the file, the 1-based line number and, for a
-    workflow output, the rule that writes it and how to rebuild it.
-
-    `reason` is the kind of fault (what `report.json` counts); `detail` says where in the line it is.
-    """
+    """A JSONL line that cannot be used; `reason` is what `report.json` counts, `detail` where in the line it is."""
 
     def __init__(self, path: str | os.PathLike, line_number: int, reason: str, detail: str = ""):
         self.path = str(path)
@@ -69,7 +65,6 @@ def iter_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> Iterato
 
 
 def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Read every record of a JSONL file (see `iter_jsonl`)."""
     return [record for _, record in iter_jsonl(path, required)]
 
 

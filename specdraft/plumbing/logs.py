@@ -1,10 +1,6 @@
 """Route a workflow step's logging, warnings and stderr to its Snakemake log file; progress to the console too.
 
-A person reads two things while a run goes on: the console Snakemake prints to, and `logs/<rule>/<job>.log`.
-The log file gets everything; the console gets progress lines (rate and ETA) and the package's warnings and
-errors, each prefixed with the job it comes from. Carriage-return
-progress bars (tqdm, Hugging Face) are switched off, and the deprecation warnings of our dependencies that our
-code cannot fix are filtered here, once.
+The console gets progress lines and the package's warnings, prefixed with their job; progress bars are off.
 """
 
 from __future__ import annotations
@@ -52,7 +48,6 @@ def job_name(log_path: str | os.PathLike) -> str:
 
 
 class _ConsoleLines(logging.Filter):
-    """Progress lines, and the package's warnings and errors: what a person watching the run needs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == PROGRESS_LOGGER:
@@ -102,9 +97,7 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """A long loop's progress, logged as one readable line every `every` seconds, and at the first and last
-    update: `pretrain target: step 120/500 (24%), loss 3.210, 1.6 step/s, 1 min 15 s elapsed, ETA 3 min 57 s`.
-    """
+    """A long loop's progress with rate and ETA, one line every `every` seconds and at the first and last update."""
 
     def __init__(self, what: str, total: int, *, unit: str = "step", every: float = PROGRESS_SECONDS,
                  logger: logging.Logger | None = None, clock=time.monotonic):

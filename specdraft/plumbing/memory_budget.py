@@ -1,11 +1,6 @@
 """How much GPU memory a stage needs, from the models' config.json alone, and what fits in a budget.
 
-Serving (distill, bench) on the native engine: the weights in their format, the KV cache (rows x positions),
-and a workspace (one prefill's activations and mask, the logits and sampling buffers, and with quantized
-weights the largest matrix dequantized by the reference path; at least that matrix, drawn while the engine
-is built). Training: a lower bound (weights, the LoRA adapter's float32 weights, gradients and Adam moments, the activations kept for the backward pass); the rest
-of its peak (one layer's recomputation, the loss) is measured, not modelled. Pure arithmetic, no torch: a
-stage checks its budget before it loads a model.
+Pure arithmetic, no torch, so a stage checks its budget before it loads a model; training's is a lower bound.
 """
 
 from __future__ import annotations
@@ -64,8 +59,7 @@ class Architecture:
 
 
 def matrix_bytes(n: int, k: int, weights: str, dtype_bytes: int) -> float:
-    """Bytes of an [N, K] matrix in the engine's format: 'model_dtype' (the model's own dtype), 'int8' (a scale per row),
-    'int4' (two values a byte, a scale per row and GROUP columns)."""
+    """Bytes of an [N, K] matrix in the engine's weight format."""
     if weights == "model_dtype":
         return n * k * dtype_bytes
     if weights == "int8":
@@ -86,13 +80,11 @@ def engine_weight_bytes(arch: Architecture, weights: str, dtype_bytes: int) -> f
 
 
 def kv_bytes_per_token(arch: Architecture, dtype_bytes: int) -> int:
-    """Keys and values of one position of one row, every layer."""
     return 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * dtype_bytes
 
 
 def activation_elements_per_token(arch: Architecture) -> int:
-    """Elements a layer's step holds per token at once: input, normed input, qkv, queries' layout, attention
-    output, gate_up, SiLU(gate)·up, and the residual sums."""
+    """Elements a layer's step holds per token at once, residual sums included."""
     qkv = (arch.num_heads + 2 * arch.num_kv_heads) * arch.head_dim
     return 4 * arch.hidden_size + 2 * qkv + 3 * arch.intermediate_size
 
@@ -115,8 +107,7 @@ class Need:
 
 def serving_need(models: list[tuple[Architecture, str]], *, rows: int, max_seq_len: int, prompt_len: int,
                  dtype_bytes: int) -> Need:
-    """The engine's need for `models` ((architecture, weight format) each) serving `rows` rows of up to
-    `max_seq_len` cached positions, prompts of up to `prompt_len` tokens prefilled all rows at once."""
+    """The engine's need for `models` ((architecture, weight format) each) serving `rows` rows prefilled at once."""
     weights = sum(engine_weight_bytes(arch, fmt, dtype_bytes) for arch, fmt in models)
     cache = sum(kv_bytes_per_token(arch, dtype_bytes) for arch, _ in models) * rows * max_seq_len
     workspace = 0.0
@@ -135,9 +126,7 @@ def serving_need(models: list[tuple[Architecture, str]], *, rows: int, max_seq_l
 
 def training_need(arch: Architecture, *, quantization: str, lora_r: int, target_modules: tuple[str, ...],
                   batch_size: int, max_length: int, gradient_checkpointing: bool, dtype_bytes: int) -> Need:
-    """A lower bound of LoRA training's peak: the base's weights (layers' linear weights in NF4 with
-    quantization '4bit'), the adapter's training state, and the activations kept for the backward pass
-    (with gradient checkpointing each layer's input only)."""
+    """A lower bound of LoRA training's peak: weights, adapter state and the activations kept for the backward."""
     h, v = arch.hidden_size, arch.vocab_size
     projections = arch.projections()
     linear = sum(i * o for i, o in projections.values())
@@ -181,8 +170,7 @@ def check_fits(stage: str, need: Need, budget_gib: float | None, keys: tuple[str
 def fit_rows(stage: str, models: list[tuple[Architecture, str]], *, budget_gib: float | None, max_rows: int,
              max_seq_len: int, prompt_len: int, dtype_bytes: int, keys: tuple[str, ...], utilization: float
              ) -> tuple[int, Need]:
-    """The most rows (<= max_rows) that fit `budget_gib` beside the weights, and the need at that many; fails
-    when one row does not fit. No budget: max_rows."""
+    """The most rows (<= max_rows) that fit `budget_gib`, and the need at that many; fails when one does not fit."""
     def need(rows: int) -> Need:
         return serving_need(models, rows=rows, max_seq_len=max_seq_len, prompt_len=prompt_len,
                             dtype_bytes=dtype_bytes)

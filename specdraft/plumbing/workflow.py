@@ -1,5 +1,4 @@
-"""What every Snakemake script does before it calls the package: log to the rule's log, take the job's GPUs,
-set threads, type the configuration."""
+"""What every Snakemake script does before it calls the package: logs, GPUs, threads, typed configuration."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from specdraft.plumbing.logs import job_name, log_to
 
 @contextlib.contextmanager
 def step(snakemake) -> Iterator[Config]:
-    """Run a rule's body with its log file, its own GPUs (a rule with resources gpu=N), its thread count and
-    the validated, typed configuration."""
+    """Run a rule's body with its log file, its own GPUs, its thread count and the typed configuration."""
     # Progress bars are noise in a log file; tqdm reads this when it is first imported.
     os.environ["TQDM_DISABLE"] = "1"
     os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
