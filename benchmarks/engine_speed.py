@@ -233,6 +233,7 @@ def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: di
     total = sum(len(o.token_ids) for o in outputs)
     results[f"target_concurrency{B}_tok_s"] = total / seconds
     results["target_ttft_mean_s"] = statistics.fmean(o.timing.first_token_s - o.timing.admitted_s for o in outputs)
+    write_results(results, args.out, quiet=True)  # kept if a later part is cut off
     # The same B rows as one static batch (`generate_batch`: a host synchronisation every 16 steps, no
     # refill): what the scheduler's per-step synchronisation and refills cost the target alone.
     static = prompts[:B]
@@ -247,6 +248,7 @@ def concurrency_mode(args, device: torch.device, dtype: torch.dtype, results: di
             f"target_concurrency{B}_tok_s"]
         results[f"speculative_k{k}_ttft_mean_s"] = statistics.fmean(
             o.timing.first_token_s - o.timing.admitted_s for o in outputs)
+        write_results(results, args.out, quiet=True)
     # What one step costs, call by call (graph replays of shapes captured above), mid-generation: the
     # speculative step is a proposal plus a verification, the target-alone step one B x 1 forward.
     target_rows, draft_rows = engines[0].open_rows(B), engines[1].open_rows(B, offset=1)
