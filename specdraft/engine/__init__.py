@@ -1,4 +1,4 @@
-"""The native generation engine: static KV cache, CUDA graphs, batched generation, for Qwen2/Qwen3/Llama models."""
+"""The native generation engine for Qwen2/Qwen3/Llama: static KV cache, CUDA graphs, batched generation."""
 
 from specdraft.engine.decoder import Decoder, DecoderShape, KVCache
 from specdraft.engine.engine import Engine, EngineRows, EngineSession

@@ -5,15 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-MIN_COUNTERS = 65536  # more than any launch here needs (a 152,064-row lm-head in 4-row blocks: 38,016)
+MIN_COUNTERS = 65536  # more than any launch here needs
 _ARRIVALS: dict[tuple[str, int | None], list[Tensor]] = {}
 
 
 def arrival_counts(device: torch.device, size: int) -> Tensor:
-    """Zeroed int32 counters, at least `size`, that split kernels count their finished programs in; each
-    launch leaves them zero again, so one buffer per device serves every launch (kernels of a stream run in
-    turn). A larger buffer never frees the smaller one, which captured graphs may still point at. Allocated
-    outside graph capture: a captured allocation would belong to the graph's pool."""
+    """At least `size` zeroed int32 counters per device; smaller ones are kept, as graphs may point at them."""
     index = device.index if device.index is not None or device.type != "cuda" else torch.cuda.current_device()
     buffers = _ARRIVALS.setdefault((device.type, index), [])
     if not buffers or buffers[-1].numel() < size:

@@ -1,10 +1,4 @@
-"""Attention of a decode step: the additive mask every step builds, and `decode_attention`, a step's attention
-over the static cache for few query rows (a decode step, a verification, a proposal), where SDPA runs a
-prefill kernel. `decode_attention` is flash-decoding in Triton: the attended keys split over several
-programs per (batch row, KV head) so that batch 1 fills the GPU, each an online softmax over its key blocks
-for all of a KV head's query rows at once, the last of them to finish combining the splits in a fixed order.
-Tuned per shape by the current `tuner.KernelTuner`, against SDPA.
-"""
+"""A step's additive attention mask, and `decode_attention`: split-KV (flash-decoding) attention for few rows."""
 
 from __future__ import annotations
 
@@ -19,13 +13,9 @@ from specdraft.engine.arrivals import arrival_counts
 
 
 def attention_mask(columns: Tensor, pad: Tensor, kv_len: int, group: int, dtype: torch.dtype) -> Tensor:
-    """The additive mask [B, 1, T * group, kv_len] (0 or -inf, in `dtype`) of a step whose T tokens sit at
-    cache columns `columns` ([1, T] for every row, or [B, T]) of rows whose sequences begin at column
-    pad[b] ([B]): causal, and blind to a row's left padding; every query also sees itself, so that a padding
-    query's softmax is never over nothing (NaN there would poison its cached values). Query rows come
-    grouped as T * group (see `layer_step`): each row of the mask once per group member. Additive, built
-    once per step: given a boolean mask, attention would convert it in every layer (three kernels a layer
-    on a GPU, docs/performance.md's profile)."""
+    """Additive mask [B, 1, T * group, kv_len] for tokens at `columns` ([1, T] or [B, T]) of rows starting at
+    pad [B]: causal, blind to left padding. Every query sees itself so a padding row's softmax is never NaN;
+    additive and built once per step, as a boolean mask would be converted in every layer."""
     keys = torch.arange(kv_len, device=columns.device)  # [S]
     causal = keys[None, None, :] <= columns[:, :, None]
     own = keys[None, None, :] == columns[:, :, None]
@@ -42,13 +32,11 @@ class AttentionConfig(NamedTuple):
     num_stages: int
 
 
-# Batch 1 has B * nkv = 8 (14B) or 2 (0.5B draft) (row, KV head) pairs for the H200's 132 SMs, so most
-# candidates split the keys; large batches fill the GPU without splitting.
+# Few (row, KV head) pairs at batch 1 cannot fill the GPU, so most candidates split the keys.
 ATTENTION_CANDIDATES = (AttentionConfig(64, 1, 4, 2), AttentionConfig(64, 2, 4, 2), AttentionConfig(64, 4, 4, 2),
                         AttentionConfig(64, 8, 4, 2), AttentionConfig(32, 8, 4, 2), AttentionConfig(32, 16, 4, 2),
                         AttentionConfig(128, 4, 8, 2), AttentionConfig(64, 16, 4, 2))
-# Under the interpreter (tests): 4 splits of 2 blocks over 128 keys, so that both kernels run and a split
-# rescales its sums from block to block.
+# Interpreter (tests): several splits of several blocks, so that the combine and the rescaling both run.
 INTERPRETER_ATTENTION = AttentionConfig(16, 4, 4, 2)
 MAX_ATTENTION_ROWS = 128  # query rows per KV head in one tile: MAX_GRAPH_TOKENS (16) x a group of up to 8
 MAX_ATTENTION_HEAD_DIM = 256
@@ -62,8 +50,7 @@ def attention_splits(config: AttentionConfig, kv_len: int) -> tuple[int, int]:
 
 
 def attention_candidates_for(kv_len: int) -> list[AttentionConfig]:
-    """ATTENTION_CANDIDATES with their split counts as they run over kv_len keys, duplicates dropped (8
-    splits of 4 blocks are 4 splits)."""
+    """ATTENTION_CANDIDATES with their effective split counts over kv_len keys, duplicates dropped."""
     configs = []
     for config in ATTENTION_CANDIDATES:
         effective = config._replace(splits=attention_splits(config, kv_len)[0])
@@ -74,9 +61,7 @@ def attention_candidates_for(kv_len: int) -> list[AttentionConfig]:
 
 def launch_attention(config: AttentionConfig, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, out: Tensor,
                      launch_options: dict | None = None) -> None:
-    """The split-KV kernel with `config`, untuned: what the
-    tuner times and benchmarks sweep. Arguments as `decode_attention` takes them (the mask expanded to
-    [B, 1, R, S]), out [B, nkv, R, hd]; the launch options default to the current tuner's."""
+    """The split-KV kernel with `config`, untuned; arguments as `decode_attention`, out [B, nkv, R, hd]."""
     import triton
 
     from specdraft.engine import triton_attention
@@ -102,19 +87,15 @@ def launch_attention(config: AttentionConfig, q: Tensor, k: Tensor, v: Tensor, m
 
 
 def _sdpa(q: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor) -> Tensor:
-    """Attention as `decoder.layer_step` calls torch for it: what the kernel computes and is timed against."""
+    """SDPA as `decoder.layer_step` calls it: the kernel's reference."""
     B, kv_len = q.shape[0], mask.shape[-1]
     return F.scaled_dot_product_attention(q, k_cache[:B, :, :kv_len], v_cache[:B, :, :kv_len], attn_mask=mask)
 
 
 def decode_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor) -> Tensor | None:
-    """`F.scaled_dot_product_attention(q, k_cache[:B, :, :S], v_cache[:B, :, :S], attn_mask=mask)` for a
-    step of few query rows, as split-KV (flash-decoding) Triton kernels: q [B, nkv, R, hd] (R = T * group:
-    each KV head's query heads as rows, `decoder.layer_step`'s layout), the caches [B_cache >= B, nkv,
-    S_max, hd], mask [B or 1, 1, R, S] additive (S = kv_len columns attended; each row needs a finite one).
-    Returns [B, nkv, R, hd] in q's dtype (softmax in float32), or None where the caller should run SDPA:
-    more than MAX_ATTENTION_ROWS rows or an unusual layout, no configuration compiles here, or SDPA timed
-    faster for this shape on first use."""
+    """`_sdpa` as a Triton kernel: q [B, nkv, R, hd] (R = T * group), caches [B_cache, nkv, S_max, hd], mask
+    [B or 1, 1, R, S] additive. Returns [B, nkv, R, hd], or None where the caller should run SDPA (layout,
+    no compiling configuration, or SDPA timed faster)."""
     B, nkv, R, head_dim = q.shape
     kv_len = mask.shape[-1]
     if (R > MAX_ATTENTION_ROWS or head_dim > MAX_ATTENTION_HEAD_DIM or mask.dim() != 4 or mask.shape[1] != 1
@@ -133,7 +114,6 @@ def decode_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor) 
     def run(config: AttentionConfig) -> None:
         launch_attention(config, q, k_cache, v_cache, mask, out)
 
-    # Under the interpreter: a configuration that splits the keys, so that the combine runs.
     config = tuning.current().choice(key, "attention", AttentionConfig, run, lambda: attention_candidates_for(kv_len),
                                      lambda: _sdpa(q, k_cache, v_cache, mask), q.device, fixed=INTERPRETER_ATTENTION)
     if config is tuning.REFERENCE:

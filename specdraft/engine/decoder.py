@@ -1,13 +1,6 @@
-"""A Qwen2 / Qwen3 / Llama decoder with a static, preallocated KV cache: fixed-shape steps for CUDA graphs.
-
-The cache holds keys and values [batch, kv_heads, max_seq_len, head_dim] per layer, allocated once; a step
-writes its keys and values at cache columns `start .. start+T-1` and attends over the first `kv_len`
-columns, so every shape in a step is fixed by (batch, T, kv_len) and rollback is just a smaller `start` next
-time. `start` is one column for the whole batch or one per row (ragged rows: each its own length). Rows of a
-batch may be left-padded: row b's tokens begin at column `pad[b]`. Numerics follow `transformers`' Qwen2 and
-Qwen3 (RMSNorm in float32, rotate-half RoPE; Qwen3's per-head RMSNorm of queries and keys before RoPE), so
-float32 logits agree with theirs to rounding.
-"""
+"""A Qwen2 / Qwen3 / Llama decoder over a static KV cache: a step writes columns start..start+T-1 and attends
+over the first kv_len, so its shapes are fixed by (batch, T, kv_len) and rollback is a smaller start.
+Numerics follow `transformers`, so float32 logits agree with theirs to rounding."""
 
 from __future__ import annotations
 
@@ -57,9 +50,7 @@ class DecoderShape:
 
 
 class KVCache:
-    """Preallocated keys and values for `batch_size` sequences of up to `max_seq_len` positions: one
-    [batch, kv_heads, max_seq_len, head_dim] tensor per layer (separate tensors, so that a compiled layer
-    step sees the same input layout for every layer)."""
+    """Preallocated keys and values, a [batch, kv_heads, max_seq_len, head_dim] tensor per layer."""
 
     def __init__(self, shape: DecoderShape, batch_size: int, max_seq_len: int, dtype: torch.dtype,
                  device: torch.device):
@@ -85,17 +76,9 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
                cos: Tensor, sin_signed: Tensor, columns: Tensor, mask: Tensor, num_heads: int, num_kv_heads: int,
                eps: float, qk_norm: Tensor | None = None, scales: tuple[Tensor, ...] | None = None,
                workspace: DequantWorkspace | None = None) -> Tensor:
-    """One decoder layer on x [B, T, H]; writes this step's keys and values into the layer's cache
-    [B_cache, nkv, S_max, hd] at `columns` ([1, T]: the same columns for every row, or [B, T]: each row's
-    own) and attends over the first mask.shape[-1] columns; mask: [B, 1, T * group, S], additive (0 or -inf),
-    one row per (token, query head of a KV group). qk_norm: [nh + nkv, hd] per-head RMSNorm weights of the query and key heads
-    (Qwen3), or None. scales: the scales of int8 or int4 qkv, o, gate_up and down weights, or None
-    (weights in the activations' dtype). workspace: where a prefill dequantizes quantized weights (`quant.linear`).
-    On a CUDA device the projections, RoPE and cache writes, and
-    attention run the Triton kernels (`linear_kernel`, `rope`, `attention`) where they exist and are faster.
-
-    A pure function of tensors (weights passed in), so `torch.compile` compiles it once for every layer.
-    """
+    """One layer on x [B, T, H]: writes keys and values into the cache [B_cache, nkv, S_max, hd] at `columns`
+    ([1, T] or [B, T]), attends under mask [B, 1, T * group, S]. qk_norm: Qwen3's [nh + nkv, hd] or None;
+    scales: of quantized PROJECTIONS, or None. Pure in tensors, so `torch.compile` compiles it once."""
     B, T, H = x.shape
     head_dim = k_cache.shape[-1]
     group = num_heads // num_kv_heads
@@ -103,7 +86,7 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
     qkv = linear(x, qkv_weight, qkv_scale, qkv_bias, norm_weight=input_norm, eps=eps, workspace=workspace)  # norm fused
     qkv = qkv.view(B, T, num_heads + 2 * num_kv_heads, head_dim)
     fast = fast_kernels(x) and tuning.current().launch.runs("rope_attention")
-    if fast:  # one kernel for the per-head norm, RoPE, cache writes and q's layout
+    if fast:
         q = rope_and_cache(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads, num_kv_heads)
     else:
         q = None
@@ -111,7 +94,7 @@ def layer_step(x: Tensor, qkv_weight: Tensor, qkv_bias: Tensor | None, o_weight:
         q = rope_and_cache_reference(qkv, cos, sin_signed, k_cache, v_cache, columns, qk_norm, eps, num_heads,
                                      num_kv_heads)
     attn = None
-    if fast:  # split-KV attention for few query rows, where it timed faster than SDPA's prefill kernel
+    if fast:
         attn = decode_attention(q, k_cache, v_cache, mask)
     if attn is None:
         kv_len = mask.shape[-1]
@@ -129,9 +112,7 @@ PROJECTIONS = ("qkv", "o", "gate_up", "down")  # a layer's matrices, in `layer_s
 
 
 def _quantized_weight(linear: nn.Linear, weights: str, name: str) -> tuple[nn.Parameter, Tensor]:
-    """An empty quantized weight of `weights`' format for linear and its empty scales (filled by
-    `Decoder.from_hf`): int8 [N, K] with a scale per output channel [N], or int4 packed two to a byte
-    [N, K / 2] uint8 with a scale per group of GROUP input columns [N, K / GROUP]."""
+    """Empty weight and scales: int8 [N, K] and [N], or packed int4 [N, K / 2] uint8 and [N, K / GROUP]."""
     N, K = linear.weight.shape
     if weights == "int8":
         return nn.Parameter(torch.empty(N, K, dtype=torch.int8), requires_grad=False), torch.empty(N)
@@ -152,7 +133,6 @@ class Layer(nn.Module):
         self.down = nn.Linear(s.intermediate_size, s.hidden_size, bias=False)
         self.input_norm = nn.Parameter(torch.ones(s.hidden_size))
         self.post_norm = nn.Parameter(torch.ones(s.hidden_size))
-        # Qwen3's q_norm repeated for every query head, then k_norm for every KV head: one multiply.
         self.qk_norm = nn.Parameter(torch.ones(s.num_heads + s.num_kv_heads, s.head_dim)) if s.qk_norm else None
         self.scales: tuple[Tensor, ...] | None = None  # int8 / int4: the scales of PROJECTIONS
         self.quantized = weights in QUANTIZERS
@@ -168,10 +148,8 @@ class Layer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """weights: 'model_dtype' (every matrix in the model's dtype), 'int8' (the layers' matrices and the lm-head as
-    int8 with per-channel scales) or 'int4' (the same matrices packed two values to a byte with a scale per
-    group of 128 input columns), see `specdraft.engine.quant`; the embedding table stays in the model's
-    dtype, as a step reads one row of it."""
+    """weights: 'model_dtype', 'int8' or 'int4' for the layers' matrices and the lm-head (`quant`); the
+    embedding stays in the model's dtype, as a step reads one row of it."""
 
     def __init__(self, shape: DecoderShape, weights: str = MODEL_DTYPE):
         super().__init__()
@@ -193,9 +171,7 @@ class Decoder(nn.Module):
     @classmethod
     def from_hf(cls, model, dtype: torch.dtype | None = None, device: torch.device | None = None,
                 weights: str = MODEL_DTYPE) -> Decoder:
-        """Copy a Hugging Face Qwen2/Qwen3/Llama causal LM's weights (merge LoRA adapters first), fusing q/k/v
-        and gate/up into one matrix each; weights 'int8' or 'int4' quantizes each matrix as it is copied, so
-        the decoder never holds more than one matrix in `dtype` beyond its own quantized weights."""
+        """Copy a Hugging Face causal LM's weights (LoRA merged first), quantizing each matrix as copied."""
         return cls.from_state(model.config, model.state_dict(), dtype=dtype or next(model.parameters()).dtype,
                               device=device or next(model.parameters()).device, weights=weights)
 
@@ -203,9 +179,7 @@ class Decoder(nn.Module):
     @torch.no_grad()
     def from_state(cls, config, state: Mapping[str, Tensor], *, dtype: torch.dtype, device: torch.device,
                    weights: str = MODEL_DTYPE) -> Decoder:
-        """The decoder of a Hugging Face `config` whose tensors `state` gives by their Hugging Face names
-        (a model's state_dict, or a mapping that makes each tensor when it is asked for: then only the
-        tensors of one matrix exist beside the decoder at a time). Each name is asked for once."""
+        """The decoder of `config` from `state` (Hugging Face names; a lazy mapping is asked once a name)."""
         if "sliding_attention" in (getattr(config, "layer_types", None) or []):
             raise ValueError("the native engine attends over the whole sequence; this model has sliding-window "
                              "layers (use_sliding_window): serve it with engine 'hf'")
@@ -214,9 +188,7 @@ class Decoder(nn.Module):
         shape = DecoderShape.from_hf_config(config, attention_bias=bias, qk_norm=qk_norm)
         with torch.device("meta"):
             decoder = cls(shape, weights)
-        # Cast on the meta device, then allocate: allocated first, the module's float32 defaults would take
-        # twice a bf16 model's bytes on the device before the cast (measured: the 0.5B engine's build peaked
-        # at 2.2x its bytes).
+        # Cast on the meta device before allocating, so float32 defaults never occupy the device.
         decoder = decoder.to(dtype).to_empty(device=device)  # floating tensors only: int8/uint8 weights stay
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, device=device).float()
                                                 / shape.head_dim))
@@ -254,10 +226,8 @@ class Decoder(nn.Module):
 
     def forward(self, input_ids: Tensor, start: Tensor, pad: Tensor, cache: KVCache, kv_len: int,
                 last_only: bool = False, compiled: bool = False) -> Tensor:
-        """One step. input_ids: [B, T] written at cache columns start..start+T-1 (start: [1] long, or [B]:
-        each row's own first column); pad: [B] first column of each row; attends over columns < kv_len.
-        Returns logits [B, T or 1, V].
-        compiled: run the layers through `compile_layers`' kernels (for the fixed shapes of graph steps)."""
+        """input_ids [B, T] at columns start.. (start [1] or [B]); pad [B]: each row's first column; attends
+        over columns < kv_len. Returns logits [B, T or 1, V]."""
         s = self.shape
         T = input_ids.shape[1]
         columns = start[:, None] + torch.arange(T, device=input_ids.device)  # [1 or B, T]
@@ -280,6 +250,5 @@ class Decoder(nn.Module):
 
     def compile_layers(self) -> None:
         """Fuse each layer's small kernels with `torch.compile`: one compilation serves all layers."""
-        # Shared by every layer; a changed step shape recompiles once with that dimension made dynamic.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self.compiled_layer_step = torch.compile(layer_step, fullgraph=True)

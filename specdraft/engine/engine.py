@@ -1,6 +1,4 @@
-"""The native engine: a `Decoder` with static KV caches and CUDA-graph steps, behind the same interfaces
-as a Hugging Face model: `open_session` for `speculative_generate`, `generate_batch` for batched decoding,
-and `open_rows` for batched speculative decoding (`speculative_generate_batch`), rows of ragged lengths."""
+"""The native engine: a `Decoder` with static KV caches and CUDA-graph steps, behind sessions, batches and rows."""
 
 from __future__ import annotations
 
@@ -16,15 +14,8 @@ from specdraft.decoding.verification import probabilities
 
 
 class EngineSession:
-    """One sequence in the engine's batch-1 cache. A newer session on the same engine supersedes it.
-
-    Nothing here waits for the device. Token ids may come as a device tensor; a step's first column is a
-    view of the engine's device tensor of positions, not a host int copied over (a blocking copy); a
-    proposal is returned as the device tensor its graph wrote. So the steps are batch-1 ragged rows
-    (`StepRunner.step_rows`, `propose_rows`), the runner's steps that take their start column from the
-    device. A proposal's graph takes two tokens: one new token comes with the cached token before it,
-    fed again (the session keeps its tokens on the device for that), as in batched decoding.
-    """
+    """One sequence in the batch-1 cache; a newer session on the same engine supersedes it. Nothing here waits
+    for the device: start columns are views of a device tensor, so steps are batch-1 ragged rows."""
 
     def __init__(self, engine: Engine, epoch: int):
         self.engine, self.epoch, self.length = engine, epoch, 0
@@ -58,11 +49,8 @@ class EngineSession:
 
     @torch.inference_mode()
     def propose_greedy(self, pending: list[int] | Tensor, k: int) -> Tensor:
-        """Feed `pending` and return the k greedy tokens after it [k], as one graph replay (on a GPU the
-        graph's static output, valid until the next proposal of k tokens). The graph's first step takes two
-        tokens: pending's last two, or its one token and the cached one before it. After a fully accepted
-        proposal `pending` is the last proposal and the bonus token, and feeding them separately would cost
-        a whole extra draft step."""
+        """Feed `pending` and return the k greedy tokens after it [k], one graph replay (valid until the next
+        proposal of k). The graph takes two tokens, so a lone token is fed with the cached one before it."""
         ids = device_ids(pending, self.device)  # [P]
         if ids.shape[0] > 2:
             self.forward(ids[:-2], 1)
@@ -88,14 +76,9 @@ class EngineSession:
 
 
 class EngineRows:
-    """`batch_size` rows of the engine's batch cache, each holding its own sequence at its own length.
-
-    The caller keeps every row's length and says where each step's tokens go (`positions`: a row's first
-    position this step); a row's cache is valid below that position, so rollback is passing a smaller one.
-    Position p lives at cache column p + `offset`: with offset 1, a step may start at position -1 (column
-    0, hidden from every other position), which lets a draft re-feed the token before the newest one even
-    when the sequence has one token only. Shares the cache of `Engine.generate_batch`: use one at a time.
-    """
+    """`batch_size` rows of the batch cache, each its own sequence; the caller passes each row's `positions`
+    (rollback is a smaller one). Position p is column p + `offset`; offset 1 lets a step start at -1, so a
+    one-token row can re-feed the token before it. Shares `generate_batch`'s cache: one at a time."""
 
     def __init__(self, engine: Engine, batch_size: int, offset: int):
         if batch_size > engine.max_batch_size:
@@ -115,8 +98,7 @@ class EngineRows:
 
     @torch.inference_mode()
     def prefill(self, first_row: int, prompts: list[list[int]], pad_token_id: int = 0) -> None:
-        """Cache prompts[i] at positions 0.. of row first_row + i, eagerly; no logits. Rows are
-        right-padded: what the padding writes lies past each row's length, rewritten before it is read."""
+        """Cache prompts[i] at positions 0.. of row first_row + i, eagerly, right-padded; no logits."""
         width = max(len(p) for p in prompts)
         if width == 0:
             return
@@ -129,26 +111,19 @@ class EngineRows:
                             last_only=True)
 
     def forward(self, input_ids: Tensor, positions: list[int]) -> Tensor:
-        """input_ids [B, T] at positions[b].. of every row. Returns logits [B, T, V] (a graph's static
-        output on a GPU: valid until the next call)."""
+        """input_ids [B, T] at positions[b].. of every row. Returns logits [B, T, V], valid until the next call."""
         start, end = self._columns(positions, input_ids.shape[1])
         return self.runner.step_rows(input_ids, start, self.pad, end)
 
     def propose(self, input_ids: Tensor, positions: list[int], uniforms: Tensor, temperature: float,
                 top_p: float) -> tuple[Tensor, Tensor | None]:
-        """Feed input_ids [B, 2] at positions[b], positions[b]+1 of every row, then k = uniforms.shape[1]
-        draft tokens, greedy or sampled (see `StepRunner.propose_rows`). Returns the proposal [B, k] and,
-        when sampling, its distributions [B, k, V]."""
+        """Feed input_ids [B, 2] at positions[b].., then propose k tokens (`StepRunner.propose_rows`)."""
         start, end = self._columns(positions, uniforms.shape[1] + 1)
         return self.runner.propose_rows(input_ids, start, self.pad, end, uniforms, temperature, top_p)
 
 
 class Engine:
-    """A causal LM served by the native decoder.
-
-    max_seq_len: positions per sequence (prompt + generated); max_batch_size: rows of `generate_batch`'s cache;
-    dependent_launch_steps: the kinds of step whose graphs are offered dependent launches (`StepRunner`).
-    """
+    """A causal LM served by the native decoder; max_batch_size: rows of the batch cache."""
 
     def __init__(self, decoder: Decoder, *, max_seq_len: int, max_batch_size: int = 64,
                  use_cuda_graphs: bool = True, compile_layers: bool = False,
@@ -170,9 +145,7 @@ class Engine:
                 compile_layers: bool = False, dtype: torch.dtype | None = None, weights: str = MODEL_DTYPE,
                 device: torch.device | None = None,
                 dependent_launch_steps: frozenset[str] = DEPENDENT_LAUNCH_STEPS) -> Engine:
-        """Serve a loaded Hugging Face Qwen2/Qwen3/Llama model (adapters merged first) on `device` (default:
-        the model's own). weights: 'model_dtype' (the model's own dtype), 'int8' (weight-only, per-channel scales) or
-        'int4' (weight-only, a scale per 128 input columns); quantized, greedy output is the quantized model's."""
+        """Serve a loaded Hugging Face model (adapters merged); weights as `Decoder` takes them."""
         return cls(Decoder.from_hf(model, dtype=dtype, device=device, weights=weights), max_seq_len=max_seq_len,
                    max_batch_size=max_batch_size, use_cuda_graphs=use_cuda_graphs, compile_layers=compile_layers,
                    dependent_launch_steps=dependent_launch_steps)
@@ -194,13 +167,11 @@ class Engine:
                           dependent_launch_steps=self.dependent_launch_steps)
 
     def session_runner(self) -> StepRunner:
-        """The runner of batch-1 sessions (its cache of one row), made on first use."""
         if self._session_runner is None:
             self._session_runner = self._runner(1)
         return self._session_runner
 
     def batch_runner(self) -> StepRunner:
-        """The runner of `generate_batch` and `open_rows` (its cache of max_batch_size rows), made on first use."""
         if self._batch_runner is None:
             self._batch_runner = self._runner(self.max_batch_size)
         return self._batch_runner
@@ -214,15 +185,11 @@ class Engine:
         return EngineSession(self, self._epoch)
 
     def open_rows(self, batch_size: int, offset: int = 0) -> EngineRows:
-        """`batch_size` rows of ragged lengths in the batch cache (see `EngineRows`)."""
         return EngineRows(self, batch_size, offset)
 
     def warm_up(self, num_speculative_tokens: list[int]) -> None:
-        """Capture before any timing every CUDA graph that batch-1 decoding can replay, plain or speculative
-        with any k' <= max(num_speculative_tokens) (the last steps propose fewer): at every KV bucket, steps
-        of one token, of two (a sampling draft catching up) and verifications of k' + 1 tokens, and greedy
-        proposals of k' tokens. Off a GPU it meets the same shapes, eagerly. The steps write cache columns
-        that no session has attended yet, or that it overwrites before attending them."""
+        """Capture, before any timing, every graph batch-1 decoding can replay with k' <= max(k) at every KV
+        bucket (eager off a GPU). It writes only columns a session overwrites before attending them."""
         runner, pad = self.session_runner(), self._zero_pad
         max_k = max(num_speculative_tokens, default=0)
         sizes = sorted({1, 2} | {k + 1 for k in range(1, max_k + 1)})
@@ -244,17 +211,14 @@ class Engine:
 
     @property
     def num_graph_shapes(self) -> int:
-        """Graph-sized shapes batch-1 decoding has met so far (each a CUDA-graph capture on a GPU)."""
+        """Graph-sized shapes batch-1 decoding has met so far."""
         return len(self._session_runner.shapes_met) if self._session_runner is not None else 0
 
     @torch.inference_mode()
     def generate_batch(self, prompts: list[list[int]], *, max_new_tokens: int, temperature: float = 0.0,
                        eos_token_id: int | None = None, pad_token_id: int = 0,
                        generator: torch.Generator | None = None, top_p: float = 1.0) -> list[list[int]]:
-        """Generate for up to `max_batch_size` prompts at once (left-padded); each row stops at its eos.
-
-        Returns the new tokens of every prompt, eos included if produced.
-        """
+        """Generate for up to `max_batch_size` left-padded prompts; returns each one's new tokens, eos included."""
         if len(prompts) > self.max_batch_size:
             raise ValueError(f"{len(prompts)} prompts exceed max_batch_size {self.max_batch_size}")
         width = max(len(p) for p in prompts)
@@ -275,7 +239,6 @@ class Engine:
         done = token == eos
         generated = [token]
         for step in range(1, max_new_tokens):
-            # One host sync every 16 steps to notice that every row has finished.
             if step % 16 == 0 and bool(done.all()):
                 break
             logits = runner.step(token[:, None], width + step - 1, pad)[:, 0]  # [B, V]

@@ -1,5 +1,4 @@
-"""Whether the Triton kernels can run here, and how they are launched (plainly or with programmatic dependent
-launch). Imports no Triton: the CPU path asks these questions too."""
+"""Whether the Triton kernels can run here, and how they are launched. Imports no Triton: the CPU path asks too."""
 
 from __future__ import annotations
 
@@ -29,8 +28,7 @@ def interpreting() -> bool:
 
 @functools.cache
 def pdl_supported() -> bool:
-    """Whether this GPU and Triton can launch the kernels with programmatic dependent launch (Hopper and
-    later, Triton 3.4 and later; not under the interpreter, nor with SPECDRAFT_NO_PDL=1)."""
+    """Whether this GPU and Triton support programmatic dependent launch (not interpreted, SPECDRAFT_NO_PDL unset)."""
     if interpreting() or os.environ.get("SPECDRAFT_NO_PDL") or not torch.cuda.is_available():
         return False
     from specdraft.engine import triton_common
@@ -38,20 +36,12 @@ def pdl_supported() -> bool:
     return triton_common.HAS_GRID_DEPENDENCY_CONTROL and torch.cuda.get_device_capability()[0] >= 9
 
 
-# The kernel families that run Triton kernels where they can: 'linear' (the projections, and a prefill's
-# dequantization of quantized weights), 'rope_attention' (RoPE with the cache writes, and decode attention).
 TRITON_FAMILIES = frozenset({"linear", "rope_attention"})
 
 
 class LaunchOptions:
-    """Which kernels run, and how kernels launched now are launched. `families`: the kernel families
-    (`TRITON_FAMILIES`) that run their Triton kernels where they can; the others take torch's path (what a
-    benchmark compares against). With programmatic dependent launch (PDL) each kernel starts
-    while the one before it finishes, its launch and, for `fused_linear`, the first reads of its weight hidden
-    behind that kernel's last programs, and waits for that kernel's writes before reading its input
-    (`triton_common.wait_for_previous_kernel`). Only inside `dependent(True)`, which the runner offers to the
-    graphs of its `dependent_launch_steps`; plain launches elsewhere. `allow_dependent = False` turns PDL off
-    wherever it would be offered (what a benchmark compares against)."""
+    """Which kernel families run Triton (the rest take torch's path) and whether launches use programmatic
+    dependent launch: only inside `dependent(True)`, and never with `allow_dependent = False`."""
 
     def __init__(self, allow_dependent: bool = True, families: frozenset[str] = TRITON_FAMILIES):
         self.allow_dependent = allow_dependent
@@ -70,7 +60,6 @@ class LaunchOptions:
         self._families = frozenset(families)
 
     def runs(self, family: str) -> bool:
-        """Whether `family`'s Triton kernels may run (where `quant.fast_kernels` says they can)."""
         return family in self._families
 
     def supported(self) -> bool:
@@ -83,7 +72,7 @@ class LaunchOptions:
 
     @contextlib.contextmanager
     def dependent(self, on: bool):
-        """Launch the kernels with programmatic dependent launch inside (where `supported`), or plainly."""
+        """Launch with programmatic dependent launch inside (where `supported`), or plainly."""
         self._stack.append(on and self.supported())
         try:
             yield
@@ -91,5 +80,4 @@ class LaunchOptions:
             self._stack.pop()
 
     def triton_options(self) -> dict:
-        """The keyword arguments a Triton launch takes for the current setting."""
         return dict(PDL=True, launch_pdl=True) if self.pdl else {}

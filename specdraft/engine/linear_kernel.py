@@ -1,24 +1,7 @@
-"""`fused_linear`: a layer's matmul with its neighbours folded in, as one Triton kernel,
-for at most MAX_FAST_ROWS rows (a decode step, a verification, a batch of a few rows).
-
-A step at these sizes is bound by reading the weight, and in a CUDA graph every extra kernel costs a few
-microseconds of launch and tail whatever its size (docs/performance.md's profile), so one kernel does: an
-optional RMSNorm of the input (the norm weight is applied to each input tile and the row's sum of squares
-is gathered from the same tiles, so the 1/rms multiplies the sums afterwards and no pass over the row
-precedes the weight loads), the product with an int8 weight (per-output-channel scales, converted in
-registers), a packed int4 one (two values a byte, a scale per GROUP columns of K applied to each tile in
-registers before the multiply) or a floating one, the bias, SiLU(gate) * up for a [gate; up] weight (GLU),
-and the residual add.
-Rounding differs from the reference (`quant.linear`, which prefills run) in two places: the reference rounds
-x / rms before the norm weight multiplies it, the kernel rounds x * weight and divides the sums by rms (so
-the fused norm is not offered for float16, where x * weight can overflow); and with int8 weights the reference
-multiplies by the dequantized weight rounded to the activations' dtype, the kernel scales the float32 sums
-(int4 weights are dequantized with the reference's rounding, so only the order of the sums differs).
-
-Small N gives too few programs to keep every SM reading, so K may be split across SPLIT_K programs whose
-float32 partial sums (and partial sums of squares) the column block's last program to finish (an atomic
-count) adds up in split order before the epilogue: no second kernel, and the same sum on every run. Each (shape, fusion) is tuned on first use by the current `tuner.KernelTuner`.
-"""
+"""`fused_linear`: a layer's matmul with its RMSNorm, scales, bias, GLU and residual in one Triton kernel for
+at most MAX_FAST_ROWS rows, where a step is bound by reading the weight and every extra kernel costs a launch.
+Unlike `quant.linear` it rounds x * norm_weight (not x / rms) and scales int8 sums in float32. Split-K
+partials are summed in split order by a column block's last program: the same sum on every run."""
 
 from __future__ import annotations
 
@@ -43,15 +26,11 @@ class Config(NamedTuple):
     num_warps: int
     num_stages: int
     dot: bool = True  # tensor cores over 16 padded rows; False: a GEMV over one row (M = 1 only)
-    # With an RMSNorm input: inside the kernel, or torch's norm kernel first. Inside saves a launch but
-    # every program repeats the norm's arithmetic (on 16 padded rows for the tensor-core form): it wins for
-    # small matrices and loses for lm-heads, so the tuner decides.
+    # The norm inside saves a launch but every program repeats its arithmetic: the tuner decides.
     fuse_norm: bool = True
 
 
-# The winners of `benchmarks/linear_kernels.py --sweep` on the H200 (docs/perf/h200_linear_sweep_*.json) over the
-# seed's matrices, M = 1 and 6: tensor-core tiles for the 14B's matrices and every lm-head, the GEMV form for
-# the draft's small one-row matrices.
+# From `benchmarks/linear_kernels.py --sweep` (docs/perf/): tensor-core tiles, and GEMV forms for small one-row steps.
 CANDIDATES = (Config(32, 256, 1, 4, 4), Config(32, 256, 2, 4, 4), Config(128, 128, 1, 8, 4),
               Config(64, 128, 4, 4, 5), Config(64, 256, 1, 4, 4), Config(32, 256, 4, 4, 4),
               Config(4, 1024, 1, 4, 3, dot=False), Config(8, 1024, 1, 4, 2, dot=False))
@@ -61,9 +40,7 @@ PREFETCH_TILES = 2  # weight tiles of each program asked for in L2 before it wai
 
 def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = None, int4: bool = False,
                    candidates: tuple[Config, ...] = CANDIDATES) -> list[Config]:
-    """The `candidates` that can run `rows` rows (the GEMV form takes one) and, for int4 weights, whose K
-    tiles hold whole groups of scales; with an RMSNorm input, each both with the norm inside the kernel and
-    before it (before only, in float16)."""
+    """The `candidates` that can run `rows` rows; with a norm, fused and not (float16 may overflow fused)."""
     configs = [c for c in candidates if (c.dot or rows == 1) and not (int4 and c.block_k % GROUP)]
     if not norm:
         return configs
@@ -74,9 +51,7 @@ def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = No
 def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Tensor | None,
                   residual: Tensor | None, norm_weight: Tensor | None, eps: float, glu: bool, out: Tensor,
                   launch_options: dict | None = None) -> None:
-    """Launch the kernel with `config` into out [M, N], untuned: what the tuner
-    times and benchmarks sweep. x [M, K] (rows contiguous); the rest as `fused_linear` takes them; the
-    launch options default to the current tuner's."""
+    """Launch the kernel with `config` into out [M, N], untuned; x [M, K], the rest as `fused_linear`."""
     import triton
 
     from specdraft.engine import triton_linear
@@ -118,13 +93,8 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
 def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
                  residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
                  glu: bool = False, reference: Callable[[], Tensor] | None = None) -> Tensor | None:
-    """`quant.linear` as one kernel: residual + f(a @ W.T + bias) with a = x or
-    rms_norm(x) * norm_weight, W = w (floating), w * scale[:, None] (int8 w, scale [N']) or
-    `quant.dequantize_int4(w, scale)` (uint8 w: packed int4 [N', K / 2], scale [N', K / GROUP]), f = identity, or
-    silu(gate) * up over the two halves of W's N' = 2N rows (glu). x: [..., K], at most MAX_FAST_ROWS rows;
-    residual: [..., N]. Returns [..., N] in x's dtype, or None when the caller's reference path should run:
-    no configuration compiles here, or (floating weights: pass `reference`, the caller's torch path as a
-    zero-argument function, to be timed against the kernel) the torch path was the faster one."""
+    """`quant.linear` as one kernel, x [..., K] of at most MAX_FAST_ROWS rows -> [..., N]. Returns None when
+    the caller's path should run: nothing compiles, or `reference` (its torch path, timed) was faster."""
     N = w.shape[0] // 2 if glu else w.shape[0]
     int4 = w.dtype == torch.uint8
     K = w.shape[1] * 2 if int4 else w.shape[1]
@@ -159,7 +129,7 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
 
     key = (N, K, M, x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None, glu)
     norm = norm_weight is not None
-    # Under the interpreter: one split-K configuration (it is slow, and that covers the reduction).
+    # Interpreter: one split-K configuration, which covers the reduction.
     config = tuning.current().choice(key, "linear", Config, run, lambda: candidates_for(M, norm, x.dtype, int4),
                                      reference, x.device, fixed=CANDIDATES[1]._replace(fuse_norm=x.dtype != torch.float16))
     if config is tuning.REFERENCE:

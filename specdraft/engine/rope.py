@@ -1,5 +1,4 @@
-"""Rotate-half RoPE with a layer's cache writes: the torch reference, and the same as one Triton kernel (the
-per-head norm, RoPE, cache writes and the queries' layout), which a step on a CUDA device runs."""
+"""Rotate-half RoPE with a layer's cache writes: the torch reference and the one-kernel Triton path."""
 
 from __future__ import annotations
 
@@ -18,9 +17,7 @@ def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
 def rope_and_cache_reference(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor, v_cache: Tensor,
                              columns: Tensor, qk_norm: Tensor | None, eps: float, num_heads: int,
                              num_kv_heads: int) -> Tensor:
-    """qkv [B, T, nh + 2 nkv, hd] -> the queries [B, nkv, T * group, hd] (RoPE'd, a KV group's heads as
-    rows), after writing the RoPE'd keys and the values to the caches at `columns` ([1, T] or [B, T]).
-    qk_norm: Qwen3's per-head RMSNorm weights [nh + nkv, hd], applied before RoPE, or None."""
+    """qkv [B, T, nh + 2 nkv, hd] -> queries [B, nkv, T * group, hd]; keys and values written at `columns`."""
     B, T, _, head_dim = qkv.shape
     group = num_heads // num_kv_heads
     qk = qkv[:, :, : num_heads + num_kv_heads]
@@ -42,9 +39,7 @@ def rope_and_cache_reference(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cac
 
 def rope_and_cache(qkv: Tensor, cos: Tensor, sin_signed: Tensor, k_cache: Tensor, v_cache: Tensor, columns: Tensor,
                    qk_norm: Tensor | None, eps: float, num_heads: int, num_kv_heads: int) -> Tensor | None:
-    """`rope_and_cache_reference` as one kernel: qkv [B, T, nh + 2 nkv, hd] -> queries [B, nkv,
-    T * group, hd]; keys (per-head norm and RoPE applied) and values written to the caches at `columns`.
-    None (nothing written) where the kernel does not compile here: the caller then runs the reference."""
+    """`rope_and_cache_reference` as one kernel; None (nothing written) where it does not compile here."""
     import triton
 
     from specdraft.engine import triton_rope

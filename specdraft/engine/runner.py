@@ -1,15 +1,6 @@
-"""Decoder steps of fixed shape, run eagerly or replayed from captured CUDA graphs.
-
-A step's shape is (batch, T, kv_len): T new tokens attending over the first kv_len cache columns. kv_len
-is rounded up to a multiple of `kv_block`, so a generation touches a handful of shapes; each is captured
-once, on first use, into a graph that shares one memory pool with the others (gpt-fast's
-"reduce-overhead", without compiling). A draft proposal of k tokens is one graph too (`propose_rows`):
-each step's argmax (or sample, from uniforms drawn before the replay) feeds the next on the device, so the
-host neither waits nor launches between draft tokens. Ragged batches (`step_rows`, `propose_rows`) give every row its own
-first column: one graph per (batch, tokens, kv_len) serves any mix of row lengths.
-Inputs are copied into a graph's static buffers before a replay; what it returns is the graph's static
-output, valid until that graph's next replay.
-"""
+"""Decoder steps of fixed shape (batch, T, kv_len rounded up to `kv_block`), run eagerly or replayed from
+CUDA graphs captured on first use into one pool. A k-token proposal is one graph, so the host neither
+waits nor launches between draft tokens. Outputs are static: valid until that graph's next replay."""
 
 from __future__ import annotations
 
@@ -26,21 +17,14 @@ from specdraft.engine.timing import median_ms
 from specdraft.decoding.verification import probabilities, sample_inverse_cdf
 
 MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this (prefills) run eagerly
-# The steps whose graphs are offered dependent launches by default (`StepRunner.dependent_launch_steps`).
-# Only proposals: whatever a proposal holds, verification against the target keeps speculative output exact
-# (the target's greedy tokens, or with sampling its distribution, as each proposed token is drawn from the
-# distribution returned with it). benchmarks/engine_speed.py --offer-pdl all measures every graph both ways.
+# Only proposals by default: whatever a proposal holds, verification keeps speculative output exact.
 DEPENDENT_LAUNCH_STEPS = frozenset({"propose_rows"})
 STEP_KINDS = frozenset({"step", "rows", "propose_rows"})  # `step`, `step_rows`, `propose_rows`
 
 
 class _Graph:
-    """`fn(*inputs)` captured over static copies of its tensor inputs. With `try_dependent`, where the GPU
-    supports programmatic dependent launch (`LaunchOptions.supported`), the step is captured twice, with the
-    kernels launched plainly and with dependent launches, each replayed and timed, and the faster kept
-    (`pdl_ms`: both timings, plain then dependent; `dependent`: which was kept): which wins depends on the
-    model and the step (docs/performance.md). A dependent capture that fails leaves the plain graph
-    (`pdl_error`)."""
+    """`fn(*inputs)` captured over static copies of its inputs. With `try_dependent` (where supported) it is
+    also captured with dependent launches and the faster replay kept (`pdl_ms`: plain, dependent)."""
 
     TIMED_REPLAYS = 10
 
@@ -72,8 +56,6 @@ class _Graph:
         return graph, output
 
     def _replay_ms(self, graph: torch.cuda.CUDAGraph) -> float:
-        """Median milliseconds of a replay, back to back as decoding replays (the same static inputs each
-        time: a replay rewrites what the last one wrote)."""
         graph.replay()
         return median_ms(graph.replay, self.TIMED_REPLAYS)
 
@@ -85,11 +67,7 @@ class _Graph:
 
 
 class StepRunner:
-    """Runs `decoder` steps against one `cache`, through CUDA graphs where the shape allows.
-
-    use_cuda_graphs: replay graphs (on a CUDA device), or run every step eagerly (`eager()` for a while).
-    dependent_launch_steps: the kinds of step (of STEP_KINDS) whose graphs are offered dependent
-    launches."""
+    """Runs `decoder` steps against one `cache`, through CUDA graphs where the shape allows."""
 
     def __init__(self, decoder: Decoder, cache: KVCache, *, use_cuda_graphs: bool, kv_block: int = 256,
                  dependent_launch_steps: frozenset[str] = DEPENDENT_LAUNCH_STEPS):
@@ -100,14 +78,11 @@ class StepRunner:
         self.dependent_launch_steps = frozenset(dependent_launch_steps)
         self.use_cuda_graphs = use_cuda_graphs and cache.device.type == "cuda"
         self._graphs: dict[tuple, _Graph] = {}
-        # Every graph-sized shape met, captured or (off a GPU) run eagerly: what a graph capture keys on,
-        # counted on a CPU too, so that a test can check that warm_up leaves none to meet for the first time.
         self.shapes_met: set[tuple] = set()
         self._pool = torch.cuda.graph_pool_handle() if self.use_cuda_graphs else None
 
     @contextlib.contextmanager
     def eager(self):
-        """Run every step eagerly inside, one kernel at a time from the host; the graphs serve again after."""
         before, self.use_cuda_graphs = self.use_cuda_graphs, False
         try:
             yield self
@@ -147,8 +122,7 @@ class StepRunner:
 
     @torch.inference_mode()
     def step_rows(self, input_ids: Tensor, start: Tensor, pad: Tensor, end: int) -> Tensor:
-        """Ragged rows: row b's input_ids [B, T] at its columns start[b]..start[b]+T-1 (start: [B]);
-        end: the largest start[b] + T (exclusive). Returns logits [B, T, V]."""
+        """Row b's input_ids [B, T] at columns start[b].. (start [B]); end: max start[b] + T. Logits [B, T, V]."""
         batch, num_tokens = input_ids.shape
         kv_len = self.kv_len(end)
         graph = num_tokens <= MAX_GRAPH_TOKENS
@@ -161,10 +135,8 @@ class StepRunner:
     @torch.inference_mode()
     def propose_rows(self, tokens: Tensor, start: Tensor, pad: Tensor, end: int, uniforms: Tensor,
                      temperature: float, top_p: float) -> tuple[Tensor, Tensor | None]:
-        """Ragged rows: feed tokens [B, 2] at columns start[b], start[b]+1, then each row's successor, k
-        steps in all (k = uniforms.shape[1]); end: the largest start[b] + k + 1. Greedy (temperature 0):
-        the argmax; else a sample drawn by inverting the CDF at uniforms [B, k] (uniform on [0, 1)).
-        Returns the proposal [B, k] and (sampling only) its distributions [B, k, V]."""
+        """Feed tokens [B, 2] at start[b].., then k = uniforms.shape[1] steps: argmax at temperature 0, else
+        the inverse CDF at uniforms [B, k]. Returns the proposal [B, k] and (sampling) distributions [B, k, V]."""
         batch, k = uniforms.shape
         kv_len = self.kv_len(end)
 
@@ -195,8 +167,7 @@ class StepRunner:
         return len(self._graphs)
 
     def launch_choices(self) -> dict[str, dict]:
-        """Each graph offered dependent launches: its replay times plain and dependent (ms), which it kept,
-        or why the dependent capture failed."""
+        """Each graph offered dependent launches: its replay times and choice, or why the capture failed."""
         return {str(key): {"plain_ms": g.pdl_ms[0], "dependent_ms": g.pdl_ms[1], "dependent": g.dependent}
                 if g.pdl_ms is not None else {"dependent": False, "error": g.pdl_error}
                 for key, g in self._graphs.items() if g.pdl_ms is not None or g.pdl_error is not None}

@@ -8,8 +8,7 @@ import torch
 
 
 def median_ms(run: Callable[[], object], repeats: int = 10, before: Callable[[], object] | None = None) -> float:
-    """Median milliseconds the GPU spends on `run()` over `repeats` calls, each between two CUDA events;
-    `before()` (if given) is queued ahead of each call, outside the events."""
+    """Median GPU milliseconds of `run()` over `repeats` calls; `before()` runs ahead of each, untimed."""
     times = []
     for _ in range(repeats):
         if before is not None:

@@ -15,11 +15,8 @@ def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml
                             stride_ks, stride_vb, stride_vh, stride_vs, stride_mb, stride_mr, stride_mn,
                             PARTIAL: tl.constexpr, IEEE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
                             BLOCK_D: tl.constexpr, PDL: tl.constexpr = False):
-    """Program (b * NKV + h, split): the R query rows of KV head h of batch row b (a KV group's query heads
-    for each token, padded to BLOCK_R rows for the tensor cores) against the split-th run of BLOCKS_PER_SPLIT
-    key blocks of the first KV_LEN cache columns, as an online softmax (flash-decoding). PARTIAL: the
-    unnormalised float32 output and each row's running max and sum go to the workspaces, and the pair's
-    last program to finish (an atomic count) combines them; else the split is the only one."""
+    """Program (b * NKV + h, split): KV head h's R query rows over the split-th run of key blocks, an online
+    softmax. PARTIAL: float32 partials go to the workspaces and the last program to finish combines them."""
     wait_for_previous_kernel(PDL)
     bh, split = tl.program_id(0), tl.program_id(1)
     b, h = bh // NKV, bh % NKV
@@ -82,9 +79,8 @@ def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml
 @triton.jit
 def combine_splits(acc_ws_ptr, ml_ws_ptr, o_ptr, bh, rows, d, row_ok, mask, R, HD, NUM_SPLITS,
                    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
-    """The splits' partial outputs of one (batch row, KV head) rescaled to their common max and summed, in
-    split order (the same sum whichever program finished last), then normalised. Read from L2 (.cg): other
-    SMs wrote them."""
+    """The splits' partials rescaled to their common max and summed in split order (the same sum whichever
+    program finished last), then normalised. Read with .cg: other SMs wrote them."""
     m = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
     for split in range(NUM_SPLITS):
         m = tl.maximum(m, tl.load(ml_ws_ptr + (bh * NUM_SPLITS + split) * 2 * R + rows, mask=row_ok,

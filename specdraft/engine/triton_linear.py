@@ -1,6 +1,5 @@
-"""The Triton source of `linear_kernel.fused_linear` (a matmul with its norm, scales, bias, GLU and residual
-folded in, split-K summed by each column block's last program) and of `quant`'s prefill dequantization. Triton resolves a kernel's helpers among its module's
-globals, hence a module per family."""
+"""The Triton source of `linear_kernel.fused_linear` and of `quant`'s prefill dequantization (Triton resolves
+a kernel's helpers among its module's globals, hence a module per family)."""
 
 import triton
 import triton.language as tl
@@ -10,8 +9,7 @@ from specdraft.engine.triton_common import let_next_kernel_launch, prefetch_to_l
 
 @triton.jit
 def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr):
-    """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T, w converted in registers: on
-    the tensor cores (DOT), or as broadcast products summed over K (BLOCK_M = 1: a GEMV, no padded rows)."""
+    """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T: tensor cores (DOT), or a GEMV."""
     if DOT:
         if IEEE:
             acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
@@ -25,10 +23,8 @@ def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr):
 @triton.jit
 def load_int4(w_ptr, s_ptr, n, n_ok, k0, K, stride_wn, stride_sn, dtype: tl.constexpr, BLOCK_N: tl.constexpr,
               BLOCK_K: tl.constexpr, GROUP: tl.constexpr):
-    """Weight rows n, columns k0 .. k0 + BLOCK_K of a packed int4 matrix, dequantized in registers to `dtype`:
-    the bytes [BLOCK_N, BLOCK_K / 2] (column 2j in byte j's low nibble, 2j + 1 in its high one, each as q + 8),
-    both nibbles unpacked and interleaved back, times each group's scale (q * scale rounded to `dtype`, as
-    `quant.dequantize_int4` rounds it). k0 and BLOCK_K are multiples of GROUP; so is K."""
+    """Weight rows n, columns k0.. k0 + BLOCK_K of packed int4, dequantized to `dtype` with
+    `quant.dequantize_int4`'s rounding. k0, BLOCK_K and K are multiples of GROUP."""
     pk = k0 // 2 + tl.arange(0, BLOCK_K // 2)
     packed = tl.load(w_ptr + n[:, None] * stride_wn + pk[None, :], mask=n_ok[:, None] & (pk < K // 2)[None, :],
                      other=0x88)  # q = 0 outside the matrix
@@ -46,9 +42,8 @@ def load_int4(w_ptr, s_ptr, n, n_ok, k0, K, stride_wn, stride_sn, dtype: tl.cons
 def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
            stride_om, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
            NORM: tl.constexpr, GLU: tl.constexpr):
-    """The epilogue: RMSNorm's 1/rms of each row (the norm weight went into the input), per-channel scale,
-    bias, SiLU(gate) * up (GLU: acc holds the gate columns, acc_up the up columns N further on, each rounded
-    to the output dtype first, as the reference's matmul output is), residual add; then the store."""
+    """The epilogue: 1/rms, scale, bias, SiLU(gate) * up (rounded first, as the reference's matmul output
+    is), residual add, store."""
     out_mask = row_ok[:, None] & col_ok[None, :]
     if NORM:
         rstd = 1.0 / tl.sqrt(squares / K + eps)
@@ -79,14 +74,9 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
                   SPLIT_K: tl.constexpr, INT4: tl.constexpr, GROUP: tl.constexpr, IEEE: tl.constexpr,
                   DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1, LINE_ELEMS: tl.constexpr = 64):
-    """Program (n, k): output columns n * BLOCK_N.. over the k-th of SPLIT_K slices of K. NORM: the input is
-    x * norm_weight and the row's sum of squares is gathered from the same tiles on the way (the 1/rms is
-    applied after the sum, so no pass over the row precedes the weight loads). GLU: the weight holds 2N rows,
-    gate then up, and each program multiplies both halves for its columns. The weight is floating, int8
-    (HAS_SCALE: per-channel scales, applied in the epilogue) or packed int4 (INT4: scales per GROUP columns
-    of K vary along K, so `load_int4` applies them to each tile before the multiply). PDL: launched early
-    (programmatic dependent launch), the program first asks for the start of its weight rows in L2 -- PREFETCH_LINES
-    cache lines of LINE_ELEMS stored elements each -- then waits for the kernel before it."""
+    """Program (n, k): output columns n * BLOCK_N.. over the k-th of SPLIT_K slices of K. NORM gathers the
+    sum of squares from the same tiles, so no pass over the row precedes the weight loads; under PDL the
+    start of the weight rows is prefetched into L2 before waiting for the previous kernel."""
     pid_n, pid_k = tl.program_id(0), tl.program_id(1)
     rows = tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -151,8 +141,8 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
 @triton.jit
 def sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, mask, N, GLU: tl.constexpr, NORM: tl.constexpr,
                SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """The SPLIT_K partial sums of a column block (and its rows' sums of squares), added in split order: the
-    same sum whichever program finished last. Read from L2 (.cg): other SMs wrote them."""
+    """A column block's SPLIT_K partials summed in split order: the same sum whichever program finished last.
+    Read with .cg: other SMs wrote them."""
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     squares = tl.zeros((BLOCK_M,), dtype=tl.float32)
@@ -170,9 +160,8 @@ def sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, mask, N, GLU: tl.const
 @triton.jit
 def dequantize_kernel(w_ptr, s_ptr, o_ptr, N, K, stride_wn, stride_sn, INT4: tl.constexpr, GROUP: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Program (n, k): rows n * BLOCK_N.., columns k * BLOCK_K.. of an int8 (a scale per row) or packed int4
-    (a scale per GROUP columns; BLOCK_K a multiple of GROUP) weight, dequantized into o [N, K] with
-    `quant.dequantize`'s rounding: q times the scale rounded to o's dtype, the product rounded once."""
+    """Program (n, k): a tile of an int8 or packed int4 weight dequantized into o [N, K] with
+    `quant.dequantize`'s rounding."""
     n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     k0 = tl.program_id(1) * BLOCK_K
     ks = k0 + tl.arange(0, BLOCK_K)

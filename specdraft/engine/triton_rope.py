@@ -10,9 +10,8 @@ from specdraft.engine.triton_common import let_next_kernel_launch, wait_for_prev
 def rope_and_cache_kernel(qkv_ptr, cos_ptr, sin_ptr, qn_ptr, col_ptr, q_ptr, k_ptr, v_ptr, T, NH, NKV, HD, GROUP,
                           stride_tok, col_row_stride, stride_kb, stride_kh, stride_ks, stride_vb, stride_vh,
                           stride_vs, eps, QK_NORM: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr = False):
-    """One program per (token, head) of qkv [B*T, NH + 2 NKV, HD]: a query or key head gets Qwen3's per-head
-    RMSNorm (QK_NORM) and rotate-half RoPE, then a query goes to q [B, NKV, T * GROUP, HD] (its KV group's
-    rows) and a key to the key cache at its column; a value head is copied to the value cache."""
+    """One program per (token, head) of qkv [B*T, NH + 2 NKV, HD]: queries and keys normed (QK_NORM) and
+    RoPE'd into q [B, NKV, T * GROUP, HD] and the key cache; values copied to the value cache."""
     wait_for_previous_kernel(PDL)
     let_next_kernel_launch(PDL)
     bt, h = tl.program_id(0), tl.program_id(1)

@@ -1,15 +1,6 @@
-"""The kernel tuner: for each kernel key (a shape and its fusions) the configuration that runs it, chosen once.
-
-A choice comes from the stored tables where it still runs here (`tuning_table`), else from timing every
-candidate configuration, and for floating weights the torch path too, one launch at a time with L2
-scrubbed before each (a decode step finds its weights in HBM, not in L2); the fastest is kept and stored.
-A candidate that fails to compile is skipped; if none runs, the caller's torch path runs (`failures` says
-why). Under Triton's interpreter every family takes one fixed configuration (the interpreter is slow).
-
-All of it is one object's state: the choices made, the failures, the seconds spent, the table, the timing
-function and the launch options. The kernels use `current()`; a test or a benchmark builds its own
-`KernelTuner` and makes it current with `use(tuner)`.
-"""
+"""The kernel tuner: per kernel key (a shape and its fusions) one configuration, from the stored tables or
+timed with L2 scrubbed (a decode step finds its weights in HBM). Kernels consult `current()`; a test builds
+its own `KernelTuner` and makes it current with `use(tuner)`."""
 
 from __future__ import annotations
 
@@ -35,31 +26,25 @@ def reason(error: Exception) -> str:
 
 @functools.cache
 def _scrub_buffer(device: torch.device) -> torch.Tensor:
-    """More bytes than the GPU's L2 (50 MiB on an H100/H200): writing it evicts a matrix from L2. A normal
-    tensor even when first asked for under inference mode, so that tuning outside it may write it too."""
+    """More bytes than the GPU's L2; a normal tensor even under inference mode, so any tuning may write it."""
     with torch.inference_mode(False):
         return torch.empty(256 * 1024**2, dtype=torch.uint8, device=device)
 
 
 def scrubbed_launch_ms(run: Callable[[], object], device: torch.device, repeats: int = 10) -> float:
-    """Median milliseconds of one launch of `run`, L2 scrubbed before each (CUDA events around the launch).
-    A spin kernel before the first event keeps the GPU busy while the host launches `run` (a Triton launch
-    costs tens of microseconds of Python), so the events time the GPU's work, not the host's."""
+    """Median ms of one launch of `run`, L2 scrubbed; a spin kernel first hides the host's launch time."""
     scrub = _scrub_buffer(device)
 
     def before() -> None:
         scrub.zero_()
-        torch.cuda._sleep(200_000)  # about 0.1 ms at an H200's clock: longer than launching `run`
+        torch.cuda._sleep(200_000)  # longer than launching `run`
 
     return median_ms(run, repeats, before)
 
 
 class KernelTuner:
-    """table: the stored choices (default: this GPU's, `TuningTable.for_gpu`, built on first use); time_ms:
-    how a candidate is timed, (run, device) -> milliseconds; interpreting: whether the fixed interpreter
-    choices apply (default: TRITON_INTERPRET=1); forced: a configuration per kernel family ('linear',
-    'attention'), or a function of the key giving one, that every key of that family takes, untimed and
-    unstored (tests)."""
+    """table: stored choices (default: this GPU's); time_ms: (run, device) -> ms; forced: per family a
+    configuration, or a function of the key, taken untimed and unstored (tests)."""
 
     def __init__(self, *, table: TuningTable | None = None,
                  time_ms: Callable[[Callable[[], object], torch.device], float] = scrubbed_launch_ms,
@@ -85,17 +70,14 @@ class KernelTuner:
         return self._table
 
     def tuned_configs(self) -> dict[tuple, tuple | None]:
-        """The configuration each kernel key was given (None: the torch path), a copy."""
         return dict(self.choices)
 
     def tuning_seconds(self) -> float:
-        """Seconds spent so far choosing configurations: compiling every candidate and timing it."""
         return sum(self.seconds.values())
 
     def choice(self, key: tuple, family: str, make: type, run: Callable, candidates: Callable[[], list],
                reference: Callable[[], object] | None, device: torch.device, fixed: tuple) -> tuple | None:
-        """The configuration for `key`, chosen on first use (`choose`): forced for the family, `fixed` under
-        the interpreter, or the fastest of `candidates()` against `reference` (`fastest`)."""
+        """The configuration for `key`, chosen on first use: forced, `fixed` if interpreting, or the fastest."""
         if key not in self.choices:
             def tune():
                 if family in self.forced:
@@ -109,8 +91,7 @@ class KernelTuner:
         return self.choices[key]
 
     def choose(self, key: tuple, make: type, run: Callable, tune: Callable[[], object]):
-        """The configuration for `key`: the one stored in the table where it still runs here, else `tune()`'s
-        choice, which is then stored in this machine's table."""
+        """The table's choice for `key` where it still runs here, else `tune()`'s, then stored."""
         if self.interpreting:
             return tune()
         if torch.cuda.is_current_stream_capturing():  # timing and compiling cannot happen inside a graph
@@ -135,8 +116,7 @@ class KernelTuner:
 
     def fastest(self, key: tuple, candidates: list, run: Callable, reference: Callable[[], object] | None,
                 device: torch.device):
-        """The candidate for which run(config) is fastest, or REFERENCE when `reference` (timed too where
-        given) beats every one. None of them compiling also gives REFERENCE, and failures[key] says why."""
+        """The fastest candidate, or REFERENCE when `reference` beats every one or none compiles (failures[key])."""
         started = time.perf_counter()
         best, best_ms, errors = REFERENCE, float("inf"), []
         if reference is not None:
@@ -161,7 +141,6 @@ _CURRENT: list[KernelTuner] = []  # the innermost `use`; the process's tuner at 
 
 
 def current() -> KernelTuner:
-    """The tuner the kernels consult now."""
     if not _CURRENT:
         _CURRENT.append(KernelTuner())
     return _CURRENT[-1]
@@ -169,7 +148,6 @@ def current() -> KernelTuner:
 
 @contextlib.contextmanager
 def use(tuner: KernelTuner):
-    """Make `tuner` the one the kernels consult inside."""
     current()
     _CURRENT.append(tuner)
     try:

@@ -1,20 +1,7 @@
-"""Kernel configurations chosen before, so that an engine's start-up need not time every candidate again.
-
-`tuner.KernelTuner` tunes each (shape, fusion) on first use: it compiles and times every candidate
-configuration, most of a large engine's start-up (docs/performance.md). A choice is looked up first, in
-order, in:
-
-1. this machine's table, `$SPECDRAFT_KERNEL_CACHE` (default
-   `~/.cache/specdraft/kernels-<gpu>-triton<version>.json`: a new Triton tunes afresh), to which every
-   choice made here is added as soon as it is made;
-2. the table shipped for this GPU model, `specdraft/engine/tuned/<gpu>.json`, written from a benchmark's
-   record of its choices on that GPU (`benchmarks/tuning_table.py`), as vLLM ships tuned kernel
-   configurations per GPU.
-
-A stored choice is a configuration's fields, or null for "the torch path was faster". The tuner uses it
-only where it still compiles here; else the shape is tuned afresh. SPECDRAFT_KERNEL_CACHE=off reads and
-writes neither table.
-"""
+"""Kernel choices stored so start-up need not time every candidate again: this machine's table
+(`$SPECDRAFT_KERNEL_CACHE`, default per GPU and Triton version, added to as choices are made), then the one
+shipped per GPU in `tuned/` (as vLLM ships them). A choice is a configuration's fields, or null for the
+torch path; SPECDRAFT_KERNEL_CACHE=off reads and writes neither."""
 
 from __future__ import annotations
 
@@ -53,8 +40,7 @@ def local_path(gpu: str) -> Path | None:
 
 
 def read(path: Path) -> dict[str, dict | None]:
-    """The choices a table file holds ({} where there is no file); a file that is not such a table is an
-    error naming it."""
+    """The choices a table file holds ({} where there is none); anything else is an error naming it."""
     if not path.exists():
         return {}
     try:
@@ -75,9 +61,7 @@ def write(path: Path, gpu: str, choices: dict[str, dict | None], source: str) ->
 
 
 class TuningTable:
-    """The stored choices one tuner consults: this machine's table (`local`, added to) over the shipped one
-    (`shipped`, read only). Either path None reads nothing there; `local` None also writes nothing. Each
-    file is read on first use."""
+    """This machine's table (`local`, added to) over the shipped one (read only); a None path is skipped."""
 
     def __init__(self, gpu: str, local: Path | None, shipped: Path | None):
         self.gpu, self.local, self.shipped = gpu, local, shipped
@@ -85,7 +69,6 @@ class TuningTable:
 
     @classmethod
     def for_gpu(cls, gpu: str) -> TuningTable:
-        """The tables for `gpu` as the module's docstring says (neither with SPECDRAFT_KERNEL_CACHE=off)."""
         local = local_path(gpu)
         return cls(gpu, local, None if local is None else SHIPPED / f"{gpu_slug(gpu)}.json")
 
@@ -95,7 +78,7 @@ class TuningTable:
         return self._choices
 
     def lookup(self, key: tuple) -> dict | None | object:
-        """The stored choice for a kernel key (this machine's first, then the shipped one), or MISSING."""
+        """The stored choice for a kernel key, local first, or MISSING."""
         local, shipped = self._read()
         name = str(key)
         if name in local:
