@@ -13,10 +13,9 @@ from torch import Tensor, nn
 
 from specdraft.engine import tuner as tuning
 from specdraft.engine.attention import attention_mask, decode_attention
-from specdraft.plumbing.names import MODEL_DTYPE, WEIGHT_FORMATS
-from specdraft.engine.quant import (GROUP, QUANTIZERS, DequantWorkspace, fast_kernels, linear,
-                                    quantize_into)
+from specdraft.engine.quant import GROUP, QUANTIZERS, DequantWorkspace, fast_kernels, linear, quantize_into
 from specdraft.engine.rope import rope_and_cache, rope_and_cache_reference
+from specdraft.plumbing.names import MODEL_DTYPE, WEIGHT_FORMATS
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ import torch
 from torch import Tensor
 
 from specdraft.engine.decoder import Decoder, KVCache
-from specdraft.plumbing.names import MODEL_DTYPE
 from specdraft.engine.runner import DEPENDENT_LAUNCH_STEPS, MAX_GRAPH_TOKENS, StepRunner
 from specdraft.decoding.batching import cut_at_eos, left_pad
 from specdraft.decoding.sessions import device_ids
 from specdraft.decoding.verification import probabilities
+from specdraft.plumbing.names import MODEL_DTYPE
 
 
 class EngineSession:
