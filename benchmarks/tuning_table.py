@@ -21,14 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from specdraft.engine.tuning_table import SHIPPED, gpu_slug, read, write  # noqa: E402
 
 
-def source_choices(path: str) -> tuple[str, dict]:
-    """(GPU name, choices) of a benchmark JSON or a tuning table file."""
+def source_choices(path: str) -> tuple[str, dict, str]:
+    """(GPU name, choices, provenance) of a benchmark JSON or a tuning table file."""
     with open(path, encoding="utf-8") as f:
         run = json.load(f)
     if "triton_tuned" in run:
         failed = set(run.get("triton_failures", {}))
-        return run["gpu"], {key: config for key, config in run["triton_tuned"].items() if key not in failed}
-    return run["gpu"], read(Path(path))
+        choices = {key: config for key, config in run["triton_tuned"].items() if key not in failed}
+        return run["gpu"], choices, f"{path}: {run.get('command', '')}"
+    return run["gpu"], read(Path(path)), f"{path}: {run.get('source', '')}"
 
 
 def main() -> None:
@@ -37,16 +38,17 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="keep the shipped table's keys the sources lack")
     args = parser.parse_args()
     loaded = [source_choices(p) for p in args.sources]
-    gpus = {gpu for gpu, _ in loaded}
+    gpus = {gpu for gpu, _, _ in loaded}
     if len(gpus) != 1:
         sys.exit(f"the sources are of several GPUs: {sorted(gpus)}")
     gpu = gpus.pop()
     path = SHIPPED / f"{gpu_slug(gpu)}.json"
     choices = read(path) if args.merge else {}
     kept = len(choices)
-    for _, found in loaded:
+    for _, found, _ in loaded:
         choices.update(found)
-    write(path, gpu, choices, "; ".join(args.sources) + (f" (merged over {kept} shipped choices)" if args.merge else ""))
+    source = "; ".join(origin for _, _, origin in loaded)
+    write(path, gpu, choices, source + (f" (merged over {kept} shipped choices)" if args.merge else ""))
     print(f"{path}: {len(choices)} choices")
 
 
