@@ -23,6 +23,7 @@ import json
 import math
 import statistics
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +57,19 @@ def replay_us(fn, copies: int, calls: int = 64) -> float:
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end) * 1000 / calls)
     return statistics.median(times[1:])
+
+
+def host_us(fn, copies: int, calls: int = 64) -> float:
+    """Microseconds the host takes to issue one call of fn(i) eagerly (no graph), unsynchronised."""
+    for i in range(copies):
+        fn(i)
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for j in range(calls):
+        fn(j % copies)
+    host = (time.perf_counter() - started) * 1e6 / calls
+    torch.cuda.synchronize()
+    return host
 
 
 def sweep_configs():
@@ -125,7 +139,8 @@ def main() -> None:
     results = {"command": "python " + " ".join(sys.argv), "gpu": torch.cuda.get_device_name(device),
                "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth,
                "bf16_matmul_flops_per_s": matmul_rate, "rows": {}}
-    lines = []
+    def say(line: str) -> None:  # printed as it comes: a run cut short still shows what it measured
+        print(line, flush=True)
     for model, shapes in SHAPES.items():
         step = {}
         for name, (n, k, count) in shapes.items():
@@ -142,7 +157,8 @@ def main() -> None:
                        "bf16_floor_us": max(n * k * 2 / bandwidth * 1e6, compute_us),
                        "int8_floor_us": max(n * k / bandwidth * 1e6, compute_us),
                        "cublas_bf16_us": replay_us(lambda i: F.linear(x, bf16[i]), copies),
-                       "triton_int8_us": replay_us(lambda i: int8_linear(x, q[i], s[i]), copies)}
+                       "triton_int8_us": replay_us(lambda i: int8_linear(x, q[i], s[i]), copies),
+                       "triton_int8_host_us": host_us(lambda i: int8_linear(x, q[i], s[i]), copies)}
                 if n * k <= 30e6 or m > 16:  # it materialises bf16 weights: the path many rows replace
                     row["dequant_then_cublas_us"] = replay_us(
                         lambda i: F.linear(x, dequantize(q[i], s[i], x.dtype)), copies)
@@ -165,7 +181,7 @@ def main() -> None:
                     fbest, row["fused_sweep_us"] = sweep(lambda config, i: forced(config, x, q[i], s[i], **extra), m,
                                                          copies)
                     row["fused_sweep_best"], row["fused_sweep_best_us"] = fbest, row["fused_sweep_us"][fbest]
-                    lines.append(f"   sweep best {best}: {row['sweep_best_us']:.1f} us; as the engine calls it "
+                    say(f"   sweep best {best}: {row['sweep_best_us']:.1f} us; as the engine calls it "
                                  f"{fbest}: {row['fused_sweep_best_us']:.1f} us")
                 if args.int4:  # packed bytes plus one bf16 scale per GROUP weights
                     row["int4_floor_us"] = max((n * k // 2 + n * k // GROUP * 2) / bandwidth * 1e6, compute_us)
@@ -188,14 +204,15 @@ def main() -> None:
                 step[m][0] += count * row["cublas_bf16_us"]
                 step[m][1] += count * row["triton_int8_us"]
                 step[m][2] += count * row.get("triton_int4_us", 0.0)
-                lines.append(f"{model:6} {name:8} M={m:<2} N={n:<6} K={k:<5} cublas {row['cublas_bf16_us']:8.1f} us "
+                say(f"{model:6} {name:8} M={m:<2} N={n:<6} K={k:<5} cublas {row['cublas_bf16_us']:8.1f} us "
                              f"({row['cublas_fraction_of_bf16_floor']:.0%})  "
                              f"triton-int8 {row['triton_int8_us']:8.1f} us "
-                             f"({row['triton_fraction_of_int8_floor']:.0%})  err {row['triton_rel_error']:.1e}"
+                             f"({row['triton_fraction_of_int8_floor']:.0%}, host {row['triton_int8_host_us']:.0f} us)  "
+                             f"err {row['triton_rel_error']:.1e}"
                              + (f"  dequant+cublas {row['dequant_then_cublas_us']:8.1f} us"
                                 if "dequant_then_cublas_us" in row else ""))
                 if args.int4:
-                    lines.append(f"{'':40}triton-int4 {row['triton_int4_us']:8.1f} us "
+                    say(f"{'':40}triton-int4 {row['triton_int4_us']:8.1f} us "
                                  f"({row['triton_fraction_of_int4_floor']:.0%})  "
                                  f"err {row['triton_int4_rel_error']:.1e}")
             del bf16, q, s
@@ -208,14 +225,13 @@ def main() -> None:
             results[f"{model}_matmuls_M{m}_triton_int8_ms"] = triton_int8 / 1000
             if args.int4:
                 results[f"{model}_matmuls_M{m}_triton_int4_ms"] = triton_int4 / 1000
-            lines.append(f"{model} step matmuls M={m}: cublas bf16 {cublas / 1000:.3f} ms, triton int8 "
+            say(f"{model} step matmuls M={m}: cublas bf16 {cublas / 1000:.3f} ms, triton int8 "
                          f"{triton_int8 / 1000:.3f} ms" + (f", triton int4 {triton_int4 / 1000:.3f} ms" if args.int4
                                                            else "")
                          + ("" if math.isnan(dequant) else f", dequant+cublas {dequant / 1000:.3f} ms"))
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; _weight_int8pack_mm present: {has_pack}")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":
