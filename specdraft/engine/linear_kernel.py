@@ -32,6 +32,7 @@ class Config(NamedTuple):
     # The norm inside saves a launch but every program repeats its arithmetic: the tuner decides.
     fuse_norm: bool = True
     block_m: int = 16  # rows a tensor-core program holds; more rows take more programs
+    swap: bool = False  # the MMA as W @ x.T: the dequantized weight its register operand (wgmma's first)
 
 
 # From `benchmarks/linear_kernels.py --sweep` (docs/perf/): tensor-core tiles, and GEMV forms for small one-row steps.
@@ -43,7 +44,10 @@ WIDE_CANDIDATES = (Config(64, 128, 1, 4, 4, block_m=32), Config(64, 128, 4, 4, 4
                    Config(128, 64, 1, 4, 4, block_m=64), Config(64, 128, 2, 4, 4, block_m=64),
                    Config(64, 128, 4, 4, 4, block_m=64), Config(128, 64, 1, 8, 4, block_m=128),
                    Config(64, 64, 1, 4, 4, block_m=128), Config(128, 64, 2, 8, 3, block_m=128),
-                   Config(128, 128, 1, 8, 3, block_m=128), Config(64, 128, 2, 4, 3, block_m=128))
+                   Config(128, 128, 1, 8, 3, block_m=128), Config(64, 128, 2, 4, 3, block_m=128),
+                   Config(64, 128, 4, 4, 4, block_m=32, swap=True), Config(128, 128, 2, 8, 3, block_m=32, swap=True),
+                   Config(128, 64, 1, 4, 4, block_m=64, swap=True), Config(64, 128, 2, 4, 4, block_m=64, swap=True),
+                   Config(128, 64, 1, 8, 4, block_m=128, swap=True), Config(128, 128, 1, 8, 3, block_m=128, swap=True))
 CACHE_LINE_BYTES = 128
 PREFETCH_TILES = 2  # weight tiles of each program asked for in L2 before it waits for the kernel before it
 
@@ -113,7 +117,7 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
         k_per_split,
         x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps, **flags,
         INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
-        DOT=config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        DOT=config.dot, SWAP=config.swap and config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
         PREFETCH_LINES=max(1, PREFETCH_TILES * stored_block_k // line_elems), LINE_ELEMS=line_elems,
         num_warps=config.num_warps, num_stages=config.num_stages, **options)
 

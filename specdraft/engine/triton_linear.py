@@ -8,10 +8,17 @@ from specdraft.engine.triton_common import let_next_kernel_launch, prefetch_to_l
 
 
 @triton.jit
-def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr):
-    """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T: tensor cores (DOT), or a GEMV."""
+def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.constexpr):
+    """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T: tensor cores (DOT), or a GEMV.
+    SWAP: acc is [BLOCK_N, BLOCK_M], w @ a.T, so that the weight converted in registers is the MMA's first
+    operand, which Hopper's wgmma may take from registers (its second comes from shared memory)."""
     if DOT:
-        if IEEE:
+        if SWAP:
+            if IEEE:
+                acc = tl.dot(w.to(a.dtype), tl.trans(a), acc, input_precision="ieee")
+            else:
+                acc = tl.dot(w.to(a.dtype), tl.trans(a), acc)
+        elif IEEE:
             acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
         else:
             acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc)
@@ -73,7 +80,7 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
                   HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr, GLU: tl.constexpr,
                   SPLIT_K: tl.constexpr, INT4: tl.constexpr, GROUP: tl.constexpr, IEEE: tl.constexpr,
                   DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                  PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1, LINE_ELEMS: tl.constexpr = 64):
+                  SWAP: tl.constexpr = False, PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1, LINE_ELEMS: tl.constexpr = 64):
     """Program (n, k, m): output columns n * BLOCK_N.. of rows m * BLOCK_M.. over the k-th of SPLIT_K slices
     of K (M_PAD: the rows of all row blocks, the partials' stride). NORM gathers the
     sum of squares from the same tiles, so no pass over the row precedes the weight loads; under PDL the
@@ -91,8 +98,12 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
         if GLU:
             prefetch_to_l2(w_ptr + (N + cols)[:, None] * stride_wn + first[None, :], line_ok, PDL)
     wait_for_previous_kernel(PDL)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if SWAP:
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+        acc_up = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     squares_tile = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)  # summed over K once, after the loop
     k_start = pid_k * K_PER_SPLIT
     for k0 in range(k_start, k_start + K_PER_SPLIT, BLOCK_K):
@@ -108,7 +119,7 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
         else:
             w = tl.load(w_ptr + cols[:, None] * stride_wn + ks[None, :], mask=col_ok[:, None] & k_ok[None, :],
                         other=0)
-        acc = multiply_add(acc, a, w, DOT, IEEE)
+        acc = multiply_add(acc, a, w, DOT, IEEE, SWAP)
         if GLU:
             if INT4:
                 w_up = load_int4(w_ptr, s_ptr, N + cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N,
@@ -116,8 +127,11 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
             else:
                 w_up = tl.load(w_ptr + (N + cols)[:, None] * stride_wn + ks[None, :],
                                mask=col_ok[:, None] & k_ok[None, :], other=0)
-            acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE)
+            acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE, SWAP)
     let_next_kernel_launch(PDL)
+    if SWAP:
+        acc = tl.trans(acc)
+        acc_up = tl.trans(acc_up)
     squares = tl.sum(squares_tile, axis=1)
     if SPLIT_K > 1:  # float32 partials; the column block's last program to finish sums them
         out_mask = row_ok[:, None] & col_ok[None, :]
