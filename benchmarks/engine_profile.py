@@ -14,7 +14,10 @@ proposal (batch 1, mid-generation after a 128-token prompt; random weights of th
 
 With a few thousand launches a step, `kernels_per_call` times a few microseconds is the bound the table
 in docs/performance.md explains. The same figures for eager steps (no graph: each launch paid by the host)
-are recorded for comparison. Needs a CUDA device.
+are recorded for comparison. With --prefill, each engine's eager prefill of the prompt as well, once as tuned
+and once with every matmul of more than one tile of rows dequantizing its weight for cuBLAS (the path the
+wide kernel replaces); `host_ms` there is the host's time to issue one prefill, unsynchronised. Needs a CUDA
+device.
 """
 
 from __future__ import annotations
@@ -79,6 +82,40 @@ def profile_calls(fn, calls: int) -> dict:
             "one_call": [[e.name[:48], round(e.time_range.elapsed_us(), 2)] for e in last_call]}
 
 
+def profile_prefill(engine, prompt_len: int, calls: int) -> dict:
+    """The eager prefill of a `prompt_len`-token prompt as tuned, and with the wide matmuls dequantizing."""
+    from specdraft.engine import tuner as tuning
+    from specdraft.engine.linear_kernel import MAX_FAST_ROWS
+
+    ids = torch.randint(1, 1000, (prompt_len,), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+
+    def prefill():
+        engine.open_session(prompt_len + 1).forward(ids, 1)
+
+    def measured() -> dict:
+        prefill()  # tunes
+        sync(torch.device("cuda"))
+        started = time.perf_counter()
+        prefill()
+        host_ms = (time.perf_counter() - started) * 1000
+        out = {"step_ms": per_call_ms(prefill, torch.device("cuda"), 3, calls), "host_ms": host_ms}
+        out.update(profile_calls(prefill, calls))
+        out["idle_ms"] = out["step_ms"] - out["kernel_ms_per_call"]
+        return out
+
+    result = {"tuned": measured()}
+    tuned = tuning.current()
+    dequantizing = tuning.KernelTuner(forced={"linear": lambda key: None if key[2] > MAX_FAST_ROWS
+                                              else tuned.choices.get(key)}, launch=tuned.launch)
+    dequantizing.forced["attention"] = lambda key: tuned.choices.get(key)
+    with tuning.use(dequantizing):
+        result["wide_matmuls_dequantized"] = measured()
+    for name, r in result.items():
+        print(f"  prefill {prompt_len}, {name}: {r['step_ms']:.3f} ms ({r['kernels_per_call']:.0f} kernels, "
+              f"{r['kernel_ms_per_call']:.3f} ms busy; host issues it in {r['host_ms']:.3f} ms)", flush=True)
+    return result
+
+
 def profile_engine(engine, wanted: list[str], prompt_len: int, calls: int, bytes_per_s: float) -> dict:
     floor_ms = engine_bytes_per_step(engine) / bytes_per_s * 1000
     out = {"weight_bytes_per_step": engine_bytes_per_step(engine), "bytes_floor_ms": floor_ms}
@@ -105,6 +142,8 @@ def main() -> None:
     parser.add_argument("--weights", default="model_dtype", help="engine weights, comma-separated: model_dtype,int8,int4")
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--prefill", action="store_true", help="profile each engine's eager prefill as well")
+    parser.add_argument("--steps", default="all", help="'none': only the prefills")
     parser.add_argument("--out", default="engine_profile.json")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -124,8 +163,12 @@ def main() -> None:
         for weights in args.weights.split(","):
             print(f"{role}, {weights}:", flush=True)
             engine = Engine.from_hf(model, max_seq_len=args.prompt_len + 32, max_batch_size=1, weights=weights)
-            results[f"{role}_{weights}"] = profile_engine(engine, wanted[role], args.prompt_len, args.calls,
+            results[f"{role}_{weights}"] = profile_engine(engine, wanted[role] if args.steps == "all" else [],
+                                                          args.prompt_len, args.calls,
                                                           results["copy_bandwidth_bytes_per_s"])
+            if args.prefill:
+                results[f"{role}_{weights}"]["prefill"] = profile_prefill(engine, args.prompt_len,
+                                                                          max(2, args.calls // 4))
             del engine
             torch.cuda.empty_cache()
         del model

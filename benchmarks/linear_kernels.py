@@ -3,14 +3,17 @@ time to read its weights once. The profile behind docs/performance.md's decode-s
 
     python benchmarks/linear_kernels.py --out linear_kernels.json
     python benchmarks/linear_kernels.py --int4 --out linear_kernels_int4.json   # the int4 kernel as well
+    python benchmarks/linear_kernels.py --rows 96,128 --out linear_kernels_wide.json   # verification, prefill
 
 For each matrix of the seed's 14B target and 0.5B draft (fused qkv, o, fused gate/up, down, lm-head) and
-M = 1 and 6 rows: cuBLAS on bf16 weights (`F.linear`), the engine's Triton int8 kernel
+M = 1 and 6 rows (--rows): cuBLAS on bf16 weights (`F.linear`), the engine's Triton int8 kernel
 (`specdraft.engine.linear_kernel.fused_linear`, as tuned), the int8 reference path (dequantize, then cuBLAS), and
 `torch.ops.aten._weight_int8pack_mm` where this torch has it for CUDA; with --int4, the same Triton kernel
 on packed int4 weights (a scale per 128 input columns) too. Times are CUDA-graph replays of
 many calls over enough weight copies that no call finds its weights in L2 (median of 5 replays), so they
-include each kernel's launch and tail as a decode step does. Writes JSON and prints a table.
+include each kernel's launch and tail as a decode step does. Above 16 rows the floor is the larger of reading
+the weight once and its multiply at the bf16 matmul rate cuBLAS reaches on 8192^3 in the same run.
+Writes JSON and prints a table.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import math
 import statistics
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +57,19 @@ def replay_us(fn, copies: int, calls: int = 64) -> float:
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end) * 1000 / calls)
     return statistics.median(times[1:])
+
+
+def host_us(fn, copies: int, calls: int = 64) -> float:
+    """Microseconds the host takes to issue one call of fn(i) eagerly (no graph), unsynchronised."""
+    for i in range(copies):
+        fn(i)
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for j in range(calls):
+        fn(j % copies)
+    host = (time.perf_counter() - started) * 1e6 / calls
+    torch.cuda.synchronize()
+    return host
 
 
 def sweep_configs():
@@ -99,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="linear_kernels.json")
     parser.add_argument("--sweep", action="store_true", help="also time every configuration of the sweep")
+    parser.add_argument("--rows", default="1,6", help="row counts M, comma-separated")
     parser.add_argument("--int4", action="store_true", help="also time the Triton kernel on int4 weights (with "
                         "--sweep: every configuration of the sweep for them too)")
     args = parser.parse_args()
@@ -114,10 +132,15 @@ def main() -> None:
     copy_us = replay_us(lambda i: dst.copy_(src), 1, calls=8)
     bandwidth = 2 * src.numel() * 2 / (copy_us * 1e-6)
     del src, dst
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    matmul_rate = 2 * 8192**3 / (replay_us(lambda i: a @ a, 1, calls=8) * 1e-6)
+    del a
     has_pack = hasattr(torch.ops.aten, "_weight_int8pack_mm")
     results = {"command": "python " + " ".join(sys.argv), "gpu": torch.cuda.get_device_name(device),
-               "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth, "rows": {}}
-    lines = []
+               "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth,
+               "bf16_matmul_flops_per_s": matmul_rate, "rows": {}}
+    def say(line: str) -> None:  # printed as it comes: a run cut short still shows what it measured
+        print(line, flush=True)
     for model, shapes in SHAPES.items():
         step = {}
         for name, (n, k, count) in shapes.items():
@@ -127,13 +150,16 @@ def main() -> None:
             q, s = zip(*(quantize_int8(w, torch.bfloat16) for w in bf16))
             if args.int4:
                 q4, s4 = zip(*(quantize_int4(w, torch.bfloat16) for w in bf16))
-            for m in (1, 6):
+            for m in [int(r) for r in args.rows.split(",")]:
                 x = torch.randn(m, k, device=device, dtype=torch.bfloat16, generator=g)
-                row = {"N": n, "K": k, "M": m,
-                       "bf16_floor_us": n * k * 2 / bandwidth * 1e6, "int8_floor_us": n * k / bandwidth * 1e6,
+                compute_us = 2 * m * n * k / matmul_rate * 1e6
+                row = {"N": n, "K": k, "M": m, "compute_floor_us": compute_us,
+                       "bf16_floor_us": max(n * k * 2 / bandwidth * 1e6, compute_us),
+                       "int8_floor_us": max(n * k / bandwidth * 1e6, compute_us),
                        "cublas_bf16_us": replay_us(lambda i: F.linear(x, bf16[i]), copies),
-                       "triton_int8_us": replay_us(lambda i: int8_linear(x, q[i], s[i]), copies)}
-                if n * k <= 30e6:  # the reference path materialises bf16 weights: only the small ones
+                       "triton_int8_us": replay_us(lambda i: int8_linear(x, q[i], s[i]), copies),
+                       "triton_int8_host_us": host_us(lambda i: int8_linear(x, q[i], s[i]), copies)}
+                if n * k <= 30e6 or m > 16:  # it materialises bf16 weights: the path many rows replace
                     row["dequant_then_cublas_us"] = replay_us(
                         lambda i: F.linear(x, dequantize(q[i], s[i], x.dtype)), copies)
                 if has_pack:
@@ -155,10 +181,10 @@ def main() -> None:
                     fbest, row["fused_sweep_us"] = sweep(lambda config, i: forced(config, x, q[i], s[i], **extra), m,
                                                          copies)
                     row["fused_sweep_best"], row["fused_sweep_best_us"] = fbest, row["fused_sweep_us"][fbest]
-                    lines.append(f"   sweep best {best}: {row['sweep_best_us']:.1f} us; as the engine calls it "
+                    say(f"   sweep best {best}: {row['sweep_best_us']:.1f} us; as the engine calls it "
                                  f"{fbest}: {row['fused_sweep_best_us']:.1f} us")
                 if args.int4:  # packed bytes plus one bf16 scale per GROUP weights
-                    row["int4_floor_us"] = (n * k // 2 + n * k // GROUP * 2) / bandwidth * 1e6
+                    row["int4_floor_us"] = max((n * k // 2 + n * k // GROUP * 2) / bandwidth * 1e6, compute_us)
                     row["triton_int4_us"] = replay_us(lambda i: int8_linear(x, q4[i], s4[i]), copies)
                     out4 = int8_linear(x, q4[0], s4[0]).float()
                     ref4 = F.linear(x.float(), dequantize_int4(q4[0], s4[0], x.dtype).float())
@@ -173,33 +199,39 @@ def main() -> None:
                 row["cublas_fraction_of_bf16_floor"] = row["bf16_floor_us"] / row["cublas_bf16_us"]
                 row["triton_fraction_of_int8_floor"] = row["int8_floor_us"] / row["triton_int8_us"]
                 results["rows"][f"{model}.{name}.M{m}"] = row
-                step.setdefault(m, [0.0, 0.0, 0.0])
+                step.setdefault(m, [0.0, 0.0, 0.0, 0.0])
+                step[m][3] += count * row.get("dequant_then_cublas_us", float("nan"))
                 step[m][0] += count * row["cublas_bf16_us"]
                 step[m][1] += count * row["triton_int8_us"]
                 step[m][2] += count * row.get("triton_int4_us", 0.0)
-                lines.append(f"{model:6} {name:8} M={m:<2} N={n:<6} K={k:<5} cublas {row['cublas_bf16_us']:8.1f} us "
+                say(f"{model:6} {name:8} M={m:<2} N={n:<6} K={k:<5} cublas {row['cublas_bf16_us']:8.1f} us "
                              f"({row['cublas_fraction_of_bf16_floor']:.0%})  "
                              f"triton-int8 {row['triton_int8_us']:8.1f} us "
-                             f"({row['triton_fraction_of_int8_floor']:.0%})  err {row['triton_rel_error']:.1e}")
+                             f"({row['triton_fraction_of_int8_floor']:.0%}, host {row['triton_int8_host_us']:.0f} us)  "
+                             f"err {row['triton_rel_error']:.1e}"
+                             + (f"  dequant+cublas {row['dequant_then_cublas_us']:8.1f} us"
+                                if "dequant_then_cublas_us" in row else ""))
                 if args.int4:
-                    lines.append(f"{'':40}triton-int4 {row['triton_int4_us']:8.1f} us "
+                    say(f"{'':40}triton-int4 {row['triton_int4_us']:8.1f} us "
                                  f"({row['triton_fraction_of_int4_floor']:.0%})  "
                                  f"err {row['triton_int4_rel_error']:.1e}")
             del bf16, q, s
             if args.int4:
                 del q4, s4
-        for m, (cublas, triton_int8, triton_int4) in step.items():
+        for m, (cublas, triton_int8, triton_int4, dequant) in step.items():
             results[f"{model}_matmuls_M{m}_cublas_bf16_ms"] = cublas / 1000
+            if not math.isnan(dequant):  # timed for every matrix
+                results[f"{model}_matmuls_M{m}_dequant_then_cublas_ms"] = dequant / 1000
             results[f"{model}_matmuls_M{m}_triton_int8_ms"] = triton_int8 / 1000
             if args.int4:
                 results[f"{model}_matmuls_M{m}_triton_int4_ms"] = triton_int4 / 1000
-            lines.append(f"{model} step matmuls M={m}: cublas bf16 {cublas / 1000:.3f} ms, triton int8 "
+            say(f"{model} step matmuls M={m}: cublas bf16 {cublas / 1000:.3f} ms, triton int8 "
                          f"{triton_int8 / 1000:.3f} ms" + (f", triton int4 {triton_int4 / 1000:.3f} ms" if args.int4
-                                                           else ""))
+                                                           else "")
+                         + ("" if math.isnan(dequant) else f", dequant+cublas {dequant / 1000:.3f} ms"))
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; _weight_int8pack_mm present: {has_pack}")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -43,9 +43,10 @@ def repo() -> Path:
 @pytest.fixture
 def triton_kernels_forced(monkeypatch):
     """On a GPU, every step through the Triton kernels whatever timing would choose: each matmul on the
-    tensor-core form with K split in two (its second kernel too) where K allows (K of 32 and more; for
-    int4, of 256 and more: a split holds whole groups of 128), attention split over several programs (the
-    combine kernel too), and proposal graphs with dependent launches where this GPU has them."""
+    tensor-core form with K split in two (the last program's sum of the splits too) where K allows (K of 32
+    and more; for int4, of 256 and more: a split holds whole groups of 128), a prefill's rows over several
+    row blocks of 16, attention split over several programs (and combined by the last), and proposal graphs
+    with dependent launches where this GPU has them."""
     import triton
 
     from specdraft.engine import runner

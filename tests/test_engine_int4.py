@@ -9,7 +9,8 @@ import torch
 
 from specdraft.engine import Engine
 from specdraft.engine.quant import GROUP, dequantize_int4, dequantized_copy, quantize_int4, unpack_int4
-from tests.linear_kernel_cases import CANDIDATE_INDEXES, assert_fused_linear_equals_reference, forced_candidate
+from tests.linear_kernel_cases import (CANDIDATE_INDEXES, WIDE_CANDIDATE_INDEXES, WIDE_ROWS,
+                                       assert_fused_linear_equals_reference, forced_candidate)
 from tests.quantized_engines import (assert_engine_is_its_dequantized_model,
                                      assert_speculative_equals_quantized_target_greedy)
 from tests.tiny_models import tiny_qwen2
@@ -137,6 +138,24 @@ def test_fused_linear_int4_kernel_equals_the_reference(rows, fusion, dtype, conf
     packed, scale = quantize_int4(w, torch.float32)
     x = torch.randn(rows, k, generator=g)
     assert_fused_linear_equals_reference(candidate, fusion, rows, packed, scale, x, g, dtype, monkeypatch)
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
+                    reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton installed")
+@pytest.mark.parametrize("rows", WIDE_ROWS)
+@pytest.mark.parametrize("fusion", ["plain", "residual+bias", "norm+bias", "norm+glu"])
+@pytest.mark.parametrize("config", WIDE_CANDIDATE_INDEXES)
+@pytest.mark.parametrize("norm_inside", [True, False], ids=["norm-inside", "norm-before"])
+def test_fused_linear_int4_kernel_over_many_rows_equals_the_reference(rows, fusion, config, norm_inside, monkeypatch):
+    """Each tile for more rows than one tensor-core tile that holds whole groups, on packed int4 weights, against
+    the reference path in float64 (float32 activations): several row blocks, the last part-filled."""
+    candidate = forced_candidate(config, norm_inside, fusion, rows, torch.float32, int4=True, wide=True)
+    g = torch.Generator().manual_seed(rows)
+    n, k = 203, 3 * GROUP
+    w = torch.randn(2 * n if "glu" in fusion else n, k, generator=g) * torch.logspace(-1, 1, 3).repeat_interleave(GROUP)
+    packed, scale = quantize_int4(w, torch.float32)
+    x = torch.randn(rows, k, generator=g)
+    assert_fused_linear_equals_reference(candidate, fusion, rows, packed, scale, x, g, torch.float32, monkeypatch)
 
 
 def test_int4_candidates_hold_whole_groups():

@@ -8,7 +8,8 @@ import torch
 
 from specdraft.engine import Engine
 from specdraft.engine.quant import dequantize, dequantized_copy, quantize_int8
-from tests.linear_kernel_cases import CANDIDATE_INDEXES, assert_fused_linear_equals_reference, forced_candidate
+from tests.linear_kernel_cases import (CANDIDATE_INDEXES, WIDE_CANDIDATE_INDEXES, WIDE_ROWS,
+                                       assert_fused_linear_equals_reference, forced_candidate)
 from tests.quantized_engines import (assert_engine_is_its_dequantized_model,
                                      assert_speculative_equals_quantized_target_greedy)
 from tests.test_engine import tiny_qwen3
@@ -89,6 +90,38 @@ def test_fused_linear_kernel_equals_the_reference(rows, fusion, weights, dtype, 
     q, scale = quantize_int8(w, torch.float32) if weights == "int8" else (w, None)
     x = torch.randn(rows, k, generator=g)
     assert_fused_linear_equals_reference(candidate, fusion, rows, q, scale, x, g, dtype, monkeypatch)
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
+                    reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton installed")
+@pytest.mark.parametrize("rows", WIDE_ROWS)
+@pytest.mark.parametrize("fusion", ["plain", "bias", "residual+bias", "norm+bias", "norm+residual", "norm+glu",
+                                    "glu+bias"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("config", WIDE_CANDIDATE_INDEXES)
+@pytest.mark.parametrize("norm_inside", [True, False], ids=["norm-inside", "norm-before"])
+def test_fused_linear_kernel_over_many_rows_equals_the_reference(rows, fusion, dtype, config, norm_inside,
+                                                                 monkeypatch):
+    """Each tile for more rows than one tensor-core tile (int8 weights only) against the reference path in
+    float64: several row blocks, the last part-filled, on masked edges, every fusion."""
+    candidate = forced_candidate(config, norm_inside, fusion, rows, dtype, wide=True)
+    g = torch.Generator().manual_seed(rows)
+    n, k = 203, 300
+    q, scale = quantize_int8(torch.randn(2 * n if "glu" in fusion else n, k, generator=g), torch.float32)
+    x = torch.randn(rows, k, generator=g)
+    assert_fused_linear_equals_reference(candidate, fusion, rows, q, scale, x, g, dtype, monkeypatch)
+
+
+def test_fused_linear_takes_many_rows_only_of_quantized_weights():
+    """Checked before any kernel runs: floating weights up to one tile of rows, quantized up to MAX_FUSED_ROWS."""
+    from specdraft.engine.linear_kernel import MAX_FAST_ROWS, MAX_FUSED_ROWS, fused_linear
+
+    w = torch.randn(8, 32)
+    with pytest.raises(ValueError, match=rf"at most {MAX_FAST_ROWS} rows \(floating weights\), got 17"):
+        fused_linear(torch.randn(MAX_FAST_ROWS + 1, 32), w)
+    q, scale = quantize_int8(w, torch.float32)
+    with pytest.raises(ValueError, match=rf"at most {MAX_FUSED_ROWS} rows \(quantized weights\)"):
+        fused_linear(torch.randn(MAX_FUSED_ROWS + 1, 32), q, scale)
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),

@@ -1,5 +1,7 @@
 """`fused_linear`: a layer's matmul with its RMSNorm, scales, bias, GLU and residual in one Triton kernel for
-at most MAX_FAST_ROWS rows, where a step is bound by reading the weight and every extra kernel costs a launch.
+at most MAX_FAST_ROWS rows, where a step is bound by reading the weight and every extra kernel costs a launch,
+and for quantized weights up to MAX_FUSED_ROWS (verification of many sequences, short prefills), where the
+other path writes and rereads the whole weight dequantized.
 Unlike `quant.linear` it rounds x * norm_weight (not x / rms) and scales int8 sums in float32. Split-K
 partials are summed in split order by a column block's last program: the same sum on every run."""
 
@@ -16,7 +18,8 @@ from specdraft.engine import tuner as tuning
 from specdraft.engine.arrivals import arrival_counts
 from specdraft.plumbing.names import INT4_GROUP as GROUP
 
-MAX_FAST_ROWS = 16  # one tensor-core tile of rows; more rows (prefills) take the reference path
+MAX_FAST_ROWS = 16  # one tensor-core tile of rows; more rows of floating weights take the reference path
+MAX_FUSED_ROWS = 128  # quantized weights; more rows are compute-bound, where dequantizing once costs little
 
 
 class Config(NamedTuple):
@@ -28,24 +31,50 @@ class Config(NamedTuple):
     dot: bool = True  # tensor cores over 16 padded rows; False: a GEMV over one row (M = 1 only)
     # The norm inside saves a launch but every program repeats its arithmetic: the tuner decides.
     fuse_norm: bool = True
+    block_m: int = 16  # rows a tensor-core program holds; more rows take more programs
+    swap: bool = False  # the MMA as W @ x.T: the dequantized weight its register operand (wgmma's first)
 
 
 # From `benchmarks/linear_kernels.py --sweep` (docs/perf/): tensor-core tiles, and GEMV forms for small one-row steps.
 CANDIDATES = (Config(32, 256, 1, 4, 4), Config(32, 256, 2, 4, 4), Config(128, 128, 1, 8, 4),
               Config(64, 128, 4, 4, 5), Config(64, 256, 1, 4, 4), Config(32, 256, 4, 4, 4),
               Config(4, 1024, 1, 4, 3, dot=False), Config(8, 1024, 1, 4, 2, dot=False))
+# More than MAX_FAST_ROWS rows: GEMM tiles, with split-K where few column blocks would leave SMs idle.
+WIDE_CANDIDATES = (Config(64, 128, 1, 4, 4, block_m=32), Config(64, 128, 4, 4, 4, block_m=32),
+                   Config(128, 64, 1, 4, 4, block_m=64), Config(64, 128, 2, 4, 4, block_m=64),
+                   Config(64, 128, 4, 4, 4, block_m=64), Config(128, 64, 1, 8, 4, block_m=128),
+                   Config(64, 64, 1, 4, 4, block_m=128), Config(128, 64, 2, 8, 3, block_m=128),
+                   Config(128, 128, 1, 8, 3, block_m=128), Config(64, 128, 2, 4, 3, block_m=128),
+                   Config(64, 128, 4, 4, 4, block_m=32, swap=True), Config(128, 128, 2, 8, 3, block_m=32, swap=True),
+                   Config(128, 64, 1, 4, 4, block_m=64, swap=True), Config(64, 128, 2, 4, 4, block_m=64, swap=True),
+                   Config(128, 64, 1, 8, 4, block_m=128, swap=True), Config(128, 128, 1, 8, 3, block_m=128, swap=True))
 CACHE_LINE_BYTES = 128
 PREFETCH_TILES = 2  # weight tiles of each program asked for in L2 before it waits for the kernel before it
 
 
+def tuned_rows(rows: int) -> int:
+    """The row count a choice is tuned and stored for: exact up to MAX_FAST_ROWS, then the next power of two
+    (a prefill's length varies)."""
+    return rows if rows <= MAX_FAST_ROWS else 1 << (rows - 1).bit_length()
+
+
 def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = None, int4: bool = False,
-                   candidates: tuple[Config, ...] = CANDIDATES) -> list[Config]:
-    """The `candidates` that can run `rows` rows; with a norm, fused and not (float16 may overflow fused)."""
+                   candidates: tuple[Config, ...] | None = None) -> list[Config]:
+    """The `candidates` that can run `rows` rows (default: CANDIDATES, or WIDE_CANDIDATES for more than
+    MAX_FAST_ROWS, tiles of at most `tuned_rows(rows)`); with a norm, fused and not (float16 may overflow fused)."""
+    if candidates is None:
+        wide = rows > MAX_FAST_ROWS
+        candidates = tuple(c for c in WIDE_CANDIDATES if c.block_m <= tuned_rows(rows)) if wide else CANDIDATES
     configs = [c for c in candidates if (c.dot or rows == 1) and not (int4 and c.block_k % GROUP)]
     if not norm:
         return configs
     before = [c._replace(fuse_norm=False) for c in configs]
     return before if dtype == torch.float16 else configs + before
+
+
+def max_rows(scale: Tensor | None) -> int:
+    """The most rows `fused_linear` takes: more for quantized weights (those with a scale)."""
+    return MAX_FUSED_ROWS if scale is not None else MAX_FAST_ROWS
 
 
 def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Tensor | None,
@@ -64,28 +93,31 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
         raise ValueError(f"{config}: int4 weights need BLOCK_K a multiple of the group size {GROUP}")
     if not (config.dot or M == 1):
         raise ValueError(f"{config} is the one-row GEMV form; got {M} rows")
-    block_m = 16 if config.dot else 1
+    block_m = config.block_m if config.dot else 1
+    grid_m = triton.cdiv(M, block_m)
+    m_pad = grid_m * block_m
     k_per_split = triton.cdiv(triton.cdiv(K, config.split_k), config.block_k) * config.block_k
     split_k = triton.cdiv(K, k_per_split)  # splits that have any K at all
     halves = 2 if glu else 1
-    workspace = (torch.empty((split_k * halves * block_m * N,), dtype=torch.float32, device=x.device)
+    workspace = (torch.empty((split_k * halves * m_pad * N,), dtype=torch.float32, device=x.device)
                  if split_k > 1 else out)
     grid_n = triton.cdiv(N, config.block_n)
-    squares = (torch.empty((grid_n * split_k * block_m,), dtype=torch.float32, device=x.device)
+    squares = (torch.empty((grid_n * split_k * m_pad,), dtype=torch.float32, device=x.device)
                if split_k > 1 and norm_weight is not None else out)
-    counts = arrival_counts(x.device, grid_n) if split_k > 1 else out
+    counts = arrival_counts(x.device, grid_n * grid_m) if split_k > 1 else out
     r = residual if residual is not None else out
     dummy = out  # stands in for absent optional pointers (never read: the flags are off)
     flags = dict(HAS_SCALE=scale is not None and not int4, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
                  NORM=norm_weight is not None, GLU=glu, SPLIT_K=split_k)
     line_elems = CACHE_LINE_BYTES // w.element_size()  # stored elements (int4: bytes of two values)
     stored_block_k = config.block_k // 2 if int4 else config.block_k
-    triton_linear.linear_kernel[(grid_n, split_k)](
+    triton_linear.linear_kernel[(grid_n, split_k, grid_m)](
         x, w, scale if scale is not None else dummy, bias if bias is not None else dummy, r,
-        norm_weight if norm_weight is not None else dummy, out, workspace, squares, counts, M, N, K, k_per_split,
+        norm_weight if norm_weight is not None else dummy, out, workspace, squares, counts, M, m_pad, N, K,
+        k_per_split,
         x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps, **flags,
         INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
-        DOT=config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        DOT=config.dot, SWAP=config.swap and config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
         PREFETCH_LINES=max(1, PREFETCH_TILES * stored_block_k // line_elems), LINE_ELEMS=line_elems,
         num_warps=config.num_warps, num_stages=config.num_stages, **options)
 
@@ -93,8 +125,8 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
 def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
                  residual: Tensor | None = None, norm_weight: Tensor | None = None, eps: float = 1e-6,
                  glu: bool = False, reference: Callable[[], Tensor] | None = None) -> Tensor | None:
-    """`quant.linear` as one kernel, x [..., K] of at most MAX_FAST_ROWS rows -> [..., N]. Returns None when
-    the caller's path should run: nothing compiles, or `reference` (its torch path, timed) was faster."""
+    """`quant.linear` as one kernel, x [..., K] of at most `max_rows(scale)` rows -> [..., N]. Returns None
+    when the caller's path should run: nothing compiles, or `reference` (its torch path, timed) was faster."""
     N = w.shape[0] // 2 if glu else w.shape[0]
     int4 = w.dtype == torch.uint8
     K = w.shape[1] * 2 if int4 else w.shape[1]
@@ -106,8 +138,9 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     M = x2.shape[0]
-    if M > MAX_FAST_ROWS:
-        raise ValueError(f"fused_linear takes at most {MAX_FAST_ROWS} rows, got {M}")
+    if M > max_rows(scale):
+        raise ValueError(f"fused_linear takes at most {max_rows(scale)} rows "
+                         f"({'quantized' if scale is not None else 'floating'} weights), got {M}")
     if x2.shape[1] != K:
         raise ValueError(f"x has {x2.shape[1]} columns; the weight takes {K}")
     if glu and residual is not None:
@@ -127,7 +160,7 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
         else:
             launch_linear(config, x2, w, scale, bias, r2, norm_weight, eps, glu, out)
 
-    key = (N, K, M, x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None, glu)
+    key = (N, K, tuned_rows(M), x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None, glu)
     norm = norm_weight is not None
     # Interpreter: one split-K configuration, which covers the reduction.
     config = tuning.current().choice(key, "linear", Config, run, lambda: candidates_for(M, norm, x.dtype, int4),

@@ -140,16 +140,24 @@ def linear(x: Tensor, weight: Tensor, scale: Tensor | None = None, bias: Tensor 
     from specdraft.engine import linear_kernel
 
     rows = x.numel() // x.shape[-1]
-    if workspace is not None and scale is not None and rows > linear_kernel.MAX_FAST_ROWS:
+    dequantizing = workspace is not None and scale is not None and rows > linear_kernel.MAX_FAST_ROWS
+
+    def dequantized_reference() -> Tensor:
         w = workspace.dequantized(weight, scale, x.dtype)
         return _reference(x, w, None, bias, residual, norm_weight, eps, glu)
-    if fast_kernels(x) and tuning.current().launch.runs("linear"):
-        if rows <= linear_kernel.MAX_FAST_ROWS:
-            reference = None if scale is not None else (
-                lambda: _reference(x, weight, scale, bias, residual, norm_weight, eps, glu))
-            out = linear_kernel.fused_linear(x, weight, scale, bias, residual, norm_weight, eps, glu, reference)
-            if out is not None:
-                return out
+
+    if fast_kernels(x) and tuning.current().launch.runs("linear") and rows <= linear_kernel.max_rows(scale):
+        if dequantizing:  # the kernel against dequantizing once, then cuBLAS
+            reference = dequantized_reference
+        elif scale is None:
+            reference = lambda: _reference(x, weight, scale, bias, residual, norm_weight, eps, glu)  # noqa: E731
+        else:  # quantized, no workspace: torch's path would dequantize the whole weight each call
+            reference = None
+        out = linear_kernel.fused_linear(x, weight, scale, bias, residual, norm_weight, eps, glu, reference)
+        if out is not None:
+            return out
+    if dequantizing:
+        return dequantized_reference()
     return _reference(x, weight, scale, bias, residual, norm_weight, eps, glu)
 
 

@@ -8,10 +8,17 @@ from specdraft.engine.triton_common import let_next_kernel_launch, prefetch_to_l
 
 
 @triton.jit
-def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr):
-    """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T: tensor cores (DOT), or a GEMV."""
+def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.constexpr):
+    """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T: tensor cores (DOT), or a GEMV.
+    SWAP: acc is [BLOCK_N, BLOCK_M], w @ a.T, so that the weight converted in registers is the MMA's first
+    operand, which Hopper's wgmma may take from registers (its second comes from shared memory)."""
     if DOT:
-        if IEEE:
+        if SWAP:
+            if IEEE:
+                acc = tl.dot(w.to(a.dtype), tl.trans(a), acc, input_precision="ieee")
+            else:
+                acc = tl.dot(w.to(a.dtype), tl.trans(a), acc)
+        elif IEEE:
             acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
         else:
             acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc)
@@ -68,17 +75,18 @@ def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b
 
 
 @triton.jit(do_not_specialize=["M"])
-def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_ptr, cnt_ptr, M, N, K, K_PER_SPLIT,
-                  stride_xm, stride_wn, stride_sn, stride_rm, stride_om, eps, HAS_SCALE: tl.constexpr,
+def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_ptr, cnt_ptr, M, M_PAD, N, K,
+                  K_PER_SPLIT, stride_xm, stride_wn, stride_sn, stride_rm, stride_om, eps, HAS_SCALE: tl.constexpr,
                   HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr, GLU: tl.constexpr,
                   SPLIT_K: tl.constexpr, INT4: tl.constexpr, GROUP: tl.constexpr, IEEE: tl.constexpr,
                   DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                  PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1, LINE_ELEMS: tl.constexpr = 64):
-    """Program (n, k): output columns n * BLOCK_N.. over the k-th of SPLIT_K slices of K. NORM gathers the
+                  SWAP: tl.constexpr = False, PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1, LINE_ELEMS: tl.constexpr = 64):
+    """Program (n, k, m): output columns n * BLOCK_N.. of rows m * BLOCK_M.. over the k-th of SPLIT_K slices
+    of K (M_PAD: the rows of all row blocks, the partials' stride). NORM gathers the
     sum of squares from the same tiles, so no pass over the row precedes the weight loads; under PDL the
     start of the weight rows is prefetched into L2 before waiting for the previous kernel."""
-    pid_n, pid_k = tl.program_id(0), tl.program_id(1)
-    rows = tl.arange(0, BLOCK_M)
+    pid_n, pid_k, pid_m = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs = tl.arange(0, BLOCK_K)
     row_ok, col_ok = rows < M, cols < N
@@ -90,8 +98,12 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
         if GLU:
             prefetch_to_l2(w_ptr + (N + cols)[:, None] * stride_wn + first[None, :], line_ok, PDL)
     wait_for_previous_kernel(PDL)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if SWAP:
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+        acc_up = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     squares_tile = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)  # summed over K once, after the loop
     k_start = pid_k * K_PER_SPLIT
     for k0 in range(k_start, k_start + K_PER_SPLIT, BLOCK_K):
@@ -107,7 +119,7 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
         else:
             w = tl.load(w_ptr + cols[:, None] * stride_wn + ks[None, :], mask=col_ok[:, None] & k_ok[None, :],
                         other=0)
-        acc = multiply_add(acc, a, w, DOT, IEEE)
+        acc = multiply_add(acc, a, w, DOT, IEEE, SWAP)
         if GLU:
             if INT4:
                 w_up = load_int4(w_ptr, s_ptr, N + cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N,
@@ -115,31 +127,35 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
             else:
                 w_up = tl.load(w_ptr + (N + cols)[:, None] * stride_wn + ks[None, :],
                                mask=col_ok[:, None] & k_ok[None, :], other=0)
-            acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE)
+            acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE, SWAP)
     let_next_kernel_launch(PDL)
+    if SWAP:
+        acc = tl.trans(acc)
+        acc_up = tl.trans(acc_up)
     squares = tl.sum(squares_tile, axis=1)
     if SPLIT_K > 1:  # float32 partials; the column block's last program to finish sums them
         out_mask = row_ok[:, None] & col_ok[None, :]
-        part = ws_ptr + pid_k * (1 + GLU) * BLOCK_M * N + rows[:, None] * N + cols[None, :]
+        part = ws_ptr + pid_k * (1 + GLU) * M_PAD * N + rows[:, None] * N + cols[None, :]
         tl.store(part, acc, mask=out_mask)
         if GLU:
-            tl.store(part + BLOCK_M * N, acc_up, mask=out_mask)
+            tl.store(part + M_PAD * N, acc_up, mask=out_mask)
         if NORM:  # each column block keeps its own copy: its last program reads no other block's
-            tl.store(ss_ptr + (pid_n * SPLIT_K + pid_k) * BLOCK_M + rows, squares, mask=row_ok)
+            tl.store(ss_ptr + (pid_n * SPLIT_K + pid_k) * M_PAD + rows, squares, mask=row_ok)
         tl.debug_barrier()  # every thread's partials stored before the count says so
-        if tl.atomic_add(cnt_ptr + pid_n, 1, sem="acq_rel") == SPLIT_K - 1:
-            acc, acc_up, squares = sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, out_mask, N, GLU, NORM,
-                                              SPLIT_K, BLOCK_M, BLOCK_N)
+        count = cnt_ptr + pid_m * tl.num_programs(0) + pid_n
+        if tl.atomic_add(count, 1, sem="acq_rel") == SPLIT_K - 1:
+            acc, acc_up, squares = sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, out_mask, M_PAD, N, GLU,
+                                              NORM, SPLIT_K, BLOCK_M, BLOCK_N)
             finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr,
                    stride_rm, stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
-            tl.atomic_xchg(cnt_ptr + pid_n, 0)  # ready for the next launch (a graph replays the same buffer)
+            tl.atomic_xchg(count, 0)  # ready for the next launch (a graph replays the same buffer)
     else:
         finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
                stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
 
 
 @triton.jit
-def sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, mask, N, GLU: tl.constexpr, NORM: tl.constexpr,
+def sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, mask, M_PAD, N, GLU: tl.constexpr, NORM: tl.constexpr,
                SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """A column block's SPLIT_K partials summed in split order: the same sum whichever program finished last.
     Read with .cg: other SMs wrote them."""
@@ -147,12 +163,12 @@ def sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, mask, N, GLU: tl.const
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     squares = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for split in range(SPLIT_K):
-        part = ws_ptr + split * (1 + GLU) * BLOCK_M * N + rows[:, None] * N + cols[None, :]
+        part = ws_ptr + split * (1 + GLU) * M_PAD * N + rows[:, None] * N + cols[None, :]
         acc += tl.load(part, mask=mask, other=0.0, cache_modifier=".cg")
         if GLU:
-            acc_up += tl.load(part + BLOCK_M * N, mask=mask, other=0.0, cache_modifier=".cg")
+            acc_up += tl.load(part + M_PAD * N, mask=mask, other=0.0, cache_modifier=".cg")
         if NORM:
-            squares += tl.load(ss_ptr + (pid_n * SPLIT_K + split) * BLOCK_M + rows, mask=row_ok, other=0.0,
+            squares += tl.load(ss_ptr + (pid_n * SPLIT_K + split) * M_PAD + rows, mask=row_ok, other=0.0,
                                cache_modifier=".cg")
     return acc, acc_up, squares
 
