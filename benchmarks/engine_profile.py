@@ -106,8 +106,8 @@ def profile_prefill(engine, prompt_len: int, calls: int) -> dict:
     result = {"tuned": measured()}
     tuned = tuning.current()
     dequantizing = tuning.KernelTuner(forced={"linear": lambda key: None if key[2] > MAX_FAST_ROWS
-                                              else tuned.choices.get(key)}, launch=tuned.launch)
-    dequantizing.forced["attention"] = lambda key: tuned.choices.get(key)
+                                              else tuned.choices.get(key),
+                                              "attention": lambda key: tuned.choices.get(key)}, launch=tuned.launch)
     with tuning.use(dequantizing):
         result["wide_matmuls_dequantized"] = measured()
     for name, r in result.items():
@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--prefill", action="store_true", help="profile each engine's eager prefill as well")
-    parser.add_argument("--steps", default="all", help="'none': only the prefills")
+    parser.add_argument("--steps", choices=["all", "none"], default="all", help="none: only the prefills")
     parser.add_argument("--out", default="engine_profile.json")
     args = parser.parse_args()
     if not torch.cuda.is_available():

@@ -139,8 +139,13 @@ def main() -> None:
     results = {"command": "python " + " ".join(sys.argv), "gpu": torch.cuda.get_device_name(device),
                "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth,
                "bf16_matmul_flops_per_s": matmul_rate, "rows": {}}
+
     def say(line: str) -> None:  # printed as it comes: a run cut short still shows what it measured
         print(line, flush=True)
+
+    def save() -> None:  # after each row too, so a run cut short keeps what it measured
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
     for model, shapes in SHAPES.items():
         step = {}
         for name, (n, k, count) in shapes.items():
@@ -182,7 +187,7 @@ def main() -> None:
                                                          copies)
                     row["fused_sweep_best"], row["fused_sweep_best_us"] = fbest, row["fused_sweep_us"][fbest]
                     say(f"   sweep best {best}: {row['sweep_best_us']:.1f} us; as the engine calls it "
-                                 f"{fbest}: {row['fused_sweep_best_us']:.1f} us")
+                        f"{fbest}: {row['fused_sweep_best_us']:.1f} us")
                 if args.int4:  # packed bytes plus one bf16 scale per GROUP weights
                     row["int4_floor_us"] = max((n * k // 2 + n * k // GROUP * 2) / bandwidth * 1e6, compute_us)
                     row["triton_int4_us"] = replay_us(lambda i: int8_linear(x, q4[i], s4[i]), copies)
@@ -200,21 +205,22 @@ def main() -> None:
                 row["triton_fraction_of_int8_floor"] = row["int8_floor_us"] / row["triton_int8_us"]
                 results["rows"][f"{model}.{name}.M{m}"] = row
                 step.setdefault(m, [0.0, 0.0, 0.0, 0.0])
-                step[m][3] += count * row.get("dequant_then_cublas_us", float("nan"))
                 step[m][0] += count * row["cublas_bf16_us"]
                 step[m][1] += count * row["triton_int8_us"]
                 step[m][2] += count * row.get("triton_int4_us", 0.0)
+                step[m][3] += count * row.get("dequant_then_cublas_us", float("nan"))
                 say(f"{model:6} {name:8} M={m:<2} N={n:<6} K={k:<5} cublas {row['cublas_bf16_us']:8.1f} us "
-                             f"({row['cublas_fraction_of_bf16_floor']:.0%})  "
-                             f"triton-int8 {row['triton_int8_us']:8.1f} us "
-                             f"({row['triton_fraction_of_int8_floor']:.0%}, host {row['triton_int8_host_us']:.0f} us)  "
-                             f"err {row['triton_rel_error']:.1e}"
-                             + (f"  dequant+cublas {row['dequant_then_cublas_us']:8.1f} us"
-                                if "dequant_then_cublas_us" in row else ""))
+                    f"({row['cublas_fraction_of_bf16_floor']:.0%})  "
+                    f"triton-int8 {row['triton_int8_us']:8.1f} us "
+                    f"({row['triton_fraction_of_int8_floor']:.0%}, host {row['triton_int8_host_us']:.0f} us)  "
+                    f"err {row['triton_rel_error']:.1e}"
+                    + (f"  dequant+cublas {row['dequant_then_cublas_us']:8.1f} us"
+                       if "dequant_then_cublas_us" in row else ""))
+                save()
                 if args.int4:
                     say(f"{'':40}triton-int4 {row['triton_int4_us']:8.1f} us "
-                                 f"({row['triton_fraction_of_int4_floor']:.0%})  "
-                                 f"err {row['triton_int4_rel_error']:.1e}")
+                        f"({row['triton_fraction_of_int4_floor']:.0%})  "
+                        f"err {row['triton_int4_rel_error']:.1e}")
             del bf16, q, s
             if args.int4:
                 del q4, s4
@@ -226,11 +232,9 @@ def main() -> None:
             if args.int4:
                 results[f"{model}_matmuls_M{m}_triton_int4_ms"] = triton_int4 / 1000
             say(f"{model} step matmuls M={m}: cublas bf16 {cublas / 1000:.3f} ms, triton int8 "
-                         f"{triton_int8 / 1000:.3f} ms" + (f", triton int4 {triton_int4 / 1000:.3f} ms" if args.int4
-                                                           else "")
-                         + ("" if math.isnan(dequant) else f", dequant+cublas {dequant / 1000:.3f} ms"))
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=1)
+                f"{triton_int8 / 1000:.3f} ms" + (f", triton int4 {triton_int4 / 1000:.3f} ms" if args.int4 else "")
+                + ("" if math.isnan(dequant) else f", dequant+cublas {dequant / 1000:.3f} ms"))
+    save()
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; _weight_int8pack_mm present: {has_pack}")
 
 

@@ -28,7 +28,7 @@ class Config(NamedTuple):
     split_k: int
     num_warps: int
     num_stages: int
-    dot: bool = True  # tensor cores over 16 padded rows; False: a GEMV over one row (M = 1 only)
+    dot: bool = True  # tensor cores over block_m padded rows; False: a GEMV over one row (M = 1 only)
     # The norm inside saves a launch but every program repeats its arithmetic: the tuner decides.
     fuse_norm: bool = True
     block_m: int = 16  # rows a tensor-core program holds; more rows take more programs
@@ -117,7 +117,8 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
         k_per_split,
         x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps, **flags,
         INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
-        DOT=config.dot, SWAP=config.swap and config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+        DOT=config.dot, SWAP=config.swap and config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n,
+        BLOCK_K=config.block_k,
         PREFETCH_LINES=max(1, PREFETCH_TILES * stored_block_k // line_elems), LINE_ELEMS=line_elems,
         num_warps=config.num_warps, num_stages=config.num_stages, **options)
 
@@ -160,7 +161,8 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
         else:
             launch_linear(config, x2, w, scale, bias, r2, norm_weight, eps, glu, out)
 
-    key = (N, K, tuned_rows(M), x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None, glu)
+    key = (N, K, tuned_rows(M), x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None,
+           glu)
     norm = norm_weight is not None
     # Interpreter: one split-K configuration, which covers the reduction.
     config = tuning.current().choice(key, "linear", Config, run, lambda: candidates_for(M, norm, x.dtype, int4),
