@@ -14,10 +14,10 @@ proposal (batch 1, mid-generation after a 128-token prompt; random weights of th
 
 With a few thousand launches a step, `kernels_per_call` times a few microseconds is the bound the table
 in docs/performance.md explains. The same figures for eager steps (no graph: each launch paid by the host)
-are recorded for comparison. With --prefill, each engine's eager prefill of the prompt as well, once as tuned
-and once with every matmul of more than one tile of rows dequantizing its weight for cuBLAS (the path the
-wide kernel replaces); `host_ms` there is the host's time to issue one prefill, unsynchronised. Needs a CUDA
-device.
+are recorded for comparison. With --prefill, each engine's prefill of the prompt as well: replayed from its
+graph, run eagerly as tuned, and eagerly with every matmul of more than one tile of rows dequantizing its
+weight for cuBLAS (the path the wide kernel replaces); `host_ms` there is the host's time to issue one
+prefill, unsynchronised. Needs a CUDA device.
 """
 
 from __future__ import annotations
@@ -83,33 +83,38 @@ def profile_calls(fn, calls: int) -> dict:
 
 
 def profile_prefill(engine, prompt_len: int, calls: int) -> dict:
-    """The eager prefill of a `prompt_len`-token prompt as tuned, and with the wide matmuls dequantizing."""
+    """A `prompt_len`-token prefill replayed from its graph; run eagerly as tuned; and eagerly with the wide
+    matmuls dequantizing (the path the wide kernel replaces)."""
+    import contextlib
+
     from specdraft.engine import tuner as tuning
     from specdraft.engine.linear_kernel import MAX_FAST_ROWS
 
     ids = torch.randint(1, 1000, (prompt_len,), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    runner = engine.session_runner()
 
     def prefill():
         engine.open_session(prompt_len + 1).forward(ids, 1)
 
-    def measured() -> dict:
-        prefill()  # tunes
-        sync(torch.device("cuda"))
-        started = time.perf_counter()
-        prefill()
-        host_ms = (time.perf_counter() - started) * 1000
-        out = {"step_ms": per_call_ms(prefill, torch.device("cuda"), 3, calls), "host_ms": host_ms}
-        out.update(profile_calls(prefill, calls))
+    def measured(mode) -> dict:
+        with mode:
+            prefill()  # tunes, and captures the graph
+            sync(torch.device("cuda"))
+            started = time.perf_counter()
+            prefill()
+            host_ms = (time.perf_counter() - started) * 1000
+            out = {"step_ms": per_call_ms(prefill, torch.device("cuda"), 3, calls), "host_ms": host_ms}
+            out.update(profile_calls(prefill, calls))
         out["idle_ms"] = out["step_ms"] - out["kernel_ms_per_call"]
         return out
 
-    result = {"tuned": measured()}
+    result = {"graph": measured(contextlib.nullcontext()), "eager": measured(runner.eager())}
     tuned = tuning.current()
     dequantizing = tuning.KernelTuner(forced={"linear": lambda key: None if key[2] > MAX_FAST_ROWS
                                               else tuned.choices.get(key),
                                               "attention": lambda key: tuned.choices.get(key)}, launch=tuned.launch)
     with tuning.use(dequantizing):
-        result["wide_matmuls_dequantized"] = measured()
+        result["eager_wide_matmuls_dequantized"] = measured(runner.eager())
     for name, r in result.items():
         print(f"  prefill {prompt_len}, {name}: {r['step_ms']:.3f} ms ({r['kernels_per_call']:.0f} kernels, "
               f"{r['kernel_ms_per_call']:.3f} ms busy; host issues it in {r['host_ms']:.3f} ms)", flush=True)
@@ -142,7 +147,7 @@ def main() -> None:
     parser.add_argument("--weights", default="model_dtype", help="engine weights, comma-separated: model_dtype,int8,int4")
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--calls", type=int, default=20)
-    parser.add_argument("--prefill", action="store_true", help="profile each engine's eager prefill as well")
+    parser.add_argument("--prefill", action="store_true", help="profile each engine's prefill as well")
     parser.add_argument("--steps", choices=["all", "none"], default="all", help="none: only the prefills")
     parser.add_argument("--out", default="engine_profile.json")
     args = parser.parse_args()

@@ -136,7 +136,7 @@ def step_parts(engine_target, engine_draft, device: torch.device, prompt_len: in
     `calls` back to back between two synchronisations): the target's one-token step, its 6-token
     verification, and one draft token inside a 5-token proposal (one graph fed one new token and the one
     before it, as in `speculative_generate`); each against its bytes floor (weights read once at `bandwidth`).
-    Then each engine's prefill of a `prompt_len`-token prompt (eager, last logits only: a generation's start)."""
+    Then each engine's prefill of a `prompt_len`-token prompt (its graph's replay, as a generation starts)."""
     target, draft = session_calls(engine_target, prompt_len), session_calls(engine_draft, prompt_len)
     parts = {"target_step_ms": per_call_ms(target["one_token_step"], device, repeats, calls),
              "verification_6_ms": per_call_ms(target["verification_6"], device, repeats, calls),
@@ -149,7 +149,7 @@ def step_parts(engine_target, engine_draft, device: torch.device, prompt_len: in
         parts[f"{key.removesuffix('_ms')}_fraction_of_floor"] = floor / parts[key]
     parts["draft_to_target_cost_ratio"] = parts["draft_token_ms"] / parts["target_step_ms"]
     ids = torch.randint(1, 1000, (prompt_len,), device=device)
-    for role, engine in (("target", engine_target), ("draft", engine_draft)):  # eager, as a generation starts
+    for role, engine in (("target", engine_target), ("draft", engine_draft)):  # as a generation starts
         parts[f"{role}_prefill_ms"] = 1000 * timed(lambda: engine.open_session(prompt_len + 1).forward(ids, 1), device,
                                                    repeats)
     return parts

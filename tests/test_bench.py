@@ -75,7 +75,7 @@ def test_after_warm_up_timed_decoding_meets_no_new_graph_shape(engines):
     prompts = [torch.randint(0, 97, (1, n), generator=torch.Generator().manual_seed(n)) for n in (20, 40)]
     common = {"max_new_tokens": 300, "temperature": 0.0, "top_p": 1.0, "eos_token_id": None}
     generator = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    warm_up(target, draft, prompts[:1], [2, 4], generator, common)
+    warm_up(target, draft, prompts, [2, 4], generator, common)  # each length's prefill has its own shape
     met = (set(target.session_runner().shapes_met), set(draft.session_runner().shapes_met))
     # 300 new tokens cross from the 256-column KV bucket into the 512 one; k' runs down to 0 at the end.
     for prompt in prompts:

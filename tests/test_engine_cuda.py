@@ -63,6 +63,19 @@ def test_graphs_replay_exactly_what_eager_execution_computes(models):
     assert graphs.session_runner().num_graphs >= 2
 
 
+@pytest.mark.parametrize("weights", ["model_dtype", "int8"])
+def test_a_prefill_graph_replays_what_the_eager_padded_prefill_computes(models, weights):
+    """One graph serves every prompt length of its PREFILL_BLOCK: each replay equals that prompt's eager run."""
+    graphs = Engine.from_hf(models[0], max_seq_len=512, weights=weights)
+    eager = Engine.from_hf(models[0], max_seq_len=512, weights=weights, use_cuda_graphs=False)
+    for num_tokens in (20, 30, 17, 130):
+        prompt = torch.randint(0, 97, (num_tokens,), device="cuda",
+                               generator=torch.Generator("cuda").manual_seed(num_tokens))
+        replayed = graphs.open_session(num_tokens + 1).forward(prompt, 6).clone()
+        assert torch.equal(replayed, eager.open_session(num_tokens + 1).forward(prompt, 6))
+    assert sum(key[0] == "prefill" for key in graphs.session_runner()._graphs) == 2  # widths 32 and 160
+
+
 def test_speculative_and_plain_agree_with_hf_but_for_near_ties(models):
     target, draft = models
     engine_target, engine_draft = Engine.from_hf(target, max_seq_len=512), Engine.from_hf(draft, max_seq_len=512)

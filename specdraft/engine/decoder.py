@@ -224,9 +224,10 @@ class Decoder(nn.Module):
         return decoder.eval().requires_grad_(False)
 
     def forward(self, input_ids: Tensor, start: Tensor, pad: Tensor, cache: KVCache, kv_len: int,
-                last_only: bool = False, compiled: bool = False) -> Tensor:
+                last_only: bool = False, compiled: bool = False, logit_rows: Tensor | None = None) -> Tensor:
         """input_ids [B, T] at columns start.. (start [1] or [B]); pad [B]: each row's first column; attends
-        over columns < kv_len. Returns logits [B, T or 1, V]."""
+        over columns < kv_len. Returns logits [B, T, V]; of the last position only (last_only), or of the
+        positions in logit_rows [n] (a device tensor, so a graph serves any n positions)."""
         s = self.shape
         T = input_ids.shape[1]
         columns = start[:, None] + torch.arange(T, device=input_ids.device)  # [1 or B, T]
@@ -244,6 +245,8 @@ class Decoder(nn.Module):
                      s.num_heads, s.num_kv_heads, s.rms_norm_eps, layer.qk_norm, layer.scales, workspace)
         if last_only:
             x = x[:, -1:]
+        elif logit_rows is not None:
+            x = x.index_select(1, logit_rows)
         return linear(x, self.lm_head.weight, self.lm_head_scale, norm_weight=self.norm, eps=s.rms_norm_eps,
                       workspace=workspace)
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from specdraft.engine.decoder import Decoder, KVCache
-from specdraft.engine.runner import DEPENDENT_LAUNCH_STEPS, MAX_GRAPH_TOKENS, StepRunner
+from specdraft.engine.runner import DEPENDENT_LAUNCH_STEPS, MAX_GRAPH_TOKENS, PREFILL_LOGITS, StepRunner
 from specdraft.decoding.batching import cut_at_eos, left_pad
 from specdraft.decoding.sessions import device_ids
 from specdraft.decoding.verification import probabilities
@@ -40,9 +40,11 @@ class EngineSession:
         end = self.length + ids.shape[0]
         if ids.shape[0] <= MAX_GRAPH_TOKENS:
             logits = runner.step_rows(ids[None], self._start(), self.engine._zero_pad, end)[0]  # [T, V]
-        else:  # a prefill: eager, as the runner runs it, and only the last logits when that is all it needs
+        elif num_logits <= PREFILL_LOGITS:
+            logits = runner.prefill(ids[None], self._start(), self.engine._zero_pad, end)[0]  # [16, V]
+        else:  # more logits than a prefill keeps: eager, every position's
             logits = runner.decoder(ids[None], self._start(), self.engine._zero_pad, runner.cache,
-                                    runner.kv_len(end), last_only=num_logits == 1)[0]
+                                    runner.kv_len(end))[0]
         self._ids[self.length : end] = ids
         self.length = end
         return logits[-num_logits:]
@@ -187,11 +189,16 @@ class Engine:
     def open_rows(self, batch_size: int, offset: int = 0) -> EngineRows:
         return EngineRows(self, batch_size, offset)
 
-    def warm_up(self, num_speculative_tokens: list[int]) -> None:
+    def warm_up(self, num_speculative_tokens: list[int], prompt_lengths: list[int] = ()) -> None:
         """Capture, before any timing, every graph batch-1 decoding can replay with k' <= max(k) at every KV
-        bucket (eager off a GPU). It writes only columns a session overwrites before attending them."""
+        bucket, and the prefills of prompts of these lengths as target (prompt + k') or draft (prompt - 2)
+        (eager off a GPU). It writes only columns a session overwrites before attending them."""
         runner, pad = self.session_runner(), self._zero_pad
         max_k = max(num_speculative_tokens, default=0)
+        widths = {runner.prefill_width(0, n) for p in prompt_lengths for n in range(p - 2, p + max_k + 1)} - {None}
+        for width in sorted(widths):
+            ids = torch.zeros(1, width, dtype=torch.long, device=self.device)
+            runner.prefill(ids, self._positions[:1], pad, width)
         sizes = sorted({1, 2} | {k + 1 for k in range(1, max_k + 1)})
         zeros = torch.zeros(1, max(sizes), dtype=torch.long, device=self.device)
         for kv_len in runner.kv_buckets():

@@ -87,6 +87,7 @@ class DequantWorkspace:
 
     def __init__(self):
         self._buffer: Tensor | None = None
+        self._replaced: list[Tensor] = []  # kept alive: a captured prefill graph may still write into one
 
     @property
     def num_elements(self) -> int:
@@ -98,6 +99,8 @@ class DequantWorkspace:
         N, K = weight.shape[0], weight.shape[1] * (2 if int4 else 1)
         buffer = self._buffer
         if buffer is None or buffer.numel() < N * K or buffer.dtype != dtype or buffer.device != weight.device:
+            if buffer is not None:
+                self._replaced.append(buffer)
             buffer = self._buffer = torch.empty(N * K, dtype=dtype, device=weight.device)
         out = buffer[: N * K].view(N, K)
         if fast_kernels(weight) and tuning.current().launch.runs("linear"):

@@ -1,6 +1,7 @@
 """Decoder steps of fixed shape (batch, T, kv_len rounded up to `kv_block`), run eagerly or replayed from
 CUDA graphs captured on first use into one pool. A k-token proposal is one graph, so the host neither
-waits nor launches between draft tokens. Outputs are static: valid until that graph's next replay."""
+waits nor launches between draft tokens; a prefill is one graph per PREFILL_BLOCK of prompt lengths.
+Outputs are static: valid until that graph's next replay."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from specdraft.engine import tuner as tuning
@@ -16,10 +18,15 @@ from specdraft.engine.decoder import Decoder, KVCache
 from specdraft.engine.timing import median_ms
 from specdraft.decoding.verification import probabilities, sample_inverse_cdf
 
-MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this (prefills) run eagerly
+MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this are prefills
+# A prefill graph serves prompts of up to PREFILL_BLOCK tokens fewer than its own: a divisor of kv_block and of
+# every power of two above 16, so padding changes neither kv_len nor the row count the kernel choices are keyed by.
+PREFILL_BLOCK = 32
+MAX_GRAPH_PREFILL = 1024  # longer prefills run eagerly
+PREFILL_LOGITS = MAX_GRAPH_TOKENS  # a prefill returns the logits of its last this many positions
 # Only proposals by default: whatever a proposal holds, verification keeps speculative output exact.
 DEPENDENT_LAUNCH_STEPS = frozenset({"propose_rows"})
-STEP_KINDS = frozenset({"step", "rows", "propose_rows"})  # `step`, `step_rows`, `propose_rows`
+STEP_KINDS = frozenset({"step", "rows", "propose_rows", "prefill"})  # the methods below
 
 
 class _Graph:
@@ -80,6 +87,7 @@ class StepRunner:
         self._graphs: dict[tuple, _Graph] = {}
         self.shapes_met: set[tuple] = set()
         self._pool = torch.cuda.graph_pool_handle() if self.use_cuda_graphs else None
+        self._columns = torch.arange(cache.max_seq_len, device=cache.device)  # a prefill's logit rows, as views
 
     @contextlib.contextmanager
     def eager(self):
@@ -131,6 +139,31 @@ class StepRunner:
             return self.decoder(ids, start_t, pad_t, self.cache, kv_len, compiled=graph)
 
         return self._run(("rows", batch, num_tokens, kv_len), fn, input_ids, start, pad, graph)
+
+    def prefill_width(self, first: int, num_tokens: int) -> int | None:
+        """Tokens of the graph a prefill of num_tokens at column `first` replays, or None: it runs eagerly."""
+        width = math.ceil(num_tokens / PREFILL_BLOCK) * PREFILL_BLOCK
+        fits = num_tokens > MAX_GRAPH_TOKENS and width <= MAX_GRAPH_PREFILL and first + width <= self.cache.max_seq_len
+        return width if fits else None
+
+    @torch.inference_mode()
+    def prefill(self, input_ids: Tensor, start: Tensor, pad: Tensor, end: int) -> Tensor:
+        """input_ids [B, T] (T > MAX_GRAPH_TOKENS) at columns start.. (start [1] or [B]); end: max start + T.
+        Returns the logits of the last min(T, PREFILL_LOGITS) positions [B, n, V]. In a graph the tokens are
+        padded to `prefill_width`; the padding's columns follow the prompt's, so a later step overwrites each
+        before any query attends it, and its rows come after the prompt's, which attend only earlier columns."""
+        batch, num_tokens = input_ids.shape
+        width = self.prefill_width(end - num_tokens, num_tokens)
+        kv_len = self.kv_len(end if width is None else end - num_tokens + width)  # equal unless kv_block % 32
+        rows = self._columns[max(0, num_tokens - PREFILL_LOGITS) : num_tokens]
+
+        def fn(ids: Tensor, start_t: Tensor, pad_t: Tensor, rows_t: Tensor) -> Tensor:
+            return self.decoder(ids, start_t, pad_t, self.cache, kv_len, logit_rows=rows_t)
+
+        if width is not None:  # padded eagerly too, so the CPU's tests run what a graph replays
+            input_ids = F.pad(input_ids, (0, width - num_tokens))
+        key = ("prefill", batch, width, kv_len)
+        return self._run(key, fn, input_ids, start, pad, width is not None, rows)
 
     @torch.inference_mode()
     def propose_rows(self, tokens: Tensor, start: Tensor, pad: Tensor, end: int, uniforms: Tensor,

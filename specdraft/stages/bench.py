@@ -180,7 +180,7 @@ def warm_up(target, draft, prompts: list[torch.Tensor], num_speculative_tokens, 
     for name, model in (("target", target), ("draft", draft)):
         if hasattr(model, "warm_up"):
             with phase(name, "warm-up: CUDA graph capture", device):
-                model.warm_up(list(num_speculative_tokens))
+                model.warm_up(list(num_speculative_tokens), sorted({p.shape[1] for p in prompts}))
     by_length = sorted(prompts, key=lambda p: p.shape[1])
     with phase("target and draft", "warm-up: decoding", device):
         for input_ids in {p.shape[1]: p for p in (by_length[0], by_length[-1])}.values():
