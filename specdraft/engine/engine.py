@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor
 
@@ -189,7 +191,7 @@ class Engine:
     def open_rows(self, batch_size: int, offset: int = 0) -> EngineRows:
         return EngineRows(self, batch_size, offset)
 
-    def warm_up(self, num_speculative_tokens: list[int], prompt_lengths: list[int] = ()) -> None:
+    def warm_up(self, num_speculative_tokens: list[int], prompt_lengths: Iterable[int] = ()) -> None:
         """Capture, before any timing, every graph batch-1 decoding can replay with k' <= max(k) at every KV
         bucket, and the prefills of prompts of these lengths as target (prompt + k') or draft (prompt - 2)
         (eager off a GPU). It writes only columns a session overwrites before attending them."""

@@ -19,8 +19,8 @@ from specdraft.engine.timing import median_ms
 from specdraft.decoding.verification import probabilities, sample_inverse_cdf
 
 MAX_GRAPH_TOKENS = 16  # steps feeding more tokens than this are prefills
-# A prefill graph serves prompts of up to PREFILL_BLOCK tokens fewer than its own: a divisor of kv_block and of
-# every power of two above 16, so padding changes neither kv_len nor the row count the kernel choices are keyed by.
+# A prefill graph serves prompts of up to PREFILL_BLOCK - 1 tokens fewer than its own: a divisor of kv_block and
+# of every power of two above 16, so padding changes neither kv_len nor the row count kernel choices are keyed by.
 PREFILL_BLOCK = 32
 MAX_GRAPH_PREFILL = 1024  # longer prefills run eagerly
 PREFILL_LOGITS = MAX_GRAPH_TOKENS  # a prefill returns the logits of its last this many positions
