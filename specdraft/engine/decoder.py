@@ -49,13 +49,15 @@ class DecoderShape:
 
 
 class KVCache:
-    """Preallocated keys and values, a [batch, kv_heads, max_seq_len, head_dim] tensor per layer."""
+    """Preallocated keys and values, [layers, batch, kv_heads, max_seq_len, head_dim] each (`k_all`, `v_all`),
+    and per layer a view of them (`k`, `v`): one tensor, so a fused step reaches every layer's cache."""
 
     def __init__(self, shape: DecoderShape, batch_size: int, max_seq_len: int, dtype: torch.dtype,
                  device: torch.device):
-        size = (batch_size, shape.num_kv_heads, max_seq_len, shape.head_dim)
-        self.k = [torch.zeros(size, dtype=dtype, device=device) for _ in range(shape.num_layers)]
-        self.v = [torch.zeros(size, dtype=dtype, device=device) for _ in range(shape.num_layers)]
+        size = (shape.num_layers, batch_size, shape.num_kv_heads, max_seq_len, shape.head_dim)
+        self.k_all = torch.zeros(size, dtype=dtype, device=device)
+        self.v_all = torch.zeros(size, dtype=dtype, device=device)
+        self.k, self.v = list(self.k_all.unbind(0)), list(self.v_all.unbind(0))
         self.batch_size, self.max_seq_len = batch_size, max_seq_len
 
     @property
@@ -65,7 +67,8 @@ class KVCache:
     def rows(self, start: int, stop: int) -> KVCache:
         """The cache rows start..stop-1 as a cache of their own (views: writes land in this cache)."""
         view = KVCache.__new__(KVCache)
-        view.k, view.v = [k[start:stop] for k in self.k], [v[start:stop] for v in self.v]
+        view.k_all, view.v_all = self.k_all[:, start:stop], self.v_all[:, start:stop]
+        view.k, view.v = list(view.k_all.unbind(0)), list(view.v_all.unbind(0))
         view.batch_size, view.max_seq_len = stop - start, self.max_seq_len
         return view
 
@@ -165,6 +168,8 @@ class Decoder(nn.Module):
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2).float() / shape.head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.compiled_layer_step = None
+        self.stacked: dict[str, Tensor] = {}  # `stack_layers`
+        self.fused_step = None  # a `fused_step.FusedStep`, made on first use (`fused_step_for`)
         self.dequant_workspace = DequantWorkspace()  # prefills of quantized weights
 
     @classmethod
@@ -188,7 +193,11 @@ class Decoder(nn.Module):
         with torch.device("meta"):
             decoder = cls(shape, weights)
         # Cast on the meta device before allocating, so float32 defaults never occupy the device.
-        decoder = decoder.to(dtype).to_empty(device=device)  # floating tensors only: int8/uint8 weights stay
+        decoder = decoder.to(dtype)  # floating tensors only: int8/uint8 weights stay
+        for module in (decoder.embed, decoder.lm_head):
+            module.to_empty(device=device)
+        decoder.to_empty(device=device, recurse=False)
+        decoder.stack_layers(device)
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, device=device).float()
                                                 / shape.head_dim))
         decoder.inv_freq = inv_freq  # recomputed: to_empty left the buffer uninitialised
@@ -222,6 +231,24 @@ class Decoder(nn.Module):
                 layer.qk_norm[shape.num_heads :].copy_(state[p + "self_attn.k_norm.weight"])
             layer.refresh_scales()
         return decoder.eval().requires_grad_(False)
+
+    def stack_layers(self, device: torch.device) -> None:
+        """Allocate every layer's tensors as views of one [layers, ...] tensor a name (`stacked`), so that one
+        kernel reaches each layer's matrix at a fixed stride (`fused_step`)."""
+        self.stacked = {}
+        first = self.layers[0]
+        for name, tensor in [*first.named_parameters(), *first.named_buffers()]:
+            stacked = torch.empty((len(self.layers), *tensor.shape), dtype=tensor.dtype, device=device)
+            self.stacked[name] = stacked
+            for layer, view in zip(self.layers, stacked.unbind(0)):
+                *path, attr = name.split(".")
+                owner = layer.get_submodule(".".join(path))
+                if isinstance(getattr(owner, attr), nn.Parameter):
+                    setattr(owner, attr, nn.Parameter(view, requires_grad=False))
+                else:
+                    setattr(owner, attr, view)
+        for layer in self.layers:
+            layer.refresh_scales()
 
     def forward(self, input_ids: Tensor, start: Tensor, pad: Tensor, cache: KVCache, kv_len: int,
                 last_only: bool = False, compiled: bool = False, logit_rows: Tensor | None = None) -> Tensor:

@@ -36,14 +36,16 @@ def pdl_supported() -> bool:
     return triton_common.HAS_GRID_DEPENDENCY_CONTROL and torch.cuda.get_device_capability()[0] >= 9
 
 
-TRITON_FAMILIES = frozenset({"linear", "rope_attention"})
+TRITON_FAMILIES = frozenset({"linear", "rope_attention", "fused_step"})
+# fused_step is opt-in: on the H200 it is slower than the layer-by-layer draft step (docs/performance.md).
+DEFAULT_FAMILIES = TRITON_FAMILIES - {"fused_step"}
 
 
 class LaunchOptions:
     """Which kernel families run Triton (the rest take torch's path) and whether launches use programmatic
     dependent launch: only inside `dependent(True)`, and never with `allow_dependent = False`."""
 
-    def __init__(self, allow_dependent: bool = True, families: frozenset[str] = TRITON_FAMILIES):
+    def __init__(self, allow_dependent: bool = True, families: frozenset[str] = DEFAULT_FAMILIES):
         self.allow_dependent = allow_dependent
         self.families = families
         self._stack = [False]  # the innermost `dependent` setting

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from specdraft.engine import tuner as tuning
 from specdraft.engine.decoder import Decoder, KVCache
+from specdraft.engine.fused_step import fused_step_for
 from specdraft.engine.timing import median_ms
 from specdraft.decoding.verification import probabilities, sample_inverse_cdf
 
@@ -172,14 +173,20 @@ class StepRunner:
         the inverse CDF at uniforms [B, k]. Returns the proposal [B, k] and (sampling) distributions [B, k, V]."""
         batch, k = uniforms.shape
         kv_len = self.kv_len(end)
+        fused = fused_step_for(self.decoder) if batch == 1 else None  # one launch a token (`fused_step`)
 
         def fn(ids: Tensor, start_t: Tensor, pad_t: Tensor, u: Tensor) -> tuple[Tensor, Tensor | None]:
             proposed, dists = [], []
             for j in range(k):
-                column = start_t if j == 0 else start_t + j + 1
-                logits = self.decoder(ids, column, pad_t, self.cache, kv_len, True, compiled=True)[:, -1]  # [B, V]
+                step = fused(ids, start_t, pad_t, self.cache, kv_len, 0 if j == 0 else j + 1) if fused else None
+                if step is None:
+                    column = start_t if j == 0 else start_t + j + 1
+                    logits = self.decoder(ids, column, pad_t, self.cache, kv_len, True, compiled=True)[:, -1]
+                    greedy = None
+                else:
+                    logits, greedy = step  # [1, V], [1, 1]
                 if temperature == 0:
-                    ids = logits.argmax(dim=-1, keepdim=True)  # [B, 1]
+                    ids = greedy if greedy is not None else logits.argmax(dim=-1, keepdim=True)  # [B, 1]
                 else:
                     probs = probabilities(logits, temperature, top_p)  # [B, V]
                     ids = sample_inverse_cdf(probs, u[:, j])[:, None]

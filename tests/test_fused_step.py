@@ -1,0 +1,126 @@
+"""The fused one-token step (`engine.fused_step`), under Triton's interpreter (TRITON_INTERPRET=1 with triton)
+or on a CUDA device: its logits, argmax and cache writes equal the layer-by-layer engine's in float32, for
+Qwen2 (qkv bias) and Qwen3 (per-head norms) shapes, model-dtype and int8 weights, one and several key splits;
+and speculative decoding with a fused draft reproduces the target's greedy output."""
+
+import os
+
+import pytest
+import torch
+
+from specdraft.engine import Engine, fused_step
+from specdraft.engine import tuner as tuning
+from tests.test_engine import tiny_qwen3
+from tests.tiny_models import hf_greedy, tiny_qwen2
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+TORCH_PATH = tuning.LaunchOptions(families=frozenset())  # layer by layer in torch ops (FusedStep is called directly)
+pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
+                                reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton")
+
+
+def fused_against_layers(model, weights: str, kv_len: int, prompt_len: int, config=None):
+    """(fused logits, argmax, key and value caches), then the same from the layer-by-layer decoder, for two
+    tokens fed after a prompt of prompt_len (the second at offset 1, as a proposal feeds it)."""
+    pytest.importorskip("triton")
+    with tuning.use(tuning.KernelTuner(launch=TORCH_PATH)):  # the reference: no kernels to tune on a GPU
+        return _fused_against_layers(model, weights, kv_len, prompt_len, config)
+
+
+def _fused_against_layers(model, weights: str, kv_len: int, prompt_len: int, config):
+    engine = Engine.from_hf(model.to(DEVICE), max_seq_len=kv_len, use_cuda_graphs=False, weights=weights)
+    decoder, cache = engine.decoder, engine.session_runner().cache
+    vocab = decoder.shape.vocab_size
+    prompt = torch.randint(0, vocab, (1, prompt_len), generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    pad, start = torch.zeros(1, dtype=torch.long, device=DEVICE), torch.tensor([prompt_len], device=DEVICE)
+    decoder(prompt, torch.tensor([0], device=DEVICE), pad, cache, kv_len)
+    before = cache.k_all.clone(), cache.v_all.clone()
+    tokens = torch.tensor([[3, 11]], device=DEVICE)
+    step = fused_step.FusedStep(decoder, config)
+    logits, greedy = step(tokens, start, pad, cache, kv_len)
+    fused = logits.clone(), greedy.clone(), cache.k_all.clone(), cache.v_all.clone()
+    cache.k_all.copy_(before[0]), cache.v_all.copy_(before[1])
+    reference = decoder(tokens, start, pad, cache, kv_len, last_only=True)[:, -1]
+    return fused, (reference, reference.argmax(dim=-1, keepdim=True), cache.k_all, cache.v_all)
+
+
+@pytest.mark.parametrize("weights", ["model_dtype", "int8"])
+@pytest.mark.parametrize("make", [lambda: tiny_qwen2(0), lambda: tiny_qwen3(0)], ids=["qwen2", "qwen3"])
+@pytest.mark.parametrize("kv_len, prompt_len", [(128, 40), (16, 5)], ids=["eight-splits", "one-split"])
+def test_fused_step_equals_the_layer_by_layer_decoder(make, weights, kv_len, prompt_len):
+    fused, reference = fused_against_layers(make(), weights, kv_len, prompt_len)
+    torch.testing.assert_close(fused[0], reference[0], atol=1e-5, rtol=1e-5)
+    assert torch.equal(fused[1], reference[1])
+    torch.testing.assert_close(fused[2], reference[2], atol=1e-6, rtol=1e-5)  # both tokens' keys written
+    torch.testing.assert_close(fused[3], reference[3], atol=1e-6, rtol=1e-5)
+
+
+def test_fused_argmax_breaks_ties_as_torch_does():
+    """Equal largest logits in one program's columns and in different programs' (97 over 3 programs: 0..,
+    32.., 64..): rows 40, 41 and 70 hold r, the rest -r, so those tie, or all others do; the first column wins,
+    as torch.argmax's."""
+    model = tiny_qwen2(0)
+    with torch.no_grad():
+        r = model.lm_head.weight[0].clone()
+        model.lm_head.weight.copy_(-r)
+        model.lm_head.weight[[40, 41, 70]] = r
+    fused, reference = fused_against_layers(model, "model_dtype", 64, 9)
+    assert fused[1].item() == reference[1].item() in (0, 40)
+
+
+def test_speculative_decoding_with_a_fused_draft_reproduces_target_greedy(monkeypatch):
+    """Proposals through the fused kernel (spied on: every one of them) leave the output the target's greedy
+    one, and propose what the layer-by-layer draft proposes."""
+    pytest.importorskip("triton")
+    from specdraft.decoding.speculative import speculative_generate
+
+    target, draft = tiny_qwen2(0).to(DEVICE), tiny_qwen2(1, hidden_size=16, num_hidden_layers=1).to(DEVICE)
+    prompt = torch.randint(0, 97, (1, 21), generator=torch.Generator().manual_seed(0)).to(DEVICE)
+
+    def run():
+        result = speculative_generate(Engine.from_hf(target, max_seq_len=64), Engine.from_hf(draft, max_seq_len=64),
+                                      prompt, num_speculative_tokens=3, max_new_tokens=14)
+        return result.token_ids, result.stats.num_accepted_per_position
+
+    with tuning.use(tuning.KernelTuner(launch=TORCH_PATH)):
+        unfused = run()
+    calls = []
+    original = fused_step.FusedStep.__call__
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(fused_step, "fast_kernels", lambda x: True)
+    monkeypatch.setattr(fused_step.FusedStep, "__call__", spy)
+    with tuning.use(tuning.KernelTuner(launch=tuning.LaunchOptions(families=frozenset({"fused_step"})))):
+        fused = run()
+    assert len(calls) >= 6 and all(calls)
+    assert torch.equal(fused[0].cpu(), hf_greedy(target, prompt, 14))
+    assert torch.equal(fused[0], unfused[0]) and fused[1] == unfused[1]
+
+
+def test_unsupported_decoders_say_why():
+    engine = Engine.from_hf(tiny_qwen2(0, hidden_size=128), max_seq_len=16, weights="int4")
+    assert "int4" in fused_step.unsupported(engine.decoder)
+    engine = Engine.from_hf(tiny_qwen2(0), max_seq_len=16)
+    assert fused_step.unsupported(engine.decoder) is None
+    engine.decoder.layers[1].o.weight.data = engine.decoder.layers[1].o.weight.clone()
+    assert "layer 1's o.weight" in fused_step.unsupported(engine.decoder)
+    with pytest.raises(ValueError, match="no fused step"):
+        fused_step.FusedStep(engine.decoder)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the grid barrier runs on a GPU only")
+@pytest.mark.parametrize("weights", ["model_dtype", "int8"])
+def test_one_launch_with_grid_barriers_equals_one_launch_a_phase(weights):
+    """On the GPU the persistent kernel (programs meeting at grid barriers, L2 prefetch on) computes what
+    launching each phase on its own computes, bit for bit, and both equal the layer-by-layer decoder."""
+    for make in (lambda: tiny_qwen2(0, hidden_size=64, num_hidden_layers=3), lambda: tiny_qwen3(0)):
+        barrier, reference = fused_against_layers(make(), weights, 256, 70, fused_step.GPU_CONFIG)
+        phases, _ = fused_against_layers(make(), weights, 256, 70, fused_step.GPU_CONFIG._replace(barrier=False))
+        for a, b in zip(barrier, phases):
+            assert torch.equal(a, b)
+        torch.testing.assert_close(barrier[0], reference[0], atol=1e-5, rtol=1e-5)
+        assert torch.equal(barrier[1], reference[1])
