@@ -1,7 +1,7 @@
 """The fused one-token step (`engine.fused_step`), under Triton's interpreter (TRITON_INTERPRET=1 with triton)
 or on a CUDA device: its logits, argmax and cache writes equal the layer-by-layer engine's in float32, for
-Qwen2 (qkv bias) and Qwen3 (per-head norms) shapes, model-dtype and int8 weights, one and several key splits;
-and speculative decoding with a fused draft reproduces the target's greedy output."""
+Qwen2 (qkv bias) and Qwen3 (per-head norms) shapes, model-dtype and int8 weights, one and several key splits,
+one and two key blocks a split; and speculative decoding with a fused draft reproduces the target's greedy output."""
 
 import os
 
@@ -46,7 +46,8 @@ def _fused_against_layers(model, weights: str, kv_len: int, prompt_len: int, con
 
 @pytest.mark.parametrize("weights", ["model_dtype", "int8"])
 @pytest.mark.parametrize("make", [lambda: tiny_qwen2(0), lambda: tiny_qwen3(0)], ids=["qwen2", "qwen3"])
-@pytest.mark.parametrize("kv_len, prompt_len", [(128, 40), (16, 5)], ids=["eight-splits", "one-split"])
+@pytest.mark.parametrize("kv_len, prompt_len", [(128, 40), (16, 5), (512, 300)],
+                         ids=["eight-splits", "one-split", "two-blocks-a-split"])  # 512: 16 splits of 32 keys
 def test_fused_step_equals_the_layer_by_layer_decoder(make, weights, kv_len, prompt_len):
     fused, reference = fused_against_layers(make(), weights, kv_len, prompt_len)
     torch.testing.assert_close(fused[0], reference[0], atol=1e-5, rtol=1e-5)

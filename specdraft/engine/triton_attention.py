@@ -9,6 +9,34 @@ from specdraft.engine.triton_common import let_next_kernel_launch, wait_for_prev
 LOG2E = tl.constexpr(1.4426950408889634)  # softmax in base 2: exp(x) = exp2(x * log2(e))
 
 
+@triton.jit
+def qk_scores(q, k, IEEE: tl.constexpr):
+    """q [R, D] @ k.T in float32 (IEEE: exact float32 products, as the float32 engines need)."""
+    if IEEE:
+        s = tl.dot(q, tl.trans(k), input_precision="ieee")
+    else:
+        s = tl.dot(q, tl.trans(k))
+    return s
+
+
+@triton.jit
+def online_softmax_update(s, v, m_i, l_i, acc, IEEE: tl.constexpr):
+    """One key block's base-2 scores s [R, N] (masked: -inf) and values v [N, D] folded into the running max
+    m_i, sum l_i and accumulator acc; returns the three updated."""
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    # A row with every column so far masked keeps m = -inf: shift by 0 so that exp2 gives 0, not NaN.
+    m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m_i - m_shift)
+    p = tl.exp2(s - m_shift[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    acc = acc * alpha[:, None]
+    if IEEE:
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision="ieee")
+    else:
+        acc = tl.dot(p.to(v.dtype), v, acc)
+    return m_new, l_i, acc
+
+
 @triton.jit(do_not_specialize=["R", "KV_LEN", "BLOCKS_PER_SPLIT"])
 def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml_ws_ptr, cnt_ptr, R, KV_LEN, NKV, HD,
                             BLOCKS_PER_SPLIT, sm_scale, stride_qb, stride_qh, stride_qr, stride_kb, stride_kh,
@@ -38,26 +66,11 @@ def decode_attention_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr, acc_ws_ptr, ml
         col_ok = cols < KV_LEN  # the last split may run past the attended columns: masked, nothing read
         kv_mask = col_ok[:, None] & d_ok[None, :]
         k = tl.load(k_base + cols[:, None] * stride_ks + d[None, :], mask=kv_mask, other=0.0)
-        if IEEE:
-            s = tl.dot(q, tl.trans(k), input_precision="ieee")
-        else:
-            s = tl.dot(q, tl.trans(k))
         bias = tl.load(mask_base + cols[None, :] * stride_mn, mask=row_ok[:, None] & col_ok[None, :],
                        other=float("-inf")).to(tl.float32)
-        s = (s * sm_scale + bias) * LOG2E  # [BLOCK_R, BLOCK_N]
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        # A row with every column so far masked keeps m = -inf: shift by 0 so that exp2 gives 0, not NaN.
-        m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_shift)
-        p = tl.exp2(s - m_shift[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
+        s = (qk_scores(q, k, IEEE) * sm_scale + bias) * LOG2E  # [BLOCK_R, BLOCK_N]
         v = tl.load(v_base + cols[:, None] * stride_vs + d[None, :], mask=kv_mask, other=0.0)
-        acc = acc * alpha[:, None]
-        if IEEE:
-            acc = tl.dot(p.to(v.dtype), v, acc, input_precision="ieee")
-        else:
-            acc = tl.dot(p.to(v.dtype), v, acc)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_update(s, v, m_i, l_i, acc, IEEE)
     let_next_kernel_launch(PDL)
     out_mask = row_ok[:, None] & d_ok[None, :]
     if PARTIAL:

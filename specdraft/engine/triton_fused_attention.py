@@ -5,7 +5,7 @@ combined by the last to finish."""
 import triton
 import triton.language as tl
 
-LOG2E = tl.constexpr(1.4426950408889634)
+from specdraft.engine.triton_attention import LOG2E, online_softmax_update, qk_scores
 
 
 @triton.jit
@@ -62,24 +62,10 @@ def attention_item(qkv_ptr, qn_ptr, cos_ptr, sin_ptr, k_ptr, v_ptr, attn_ptr, ac
         kv_mask = (seen & (cols != start))[:, None] & d_ok[None, :]
         k = tl.load(k_base + cols[:, None] * stride_ks + d[None, :], mask=kv_mask, other=0.0)
         k = tl.where(new, k_new[None, :], k)
-        if IEEE:
-            s = tl.dot(q, tl.trans(k), input_precision="ieee")
-        else:
-            s = tl.dot(q, tl.trans(k))
-        s = tl.where(seen[None, :], s * sm_scale * LOG2E, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_shift)
-        p = tl.exp2(s - m_shift[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
+        s = tl.where(seen[None, :], qk_scores(q, k, IEEE) * sm_scale * LOG2E, float("-inf"))
         v = tl.load(v_base + cols[:, None] * stride_ks + d[None, :], mask=kv_mask, other=0.0)
         v = tl.where(new, v_new[None, :], v)
-        acc = acc * alpha[:, None]
-        if IEEE:
-            acc = tl.dot(p.to(v.dtype), v, acc, input_precision="ieee")
-        else:
-            acc = tl.dot(p.to(v.dtype), v, acc)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_update(s, v, m_i, l_i, acc, IEEE)
     out_ptrs = attn_ptr + (h * GROUP + g)[:, None] * HD + d[None, :]
     out_mask = (g < GROUP)[:, None] & d_ok[None, :]
     if NSPLIT == 1:
