@@ -7,8 +7,6 @@ weights in L2; the floor is reading the weight once at the copy bandwidth measur
     python benchmarks/gemv_forms.py --out gemv_forms.json
     python benchmarks/gemv_forms.py --weights bf16 --out gemv_forms_bf16.json   # bf16 weights: the table's
                                                       # GEMV tiles in both forms, and cuBLAS
-    python benchmarks/gemv_forms.py --dot-rows 1,6,16,128 --out dot_fast_int8.json   # the tuned tensor-core
-                                                      # tile of each matrix, FAST_INT8 on and off
 """
 
 from __future__ import annotations
@@ -40,11 +38,7 @@ def main() -> None:
     parser.add_argument("--out", default="gemv_forms.json")
     parser.add_argument("--models", default="target,draft")
     parser.add_argument("--weights", choices=["int8", "bf16"], default="int8")
-    parser.add_argument("--dot-rows", default="", help="row counts: time each matrix's tuned tensor-core tile "
-                        "with FAST_INT8 on and off instead")
     args = parser.parse_args()
-    if args.dot_rows:
-        return dot_fast_int8(args)
 
     from specdraft.engine import tuner as tuning
     from specdraft.engine.linear_kernel import Config, fused_linear, launch_linear
@@ -131,61 +125,6 @@ def main() -> None:
     results["seconds"] = time.time() - started
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
-
-
-def dot_fast_int8(args) -> None:
-    """Each target and draft matrix at each of --dot-rows rows: the tuned tensor-core tile (none where the tuner
-    chose the GEMV form or the torch path), its int8 weights converted by FAST_INT8 or by the instruction."""
-    from specdraft.engine import tuner as tuning
-    from specdraft.engine.linear_kernel import fused_linear, launch_linear, tuned_rows
-    from specdraft.engine.quant import quantize_int8
-
-    device = torch.device("cuda")
-    bandwidth = copy_bandwidth(device, 2 * 1024**3)
-    results = {"command": "python " + " ".join(sys.argv), "gpu": torch.cuda.get_device_name(device),
-               "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth,
-               "conditions": "bf16 activations, int8 weights, random weights, the shipped kernel table's choice; "
-                             "CUDA-graph replays, median of 5", "matrices": {}}
-    options = tuning.current().launch.triton_options()
-    for model in args.models.split(","):
-        for name, (n, k, count) in SHAPES[model].items():
-            form = FORMS[name]
-            glu = form.get("glu", False)
-            copies = max(2, min(32, math.ceil(512 * 1024**2 / (n * k))))
-            g = torch.Generator(device=device).manual_seed(0)
-            q, s = zip(*(quantize_int8(torch.randn(n, k, device=device, dtype=torch.bfloat16, generator=g) / 30,
-                                       torch.bfloat16) for _ in range(copies)))
-            for rows in [int(r) for r in args.dot_rows.split(",")]:
-                x = torch.randn(rows, k, device=device, dtype=torch.bfloat16, generator=g)
-                out_n = n // 2 if glu else n
-                norm = torch.rand(k, device=device, dtype=x.dtype) + 0.5 if form.get("norm") else None
-                bias = torch.randn(n, device=device, dtype=x.dtype) if form.get("bias") else None
-                residual = torch.randn(rows, out_n, device=device, dtype=x.dtype) if form.get("residual") else None
-                fused_linear(x, q[0], s[0], bias, residual, norm, glu=glu)
-                key = (out_n, k, tuned_rows(rows), x.dtype, torch.int8, bias is not None, residual is not None,
-                       norm is not None, glu)  # as fused_linear keys its choice
-                config = tuning.current().choices[key]
-                if config is tuning.REFERENCE or not config.dot:
-                    config = None
-                row = {"N": n, "K": k, "M": rows, "floor_us": n * k / bandwidth * 1e6}
-                if config is None:
-                    row["skipped"] = "the tuned choice is not a tensor-core tile"
-                else:
-                    row["config"] = config._asdict()
-                    x_in = x if norm is None or config.fuse_norm else torch.nn.functional.rms_norm(x, (k,), norm)
-                    norm_in = norm if config.fuse_norm else None
-                    out = torch.empty((rows, out_n), dtype=x.dtype, device=device)
-                    for label, fast in (("fast_int8", True), ("conversion_instruction", False)):
-                        row[f"{label}_us"] = replay_us(lambda i: launch_linear(
-                            config, x_in, q[i], s[i], bias, residual, norm_in, 1e-6, glu, out,
-                            launch_options={**options, "FAST_INT8": fast}), copies)
-                    row["speedup"] = row["conversion_instruction_us"] / row["fast_int8_us"]
-                results["matrices"][f"{model}.{name}.M{rows}"] = row
-                print(f"{model}.{name} M={rows}: " + (row.get("skipped") or
-                      f"{row['conversion_instruction_us']:.1f} -> {row['fast_int8_us']:.1f} us "
-                      f"({row['speedup']:.2f}x), {tuple(row['config'].values())}"), flush=True)
-                with open(args.out, "w") as f:
-                    json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -14,19 +14,15 @@ def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.cons
     SWAP: acc is [BLOCK_N, BLOCK_M], w @ a.T, so that the weight converted in registers is the MMA's first
     operand, which Hopper's wgmma may take from registers (its second comes from shared memory)."""
     if DOT:
-        if FAST_INT8 and w.dtype == tl.int8:
-            w = int8_to_float32(w, FAST_INT8).to(a.dtype)  # exact: |w| <= 128 is a bf16
-        else:
-            w = w.to(a.dtype)
         if SWAP:
             if IEEE:
-                acc = tl.dot(w, tl.trans(a), acc, input_precision="ieee")
+                acc = tl.dot(w.to(a.dtype), tl.trans(a), acc, input_precision="ieee")
             else:
-                acc = tl.dot(w, tl.trans(a), acc)
+                acc = tl.dot(w.to(a.dtype), tl.trans(a), acc)
         elif IEEE:
-            acc = tl.dot(a, tl.trans(w), acc, input_precision="ieee")
+            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
         else:
-            acc = tl.dot(a, tl.trans(w), acc)
+            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc)
     elif SUM_AFTER:  # one row: acc [BLOCK_N, BLOCK_K] of products, summed over K once after the loop
         acc += a.to(tl.float32) * int8_to_float32(w, FAST_INT8)
     else:  # a cross-thread sum every round: faster for bf16 weights
