@@ -8,7 +8,8 @@ from specdraft.engine.triton_common import let_next_kernel_launch, prefetch_to_l
 
 
 @triton.jit
-def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.constexpr):
+def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.constexpr, SUM_AFTER: tl.constexpr,
+                 FAST_INT8: tl.constexpr):
     """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T: tensor cores (DOT), or a GEMV.
     SWAP: acc is [BLOCK_N, BLOCK_M], w @ a.T, so that the weight converted in registers is the MMA's first
     operand, which Hopper's wgmma may take from registers (its second comes from shared memory)."""
@@ -22,9 +23,22 @@ def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.cons
             acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
         else:
             acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc)
-    else:
-        acc += tl.sum(a.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :], axis=2)
+    elif SUM_AFTER:  # one row: acc [BLOCK_N, BLOCK_K] of products, summed over K once after the loop
+        acc += a.to(tl.float32) * int8_to_float32(w, FAST_INT8)
+    else:  # a cross-thread sum every round: faster for bf16 weights
+        acc += tl.sum(a.to(tl.float32)[:, None, :] * int8_to_float32(w, FAST_INT8)[None, :, :], axis=2)
     return acc
+
+
+@triton.jit
+def int8_to_float32(w, FAST_INT8: tl.constexpr):
+    """w as float32. FAST_INT8: int8 through integer ops and one float add (2**23 + (w + 128) built in the
+    mantissa) instead of the conversion instruction, faster on the H200 (benchmarks/gemv_forms.py)."""
+    if FAST_INT8 and w.dtype == tl.int8:
+        biased = (w.to(tl.uint8, bitcast=True).to(tl.int32) ^ 0x80) | 0x4B000000
+        return biased.to(tl.float32, bitcast=True) - 8388736.0  # exact: 2**23 + 128
+    else:
+        return w.to(tl.float32)
 
 
 @triton.jit
@@ -81,7 +95,7 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
                   SPLIT_K: tl.constexpr, INT4: tl.constexpr, GROUP: tl.constexpr, IEEE: tl.constexpr,
                   DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   SWAP: tl.constexpr = False, PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1,
-                  LINE_ELEMS: tl.constexpr = 64):
+                  LINE_ELEMS: tl.constexpr = 64, SUM_AFTER: tl.constexpr = False, FAST_INT8: tl.constexpr = True):
     """Program (n, k, m): output columns n * BLOCK_N.. of rows m * BLOCK_M.. over the k-th of SPLIT_K slices
     of K (M_PAD: the rows of all row blocks, the partials' stride). NORM gathers the
     sum of squares from the same tiles, so no pass over the row precedes the weight loads; under PDL the
@@ -99,7 +113,10 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
         if GLU:
             prefetch_to_l2(w_ptr + (N + cols)[:, None] * stride_wn + first[None, :], line_ok, PDL)
     wait_for_previous_kernel(PDL)
-    if SWAP:
+    if not DOT and SUM_AFTER:  # BLOCK_M = 1: products kept per column of K, reduced once after the loop
+        acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+        acc_up = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    elif SWAP:
         acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
         acc_up = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     else:
@@ -120,7 +137,7 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
         else:
             w = tl.load(w_ptr + cols[:, None] * stride_wn + ks[None, :], mask=col_ok[:, None] & k_ok[None, :],
                         other=0)
-        acc = multiply_add(acc, a, w, DOT, IEEE, SWAP)
+        acc = multiply_add(acc, a, w, DOT, IEEE, SWAP, SUM_AFTER, FAST_INT8)
         if GLU:
             if INT4:
                 w_up = load_int4(w_ptr, s_ptr, N + cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N,
@@ -128,9 +145,12 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
             else:
                 w_up = tl.load(w_ptr + (N + cols)[:, None] * stride_wn + ks[None, :],
                                mask=col_ok[:, None] & k_ok[None, :], other=0)
-            acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE, SWAP)
+            acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE, SWAP, SUM_AFTER, FAST_INT8)
     let_next_kernel_launch(PDL)
-    if SWAP:
+    if not DOT and SUM_AFTER:
+        acc = tl.sum(acc, axis=1)[None, :]
+        acc_up = tl.sum(acc_up, axis=1)[None, :]
+    elif SWAP:
         acc = tl.trans(acc)
         acc_up = tl.trans(acc_up)
     squares = tl.sum(squares_tile, axis=1)

@@ -1,0 +1,131 @@
+"""One-row int8 matmuls as a decode step calls them (norm, bias, GLU, residual folded in), each matrix of the
+seed's target and draft: the tuned choice against the GEMV form's tiles, with the products summed over K
+after the loop or in every round (SUM_AFTER) and int8 converted by integer ops or by the conversion
+instruction (FAST_INT8). Times are CUDA-graph replays over enough weight copies that no call finds its
+weights in L2; the floor is reading the weight once at the copy bandwidth measured in the same run.
+
+    python benchmarks/gemv_forms.py --out gemv_forms.json
+    python benchmarks/gemv_forms.py --weights bf16 --out gemv_forms_bf16.json   # bf16 weights: the table's
+                                                      # GEMV tiles in both forms, and cuBLAS
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import torch
+
+from engine_speed import copy_bandwidth
+from linear_kernels import FORMS, SHAPES, replay_us
+
+# (block_n, block_k, split_k, num_warps, num_stages) of the GEMV form: at most 16K products a program holds.
+GEMV_TILES = ((4, 1024, 1, 4, 3), (8, 1024, 1, 4, 2), (8, 1024, 1, 4, 3), (8, 512, 1, 4, 3), (8, 512, 1, 4, 4),
+              (16, 512, 1, 4, 3), (16, 512, 1, 8, 3), (16, 256, 1, 4, 4), (32, 256, 1, 8, 4), (16, 1024, 1, 8, 2),
+              (32, 512, 1, 8, 3), (8, 512, 2, 4, 3), (16, 512, 2, 4, 3), (4, 2048, 1, 4, 2), (8, 2048, 1, 8, 2))
+BF16_TABLE_TILES = ((8, 1024, 1, 4, 2), (4, 1024, 1, 4, 3))  # the GEMV choices the H200 table holds for bf16
+VARIANTS = {"sum_after+fast_int8": dict(SUM_AFTER=True, FAST_INT8=True),
+            "sum_after": dict(SUM_AFTER=True, FAST_INT8=False),
+            "sum_each_round+fast_int8": dict(SUM_AFTER=False, FAST_INT8=True),
+            "sum_each_round (before)": dict(SUM_AFTER=False, FAST_INT8=False)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="gemv_forms.json")
+    parser.add_argument("--models", default="target,draft")
+    parser.add_argument("--weights", choices=["int8", "bf16"], default="int8")
+    args = parser.parse_args()
+
+    from specdraft.engine import tuner as tuning
+    from specdraft.engine.linear_kernel import Config, fused_linear, launch_linear
+    from specdraft.engine.quant import quantize_int8
+
+    device = torch.device("cuda")
+    bandwidth = copy_bandwidth(device, 2 * 1024**3)  # as engine_speed.py measures its floor
+    started = time.time()
+    results = {"command": "python " + " ".join(sys.argv), "gpu": torch.cuda.get_device_name(device),
+               "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth,
+               "conditions": f"batch 1, bf16 activations, {args.weights} weights (int8: a scale per row; FAST_INT8 "
+                             "changes nothing for bf16), random weights, the shipped kernel table for the tuned "
+                             "choice; CUDA-graph replays, median of 5",
+               "matrices": {}}
+    options = tuning.current().launch.triton_options()
+    for model in args.models.split(","):
+        for name, (n, k, count) in SHAPES[model].items():
+            form = FORMS[name]
+            glu = form.get("glu", False)
+            copies = max(2, min(32, math.ceil(512 * 1024**2 / (n * k))))
+            g = torch.Generator(device=device).manual_seed(0)
+            weights = [torch.randn(n, k, device=device, dtype=torch.bfloat16, generator=g) / 30 for _ in range(copies)]
+            if args.weights == "int8":
+                q, s = zip(*(quantize_int8(w, torch.bfloat16) for w in weights))
+            else:
+                q, s = weights, [None] * copies
+            del weights
+            x = torch.randn(1, k, device=device, dtype=torch.bfloat16, generator=g)
+            out_n = n // 2 if glu else n
+            extra = dict(norm_weight=torch.rand(k, device=device, dtype=x.dtype) + 0.5 if form.get("norm") else None,
+                         bias=torch.randn(n, device=device, dtype=x.dtype) if form.get("bias") else None,
+                         residual=torch.randn(1, out_n, device=device, dtype=x.dtype) if form.get("residual")
+                         else None)
+            out = torch.empty((1, out_n), dtype=x.dtype, device=device)
+            reference = fused_linear(x, q[0], s[0], glu=glu, **extra).float()
+            row = {"N": n, "K": k, "per_step": count, "form": {**{key: v is not None for key, v in extra.items()},
+                                                              "glu": glu},
+                   "floor_us": n * k * q[0].element_size() / bandwidth * 1e6,
+                   "tuned_us": replay_us(lambda i: fused_linear(x, q[i], s[i], glu=glu, **extra), copies),
+                   "tiles": {}}
+
+            def time_tile(tile, variant):
+                config, flags = Config(*tile, dot=False), VARIANTS[variant]
+
+                def call(i):
+                    launch_linear(config, x, q[i], s[i], extra["bias"], extra["residual"], extra["norm_weight"],
+                                  1e-6, glu, out, launch_options={**options, **flags})
+                try:
+                    us = replay_us(call, copies)
+                    call(0)
+                    error = float((out.float() - reference).abs().max() / reference.abs().max())
+                    row["tiles"].setdefault(str(tile), {})[variant] = {"us": us, "max_rel_diff_to_tuned": error}
+                except Exception as e:  # noqa: BLE001  a tile this GPU rejects
+                    row["tiles"].setdefault(str(tile), {})[variant] = f"failed: {type(e).__name__}: {e}"[:200]
+
+            new, before = "sum_after+fast_int8", "sum_each_round (before)"
+            if args.weights == "int8":  # cuBLAS, the peer, on bf16 weights of the same shape
+                bf16 = [torch.randn(n, k, device=device, dtype=torch.bfloat16, generator=g) / 30 for _ in range(copies)]
+            else:
+                bf16 = q
+            row["cublas_bf16_us"] = replay_us(lambda i: torch.nn.functional.linear(x, bf16[i]), copies)
+            del bf16
+            tiles = GEMV_TILES if args.weights == "int8" else BF16_TABLE_TILES
+            for tile in tiles:  # every tile in the new form and the one before it
+                time_tile(tile, new)
+                time_tile(tile, before)
+            timed = [(v["us"], t) for t, vs in row["tiles"].items() for var, v in vs.items()
+                     if var == new and isinstance(v, dict)]
+            if timed and args.weights == "int8":  # each change on its own, at the new form's best tile
+                for variant in VARIANTS.keys() - {new, before}:
+                    time_tile({str(t): t for t in tiles}[min(timed)[1]], variant)
+            timed = [(v["us"], t, var) for t, vs in row["tiles"].items() for var, v in vs.items() if isinstance(v, dict)]
+            best = {var: min((us, t) for us, t, vv in timed if vv == var) for var in VARIANTS
+                    if any(vv == var for _, _, vv in timed)}
+            row["best"] = {var: {"tile": t, "us": us, "fraction_of_floor": row["floor_us"] / us}
+                           for var, (us, t) in best.items()}
+            row["tuned_fraction_of_floor"] = row["floor_us"] / row["tuned_us"]
+            results["matrices"][f"{model}.{name}"] = row
+            print(f"{model}.{name} [{n}x{k}] floor {row['floor_us']:.1f} us, tuned {row['tuned_us']:.1f}, "
+                  f"cuBLAS bf16 {row['cublas_bf16_us']:.1f}; "
+                  + "; ".join(f"{var} {us:.1f} {t}" for var, (us, t) in best.items()), flush=True)
+            with open(args.out, "w") as f:  # after each matrix: a run cut short keeps what it measured
+                json.dump(results, f, indent=1)
+    results["seconds"] = time.time() - started
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
