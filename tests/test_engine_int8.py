@@ -16,6 +16,22 @@ from tests.test_engine import tiny_qwen3
 from tests.tiny_models import tiny_qwen2
 
 
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
+                    reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton")
+def test_int8_to_float32_by_integer_ops_is_exact_for_every_int8():
+    """The GEMV's FAST_INT8 conversion gives each of the 256 int8 values (-128, which quantize_int8 never
+    writes, too) as the conversion instruction does."""
+    pytest.importorskip("triton")
+    from tests.int8_conversion_kernel import convert
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    w = torch.arange(-128, 128, dtype=torch.int16).to(torch.int8).to(device)
+    for fast in (True, False):
+        out = torch.empty(256, dtype=torch.float32, device=device)
+        convert[(1,)](w, out, FAST=fast)
+        assert torch.equal(out.cpu(), torch.arange(-128, 128, dtype=torch.float32)), fast
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no GPU"))])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])

@@ -39,9 +39,9 @@ class Config(NamedTuple):
 # `benchmarks/gemv_forms.py` (docs/perf/): each the fastest on some decode matrix of the seed's pair.
 CANDIDATES = (Config(32, 256, 1, 4, 4), Config(32, 256, 2, 4, 4), Config(128, 128, 1, 8, 4),
               Config(64, 128, 4, 4, 5), Config(64, 256, 1, 4, 4), Config(32, 256, 4, 4, 4),
-              Config(4, 1024, 1, 4, 3, dot=False), Config(8, 1024, 1, 4, 3, dot=False),
-              Config(8, 512, 1, 4, 4, dot=False), Config(16, 256, 1, 4, 4, dot=False),
-              Config(4, 2048, 1, 4, 2, dot=False))
+              Config(4, 1024, 1, 4, 3, dot=False), Config(8, 1024, 1, 4, 2, dot=False),
+              Config(8, 1024, 1, 4, 3, dot=False), Config(8, 512, 1, 4, 4, dot=False),
+              Config(16, 256, 1, 4, 4, dot=False), Config(4, 2048, 1, 4, 2, dot=False))
 # More than MAX_FAST_ROWS rows: GEMM tiles, with split-K where few column blocks would leave SMs idle.
 WIDE_CANDIDATES = (Config(64, 128, 1, 4, 4, block_m=32), Config(64, 128, 4, 4, 4, block_m=32),
                    Config(128, 64, 1, 4, 4, block_m=64), Config(64, 128, 2, 4, 4, block_m=64),
@@ -82,8 +82,10 @@ def max_rows(scale: Tensor | None) -> int:
 
 def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Tensor | None,
                   residual: Tensor | None, norm_weight: Tensor | None, eps: float, glu: bool, out: Tensor,
-                  launch_options: dict | None = None) -> None:
-    """Launch the kernel with `config` into out [M, N], untuned; x [M, K], the rest as `fused_linear`."""
+                  launch_options: dict | None = None, sum_after: bool | None = None, fast_int8: bool = True) -> None:
+    """Launch the kernel with `config` into out [M, N], untuned; x [M, K], the rest as `fused_linear`.
+    sum_after, fast_int8: the GEMV form's (`triton_linear.multiply_add`); sum_after None: after the loop for int8
+    weights, every round for the others (docs/performance.md says why; benchmarks/gemv_forms.py sets both)."""
     import triton
 
     from specdraft.engine import triton_linear
@@ -112,21 +114,20 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
     dummy = out  # stands in for absent optional pointers (never read: the flags are off)
     flags = dict(HAS_SCALE=scale is not None and not int4, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
                  NORM=norm_weight is not None, GLU=glu, SPLIT_K=split_k,
-                 # The one-row form sums its products after the loop for int8 weights only: faster there, slower
-                 # for bf16 weights (docs/perf/h200_gemv_forms*_2026-12-04.json).
-                 SUM_AFTER=w.dtype == torch.int8)
+                 SUM_AFTER=not config.dot and (w.dtype == torch.int8 if sum_after is None else sum_after),
+                 FAST_INT8=fast_int8 and not config.dot)
     line_elems = CACHE_LINE_BYTES // w.element_size()  # stored elements (int4: bytes of two values)
     stored_block_k = config.block_k // 2 if int4 else config.block_k
     triton_linear.linear_kernel[(grid_n, split_k, grid_m)](
         x, w, scale if scale is not None else dummy, bias if bias is not None else dummy, r,
         norm_weight if norm_weight is not None else dummy, out, workspace, squares, counts, M, m_pad, N, K,
         k_per_split,
-        x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps,
+        x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps, **flags,
         INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
         DOT=config.dot, SWAP=config.swap and config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n,
         BLOCK_K=config.block_k,
         PREFETCH_LINES=max(1, PREFETCH_TILES * stored_block_k // line_elems), LINE_ELEMS=line_elems,
-        num_warps=config.num_warps, num_stages=config.num_stages, **{**flags, **options})
+        num_warps=config.num_warps, num_stages=config.num_stages, **options)
 
 
 def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,

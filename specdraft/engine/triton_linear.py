@@ -12,7 +12,9 @@ def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.cons
                  FAST_INT8: tl.constexpr):
     """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T: tensor cores (DOT), or a GEMV.
     SWAP: acc is [BLOCK_N, BLOCK_M], w @ a.T, so that the weight converted in registers is the MMA's first
-    operand, which Hopper's wgmma may take from registers (its second comes from shared memory)."""
+    operand, which Hopper's wgmma may take from registers (its second comes from shared memory).
+    SUM_AFTER (GEMV, BLOCK_M = 1): acc is [BLOCK_N, BLOCK_K] of products, summed over K after the loop, not
+    across threads every round. FAST_INT8: see `int8_to_float32`."""
     if DOT:
         if SWAP:
             if IEEE:
@@ -23,9 +25,9 @@ def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.cons
             acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
         else:
             acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc)
-    elif SUM_AFTER:  # one row: acc [BLOCK_N, BLOCK_K] of products, summed over K once after the loop
+    elif SUM_AFTER:
         acc += a.to(tl.float32) * int8_to_float32(w, FAST_INT8)
-    else:  # a cross-thread sum every round: faster for bf16 weights
+    else:
         acc += tl.sum(a.to(tl.float32)[:, None, :] * int8_to_float32(w, FAST_INT8)[None, :, :], axis=2)
     return acc
 
@@ -33,7 +35,7 @@ def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.cons
 @triton.jit
 def int8_to_float32(w, FAST_INT8: tl.constexpr):
     """w as float32. FAST_INT8: int8 through integer ops and one float add (2**23 + (w + 128) built in the
-    mantissa) instead of the conversion instruction, faster on the H200 (benchmarks/gemv_forms.py)."""
+    mantissa) instead of the conversion instruction."""
     if FAST_INT8 and w.dtype == tl.int8:
         biased = (w.to(tl.uint8, bitcast=True).to(tl.int32) ^ 0x80) | 0x4B000000
         return biased.to(tl.float32, bitcast=True) - 8388736.0  # exact: 2**23 + 128
@@ -95,7 +97,7 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
                   SPLIT_K: tl.constexpr, INT4: tl.constexpr, GROUP: tl.constexpr, IEEE: tl.constexpr,
                   DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   SWAP: tl.constexpr = False, PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1,
-                  LINE_ELEMS: tl.constexpr = 64, SUM_AFTER: tl.constexpr = False, FAST_INT8: tl.constexpr = True):
+                  LINE_ELEMS: tl.constexpr = 64, SUM_AFTER: tl.constexpr = False, FAST_INT8: tl.constexpr = False):
     """Program (n, k, m): output columns n * BLOCK_N.. of rows m * BLOCK_M.. over the k-th of SPLIT_K slices
     of K (M_PAD: the rows of all row blocks, the partials' stride). NORM gathers the
     sum of squares from the same tiles, so no pass over the row precedes the weight loads; under PDL the
