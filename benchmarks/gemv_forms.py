@@ -40,19 +40,15 @@ TOLERANCE = 2e-2  # bf16 outputs: a few of bf16's 3.9e-3 steps; a wrong sum is o
 
 
 def float32_reference(x, w, scale, norm_weight, bias, residual, glu):
-    """The matmul as the engine calls it, in float32 on the dequantized weight."""
-    from specdraft.engine.quant import dequantize
+    """`quant.linear`'s torch path (the kernels' reference) in float32, the Triton kernels switched off."""
+    from specdraft.engine import tuner as tuning
+    from specdraft.engine.quant import linear
 
-    a = x.float()
-    if norm_weight is not None:
-        a = torch.nn.functional.rms_norm(a, (a.shape[-1],), eps=1e-6) * norm_weight.float()
-    y = a @ (dequantize(w, scale, torch.float32) if scale is not None else w.float()).T
-    if bias is not None:
-        y = y + bias.float()
-    if glu:
-        gate, up = y.chunk(2, dim=-1)
-        y = torch.nn.functional.silu(gate) * up
-    return y + residual.float() if residual is not None else y
+    as32 = {key: None if v is None else v.float() for key, v in
+            dict(bias=bias, residual=residual, norm_weight=norm_weight).items()}
+    with tuning.use(tuning.KernelTuner(launch=tuning.LaunchOptions(families=frozenset()))):
+        return linear(x.float(), w if scale is not None else w.float(), None if scale is None else scale.float(),
+                      eps=1e-6, glu=glu, **as32)
 
 
 def main() -> None:
