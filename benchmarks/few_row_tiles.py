@@ -7,6 +7,8 @@ than gemv_forms.TOLERANCE counts as failed). Times are CUDA-graph replays over w
 (median of 5); the floor is reading the weight once at the copy bandwidth measured in the same run.
 
     python benchmarks/few_row_tiles.py --rows 6 --out few_row_tiles.json
+    python benchmarks/few_row_tiles.py --rows 1,6 --tiles "64,256,1,4,3;64,256,1,4,2" --no-swap   # these tiles only
+    python benchmarks/few_row_tiles.py --plain --matrices qkv,lm_head   # nothing folded in: what the fusions cost
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def main() -> None:
     parser.add_argument("--out", default="few_row_tiles.json")
     parser.add_argument("--rows", default="6", help="row counts, comma-separated (at most 16)")
     parser.add_argument("--matrices", default="qkv,o,gate_up,down,lm_head")
+    parser.add_argument("--tiles", help="tiles to time instead of CANDIDATES' and GRID's: "
+                        "'block_n,block_k,split_k,num_warps,num_stages;...'")
+    parser.add_argument("--no-swap", action="store_true", help="the unswapped operand order only")
+    parser.add_argument("--plain", action="store_true", help="no norm, bias or residual folded in (GLU kept)")
     args = parser.parse_args()
 
     from specdraft.engine.linear_kernel import CANDIDATES, Config, fused_linear, launch_linear
@@ -42,15 +48,18 @@ def main() -> None:
     device = torch.device("cuda")
     bandwidth = copy_bandwidth(device, 2 * 1024**3)
     started = time.time()
-    tiles = sorted({tuple(c)[:5] for c in CANDIDATES if c.dot} | set(GRID))
+    tiles = (sorted({tuple(int(v) for v in t.split(",")) for t in args.tiles.split(";")}) if args.tiles else
+             sorted({tuple(c)[:5] for c in CANDIDATES if c.dot} | set(GRID)))
+    swaps = (False,) if args.no_swap else (False, True)
     results = {"command": "python " + " ".join(sys.argv), "gpu": torch.cuda.get_device_name(device),
                "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth,
                "conditions": "bf16 activations, int8 weights (a scale per row), random weights, the shipped kernel "
-                             "table for the tuned choices; CUDA-graph replays, median of 5",
+                             "table for the tuned choices; CUDA-graph replays, median of 5"
+                             + ("; nothing folded in but GLU" if args.plain else "; as a decode step calls each"),
                "matrices": {}}
     for name in args.matrices.split(","):
         n, k, count = SHAPES["target"][name]
-        form = FORMS[name]
+        form = {"glu": FORMS[name].get("glu", False)} if args.plain else FORMS[name]
         glu = form.get("glu", False)
         out_n = n // 2 if glu else n
         copies = max(2, min(32, math.ceil(512 * 1024**2 / (n * k))))
@@ -86,10 +95,10 @@ def main() -> None:
                     return f"failed: {type(e).__name__}: {e}"[:200]
 
             for tile in tiles:
-                for swap in (False, True):
+                for swap in swaps:
                     row["tiles"][f"{tile} swap={swap}"] = time_tile(Config(*tile, swap=swap))
             timed = {t: v["us"] for t, v in row["tiles"].items() if isinstance(v, dict)}
-            for swap in (False, True):
+            for swap in swaps:
                 mine = {t: us for t, us in timed.items() if t.endswith(f"swap={swap}")}
                 if mine:
                     best = min(mine, key=mine.get)
@@ -101,7 +110,7 @@ def main() -> None:
             print(f"target.{name} M={m} [{n}x{k}] floor {row['floor_us']:.1f} us, one row {row['tuned_one_row_us']:.1f},"
                   f" tuned {row['tuned_us']:.1f}; "
                   + "; ".join(f"swap={sw} {row[f'best_swap_{sw}']['us']:.1f} {row[f'best_swap_{sw}']['tile']}"
-                              for sw in (False, True) if f"best_swap_{sw}" in row), flush=True)
+                              for sw in swaps if f"best_swap_{sw}" in row), flush=True)
             with open(args.out, "w") as f:  # after each matrix: a run cut short keeps what it measured
                 json.dump(results, f, indent=1)
         del q, s
