@@ -8,7 +8,7 @@ than gemv_forms.TOLERANCE counts as failed). Times are CUDA-graph replays over w
 
     python benchmarks/few_row_tiles.py --rows 6 --out few_row_tiles.json
     python benchmarks/few_row_tiles.py --rows 1,6 --tiles "64,256,1,4,3;64,256,1,4,2" --no-swap   # these tiles only
-    python benchmarks/few_row_tiles.py --plain --matrices qkv,lm_head   # nothing folded in: what the fusions cost
+    python benchmarks/few_row_tiles.py --fold none --matrices qkv,lm_head   # nothing folded in: what the fusions cost
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--tiles", help="tiles to time instead of CANDIDATES' and GRID's: "
                         "'block_n,block_k,split_k,num_warps,num_stages;...'")
     parser.add_argument("--no-swap", action="store_true", help="the unswapped operand order only")
-    parser.add_argument("--plain", action="store_true", help="no norm, bias or residual folded in (GLU kept)")
+    parser.add_argument("--fold", help="which of norm, bias, residual to fold in where the step folds it "
+                        "(comma-separated, or 'none'; default: all, as a decode step calls each); GLU is always kept")
     args = parser.parse_args()
 
     from specdraft.engine.linear_kernel import CANDIDATES, Config, fused_linear, launch_linear
@@ -55,11 +56,13 @@ def main() -> None:
                "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth,
                "conditions": "bf16 activations, int8 weights (a scale per row), random weights, the shipped kernel "
                              "table for the tuned choices; CUDA-graph replays, median of 5"
-                             + ("; nothing folded in but GLU" if args.plain else "; as a decode step calls each"),
+                             + ("; as a decode step calls each" if args.fold is None else
+                                f"; folded in where the step folds them: {args.fold} (GLU kept)"),
                "matrices": {}}
     for name in args.matrices.split(","):
         n, k, count = SHAPES["target"][name]
-        form = {"glu": FORMS[name].get("glu", False)} if args.plain else FORMS[name]
+        form = {key: v for key, v in FORMS[name].items() if key == "glu" or args.fold is None
+                or key in args.fold.split(",")}
         glu = form.get("glu", False)
         out_n = n // 2 if glu else n
         copies = max(2, min(32, math.ceil(512 * 1024**2 / (n * k))))
