@@ -39,11 +39,13 @@ def main() -> None:
     parser.add_argument("--tiles", help="tiles to time instead of CANDIDATES' and GRID's: "
                         "'block_n,block_k,split_k,num_warps,num_stages;...'")
     parser.add_argument("--no-swap", action="store_true", help="the unswapped operand order only")
+    parser.add_argument("--placement", choices=["inside", "prepass"], default="inside",
+                        help="where each tile's norm runs: inside its loop, or in `norm_prepass` before it")
     parser.add_argument("--fold", help="which of norm, bias, residual to fold in where the step folds it "
                         "(comma-separated, or 'none'; default: all, as a decode step calls each); GLU is always kept")
     args = parser.parse_args()
 
-    from specdraft.engine.linear_kernel import CANDIDATES, Config, fused_linear, launch_linear
+    from specdraft.engine.linear_kernel import CANDIDATES, Config, fused_linear, launch_linear, norm_prepass
     from specdraft.engine.quant import quantize_int8
 
     device = torch.device("cuda")
@@ -57,7 +59,8 @@ def main() -> None:
                "conditions": "bf16 activations, int8 weights (a scale per row), random weights, the shipped kernel "
                              "table for the tuned choices; CUDA-graph replays, median of 5"
                              + ("; as a decode step calls each" if args.fold is None else
-                                f"; folded in where the step folds them: {args.fold} (GLU kept)"),
+                                f"; folded in where the step folds them: {args.fold} (GLU kept)")
+                             + f"; the norm {args.placement}",
                "matrices": {}}
     for name in args.matrices.split(","):
         n, k, count = SHAPES["target"][name]
@@ -85,8 +88,13 @@ def main() -> None:
 
             def time_tile(config):
                 def call(i):
-                    launch_linear(config, x, q[i], s[i], extra["bias"], extra["residual"], extra["norm_weight"],
-                                  1e-6, glu, out)
+                    if args.placement == "prepass" and extra["norm_weight"] is not None:
+                        scaled, squares = norm_prepass(x, extra["norm_weight"])
+                        launch_linear(config, scaled, q[i], s[i], extra["bias"], extra["residual"], None, 1e-6, glu,
+                                      out, squares=squares)
+                    else:
+                        launch_linear(config, x, q[i], s[i], extra["bias"], extra["residual"], extra["norm_weight"],
+                                      1e-6, glu, out)
                 try:
                     us = replay_us(call, copies)
                     call(0)
