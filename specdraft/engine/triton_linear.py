@@ -4,7 +4,7 @@ a kernel's helpers among its module's globals, hence a module per family)."""
 import triton
 import triton.language as tl
 
-from specdraft.engine.triton_common import let_next_kernel_launch, prefetch_to_l2, wait_for_previous_kernel
+from specdraft.engine.triton_common import dot, let_next_kernel_launch, prefetch_to_l2, wait_for_previous_kernel
 
 
 @triton.jit
@@ -15,16 +15,10 @@ def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.cons
     operand, which Hopper's wgmma may take from registers (its second comes from shared memory).
     SUM_AFTER (GEMV, BLOCK_M = 1): acc is [BLOCK_N, BLOCK_K] of products, summed over K after the loop, not
     across threads every round. FAST_INT8: see `int8_to_float32`."""
-    if DOT:
-        if SWAP:
-            if IEEE:
-                acc = tl.dot(w.to(a.dtype), tl.trans(a), acc, input_precision="ieee")
-            else:
-                acc = tl.dot(w.to(a.dtype), tl.trans(a), acc)
-        elif IEEE:
-            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc)
+    if DOT and SWAP:
+        acc = dot(w.to(a.dtype), tl.trans(a), acc, IEEE)
+    elif DOT:
+        acc = dot(a, tl.trans(w.to(a.dtype)), acc, IEEE)
     elif SUM_AFTER:
         acc += a.to(tl.float32) * int8_to_float32(w, FAST_INT8)
     else:
