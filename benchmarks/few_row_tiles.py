@@ -45,7 +45,7 @@ def main() -> None:
                         "(comma-separated, or 'none'; default: all, as a decode step calls each); GLU is always kept")
     args = parser.parse_args()
 
-    from specdraft.engine.linear_kernel import CANDIDATES, Config, fused_linear, launch_linear, norm_prepass
+    from specdraft.engine.linear_kernel import CANDIDATES, Config, fused_linear, launch_with_norm
     from specdraft.engine.quant import quantize_int8
 
     device = torch.device("cuda")
@@ -54,6 +54,7 @@ def main() -> None:
     tiles = (sorted({tuple(int(v) for v in t.split(",")) for t in args.tiles.split(";")}) if args.tiles else
              sorted({tuple(c)[:5] for c in CANDIDATES if c.dot} | set(GRID)))
     swaps = (False,) if args.no_swap else (False, True)
+    placement = dict(fuse_norm=False, norm_prepass=True) if args.placement == "prepass" else {}
     results = {"command": "python " + " ".join(sys.argv), "gpu": torch.cuda.get_device_name(device),
                "torch": torch.__version__, "copy_bandwidth_bytes_per_s": bandwidth,
                "conditions": "bf16 activations, int8 weights (a scale per row), random weights, the shipped kernel "
@@ -88,13 +89,8 @@ def main() -> None:
 
             def time_tile(config):
                 def call(i):
-                    if args.placement == "prepass" and extra["norm_weight"] is not None:
-                        scaled, squares = norm_prepass(x, extra["norm_weight"])
-                        launch_linear(config, scaled, q[i], s[i], extra["bias"], extra["residual"], None, 1e-6, glu,
-                                      out, squares=squares)
-                    else:
-                        launch_linear(config, x, q[i], s[i], extra["bias"], extra["residual"], extra["norm_weight"],
-                                      1e-6, glu, out)
+                    launch_with_norm(config, x, q[i], s[i], extra["bias"], extra["residual"], extra["norm_weight"],
+                                     1e-6, glu, out)
                 try:
                     us = replay_us(call, copies)
                     call(0)
@@ -107,7 +103,7 @@ def main() -> None:
 
             for tile in tiles:
                 for swap in swaps:
-                    row["tiles"][f"{tile} swap={swap}"] = time_tile(Config(*tile, swap=swap))
+                    row["tiles"][f"{tile} swap={swap}"] = time_tile(Config(*tile, swap=swap, **placement))
             timed = {t: v["us"] for t, v in row["tiles"].items() if isinstance(v, dict)}
             for swap in swaps:
                 mine = {t: us for t, us in timed.items() if t.endswith(f"swap={swap}")}

@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,10 +52,11 @@ def compile_variant(tile: tuple[int, ...], flags: set[str], variant: dict, arch:
     kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                             options=dict(num_warps=num_warps, num_stages=num_stages))
     cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    cubin = Path("/tmp") / f"linear_kernel_{'_'.join(map(str, tile))}.cubin"
-    cubin.write_bytes(kernel.asm["cubin"])
-    usage = subprocess.run([str(cuobjdump), "-res-usage", str(cubin)], capture_output=True, text=True,
-                           check=True).stdout
+    with tempfile.TemporaryDirectory() as folder:
+        cubin = Path(folder) / "linear_kernel.cubin"
+        cubin.write_bytes(kernel.asm["cubin"])
+        usage = subprocess.run([str(cuobjdump), "-res-usage", str(cubin)], capture_output=True, text=True,
+                               check=True).stdout
     resources = {key.lower(): int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", usage)}
     ptx = kernel.asm["ptx"]
     return {"registers": resources["reg"], "spill_stack_bytes": resources["stack"],

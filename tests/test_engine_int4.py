@@ -128,8 +128,8 @@ def test_engine_weights_config_accepts_int4():
 @pytest.mark.parametrize("placement", NORM_PLACEMENTS)
 def test_fused_linear_int4_kernel_equals_the_reference(rows, fusion, dtype, config, placement, monkeypatch):
     """Each candidate configuration of the Triton kernel with packed int4 weights (tensor cores or GEMV,
-    split-K or not, the norm inside or before it) against the reference path in float64, every fusion, on
-    masked edges: N a multiple of no block, K = 3 groups (a multiple of no BLOCK_K above 128)."""
+    split-K or not, the norm inside, before it or in a prepass) against the reference path in float64, every
+    fusion, on masked edges: N a multiple of no block, K = 3 groups (a multiple of no BLOCK_K above 128)."""
     candidate = forced_candidate(config, placement, fusion, rows, dtype, int4=True)
     g = torch.Generator().manual_seed(rows)
     n, k = 203, 3 * GROUP

@@ -96,9 +96,9 @@ def test_unknown_weight_format_is_rejected(target):
 @pytest.mark.parametrize("config", CANDIDATE_INDEXES)
 @pytest.mark.parametrize("placement", NORM_PLACEMENTS)
 def test_fused_linear_kernel_equals_the_reference(rows, fusion, weights, dtype, config, placement, monkeypatch):
-    """Each candidate configuration of the Triton kernel (tensor cores or GEMV, split-K or not, the norm inside
-    or before it) against the reference path in float64, on masked edges (N, K multiples of no block), every
-    fusion, int8 and floating weights."""
+    """Each candidate configuration of the Triton kernel (tensor cores or GEMV, split-K or not, the norm inside,
+    before it or in a prepass) against the reference path in float64, on masked edges (N, K multiples of no
+    block), every fusion, int8 and floating weights."""
     candidate = forced_candidate(config, placement, fusion, rows, dtype)
     g = torch.Generator().manual_seed(rows)
     n, k = 203, 300  # no block size divides either

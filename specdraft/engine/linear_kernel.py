@@ -42,7 +42,7 @@ class Config(NamedTuple):
 # `benchmarks/gemv_forms.py` (docs/perf/): each the fastest on some decode matrix of the seed's pair.
 CANDIDATES = (Config(32, 256, 1, 4, 4), Config(32, 256, 2, 4, 4), Config(128, 128, 1, 8, 4),
               Config(64, 128, 4, 4, 5), Config(64, 256, 1, 4, 4), Config(32, 256, 4, 4, 4),
-              Config(64, 256, 1, 4, 3), Config(128, 128, 2, 8, 3), Config(64, 128, 4, 4, 3),
+              Config(64, 256, 1, 4, 3), Config(64, 128, 4, 4, 3),
               Config(4, 1024, 1, 4, 3, dot=False), Config(8, 1024, 1, 4, 2, dot=False),
               Config(8, 1024, 1, 4, 3, dot=False), Config(8, 512, 1, 4, 4, dot=False),
               Config(16, 256, 1, 4, 4, dot=False), Config(4, 2048, 1, 4, 2, dot=False))
@@ -156,9 +156,25 @@ def norm_prepass(x: Tensor, norm_weight: Tensor, launch_options: dict | None = N
     scaled = torch.empty((M, K), dtype=x.dtype, device=x.device)
     squares = torch.empty((M,), dtype=torch.float32, device=x.device)
     block_k = min(triton.next_power_of_2(K), 8192)  # one round for the models' hidden sizes
-    triton_linear.norm_prepass_kernel[(M,)](x, norm_weight, scaled, squares, M, K, x.stride(0), BLOCK_K=block_k,
+    triton_linear.norm_prepass_kernel[(M,)](x, norm_weight, scaled, squares, K, x.stride(0), BLOCK_K=block_k,
                                             num_warps=8 if block_k >= 4096 else 4, **options)
     return scaled, squares
+
+
+def launch_with_norm(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Tensor | None,
+                     residual: Tensor | None, norm_weight: Tensor | None, eps: float, glu: bool, out: Tensor) -> None:
+    """`launch_linear` with the norm where `config` places it: inside the kernel, torch's rms_norm before it,
+    or `norm_prepass` before it."""
+    if config.fuse_norm and config.norm_prepass:
+        raise ValueError(f"{config}: the norm runs inside (fuse_norm) or in a prepass (norm_prepass), not both")
+    if norm_weight is not None and config.norm_prepass:
+        scaled, squares = norm_prepass(x, norm_weight)
+        launch_linear(config, scaled, w, scale, bias, residual, None, eps, glu, out, squares=squares)
+    elif norm_weight is not None and not config.fuse_norm:
+        launch_linear(config, F.rms_norm(x, (x.shape[-1],), norm_weight, eps), w, scale, bias, residual, None, eps,
+                      glu, out)
+    else:
+        launch_linear(config, x, w, scale, bias, residual, norm_weight, eps, glu, out)
 
 
 def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
@@ -194,13 +210,7 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
             r2 = r2.contiguous()
 
     def run(config: Config) -> None:
-        if norm_weight is not None and not config.fuse_norm and config.norm_prepass:
-            scaled, squares = norm_prepass(x2, norm_weight)
-            launch_linear(config, scaled, w, scale, bias, r2, None, eps, glu, out, squares=squares)
-        elif norm_weight is not None and not config.fuse_norm:
-            launch_linear(config, F.rms_norm(x2, (K,), norm_weight, eps), w, scale, bias, r2, None, eps, glu, out)
-        else:
-            launch_linear(config, x2, w, scale, bias, r2, norm_weight, eps, glu, out)
+        launch_with_norm(config, x2, w, scale, bias, r2, norm_weight, eps, glu, out)
 
     key = (N, K, tuned_rows(M), x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None,
            glu)

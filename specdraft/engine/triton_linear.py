@@ -178,14 +178,14 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, sq_ptr, o_ptr, ws_p
                stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
 
 
-@triton.jit(do_not_specialize=["M"])
-def norm_prepass_kernel(x_ptr, nw_ptr, xn_ptr, sq_ptr, M, K, stride_xm, BLOCK_K: tl.constexpr,
-                        PDL: tl.constexpr = False):
+@triton.jit
+def norm_prepass_kernel(x_ptr, nw_ptr, xn_ptr, sq_ptr, K, stride_xm, BLOCK_K: tl.constexpr, PDL: tl.constexpr = False):
     """Program m: row m of x scaled by the norm weight into xn [M, K], rounded as `linear_kernel` rounds it
     inside, and its sum of squares into sq [M] (float32), for a matmul that applies 1/rms in its epilogue."""
     m = tl.program_id(0)
     offs = tl.arange(0, BLOCK_K)
     wait_for_previous_kernel(PDL)
+    let_next_kernel_launch(PDL)  # a few programs: the matmul's take the other SMs and prefetch their weights
     squares_tile = tl.zeros((BLOCK_K,), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + offs
@@ -194,7 +194,6 @@ def norm_prepass_kernel(x_ptr, nw_ptr, xn_ptr, sq_ptr, M, K, stride_xm, BLOCK_K:
         af = a.to(tl.float32)
         squares_tile += af * af
         tl.store(xn_ptr + m * K + ks, (a * tl.load(nw_ptr + ks, mask=k_ok, other=0.0)).to(a.dtype), mask=k_ok)
-    let_next_kernel_launch(PDL)
     tl.store(sq_ptr + m, tl.sum(squares_tile, axis=0))
 
 
