@@ -5,8 +5,8 @@
 
 Each source is a benchmark's JSON (`engine_speed.py` and `engine_profile.py` record the tuner's choices in
 `triton_tuned`, its failures in `triton_failures`) or a machine's own table (`SPECDRAFT_KERNEL_CACHE`), all of
-one GPU. Later sources win a key; --merge keeps the shipped table's other keys. Shapes where no configuration
-compiled are left out, so that an engine there tunes them afresh.
+one GPU. Later sources win a key; --merge keeps the shipped table's other keys and its provenance. Shapes where
+no configuration compiled are left out, so that an engine there tunes them afresh.
 """
 
 from __future__ import annotations
@@ -45,10 +45,12 @@ def main() -> None:
     path = SHIPPED / f"{gpu_slug(gpu)}.json"
     choices = read(path) if args.merge else {}
     kept = len(choices)
+    shipped_source = json.loads(path.read_text(encoding="utf-8")).get("source", "") if args.merge and kept else ""
     for _, found, _ in loaded:
         choices.update(found)
     source = "; ".join(origin for _, _, origin in loaded)
-    write(path, gpu, choices, source + (f" (merged over {kept} shipped choices)" if args.merge else ""))
+    merged = f" (merged over {kept} shipped choices, from: {shipped_source})" if args.merge else ""
+    write(path, gpu, choices, source + merged)
     print(f"{path}: {len(choices)} choices")
 
 

@@ -11,17 +11,22 @@ from specdraft.engine import linear_kernel
 CANDIDATE_INDEXES = range(len(linear_kernel.CANDIDATES))
 WIDE_CANDIDATE_INDEXES = range(len(linear_kernel.WIDE_CANDIDATES))
 WIDE_ROWS = [40, 100]  # several row blocks of 32 and 64, the last one part-filled
+# Where the norm runs: inside the kernel, torch's rms_norm before it, or the Triton prepass before it.
+NORM_PLACEMENTS = {"norm-inside": dict(fuse_norm=True), "norm-before": dict(fuse_norm=False),
+                   "norm-prepass": dict(fuse_norm=False, norm_prepass=True)}
 
-def forced_candidate(config: int, norm_inside: bool, fusion: str, rows: int, dtype: torch.dtype, int4: bool = False,
+
+def forced_candidate(config: int, placement: str, fusion: str, rows: int, dtype: torch.dtype, int4: bool = False,
                      wide: bool = False):
-    """`linear_kernel.CANDIDATES[config]` (wide: WIDE_CANDIDATES') with the norm inside or before it, or a skip
-    where that case does not exist (no norm to place, a one-row form for several rows, a tile of more rows
-    than the case has, int4 groups split) or adds nothing (bf16 under the interpreter)."""
+    """`linear_kernel.CANDIDATES[config]` (wide: WIDE_CANDIDATES') with the norm at `placement` (a key of
+    NORM_PLACEMENTS), or a skip where that case does not exist (no norm to place, a one-row form for several
+    rows, a tile of more rows than the case has, a prepass above 16 rows, int4 groups split) or adds nothing
+    (bf16 under the interpreter)."""
     pytest.importorskip("triton")
-    if not norm_inside and "norm" not in fusion:
+    if placement != "norm-inside" and "norm" not in fusion:
         pytest.skip("no norm to place")
     candidate = (linear_kernel.WIDE_CANDIDATES if wide else linear_kernel.CANDIDATES)[config]._replace(
-        fuse_norm=norm_inside)
+        **NORM_PLACEMENTS[placement])
     if candidate not in linear_kernel.candidates_for(rows, norm="norm" in fusion, int4=int4):
         pytest.skip(f"{candidate} is not a candidate for {rows} rows{' of int4' if int4 else ''}")
     if not torch.cuda.is_available() and dtype == torch.bfloat16:

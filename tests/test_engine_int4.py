@@ -9,7 +9,7 @@ import torch
 
 from specdraft.engine import Engine
 from specdraft.engine.quant import GROUP, dequantize_int4, dequantized_copy, quantize_int4, unpack_int4
-from tests.linear_kernel_cases import (CANDIDATE_INDEXES, WIDE_CANDIDATE_INDEXES, WIDE_ROWS,
+from tests.linear_kernel_cases import (CANDIDATE_INDEXES, NORM_PLACEMENTS, WIDE_CANDIDATE_INDEXES, WIDE_ROWS,
                                        assert_fused_linear_equals_reference, forced_candidate)
 from tests.quantized_engines import (assert_engine_is_its_dequantized_model,
                                      assert_speculative_equals_quantized_target_greedy)
@@ -125,12 +125,12 @@ def test_engine_weights_config_accepts_int4():
                                     "norm+glu", "glu", "glu+bias"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("config", CANDIDATE_INDEXES)
-@pytest.mark.parametrize("norm_inside", [True, False], ids=["norm-inside", "norm-before"])
-def test_fused_linear_int4_kernel_equals_the_reference(rows, fusion, dtype, config, norm_inside, monkeypatch):
+@pytest.mark.parametrize("placement", NORM_PLACEMENTS)
+def test_fused_linear_int4_kernel_equals_the_reference(rows, fusion, dtype, config, placement, monkeypatch):
     """Each candidate configuration of the Triton kernel with packed int4 weights (tensor cores or GEMV,
-    split-K or not, the norm inside or before it) against the reference path in float64, every fusion, on
-    masked edges: N a multiple of no block, K = 3 groups (a multiple of no BLOCK_K above 128)."""
-    candidate = forced_candidate(config, norm_inside, fusion, rows, dtype, int4=True)
+    split-K or not, the norm inside, before it or in a prepass) against the reference path in float64, every
+    fusion, on masked edges: N a multiple of no block, K = 3 groups (a multiple of no BLOCK_K above 128)."""
+    candidate = forced_candidate(config, placement, fusion, rows, dtype, int4=True)
     g = torch.Generator().manual_seed(rows)
     n, k = 203, 3 * GROUP
     w = torch.randn(2 * n if "glu" in fusion else n, k, generator=g)
@@ -145,11 +145,11 @@ def test_fused_linear_int4_kernel_equals_the_reference(rows, fusion, dtype, conf
 @pytest.mark.parametrize("rows", WIDE_ROWS)
 @pytest.mark.parametrize("fusion", ["plain", "residual+bias", "norm+bias", "norm+glu"])
 @pytest.mark.parametrize("config", WIDE_CANDIDATE_INDEXES)
-@pytest.mark.parametrize("norm_inside", [True, False], ids=["norm-inside", "norm-before"])
-def test_fused_linear_int4_kernel_over_many_rows_equals_the_reference(rows, fusion, config, norm_inside, monkeypatch):
+@pytest.mark.parametrize("placement", NORM_PLACEMENTS)
+def test_fused_linear_int4_kernel_over_many_rows_equals_the_reference(rows, fusion, config, placement, monkeypatch):
     """Each tile for more rows than one tensor-core tile that holds whole groups, on packed int4 weights, against
     the reference path in float64 (float32 activations): several row blocks, the last part-filled."""
-    candidate = forced_candidate(config, norm_inside, fusion, rows, torch.float32, int4=True, wide=True)
+    candidate = forced_candidate(config, placement, fusion, rows, torch.float32, int4=True, wide=True)
     g = torch.Generator().manual_seed(rows)
     n, k = 203, 3 * GROUP
     w = torch.randn(2 * n if "glu" in fusion else n, k, generator=g) * torch.logspace(-1, 1, 3).repeat_interleave(GROUP)

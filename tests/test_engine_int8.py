@@ -8,7 +8,7 @@ import torch
 
 from specdraft.engine import Engine
 from specdraft.engine.quant import dequantize, dequantized_copy, quantize_int8
-from tests.linear_kernel_cases import (CANDIDATE_INDEXES, WIDE_CANDIDATE_INDEXES, WIDE_ROWS,
+from tests.linear_kernel_cases import (CANDIDATE_INDEXES, NORM_PLACEMENTS, WIDE_CANDIDATE_INDEXES, WIDE_ROWS,
                                        assert_fused_linear_equals_reference, forced_candidate)
 from tests.quantized_engines import (assert_engine_is_its_dequantized_model,
                                      assert_speculative_equals_quantized_target_greedy)
@@ -94,12 +94,12 @@ def test_unknown_weight_format_is_rejected(target):
 @pytest.mark.parametrize("weights", ["int8", "float"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("config", CANDIDATE_INDEXES)
-@pytest.mark.parametrize("norm_inside", [True, False], ids=["norm-inside", "norm-before"])
-def test_fused_linear_kernel_equals_the_reference(rows, fusion, weights, dtype, config, norm_inside, monkeypatch):
-    """Each candidate configuration of the Triton kernel (tensor cores or GEMV, split-K or not, the norm inside
-    or before it) against the reference path in float64, on masked edges (N, K multiples of no block), every
-    fusion, int8 and floating weights."""
-    candidate = forced_candidate(config, norm_inside, fusion, rows, dtype)
+@pytest.mark.parametrize("placement", NORM_PLACEMENTS)
+def test_fused_linear_kernel_equals_the_reference(rows, fusion, weights, dtype, config, placement, monkeypatch):
+    """Each candidate configuration of the Triton kernel (tensor cores or GEMV, split-K or not, the norm inside,
+    before it or in a prepass) against the reference path in float64, on masked edges (N, K multiples of no
+    block), every fusion, int8 and floating weights."""
+    candidate = forced_candidate(config, placement, fusion, rows, dtype)
     g = torch.Generator().manual_seed(rows)
     n, k = 203, 300  # no block size divides either
     w = torch.randn(2 * n if "glu" in fusion else n, k, generator=g)
@@ -115,12 +115,12 @@ def test_fused_linear_kernel_equals_the_reference(rows, fusion, weights, dtype, 
                                     "glu+bias"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("config", WIDE_CANDIDATE_INDEXES)
-@pytest.mark.parametrize("norm_inside", [True, False], ids=["norm-inside", "norm-before"])
-def test_fused_linear_kernel_over_many_rows_equals_the_reference(rows, fusion, dtype, config, norm_inside,
+@pytest.mark.parametrize("placement", NORM_PLACEMENTS)
+def test_fused_linear_kernel_over_many_rows_equals_the_reference(rows, fusion, dtype, config, placement,
                                                                  monkeypatch):
     """Each tile for more rows than one tensor-core tile (int8 weights only) against the reference path in
     float64: several row blocks, the last part-filled, on masked edges, every fusion."""
-    candidate = forced_candidate(config, norm_inside, fusion, rows, dtype, wide=True)
+    candidate = forced_candidate(config, placement, fusion, rows, dtype, wide=True)
     g = torch.Generator().manual_seed(rows)
     n, k = 203, 300
     q, scale = quantize_int8(torch.randn(2 * n if "glu" in fusion else n, k, generator=g), torch.float32)

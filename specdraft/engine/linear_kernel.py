@@ -33,12 +33,16 @@ class Config(NamedTuple):
     fuse_norm: bool = True
     block_m: int = 16  # rows a tensor-core program holds; more rows take more programs
     swap: bool = False  # the MMA as W @ x.T: the dequantized weight its register operand (wgmma's first)
+    # fuse_norm False: x * norm weight and its squares from one small Triton launch (`norm_prepass`), 1/rms in
+    # the epilogue, instead of torch's rms_norm. Tensor cores only: scaling inside slows their loop.
+    norm_prepass: bool = False
 
 
 # Tensor-core tiles from `benchmarks/linear_kernels.py --sweep`, GEMV forms for one row from
 # `benchmarks/gemv_forms.py` (docs/perf/): each the fastest on some decode matrix of the seed's pair.
 CANDIDATES = (Config(32, 256, 1, 4, 4), Config(32, 256, 2, 4, 4), Config(128, 128, 1, 8, 4),
               Config(64, 128, 4, 4, 5), Config(64, 256, 1, 4, 4), Config(32, 256, 4, 4, 4),
+              Config(64, 256, 1, 4, 3), Config(64, 128, 4, 4, 3),
               Config(4, 1024, 1, 4, 3, dot=False), Config(8, 1024, 1, 4, 2, dot=False),
               Config(8, 1024, 1, 4, 3, dot=False), Config(8, 512, 1, 4, 4, dot=False),
               Config(16, 256, 1, 4, 4, dot=False), Config(4, 2048, 1, 4, 2, dot=False))
@@ -64,7 +68,8 @@ def tuned_rows(rows: int) -> int:
 def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = None, int4: bool = False,
                    candidates: tuple[Config, ...] | None = None) -> list[Config]:
     """The `candidates` that can run `rows` rows (default: CANDIDATES, or WIDE_CANDIDATES for more than
-    MAX_FAST_ROWS, tiles of at most `tuned_rows(rows)`); with a norm, fused and not (float16 may overflow fused)."""
+    MAX_FAST_ROWS, tiles of at most `tuned_rows(rows)`); with a norm, fused and not, and for tensor-core tiles of
+    at most MAX_FAST_ROWS rows after a prepass (float16 may overflow inside and after a prepass)."""
     if candidates is None:
         wide = rows > MAX_FAST_ROWS
         candidates = tuple(c for c in WIDE_CANDIDATES if c.block_m <= tuned_rows(rows)) if wide else CANDIDATES
@@ -72,7 +77,10 @@ def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = No
     if not norm:
         return configs
     before = [c._replace(fuse_norm=False) for c in configs]
-    return before if dtype == torch.float16 else configs + before
+    if dtype == torch.float16:
+        return before
+    prepass = [c._replace(fuse_norm=False, norm_prepass=True) for c in configs if c.dot and rows <= MAX_FAST_ROWS]
+    return configs + before + prepass
 
 
 def max_rows(scale: Tensor | None) -> int:
@@ -82,10 +90,12 @@ def max_rows(scale: Tensor | None) -> int:
 
 def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Tensor | None,
                   residual: Tensor | None, norm_weight: Tensor | None, eps: float, glu: bool, out: Tensor,
-                  launch_options: dict | None = None, sum_after: bool | None = None, fast_int8: bool = True) -> None:
+                  launch_options: dict | None = None, sum_after: bool | None = None, fast_int8: bool = True,
+                  squares: Tensor | None = None) -> None:
     """Launch the kernel with `config` into out [M, N], untuned; x [M, K], the rest as `fused_linear`.
     sum_after, fast_int8: the GEMV form's (`triton_linear.multiply_add`); sum_after None: after the loop for int8
-    weights, every round for the others (docs/performance.md says why; benchmarks/gemv_forms.py sets both)."""
+    weights, every round for the others (docs/performance.md says why; benchmarks/gemv_forms.py sets both).
+    squares [M] (float32): x comes scaled by the norm weight (`norm_prepass`); these sums give 1/rms."""
     import triton
 
     from specdraft.engine import triton_linear
@@ -107,20 +117,24 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
     workspace = (torch.empty((split_k * halves * m_pad * N,), dtype=torch.float32, device=x.device)
                  if split_k > 1 else out)
     grid_n = triton.cdiv(N, config.block_n)
-    squares = (torch.empty((grid_n * split_k * m_pad,), dtype=torch.float32, device=x.device)
-               if split_k > 1 and norm_weight is not None else out)
+    split_squares = (torch.empty((grid_n * split_k * m_pad,), dtype=torch.float32, device=x.device)
+                     if split_k > 1 and norm_weight is not None else out)
     counts = arrival_counts(x.device, grid_n * grid_m) if split_k > 1 else out
     r = residual if residual is not None else out
     dummy = out  # stands in for absent optional pointers (never read: the flags are off)
+    if squares is not None and norm_weight is not None:
+        raise ValueError("x scaled by a prepass (squares given) takes no norm weight")
     flags = dict(HAS_SCALE=scale is not None and not int4, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
-                 NORM=norm_weight is not None, GLU=glu, SPLIT_K=split_k,
+                 NORM=norm_weight is not None or squares is not None, NORM_INSIDE=squares is None, GLU=glu,
+                 SPLIT_K=split_k,
                  SUM_AFTER=not config.dot and (w.dtype == torch.int8 if sum_after is None else sum_after),
                  FAST_INT8=fast_int8 and not config.dot)
     line_elems = CACHE_LINE_BYTES // w.element_size()  # stored elements (int4: bytes of two values)
     stored_block_k = config.block_k // 2 if int4 else config.block_k
     triton_linear.linear_kernel[(grid_n, split_k, grid_m)](
         x, w, scale if scale is not None else dummy, bias if bias is not None else dummy, r,
-        norm_weight if norm_weight is not None else dummy, out, workspace, squares, counts, M, m_pad, N, K,
+        norm_weight if norm_weight is not None else dummy, squares if squares is not None else dummy, out,
+        workspace, split_squares, counts, M, m_pad, N, K,
         k_per_split,
         x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps, **flags,
         INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
@@ -128,6 +142,39 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
         BLOCK_K=config.block_k,
         PREFETCH_LINES=max(1, PREFETCH_TILES * stored_block_k // line_elems), LINE_ELEMS=line_elems,
         num_warps=config.num_warps, num_stages=config.num_stages, **options)
+
+
+def norm_prepass(x: Tensor, norm_weight: Tensor, launch_options: dict | None = None) -> tuple[Tensor, Tensor]:
+    """x [M, K] times the norm weight, rounded to x's dtype as `linear_kernel` rounds it inside, and each row's
+    sum of squares (float32 [M]): one launch, for a tensor-core matmul that applies 1/rms in its epilogue."""
+    import triton
+
+    from specdraft.engine import triton_linear
+
+    options = tuning.current().launch.triton_options() if launch_options is None else launch_options
+    M, K = x.shape
+    scaled = torch.empty((M, K), dtype=x.dtype, device=x.device)
+    squares = torch.empty((M,), dtype=torch.float32, device=x.device)
+    block_k = min(triton.next_power_of_2(K), 8192)  # one round for the models' hidden sizes
+    triton_linear.norm_prepass_kernel[(M,)](x, norm_weight, scaled, squares, K, x.stride(0), BLOCK_K=block_k,
+                                            num_warps=8 if block_k >= 4096 else 4, **options)
+    return scaled, squares
+
+
+def launch_with_norm(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bias: Tensor | None,
+                     residual: Tensor | None, norm_weight: Tensor | None, eps: float, glu: bool, out: Tensor) -> None:
+    """`launch_linear` with the norm where `config` places it: inside the kernel, torch's rms_norm before it,
+    or `norm_prepass` before it."""
+    if config.fuse_norm and config.norm_prepass:
+        raise ValueError(f"{config}: the norm runs inside (fuse_norm) or in a prepass (norm_prepass), not both")
+    if norm_weight is not None and config.norm_prepass:
+        scaled, squares = norm_prepass(x, norm_weight)
+        launch_linear(config, scaled, w, scale, bias, residual, None, eps, glu, out, squares=squares)
+    elif norm_weight is not None and not config.fuse_norm:
+        launch_linear(config, F.rms_norm(x, (x.shape[-1],), norm_weight, eps), w, scale, bias, residual, None, eps,
+                      glu, out)
+    else:
+        launch_linear(config, x, w, scale, bias, residual, norm_weight, eps, glu, out)
 
 
 def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor | None = None,
@@ -163,10 +210,7 @@ def fused_linear(x: Tensor, w: Tensor, scale: Tensor | None = None, bias: Tensor
             r2 = r2.contiguous()
 
     def run(config: Config) -> None:
-        if norm_weight is not None and not config.fuse_norm:
-            launch_linear(config, F.rms_norm(x2, (K,), norm_weight, eps), w, scale, bias, r2, None, eps, glu, out)
-        else:
-            launch_linear(config, x2, w, scale, bias, r2, norm_weight, eps, glu, out)
+        launch_with_norm(config, x2, w, scale, bias, r2, norm_weight, eps, glu, out)
 
     key = (N, K, tuned_rows(M), x.dtype, w.dtype, bias is not None, residual is not None, norm_weight is not None,
            glu)

@@ -4,7 +4,7 @@ by the last program of each (batch row, KV head) to finish."""
 import triton
 import triton.language as tl
 
-from specdraft.engine.triton_common import let_next_kernel_launch, wait_for_previous_kernel
+from specdraft.engine.triton_common import dot, let_next_kernel_launch, wait_for_previous_kernel
 
 LOG2E = tl.constexpr(1.4426950408889634)  # softmax in base 2: exp(x) = exp2(x * log2(e))
 
@@ -12,11 +12,7 @@ LOG2E = tl.constexpr(1.4426950408889634)  # softmax in base 2: exp(x) = exp2(x *
 @triton.jit
 def qk_scores(q, k, IEEE: tl.constexpr):
     """q [R, D] @ k.T in float32 (IEEE: exact float32 products, as the float32 engines need)."""
-    if IEEE:
-        s = tl.dot(q, tl.trans(k), input_precision="ieee")
-    else:
-        s = tl.dot(q, tl.trans(k))
-    return s
+    return dot(q, tl.trans(k), None, IEEE)
 
 
 @triton.jit
@@ -30,11 +26,7 @@ def online_softmax_update(s, v, m_i, l_i, acc, IEEE: tl.constexpr):
     p = tl.exp2(s - m_shift[:, None])
     l_i = l_i * alpha + tl.sum(p, axis=1)
     acc = acc * alpha[:, None]
-    if IEEE:
-        acc = tl.dot(p.to(v.dtype), v, acc, input_precision="ieee")
-    else:
-        acc = tl.dot(p.to(v.dtype), v, acc)
-    return m_new, l_i, acc
+    return m_new, l_i, dot(p.to(v.dtype), v, acc, IEEE)
 
 
 @triton.jit(do_not_specialize=["R", "KV_LEN", "BLOCKS_PER_SPLIT"])

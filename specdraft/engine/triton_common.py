@@ -1,5 +1,5 @@
-"""Triton helpers every kernel family uses: programmatic dependent launch (PDL) and L2 prefetch. Imported
-only where Triton is (a CUDA device, or the interpreter in tests)."""
+"""Triton helpers every kernel family uses: the float32-exact dot, programmatic dependent launch (PDL) and L2
+prefetch. Imported only where Triton is (a CUDA device, or the interpreter in tests)."""
 
 import triton
 import triton.language as tl
@@ -10,6 +10,17 @@ try:  # grid dependency control: Triton 3.4 and later
     HAS_GRID_DEPENDENCY_CONTROL = True
 except ImportError:  # older Triton: kernels are never launched with PDL (`launch.pdl_supported`)
     HAS_GRID_DEPENDENCY_CONTROL = False
+
+
+@triton.jit
+def dot(a, b, acc, IEEE: tl.constexpr):
+    """a @ b + acc (acc None: a @ b) in float32. IEEE: exact float32 products, as the float32 engines need;
+    otherwise the tensor cores' default precision (TF32 for float32 inputs)."""
+    if IEEE:
+        acc = tl.dot(a, b, acc, input_precision="ieee")
+    else:
+        acc = tl.dot(a, b, acc)
+    return acc
 
 
 @triton.jit

@@ -4,7 +4,7 @@ a kernel's helpers among its module's globals, hence a module per family)."""
 import triton
 import triton.language as tl
 
-from specdraft.engine.triton_common import let_next_kernel_launch, prefetch_to_l2, wait_for_previous_kernel
+from specdraft.engine.triton_common import dot, let_next_kernel_launch, prefetch_to_l2, wait_for_previous_kernel
 
 
 @triton.jit
@@ -15,16 +15,10 @@ def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.cons
     operand, which Hopper's wgmma may take from registers (its second comes from shared memory).
     SUM_AFTER (GEMV, BLOCK_M = 1): acc is [BLOCK_N, BLOCK_K] of products, summed over K after the loop, not
     across threads every round. FAST_INT8: see `int8_to_float32`."""
-    if DOT:
-        if SWAP:
-            if IEEE:
-                acc = tl.dot(w.to(a.dtype), tl.trans(a), acc, input_precision="ieee")
-            else:
-                acc = tl.dot(w.to(a.dtype), tl.trans(a), acc)
-        elif IEEE:
-            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a, tl.trans(w.to(a.dtype)), acc)
+    if DOT and SWAP:
+        acc = dot(w.to(a.dtype), tl.trans(a), acc, IEEE)
+    elif DOT:
+        acc = dot(a, tl.trans(w.to(a.dtype)), acc, IEEE)
     elif SUM_AFTER:
         acc += a.to(tl.float32) * int8_to_float32(w, FAST_INT8)
     else:
@@ -91,17 +85,19 @@ def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b
 
 
 @triton.jit(do_not_specialize=["M"])
-def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_ptr, cnt_ptr, M, M_PAD, N, K,
-                  K_PER_SPLIT, stride_xm, stride_wn, stride_sn, stride_rm, stride_om, eps, HAS_SCALE: tl.constexpr,
+def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, sq_ptr, o_ptr, ws_ptr, ss_ptr, cnt_ptr, M, M_PAD, N,
+                  K, K_PER_SPLIT, stride_xm, stride_wn, stride_sn, stride_rm, stride_om, eps, HAS_SCALE: tl.constexpr,
                   HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, NORM: tl.constexpr, GLU: tl.constexpr,
                   SPLIT_K: tl.constexpr, INT4: tl.constexpr, GROUP: tl.constexpr, IEEE: tl.constexpr,
                   DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   SWAP: tl.constexpr = False, PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1,
-                  LINE_ELEMS: tl.constexpr = 64, SUM_AFTER: tl.constexpr = False, FAST_INT8: tl.constexpr = False):
+                  LINE_ELEMS: tl.constexpr = 64, SUM_AFTER: tl.constexpr = False, FAST_INT8: tl.constexpr = False,
+                  NORM_INSIDE: tl.constexpr = True):
     """Program (n, k, m): output columns n * BLOCK_N.. of rows m * BLOCK_M.. over the k-th of SPLIT_K slices
-    of K (M_PAD: the rows of all row blocks, the partials' stride). NORM gathers the
-    sum of squares from the same tiles, so no pass over the row precedes the weight loads; under PDL the
-    start of the weight rows is prefetched into L2 before waiting for the previous kernel."""
+    of K (M_PAD: the rows of all row blocks, the partials' stride). NORM: 1/rms in the epilogue; NORM_INSIDE
+    scales x by the norm weight and gathers the sum of squares from the same tiles, so no pass over the row
+    precedes the weight loads; otherwise x comes scaled and its sums of squares in sq_ptr (`norm_prepass_kernel`).
+    Under PDL the start of the weight rows is prefetched into L2 before waiting for the previous kernel."""
     pid_n, pid_k, pid_m = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -130,7 +126,7 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
         ks = k0 + offs
         k_ok = ks < K
         a = tl.load(x_ptr + rows[:, None] * stride_xm + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-        if NORM:
+        if NORM and NORM_INSIDE:
             af = a.to(tl.float32)
             squares_tile += af * af  # element-wise: no reduction across threads inside the loop
             a = (a * tl.load(nw_ptr + ks, mask=k_ok, other=0.0)[None, :]).to(a.dtype)
@@ -155,26 +151,50 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, o_ptr, ws_ptr, ss_p
     elif SWAP:
         acc = tl.trans(acc)
         acc_up = tl.trans(acc_up)
-    squares = tl.sum(squares_tile, axis=1)
+    if NORM and not NORM_INSIDE:
+        squares = tl.load(sq_ptr + rows, mask=row_ok, other=0.0)
+    else:
+        squares = tl.sum(squares_tile, axis=1)
     if SPLIT_K > 1:  # float32 partials; the column block's last program to finish sums them
         out_mask = row_ok[:, None] & col_ok[None, :]
         part = ws_ptr + pid_k * (1 + GLU) * M_PAD * N + rows[:, None] * N + cols[None, :]
         tl.store(part, acc, mask=out_mask)
         if GLU:
             tl.store(part + M_PAD * N, acc_up, mask=out_mask)
-        if NORM:  # each column block keeps its own copy: its last program reads no other block's
+        if NORM and NORM_INSIDE:  # each column block keeps its own copy: its last program reads no other block's
             tl.store(ss_ptr + (pid_n * SPLIT_K + pid_k) * M_PAD + rows, squares, mask=row_ok)
         tl.debug_barrier()  # every thread's partials stored before the count says so
         count = cnt_ptr + pid_m * tl.num_programs(0) + pid_n
         if tl.atomic_add(count, 1, sem="acq_rel") == SPLIT_K - 1:
-            acc, acc_up, squares = sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, out_mask, M_PAD, N, GLU,
-                                              NORM, SPLIT_K, BLOCK_M, BLOCK_N)
+            acc, acc_up, summed = sum_splits(ws_ptr, ss_ptr, pid_n, rows, cols, row_ok, out_mask, M_PAD, N, GLU,
+                                             NORM and NORM_INSIDE, SPLIT_K, BLOCK_M, BLOCK_N)
+            if NORM_INSIDE:
+                squares = summed
             finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr,
                    stride_rm, stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
             tl.atomic_xchg(count, 0)  # ready for the next launch (a graph replays the same buffer)
     else:
         finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
                stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
+
+
+@triton.jit
+def norm_prepass_kernel(x_ptr, nw_ptr, xn_ptr, sq_ptr, K, stride_xm, BLOCK_K: tl.constexpr, PDL: tl.constexpr = False):
+    """Program m: row m of x scaled by the norm weight into xn [M, K], rounded as `linear_kernel` rounds it
+    inside, and its sum of squares into sq [M] (float32), for a matmul that applies 1/rms in its epilogue."""
+    m = tl.program_id(0)
+    offs = tl.arange(0, BLOCK_K)
+    wait_for_previous_kernel(PDL)
+    let_next_kernel_launch(PDL)  # a few programs: the matmul's take the other SMs and prefetch their weights
+    squares_tile = tl.zeros((BLOCK_K,), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + offs
+        k_ok = ks < K
+        a = tl.load(x_ptr + m * stride_xm + ks, mask=k_ok, other=0.0)
+        af = a.to(tl.float32)
+        squares_tile += af * af
+        tl.store(xn_ptr + m * K + ks, (a * tl.load(nw_ptr + ks, mask=k_ok, other=0.0)).to(a.dtype), mask=k_ok)
+    tl.store(sq_ptr + m, tl.sum(squares_tile, axis=0))
 
 
 @triton.jit

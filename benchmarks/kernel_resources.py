@@ -1,0 +1,94 @@
+"""What `linear_kernel` compiles to for a Hopper GPU, without one: Triton's own compiler and ptxas (both in the
+Triton wheel) build the kernel for sm_90 on a CPU, and cuobjdump reads back each variant's registers, spills
+and static shared memory; the PTX gives its instruction mix (mma, cp.async, barriers). The JIT's integer
+specialisation is reproduced (pointers, K, N and the strides divisible by 16), so the code is the one a launch
+on the H200 compiles. Writes JSON and prints a table.
+
+    python benchmarks/kernel_resources.py --out kernel_resources.json
+    python benchmarks/kernel_resources.py --tile 32,256,2,4,4 --flags norm,bias   # another tile, qkv's fusions
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# How the norm runs in each variant: inside the loop, after `norm_prepass` (1/rms in the epilogue), or absent.
+VARIANTS = {"norm inside": dict(NORM=True, NORM_INSIDE=True), "norm prepass": dict(NORM=True, NORM_INSIDE=False),
+            "no norm": dict(NORM=False, NORM_INSIDE=True)}
+POINTERS = {"x_ptr": "*bf16", "w_ptr": "*i8", "s_ptr": "*bf16", "b_ptr": "*bf16", "r_ptr": "*bf16", "nw_ptr": "*bf16",
+            "sq_ptr": "*fp32", "o_ptr": "*bf16", "ws_ptr": "*fp32", "ss_ptr": "*fp32", "cnt_ptr": "*i32"}
+DIVISIBLE = ("N", "K", "K_PER_SPLIT", "M_PAD", "stride_xm", "stride_wn", "stride_rm", "stride_om")  # by 16
+PTX_COUNTS = {"mma.sync": r"mma\.sync", "wgmma": r"wgmma\.mma_async", "cp.async": r"cp\.async\.c[ag]",
+              "bar.sync": r"bar\.sync", "ld.global": r"ld\.global", "ld.shared": r"ld\.shared"}
+
+
+def compile_variant(tile: tuple[int, ...], flags: set[str], variant: dict, arch: int) -> dict:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from specdraft.engine import triton_linear
+
+    block_n, block_k, split_k, num_warps, num_stages = tile
+    fn = triton_linear.linear_kernel
+    names = list(inspect.signature(fn.fn).parameters)
+    constants = dict(HAS_SCALE=True, HAS_BIAS="bias" in flags, HAS_RESIDUAL="residual" in flags, GLU="glu" in flags,
+                     SPLIT_K=split_k, INT4=False, GROUP=128, IEEE=False, DOT=True, BLOCK_M=16, BLOCK_N=block_n,
+                     BLOCK_K=block_k, SWAP=False, PDL=False, PREFETCH_LINES=1, LINE_ELEMS=128, SUM_AFTER=False,
+                     FAST_INT8=False, **variant)
+    signature = {n: POINTERS.get(n, "fp32" if n == "eps" else "constexpr" if n in constants else "i32") for n in names}
+    source = ASTSource(fn, signature, constexprs={(names.index(n),): v for n, v in constants.items()},
+                       attrs={(names.index(n),): [["tt.divisibility", 16]] for n in names
+                              if n in POINTERS or n in DIVISIBLE})
+    kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32),
+                            options=dict(num_warps=num_warps, num_stages=num_stages))
+    cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.TemporaryDirectory() as folder:
+        cubin = Path(folder) / "linear_kernel.cubin"
+        cubin.write_bytes(kernel.asm["cubin"])
+        usage = subprocess.run([str(cuobjdump), "-res-usage", str(cubin)], capture_output=True, text=True,
+                               check=True).stdout
+    resources = {key.lower(): int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", usage)}
+    ptx = kernel.asm["ptx"]
+    return {"registers": resources["reg"], "spill_stack_bytes": resources["stack"],
+            "local_bytes": resources["local"], "dynamic_shared_bytes": kernel.metadata.shared,
+            "ptx": {name: len(re.findall(pattern, ptx)) for name, pattern in PTX_COUNTS.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="kernel_resources.json")
+    parser.add_argument("--tile", default="64,256,1,4,3",
+                        help="block_n,block_k,split_k,num_warps,num_stages (a tensor-core tile of 16 rows)")
+    parser.add_argument("--flags", default="norm,glu", help="what the matmul folds in besides its norm: glu, bias, "
+                        "residual (comma-separated; 'norm' is ignored: the variants place it)")
+    parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100 / H200)")
+    args = parser.parse_args()
+
+    import triton
+
+    tile = tuple(int(v) for v in args.tile.split(","))
+    flags = set(args.flags.split(",")) - {"norm", ""}
+    results = {"command": "python " + " ".join(sys.argv), "triton": triton.__version__, "arch": f"sm_{args.arch}",
+               "tile": dict(zip(("block_n", "block_k", "split_k", "num_warps", "num_stages"), tile)),
+               "fusions": sorted(flags), "conditions": "bf16 activations, int8 weights, 16-row tensor-core tile, "
+               "compiled on a CPU (no GPU involved)", "variants": {}}
+    for name, variant in VARIANTS.items():
+        row = results["variants"][name] = compile_variant(tile, flags, variant, args.arch)
+        print(f"{name:13} registers {row['registers']:4}  spills {row['spill_stack_bytes']:4} B  shared "
+              f"{row['dynamic_shared_bytes']:6} B  " + "  ".join(f"{k} {v}" for k, v in row["ptx"].items()), flush=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
