@@ -22,7 +22,7 @@ import time
 import torch
 
 from engine_speed import copy_bandwidth
-from gemv_forms import TOLERANCE, float32_reference
+from gemv_forms import checked_replay, float32_reference, folded_inputs
 from linear_kernels import FORMS, SHAPES, replay_us
 
 # (block_n, block_k, split_k, num_warps, num_stages), each timed unswapped and swapped (block_m 16).
@@ -75,10 +75,7 @@ def main() -> None:
                                    torch.bfloat16) for _ in range(copies)))
         for m in [int(r) for r in args.rows.split(",")]:
             x = torch.randn(m, k, device=device, dtype=torch.bfloat16, generator=g)
-            extra = dict(norm_weight=torch.rand(k, device=device, dtype=x.dtype) + 0.5 if form.get("norm") else None,
-                         bias=torch.randn(n, device=device, dtype=x.dtype) if form.get("bias") else None,
-                         residual=torch.randn(m, out_n, device=device, dtype=x.dtype) if form.get("residual")
-                         else None)
+            extra = folded_inputs(form, m, n, k, device, x.dtype)
             one = {key: (v[:1] if key == "residual" and v is not None else v) for key, v in extra.items()}
             reference = float32_reference(x, q[0], s[0], glu=glu, **extra)
             out = torch.empty((m, out_n), dtype=x.dtype, device=device)
@@ -91,15 +88,7 @@ def main() -> None:
                 def call(i):
                     launch_with_norm(config, x, q[i], s[i], extra["bias"], extra["residual"], extra["norm_weight"],
                                      1e-6, glu, out)
-                try:
-                    us = replay_us(call, copies)
-                    call(0)
-                    error = float((out.float() - reference).abs().max() / reference.abs().max())
-                    if error > TOLERANCE:
-                        raise AssertionError(f"differs from the float32 reference by {error:.1e} of its largest value")
-                    return {"us": us, "max_rel_diff_to_float32": error}
-                except Exception as e:  # noqa: BLE001  a tile this GPU rejects
-                    return f"failed: {type(e).__name__}: {e}"[:200]
+                return checked_replay(call, copies, out, reference)
 
             for tile in tiles:
                 for swap in swaps:

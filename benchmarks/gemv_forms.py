@@ -51,6 +51,28 @@ def float32_reference(x, w, scale, norm_weight, bias, residual, glu):
                       eps=1e-6, glu=glu, **as32)
 
 
+def folded_inputs(form: dict, rows: int, n: int, k: int, device: torch.device, dtype: torch.dtype) -> dict:
+    """The norm weight, bias and residual a matrix of `FORMS` folds in (None where it folds none), random."""
+    out_n = n // 2 if form.get("glu") else n
+    return dict(norm_weight=torch.rand(k, device=device, dtype=dtype) + 0.5 if form.get("norm") else None,
+                bias=torch.randn(n, device=device, dtype=dtype) if form.get("bias") else None,
+                residual=torch.randn(rows, out_n, device=device, dtype=dtype) if form.get("residual") else None)
+
+
+def checked_replay(call, copies: int, out: torch.Tensor, reference: torch.Tensor) -> dict | str:
+    """{"us", "max_rel_diff_to_float32"} of call(i), which writes `out`, replayed from a graph and then checked
+    against `reference`; or why it failed (a tile this GPU rejects, or one further than TOLERANCE off)."""
+    try:
+        us = replay_us(call, copies)
+        call(0)
+        error = float((out.float() - reference).abs().max() / reference.abs().max())
+        if error > TOLERANCE:
+            raise AssertionError(f"differs from the float32 reference by {error:.1e} of its largest value")
+        return {"us": us, "max_rel_diff_to_float32": error}
+    except Exception as e:  # noqa: BLE001  a tile this GPU rejects
+        return f"failed: {type(e).__name__}: {e}"[:200]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="gemv_forms.json")
@@ -84,10 +106,7 @@ def main() -> None:
             del weights
             x = torch.randn(1, k, device=device, dtype=torch.bfloat16, generator=g)
             out_n = n // 2 if glu else n
-            extra = dict(norm_weight=torch.rand(k, device=device, dtype=x.dtype) + 0.5 if form.get("norm") else None,
-                         bias=torch.randn(n, device=device, dtype=x.dtype) if form.get("bias") else None,
-                         residual=torch.randn(1, out_n, device=device, dtype=x.dtype) if form.get("residual")
-                         else None)
+            extra = folded_inputs(form, 1, n, k, device, x.dtype)
             out = torch.empty((1, out_n), dtype=x.dtype, device=device)
             reference = float32_reference(x, q[0], s[0], glu=glu, **extra)
             row = {"N": n, "K": k, "per_step": count, "form": {**{key: v is not None for key, v in extra.items()},
@@ -102,15 +121,7 @@ def main() -> None:
                 def call(i):
                     launch_linear(config, x, q[i], s[i], extra["bias"], extra["residual"], extra["norm_weight"],
                                   1e-6, glu, out, **flags)
-                try:
-                    us = replay_us(call, copies)
-                    call(0)
-                    error = float((out.float() - reference).abs().max() / reference.abs().max())
-                    if error > TOLERANCE:
-                        raise AssertionError(f"differs from the float32 reference by {error:.1e} of its largest value")
-                    row["tiles"].setdefault(str(tile), {})[variant] = {"us": us, "max_rel_diff_to_float32": error}
-                except Exception as e:  # noqa: BLE001  a tile this GPU rejects
-                    row["tiles"].setdefault(str(tile), {})[variant] = f"failed: {type(e).__name__}: {e}"[:200]
+                row["tiles"].setdefault(str(tile), {})[variant] = checked_replay(call, copies, out, reference)
 
             new, before = "sum_after+fast_int8", "sum_each_round (before)"
             if args.weights == "int8":  # cuBLAS, the peer, on bf16 weights of the same shape
