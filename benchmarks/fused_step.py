@@ -23,7 +23,8 @@ from engine_profile import profile_calls
 from engine_speed import SHAPES, build, copy_bandwidth, engine_bytes_per_step, per_call_ms, session_calls
 
 CALLS = 20  # proposals back to back between two synchronisations
-PROFILED = ("default", "one_launch_a_phase")  # kernels counted (CUPTI); the second's launches timed one a phase
+# Kernels counted (CUPTI); those launched one phase at a time also timed a phase at a time.
+PROFILED = ("default", "one_launch_a_phase", "loads_ahead", "loads_ahead_one_launch_a_phase")
 PHASE_NAMES = ("A_norm_qkv", "B_rope_cache_attention", "C_o_residual", "D_norm_gate_up", "E_down_residual")
 
 
@@ -36,7 +37,10 @@ def candidate_configs():
             "head_ahead_8": GPU_CONFIG._replace(head_ahead=8), "head_ahead_0": GPU_CONFIG._replace(head_ahead=0),
             "max_block_k_1024": GPU_CONFIG._replace(max_block_k=1024),
             "no_prefetch": GPU_CONFIG._replace(prefetch=False),
-            "one_launch_a_phase": GPU_CONFIG._replace(barrier=False)}
+            "one_launch_a_phase": GPU_CONFIG._replace(barrier=False),
+            "loads_ahead": GPU_CONFIG._replace(loads_ahead=True),
+            "loads_ahead_tile_32768": GPU_CONFIG._replace(loads_ahead=True, tile_elems=32768),
+            "loads_ahead_one_launch_a_phase": GPU_CONFIG._replace(loads_ahead=True, barrier=False)}
 
 
 def measure(engine, prompt_len: int, bandwidth: float, profile: bool) -> dict:
@@ -127,7 +131,7 @@ def main() -> None:
             fresh = Engine(decoder, max_seq_len=args.prompt_len + 32, max_batch_size=1)  # graphs of its own
             try:
                 row[name] = measure(fresh, args.prompt_len, bandwidth, profile=name in PROFILED)
-                if name == "one_launch_a_phase" and "one_call" in row[name]:
+                if name.endswith("one_launch_a_phase") and "one_call" in row[name]:
                     row[name]["phases"] = phase_profile(row[name].pop("one_call"), decoder, args.prompt_len, bandwidth)
                 failed = [v for k, v in tuning.current().failures.items()
                           if k[0] == "fused_step" and k[-1] == configs[name]]

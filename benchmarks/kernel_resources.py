@@ -6,6 +6,10 @@ on the H200 compiles. Writes JSON and prints a table.
 
     python benchmarks/kernel_resources.py --out kernel_resources.json
     python benchmarks/kernel_resources.py --tile 32,256,2,4,4 --flags norm,bias   # another tile, qkv's fusions
+    python benchmarks/kernel_resources.py --fused-step default,loads_ahead --shape seed   # the draft's fused step
+
+For the fused step, `FusedStep` builds its launch on a CPU copy of the draft (one layer: the layer count is
+not compiled in) and the JIT's own specialisation of those arguments is compiled for the GPU target.
 """
 
 from __future__ import annotations
@@ -51,17 +55,72 @@ def compile_variant(tile: tuple[int, ...], flags: set[str], variant: dict, arch:
                               if n in POINTERS or n in DIVISIBLE})
     kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                             options=dict(num_warps=num_warps, num_stages=num_stages))
+    return resources(kernel, "linear_kernel")
+
+
+def compile_launch(fn, args: tuple, kwargs: dict, arch: int):
+    """What `fn[grid](*args, **kwargs)` compiles to on an sm_<arch> GPU: the JIT's binder specialises the
+    arguments (types, 16-divisibility, constants) as a launch there would."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    target = GPUTarget("cuda", arch, 32)
+    backend = make_backend(target)
+    bound, specialization, options = create_function_from_signature(fn.signature, fn.params, backend)(*args, **kwargs)
+    options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
+    return triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
+
+
+def resources(kernel, name: str) -> dict:
+    """Registers, spills and shared memory (cuobjdump) and the PTX's instruction mix of a compiled kernel."""
+    import triton
+
     cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     with tempfile.TemporaryDirectory() as folder:
-        cubin = Path(folder) / "linear_kernel.cubin"
+        cubin = Path(folder) / f"{name}.cubin"
         cubin.write_bytes(kernel.asm["cubin"])
         usage = subprocess.run([str(cuobjdump), "-res-usage", str(cubin)], capture_output=True, text=True,
                                check=True).stdout
-    resources = {key.lower(): int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", usage)}
+    found = {key.lower(): int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", usage)}
     ptx = kernel.asm["ptx"]
-    return {"registers": resources["reg"], "spill_stack_bytes": resources["stack"],
-            "local_bytes": resources["local"], "dynamic_shared_bytes": kernel.metadata.shared,
+    return {"registers": found["reg"], "spill_stack_bytes": found["stack"], "local_bytes": found["local"],
+            "dynamic_shared_bytes": kernel.metadata.shared,
             "ptx": {name: len(re.findall(pattern, ptx)) for name, pattern in PTX_COUNTS.items()}}
+
+
+def fused_step_variants(shape_name: str, weights: str, names: list[str], arch: int) -> dict:
+    """`resources` of the fused step's kernel for each named configuration of benchmarks/fused_step.py."""
+    import torch
+
+    from engine_speed import SHAPES, build
+    from fused_step import candidate_configs
+    from specdraft.engine import Engine, fused_step, triton_fused_step
+
+    shape = dict(SHAPES[shape_name]["draft"], num_hidden_layers=1)
+    engine = Engine.from_hf(build(shape, torch.bfloat16, torch.device("cpu"), 0), max_seq_len=256,
+                            use_cuda_graphs=False, weights=weights)
+    kernel, launches, out = triton_fused_step.fused_step_kernel, [], {}
+
+    class Capture:  # stands in for the kernel: keeps the launch's arguments
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append((args, kwargs))
+
+    configs, zero = candidate_configs(), torch.zeros(1, dtype=torch.long)
+    try:
+        triton_fused_step.fused_step_kernel = Capture()
+        for name in names:
+            step = fused_step.FusedStep(engine.decoder, configs[name]._replace(programs=132))  # an H200's SMs
+            step._launch(torch.tensor([3]), torch.tensor([128]), zero, engine.session_runner().cache, 5, 32, 0,
+                         torch.empty(shape["vocab_size"], dtype=torch.bfloat16), torch.empty((1, 1), dtype=torch.long),
+                         head=True)
+    finally:
+        triton_fused_step.fused_step_kernel = kernel
+    for name, (args, kwargs) in zip(names, launches[-len(names):]):
+        out[name] = {"constants": {k: v for k, v in kwargs.items()},
+                     **resources(compile_launch(kernel, args, kwargs, arch), "fused_step_kernel")}
+    return out
 
 
 def main() -> None:
@@ -72,7 +131,24 @@ def main() -> None:
     parser.add_argument("--flags", default="norm,glu", help="what the matmul folds in besides its norm: glu, bias, "
                         "residual (comma-separated; 'norm' is ignored: the variants place it)")
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100 / H200)")
+    parser.add_argument("--fused-step", default="", help="instead: the fused step's kernel under these comma-"
+                        "separated configurations of benchmarks/fused_step.py (a 128-token context, 132 programs)")
+    parser.add_argument("--shape", default="seed", help="the fused step's draft shape (engine_speed.SHAPES)")
+    parser.add_argument("--weights", default="int8", help="the fused step's weights: int8 or model_dtype")
     args = parser.parse_args()
+    if args.fused_step:
+        import triton
+
+        variants = fused_step_variants(args.shape, args.weights, args.fused_step.split(","), args.arch)
+        for name, row in variants.items():
+            print(f"{name:32} registers {row['registers']:4}  spills {row['spill_stack_bytes']:4} B  "
+                  + "  ".join(f"{k} {v}" for k, v in row["ptx"].items()), flush=True)
+        with open(args.out, "w") as f:
+            json.dump({"command": "python " + " ".join(sys.argv), "triton": triton.__version__,
+                       "arch": f"sm_{args.arch}", "conditions": f"{args.shape} draft, {args.weights} weights, bf16 "
+                       "activations, 132 programs, 5 key splits of 32 columns (a 128-token context), compiled on a "
+                       "CPU (no GPU involved)", "variants": variants}, f, indent=1)
+        return
 
     import triton
 

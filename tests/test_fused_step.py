@@ -3,6 +3,7 @@ or on a CUDA device: its logits, argmax and cache writes equal the layer-by-laye
 Qwen2 (qkv bias) and Qwen3 (per-head norms) shapes, model-dtype and int8 weights, one and several key splits,
 one and two key blocks a split; and speculative decoding with a fused draft reproduces the target's greedy output."""
 
+import itertools
 import os
 
 import pytest
@@ -53,6 +54,21 @@ def test_fused_step_equals_the_layer_by_layer_decoder(make, weights, kv_len, pro
     torch.testing.assert_close(fused[0], reference[0], atol=1e-5, rtol=1e-5)
     assert torch.equal(fused[1], reference[1])
     torch.testing.assert_close(fused[2], reference[2], atol=1e-6, rtol=1e-5)  # both tokens' keys written
+    torch.testing.assert_close(fused[3], reference[3], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("weights", ["model_dtype", "int8"])
+@pytest.mark.parametrize("make", [lambda: tiny_qwen2(0), lambda: tiny_qwen3(0)], ids=["qwen2", "qwen3"])
+def test_loads_a_round_ahead_equal_the_layer_by_layer_decoder(make, weights):
+    """The form that loads each round's tile a round early (several column blocks and K chunks a program
+    under the interpreter's tiles) computes what the layer-by-layer decoder does."""
+    config = fused_step.INTERPRETER_CONFIG._replace(loads_ahead=True)
+    if torch.cuda.is_available():
+        config = fused_step.GPU_CONFIG._replace(loads_ahead=True)
+    fused, reference = fused_against_layers(make(), weights, 128, 40, config)
+    torch.testing.assert_close(fused[0], reference[0], atol=1e-5, rtol=1e-5)
+    assert torch.equal(fused[1], reference[1])
+    torch.testing.assert_close(fused[2], reference[2], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fused[3], reference[3], atol=1e-6, rtol=1e-5)
 
 
@@ -118,9 +134,11 @@ def test_unsupported_decoders_say_why():
 def test_one_launch_with_grid_barriers_equals_one_launch_a_phase(weights):
     """On the GPU the persistent kernel (programs meeting at grid barriers, L2 prefetch on) computes what
     launching each phase on its own computes, bit for bit, and both equal the layer-by-layer decoder."""
-    for make in (lambda: tiny_qwen2(0, hidden_size=64, num_hidden_layers=3), lambda: tiny_qwen3(0)):
-        barrier, reference = fused_against_layers(make(), weights, 256, 70, fused_step.GPU_CONFIG)
-        phases, _ = fused_against_layers(make(), weights, 256, 70, fused_step.GPU_CONFIG._replace(barrier=False))
+    makes = (lambda: tiny_qwen2(0, hidden_size=64, num_hidden_layers=3), lambda: tiny_qwen3(0))
+    for make, config in itertools.product(makes, (fused_step.GPU_CONFIG,
+                                                  fused_step.GPU_CONFIG._replace(loads_ahead=True))):
+        barrier, reference = fused_against_layers(make(), weights, 256, 70, config)
+        phases, _ = fused_against_layers(make(), weights, 256, 70, config._replace(barrier=False))
         for a, b in zip(barrier, phases):
             assert torch.equal(a, b)
         torch.testing.assert_close(barrier[0], reference[0], atol=1e-5, rtol=1e-5)

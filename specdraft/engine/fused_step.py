@@ -29,6 +29,7 @@ class FusedConfig(NamedTuple):
     prefetch: bool = True  # later phases' weights asked for in L2 (a GPU instruction: off under the interpreter)
     prefetch_lines: int = 1024  # cache lines of one matrix each program asks for at most, a phase ahead
     head_ahead: int = 4  # lm-head tiles asked for in L2 ahead of the one loaded
+    loads_ahead: bool = False  # each round's weight tile loaded a round early: two in flight a program, not one
 
 
 GPU_CONFIG = FusedConfig(programs=0, tile_elems=16384, max_block_k=4096, block_s=32, num_warps=8)
@@ -170,7 +171,8 @@ class FusedStep:
                 PREFETCH=c.prefetch, IEEE=dtype == torch.float32, NSPLIT=splits,
                 SPLITS_P2=triton.next_power_of_2(splits), **self._tiles(programs), BLOCK_G=block_g, BLOCK_D=block_d,
                 BLOCK_S=c.block_s, LINE_ELEMS=128 // st["qkv.weight"].element_size(), PREFETCH_CAP=c.prefetch_lines,
-                HEAD_AHEAD=c.head_ahead if c.prefetch else 0, PHASES=PHASES, num_warps=c.num_warps)
+                HEAD_AHEAD=c.head_ahead if c.prefetch else 0, PHASES=PHASES, LOADS_AHEAD=c.loads_ahead,
+                num_warps=c.num_warps)
 
     def _tiles(self, programs: int) -> dict[str, int]:
         """Each matrix's tile (`tile`), as the kernel's BN_* / BK_* arguments."""
