@@ -39,7 +39,7 @@ def candidate_configs():
             "no_prefetch": GPU_CONFIG._replace(prefetch=False),
             "one_launch_a_phase": GPU_CONFIG._replace(barrier=False),
             "loads_ahead": GPU_CONFIG._replace(loads_ahead=True),
-            "loads_ahead_tile_32768": GPU_CONFIG._replace(loads_ahead=True, tile_elems=32768),
+            "loads_ahead_tile_8192": GPU_CONFIG._replace(loads_ahead=True, tile_elems=8192),
             "loads_ahead_one_launch_a_phase": GPU_CONFIG._replace(loads_ahead=True, barrier=False)}
 
 

@@ -59,10 +59,13 @@ def test_fused_step_equals_the_layer_by_layer_decoder(make, weights, kv_len, pro
 
 @pytest.mark.parametrize("weights", ["model_dtype", "int8"])
 @pytest.mark.parametrize("make", [lambda: tiny_qwen2(0), lambda: tiny_qwen3(0)], ids=["qwen2", "qwen3"])
-def test_loads_a_round_ahead_equal_the_layer_by_layer_decoder(make, weights):
-    """The form that loads each round's tile a round early (several column blocks and K chunks a program
-    under the interpreter's tiles) computes what the layer-by-layer decoder does."""
-    config = fused_step.INTERPRETER_CONFIG._replace(loads_ahead=True)
+@pytest.mark.parametrize("tiles", [dict(), dict(tile_elems=128, max_block_k=64)], ids=["k-chunks", "one-chunk"])
+def test_loads_a_round_ahead_equal_the_layer_by_layer_decoder(make, weights, tiles):
+    """The form that loads each round's tiles (and the epilogue's scale, bias and residual) a round early
+    computes what the layer-by-layer decoder does. Under the interpreter each program has several column
+    blocks, of several K chunks ("k-chunks") or of one ("one-chunk": a block's epilogue is loaded with the
+    previous block's round)."""
+    config = fused_step.INTERPRETER_CONFIG._replace(loads_ahead=True, **tiles)
     if torch.cuda.is_available():
         config = fused_step.GPU_CONFIG._replace(loads_ahead=True)
     fused, reference = fused_against_layers(make(), weights, 128, 40, config)

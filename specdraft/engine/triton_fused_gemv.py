@@ -88,15 +88,35 @@ def gemv_columns_in_turn(x_ptr, nw_ptr, w_ptr, s_ptr, b_ptr, r_ptr, o_ptr, lo, h
             out += tl.sum(a.to(tl.float32)[None, :] * w.to(tl.float32), axis=1)
             if GLU:
                 out_up += tl.sum(a.to(tl.float32)[None, :] * w_up.to(tl.float32), axis=1)
-        best, best_col = finish_columns(out, out_up, squares, cols, col_ok, s_ptr, b_ptr, r_ptr, o_ptr, N, K, eps,
-                                        best, best_col, NORM, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, GLU, ARGMAX)
+        scale, scale_up, bias, residual = column_loads(cols, col_ok, s_ptr, b_ptr, r_ptr, N, HAS_SCALE, HAS_BIAS,
+                                                       HAS_RESIDUAL, GLU)
+        best, best_col = finish_columns(out, out_up, squares, cols, col_ok, scale, scale_up, bias, residual, o_ptr,
+                                        K, eps, best, best_col, NORM, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, GLU, ARGMAX)
     return best, best_col
 
 
 @triton.jit
-def finish_columns(out, out_up, squares, cols, col_ok, s_ptr, b_ptr, r_ptr, o_ptr, N, K, eps, best, best_col,
-                   NORM: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-                   GLU: tl.constexpr, ARGMAX: tl.constexpr):
+def column_loads(cols, col_ok, s_ptr, b_ptr, r_ptr, N, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 HAS_RESIDUAL: tl.constexpr, GLU: tl.constexpr):
+    """What the epilogue reads of columns `cols`, in float32: scale (and up's under GLU), bias, residual
+    (.cg: this launch wrote it); zeros where absent."""
+    zero = tl.zeros(cols.shape, dtype=tl.float32)
+    scale, scale_up, bias, residual = zero, zero, zero, zero
+    if HAS_SCALE:
+        scale = tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        if GLU:
+            scale_up = tl.load(s_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    if HAS_RESIDUAL:
+        residual = tl.load(r_ptr + cols, mask=col_ok, other=0.0, cache_modifier=".cg").to(tl.float32)
+    return scale, scale_up, bias, residual
+
+
+@triton.jit
+def finish_columns(out, out_up, squares, cols, col_ok, scale, scale_up, bias, residual, o_ptr, K, eps, best,
+                   best_col, NORM: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   HAS_RESIDUAL: tl.constexpr, GLU: tl.constexpr, ARGMAX: tl.constexpr):
     """Store columns `cols` of residual + f(out * 1/rms * scale + bias) and fold them into the running argmax."""
     dtype = o_ptr.dtype.element_ty
     if NORM:
@@ -104,16 +124,16 @@ def finish_columns(out, out_up, squares, cols, col_ok, s_ptr, b_ptr, r_ptr, o_pt
         out = out * rstd
         out_up = out_up * rstd
     if HAS_SCALE:
-        out = out * tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        out = out * scale
         if GLU:
-            out_up = out_up * tl.load(s_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)
+            out_up = out_up * scale_up
     if HAS_BIAS:
-        out += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        out += bias
     if GLU:  # as F.silu(gate) * up on the rounded matmul outputs
         gate = out.to(dtype).to(tl.float32)
         out = ((gate * tl.sigmoid(gate)).to(dtype) * out_up.to(dtype)).to(tl.float32)
     if HAS_RESIDUAL:
-        out += tl.load(r_ptr + cols, mask=col_ok, other=0.0, cache_modifier=".cg").to(tl.float32)
+        out += residual
     stored = out.to(dtype)
     tl.store(o_ptr + cols, stored, mask=col_ok)
     if ARGMAX:
@@ -153,14 +173,18 @@ def gemv_columns_ahead(x_ptr, nw_ptr, w_ptr, s_ptr, b_ptr, r_ptr, o_ptr, lo, hi,
                        HAS_RESIDUAL: tl.constexpr, GLU: tl.constexpr, ARGMAX: tl.constexpr, BLOCK_N: tl.constexpr,
                        BLOCK_K: tl.constexpr, AHEAD: tl.constexpr, LINE_ELEMS: tl.constexpr,
                        PREFETCH: tl.constexpr):
-    """`gemv_columns` with its (column block, K chunk) rounds in one loop, each round's loads issued before the
-    previous round's products are summed: two rounds in flight a program, where the other form has one."""
+    """`gemv_columns` with its (column block, K chunk) rounds in one loop, each round's loads (the epilogue's
+    too) issued before the previous round's products are summed: two rounds in flight a program, where the
+    other form has one, and no load left between a block's sum and its store."""
     best = tl.full([], float("-inf"), tl.float32)
     best_col = tl.full([], BIG, tl.int32)
     k_rounds = tl.cdiv(K, BLOCK_K)
     total = tl.cdiv(hi - lo, BLOCK_N) * k_rounds
     a, nw, w, w_up = round_loads(x_ptr, nw_ptr, w_ptr, 0, lo, hi, N, K, stride_w, k_rounds, total, NORM, GLU,
                                  BLOCK_N, BLOCK_K)
+    cols = lo + tl.arange(0, BLOCK_N)
+    scale, scale_up, bias, residual = column_loads(cols, cols < hi, s_ptr, b_ptr, r_ptr, N, HAS_SCALE, HAS_BIAS,
+                                                   HAS_RESIDUAL, GLU)
     out = tl.zeros((BLOCK_N,), dtype=tl.float32)
     out_up = tl.zeros((BLOCK_N,), dtype=tl.float32)
     squares = tl.zeros((BLOCK_K,), dtype=tl.float32)
@@ -170,6 +194,11 @@ def gemv_columns_ahead(x_ptr, nw_ptr, w_ptr, s_ptr, b_ptr, r_ptr, o_ptr, lo, hi,
                      PREFETCH)
         a_next, nw_next, w_next, w_up_next = round_loads(x_ptr, nw_ptr, w_ptr, r + 1, lo, hi, N, K, stride_w,
                                                          k_rounds, total, NORM, GLU, BLOCK_N, BLOCK_K)
+        cols = lo + (r // k_rounds) * BLOCK_N + tl.arange(0, BLOCK_N)
+        cols_next = lo + ((r + 1) // k_rounds) * BLOCK_N + tl.arange(0, BLOCK_N)
+        # Read before this round's store: a residual block is stored only at its own last round.
+        vectors_next = column_loads(cols_next, (cols_next < hi) & (r + 1 < total), s_ptr, b_ptr, r_ptr, N,
+                                    HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, GLU)
         if NORM:
             af = a.to(tl.float32)
             squares += af * af
@@ -178,12 +207,12 @@ def gemv_columns_ahead(x_ptr, nw_ptr, w_ptr, s_ptr, b_ptr, r_ptr, o_ptr, lo, hi,
         if GLU:
             out_up += tl.sum(a.to(tl.float32)[None, :] * w_up.to(tl.float32), axis=1)
         if r % k_rounds == k_rounds - 1:  # the column block's last chunk
-            cols = lo + (r // k_rounds) * BLOCK_N + tl.arange(0, BLOCK_N)
-            best, best_col = finish_columns(out, out_up, squares, cols, cols < hi, s_ptr, b_ptr, r_ptr, o_ptr, N,
-                                            K, eps, best, best_col, NORM, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, GLU,
-                                            ARGMAX)
+            best, best_col = finish_columns(out, out_up, squares, cols, cols < hi, scale, scale_up, bias, residual,
+                                            o_ptr, K, eps, best, best_col, NORM, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL,
+                                            GLU, ARGMAX)
             out = tl.zeros((BLOCK_N,), dtype=tl.float32)
             out_up = tl.zeros((BLOCK_N,), dtype=tl.float32)
             squares = tl.zeros((BLOCK_K,), dtype=tl.float32)
         a, nw, w, w_up = a_next, nw_next, w_next, w_up_next
+        scale, scale_up, bias, residual = vectors_next
     return best, best_col
