@@ -28,6 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # How the norm runs in each variant: inside the loop, after `norm_prepass` (1/rms in the epilogue), or absent.
 VARIANTS = {"norm inside": dict(NORM=True, NORM_INSIDE=True), "norm prepass": dict(NORM=True, NORM_INSIDE=False),
             "no norm": dict(NORM=False, NORM_INSIDE=True)}
+# --gemv: the one-row form (sums after its loop, int8 by integer ops), its epilogue's loads after or before the loop.
+GEMV = dict(DOT=False, BLOCK_M=1, SUM_AFTER=True, FAST_INT8=True)
+GEMV_VARIANTS = {"epilogue after the loop": dict(NORM=True, EARLY_EPILOGUE=False),
+                 "epilogue before the loop": dict(NORM=True, EARLY_EPILOGUE=True)}
 POINTERS = {"x_ptr": "*bf16", "w_ptr": "*i8", "s_ptr": "*bf16", "b_ptr": "*bf16", "r_ptr": "*bf16", "nw_ptr": "*bf16",
             "sq_ptr": "*fp32", "o_ptr": "*bf16", "ws_ptr": "*fp32", "ss_ptr": "*fp32", "cnt_ptr": "*i32"}
 DIVISIBLE = ("N", "K", "K_PER_SPLIT", "M_PAD", "stride_xm", "stride_wn", "stride_rm", "stride_om")  # by 16
@@ -48,7 +52,8 @@ def compile_variant(tile: tuple[int, ...], flags: set[str], variant: dict, arch:
     constants = dict(HAS_SCALE=True, HAS_BIAS="bias" in flags, HAS_RESIDUAL="residual" in flags, GLU="glu" in flags,
                      SPLIT_K=split_k, INT4=False, GROUP=128, IEEE=False, DOT=True, BLOCK_M=16, BLOCK_N=block_n,
                      BLOCK_K=block_k, SWAP=False, PDL=False, PREFETCH_LINES=1, LINE_ELEMS=128, SUM_AFTER=False,
-                     FAST_INT8=False, **variant)
+                     FAST_INT8=False, NORM_INSIDE=True, EARLY_EPILOGUE=False)
+    constants.update(variant)
     signature = {n: POINTERS.get(n, "fp32" if n == "eps" else "constexpr" if n in constants else "i32") for n in names}
     source = ASTSource(fn, signature, constexprs={(names.index(n),): v for n, v in constants.items()},
                        attrs={(names.index(n),): [["tt.divisibility", 16]] for n in names
@@ -101,25 +106,15 @@ def fused_step_variants(shape_name: str, weights: str, names: list[str], arch: i
     shape = dict(SHAPES[shape_name]["draft"], num_hidden_layers=1)
     engine = Engine.from_hf(build(shape, torch.bfloat16, torch.device("cpu"), 0), max_seq_len=256,
                             use_cuda_graphs=False, weights=weights)
-    kernel, launches, out = triton_fused_step.fused_step_kernel, [], {}
-
-    class Capture:  # stands in for the kernel: keeps the launch's arguments
-        def __getitem__(self, grid):
-            return lambda *args, **kwargs: launches.append((args, kwargs))
-
-    configs, zero = candidate_configs(), torch.zeros(1, dtype=torch.long)
-    try:
-        triton_fused_step.fused_step_kernel = Capture()
-        for name in names:
-            step = fused_step.FusedStep(engine.decoder, configs[name]._replace(programs=132))  # an H200's SMs
-            step._launch(torch.tensor([3]), torch.tensor([128]), zero, engine.session_runner().cache, 5, 32, 0,
-                         torch.empty(shape["vocab_size"], dtype=torch.bfloat16), torch.empty((1, 1), dtype=torch.long),
-                         head=True)
-    finally:
-        triton_fused_step.fused_step_kernel = kernel
-    for name, (args, kwargs) in zip(names, launches[-len(names):]):
-        out[name] = {"constants": {k: v for k, v in kwargs.items()},
-                     **resources(compile_launch(kernel, args, kwargs, arch), "fused_step_kernel")}
+    zero, out = torch.zeros(1, dtype=torch.long), {}
+    for name in names:
+        step = fused_step.FusedStep(engine.decoder, candidate_configs()[name]._replace(programs=132))  # H200's SMs
+        (_, args, kwargs), = step.launches(torch.tensor([3]), torch.tensor([128]), zero,
+                                           engine.session_runner().cache, 5, 32, 0,
+                                           torch.empty(shape["vocab_size"], dtype=torch.bfloat16),
+                                           torch.empty((1, 1), dtype=torch.long), head=True)
+        out[name] = {"constants": dict(kwargs), **resources(compile_launch(triton_fused_step.fused_step_kernel, args,
+                                                                           kwargs, arch), "fused_step_kernel")}
     return out
 
 
@@ -130,6 +125,8 @@ def main() -> None:
                         help="block_n,block_k,split_k,num_warps,num_stages (a tensor-core tile of 16 rows)")
     parser.add_argument("--flags", default="norm,glu", help="what the matmul folds in besides its norm: glu, bias, "
                         "residual (comma-separated; 'norm' is ignored: the variants place it)")
+    parser.add_argument("--gemv", action="store_true", help="the one-row GEMV form of --tile (split_k 1), its "
+                        "epilogue's loads after and before its loop (norm inside)")
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100 / H200)")
     parser.add_argument("--fused-step", default="", help="instead: the fused step's kernel under these comma-"
                         "separated configurations of benchmarks/fused_step.py (a 128-token context, 132 programs)")
@@ -158,7 +155,10 @@ def main() -> None:
                "tile": dict(zip(("block_n", "block_k", "split_k", "num_warps", "num_stages"), tile)),
                "fusions": sorted(flags), "conditions": "bf16 activations, int8 weights, 16-row tensor-core tile, "
                "compiled on a CPU (no GPU involved)", "variants": {}}
-    for name, variant in VARIANTS.items():
+    variants = {name: {**GEMV, **v} for name, v in GEMV_VARIANTS.items()} if args.gemv else VARIANTS
+    if args.gemv:
+        results["conditions"] = "bf16 activations, int8 weights, one-row GEMV, compiled on a CPU (no GPU involved)"
+    for name, variant in variants.items():
         row = results["variants"][name] = compile_variant(tile, flags, variant, args.arch)
         print(f"{name:13} registers {row['registers']:4}  spills {row['spill_stack_bytes']:4} B  shared "
               f"{row['dynamic_shared_bytes']:6} B  " + "  ".join(f"{k} {v}" for k, v in row["ptx"].items()), flush=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from specdraft.engine import Engine
-from specdraft.engine.quant import dequantize, dequantized_copy, quantize_int8
+from specdraft.engine.quant import GROUP, dequantize, dequantized_copy, quantize_int4, quantize_int8
 from tests.linear_kernel_cases import (CANDIDATE_INDEXES, NORM_PLACEMENTS, WIDE_CANDIDATE_INDEXES, WIDE_ROWS,
                                        assert_fused_linear_equals_reference, forced_candidate)
 from tests.quantized_engines import (assert_engine_is_its_dequantized_model,
@@ -106,6 +106,29 @@ def test_fused_linear_kernel_equals_the_reference(rows, fusion, weights, dtype, 
     q, scale = quantize_int8(w, torch.float32) if weights == "int8" else (w, None)
     x = torch.randn(rows, k, generator=g)
     assert_fused_linear_equals_reference(candidate, fusion, rows, q, scale, x, g, dtype, monkeypatch)
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
+                    reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton installed")
+@pytest.mark.parametrize("fusion", ["plain", "bias", "residual+bias", "norm+bias", "norm+residual", "norm+glu",
+                                    "glu+bias"])
+@pytest.mark.parametrize("weights", ["int8", "float", "int4"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("config", CANDIDATE_INDEXES)
+@pytest.mark.parametrize("placement", ["norm-inside", "norm-before"])
+def test_gemv_reading_its_epilogue_early_equals_the_reference(fusion, weights, dtype, config, placement,
+                                                              monkeypatch):
+    """Each one-row GEMV tile with scale, bias and residual read before its loop (`early_epilogue`) against
+    the reference path in float64, on masked edges, every fusion; int4 on K of three groups."""
+    int4 = weights == "int4"
+    candidate = forced_candidate(config, placement, fusion, 1, dtype, int4=int4, early_epilogue=True)
+    g = torch.Generator().manual_seed(5)
+    n, k = 203, 3 * GROUP if int4 else 300
+    w = torch.randn(2 * n if "glu" in fusion else n, k, generator=g)
+    q, scale = (quantize_int4(w, torch.float32) if int4 else quantize_int8(w, torch.float32) if weights == "int8"
+                else (w, None))
+    assert_fused_linear_equals_reference(candidate, fusion, 1, q, scale, torch.randn(1, k, generator=g), g, dtype,
+                                         monkeypatch)
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),

@@ -139,9 +139,17 @@ class FusedStep:
     def _launch(self, token: Tensor, start: Tensor, pad: Tensor, cache: KVCache, splits: int, split_cols: int,
                 offset: int, logits: Tensor, next_id: Tensor, head: bool) -> None:
         """One token's layers (and, if `head`, its lm-head): one launch, or one a phase without the barrier."""
-        import triton
-
         from specdraft.engine import triton_fused_step
+
+        for grid, args, kwargs in self.launches(token, start, pad, cache, splits, split_cols, offset, logits, next_id,
+                                                head):
+            triton_fused_step.fused_step_kernel[grid](*args, **kwargs)
+
+    def launches(self, token: Tensor, start: Tensor, pad: Tensor, cache: KVCache, splits: int, split_cols: int,
+                 offset: int, logits: Tensor, next_id: Tensor, head: bool) -> list[tuple[tuple, tuple, dict]]:
+        """(grid, arguments, keyword arguments) of each `fused_step_kernel` launch `_launch` makes (benchmarks
+        compile them for a GPU they do not have)."""
+        import triton
 
         d, s, c = self.decoder, self.decoder.shape, self.config
         device, dtype = token.device, d.embed.weight.dtype
@@ -155,8 +163,9 @@ class FusedStep:
         scale = (lambda name: st[name]) if quantized else (lambda name: dummy)
         k_all, v_all = cache.k_all, cache.v_all
         stop = PHASES * s.num_layers + (1 if head else 0)
+        launches = []
         for first_step, stop_step in [(0, stop)] if c.barrier else [(i, i + 1) for i in range(stop)]:
-            triton_fused_step.fused_step_kernel[(programs,)](
+            launches.append(((programs,), (
                 token, start, pad, d.embed.weight, cos, sin, st["qkv.weight"], scale("qkv_scale"),
                 st["qkv.bias"] if s.attention_bias else dummy, st["o.weight"], scale("o_scale"),
                 st["gate_up.weight"], scale("gate_up_scale"), st["down.weight"], scale("down_scale"),
@@ -166,13 +175,14 @@ class FusedStep:
                 stop_step, split_cols, offset, s.num_layers, s.hidden_size, s.num_heads, s.num_kv_heads, s.head_dim,
                 s.intermediate_size, s.vocab_size, s.num_heads // s.num_kv_heads, st["qkv.weight"].stride(0),
                 st["o.weight"].stride(0), st["gate_up.weight"].stride(0), st["down.weight"].stride(0),
-                k_all.stride(0), k_all.stride(2), k_all.stride(3), s.rms_norm_eps, s.head_dim**-0.5,
+                k_all.stride(0), k_all.stride(2), k_all.stride(3), s.rms_norm_eps, s.head_dim**-0.5), dict(
                 HAS_SCALE=quantized, HAS_BIAS=s.attention_bias, QK_NORM=s.qk_norm, BARRIER=c.barrier,
                 PREFETCH=c.prefetch, IEEE=dtype == torch.float32, NSPLIT=splits,
                 SPLITS_P2=triton.next_power_of_2(splits), **self._tiles(programs), BLOCK_G=block_g, BLOCK_D=block_d,
                 BLOCK_S=c.block_s, LINE_ELEMS=128 // st["qkv.weight"].element_size(), PREFETCH_CAP=c.prefetch_lines,
                 HEAD_AHEAD=c.head_ahead if c.prefetch else 0, PHASES=PHASES, LOADS_AHEAD=c.loads_ahead,
-                num_warps=c.num_warps)
+                num_warps=c.num_warps)))
+        return launches
 
     def _tiles(self, programs: int) -> dict[str, int]:
         """Each matrix's tile (`tile`), as the kernel's BN_* / BK_* arguments."""

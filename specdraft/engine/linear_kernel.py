@@ -36,6 +36,8 @@ class Config(NamedTuple):
     # fuse_norm False: x * norm weight and its squares from one small Triton launch (`norm_prepass`), 1/rms in
     # the epilogue, instead of torch's rms_norm. Tensor cores only: scaling inside slows their loop.
     norm_prepass: bool = False
+    # GEMV only: scale, bias and residual read before the loop, off the path from the last sum to the store.
+    early_epilogue: bool = False
 
 
 # Tensor-core tiles from `benchmarks/linear_kernels.py --sweep`, GEMV forms for one row from
@@ -74,6 +76,7 @@ def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = No
         wide = rows > MAX_FAST_ROWS
         candidates = tuple(c for c in WIDE_CANDIDATES if c.block_m <= tuned_rows(rows)) if wide else CANDIDATES
     configs = [c for c in candidates if (c.dot or rows == 1) and not (int4 and c.block_k % GROUP)]
+    configs += [c._replace(early_epilogue=True) for c in configs if not c.dot]
     if not norm:
         return configs
     before = [c._replace(fuse_norm=False) for c in configs]
@@ -139,7 +142,7 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
         x.stride(0), w.stride(0), scale.stride(0) if int4 else 0, r.stride(0), out.stride(0), eps, **flags,
         INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
         DOT=config.dot, SWAP=config.swap and config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n,
-        BLOCK_K=config.block_k,
+        BLOCK_K=config.block_k, EARLY_EPILOGUE=config.early_epilogue and not config.dot,
         PREFETCH_LINES=max(1, PREFETCH_TILES * stored_block_k // line_elems), LINE_ELEMS=line_elems,
         num_warps=config.num_warps, num_stages=config.num_stages, **options)
 

@@ -56,31 +56,58 @@ def load_int4(w_ptr, s_ptr, n, n_ok, k0, K, stride_wn, stride_sn, dtype: tl.cons
 
 
 @triton.jit
+def epilogue_loads(rows, cols, row_ok, col_ok, N, s_ptr, b_ptr, r_ptr, stride_rm, HAS_SCALE: tl.constexpr,
+                   HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, GLU: tl.constexpr):
+    """What the epilogue reads: scale and bias (float32 [BLOCK_N], up's too under GLU) and the residual tile
+    [BLOCK_M, BLOCK_N] as stored; zeros where absent."""
+    zero = tl.zeros(cols.shape, dtype=tl.float32)
+    scale, scale_up, bias, bias_up = zero, zero, zero, zero
+    residual = tl.zeros((rows.shape[0], cols.shape[0]), dtype=r_ptr.dtype.element_ty)
+    if HAS_SCALE:
+        scale = tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        if GLU:
+            scale_up = tl.load(s_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        if GLU:
+            bias_up = tl.load(b_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)
+    if HAS_RESIDUAL:
+        residual = tl.load(r_ptr + rows[:, None] * stride_rm + cols[None, :], mask=row_ok[:, None] & col_ok[None, :],
+                           other=0.0)
+    return scale, scale_up, bias, bias_up, residual
+
+
+@triton.jit
 def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
-           stride_om, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-           NORM: tl.constexpr, GLU: tl.constexpr):
+           stride_om, loaded, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+           NORM: tl.constexpr, GLU: tl.constexpr, EARLY_EPILOGUE: tl.constexpr):
     """The epilogue: 1/rms, scale, bias, SiLU(gate) * up (rounded first, as the reference's matmul output
-    is), residual add, store."""
+    is), residual add, store. EARLY_EPILOGUE: `loaded` holds what `epilogue_loads` read before the loop;
+    otherwise they are read here, after the norm."""
     out_mask = row_ok[:, None] & col_ok[None, :]
     if NORM:
         rstd = 1.0 / tl.sqrt(squares / K + eps)
         acc = acc * rstd[:, None]
         if GLU:
             acc_up = acc_up * rstd[:, None]
+    if not EARLY_EPILOGUE:
+        loaded = epilogue_loads(rows, cols, row_ok, col_ok, N, s_ptr, b_ptr, r_ptr, stride_rm, HAS_SCALE, HAS_BIAS,
+                                HAS_RESIDUAL, GLU)
+    scale, scale_up, bias, bias_up, residual = loaded
     if HAS_SCALE:
-        acc = acc * tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        acc = acc * scale[None, :]
         if GLU:
-            acc_up = acc_up * tl.load(s_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+            acc_up = acc_up * scale_up[None, :]
     if HAS_BIAS:
-        acc += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        acc += bias[None, :]
         if GLU:
-            acc_up += tl.load(b_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+            acc_up += bias_up[None, :]
     if GLU:  # as F.silu(gate) * up on the rounded matmul outputs
         gate = acc.to(o_ptr.dtype.element_ty).to(tl.float32)
         up = acc_up.to(o_ptr.dtype.element_ty)
         acc = ((gate * tl.sigmoid(gate)).to(o_ptr.dtype.element_ty) * up).to(tl.float32)
     if HAS_RESIDUAL:
-        acc += tl.load(r_ptr + rows[:, None] * stride_rm + cols[None, :], mask=out_mask, other=0.0).to(tl.float32)
+        acc += residual.to(tl.float32)
     tl.store(o_ptr + rows[:, None] * stride_om + cols[None, :], acc.to(o_ptr.dtype.element_ty), mask=out_mask)
 
 
@@ -92,12 +119,13 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, sq_ptr, o_ptr, ws_p
                   DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   SWAP: tl.constexpr = False, PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1,
                   LINE_ELEMS: tl.constexpr = 64, SUM_AFTER: tl.constexpr = False, FAST_INT8: tl.constexpr = False,
-                  NORM_INSIDE: tl.constexpr = True):
+                  NORM_INSIDE: tl.constexpr = True, EARLY_EPILOGUE: tl.constexpr = False):
     """Program (n, k, m): output columns n * BLOCK_N.. of rows m * BLOCK_M.. over the k-th of SPLIT_K slices
     of K (M_PAD: the rows of all row blocks, the partials' stride). NORM: 1/rms in the epilogue; NORM_INSIDE
     scales x by the norm weight and gathers the sum of squares from the same tiles, so no pass over the row
     precedes the weight loads; otherwise x comes scaled and its sums of squares in sq_ptr (`norm_prepass_kernel`).
-    Under PDL the start of the weight rows is prefetched into L2 before waiting for the previous kernel."""
+    Under PDL the start of the weight rows is prefetched into L2 before waiting for the previous kernel.
+    EARLY_EPILOGUE: scale, bias and residual read before the loop, not after it on the way to the store."""
     pid_n, pid_k, pid_m = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -111,6 +139,10 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, sq_ptr, o_ptr, ws_p
         if GLU:
             prefetch_to_l2(w_ptr + (N + cols)[:, None] * stride_wn + first[None, :], line_ok, PDL)
     wait_for_previous_kernel(PDL)
+    loaded = 0  # what the epilogue reads: before the loop (EARLY_EPILOGUE), or in `finish`
+    if EARLY_EPILOGUE:
+        loaded = epilogue_loads(rows, cols, row_ok, col_ok, N, s_ptr, b_ptr, r_ptr, stride_rm, HAS_SCALE, HAS_BIAS,
+                                HAS_RESIDUAL, GLU)
     if not DOT and SUM_AFTER:  # BLOCK_M = 1: products kept per column of K, reduced once after the loop
         acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
         acc_up = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
@@ -171,11 +203,11 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, sq_ptr, o_ptr, ws_p
             if NORM_INSIDE:
                 squares = summed
             finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr,
-                   stride_rm, stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
+                   stride_rm, stride_om, loaded, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU, EARLY_EPILOGUE)
             tl.atomic_xchg(count, 0)  # ready for the next launch (a graph replays the same buffer)
     else:
         finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
-               stride_om, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU)
+               stride_om, loaded, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU, EARLY_EPILOGUE)
 
 
 @triton.jit
