@@ -1,7 +1,9 @@
 """One-row int8 matmuls as a decode step calls them (norm, bias, GLU, residual folded in), each matrix of the
 seed's target and draft: the tuned choice against the GEMV form's tiles, with the products summed over K
-after the loop or in every round (SUM_AFTER) and int8 converted by integer ops or by the conversion
-instruction (FAST_INT8); the two single changes are timed at the best tile of both, and cuBLAS on bf16
+after the loop or in every round (SUM_AFTER), int8 converted by integer ops or by the conversion
+instruction (FAST_INT8), the epilogue's scale, bias and residual read after or before the loop
+(`Config.early_epilogue`), and each round's tiles loaded in the round or a round ahead (`Config.loads_ahead`);
+the two single changes are timed at the best tile of both, and cuBLAS on bf16
 weights of the same shape is the peer. Every timed output is checked against a float32 reference (a tile
 that differs by more than TOLERANCE counts as failed). Times are CUDA-graph replays over weight copies of
 512 MB or 32 of them (the draft's qkv and o then fit in L2); the floor is reading the weight once at the
@@ -31,6 +33,12 @@ GEMV_TILES = ((4, 1024, 1, 4, 3), (8, 1024, 1, 4, 2), (8, 1024, 1, 4, 3), (8, 51
               (32, 512, 1, 8, 3), (8, 512, 2, 4, 3), (16, 512, 2, 4, 3), (4, 2048, 1, 4, 2), (8, 2048, 1, 8, 2))
 BF16_TABLE_TILES = ((8, 1024, 1, 4, 2), (4, 1024, 1, 4, 3))  # the GEMV choices the H200 table holds for bf16
 VARIANTS = {"sum_after+fast_int8": dict(sum_after=True, fast_int8=True),  # launch_linear's GEMV form
+            # and the same with scale, bias and residual read before the loop (`Config.early_epilogue`), then
+            # also each round's tiles a round ahead (`Config.loads_ahead`): the tuner's candidate
+            # (sum_after None: after the loop for int8 weights, every round for bf16, as the tuner's launches)
+            "sum_after+fast_int8+early_epilogue": dict(sum_after=None, fast_int8=True, early_epilogue=True),
+            "sum_after+fast_int8+early_epilogue+loads_ahead": dict(sum_after=None, fast_int8=True,
+                                                                   early_epilogue=True, loads_ahead=True),
             "sum_after": dict(sum_after=True, fast_int8=False),
             "sum_each_round+fast_int8": dict(sum_after=False, fast_int8=True),
             "sum_each_round (before)": dict(sum_after=False, fast_int8=False)}
@@ -116,7 +124,9 @@ def main() -> None:
                    "tiles": {}}
 
             def time_tile(tile, variant):
-                config, flags = Config(*tile, dot=False), VARIANTS[variant]
+                flags = dict(VARIANTS[variant])
+                config = Config(*tile, dot=False, early_epilogue=flags.pop("early_epilogue", False),
+                                loads_ahead=flags.pop("loads_ahead", False))
 
                 def call(i):
                     launch_linear(config, x, q[i], s[i], extra["bias"], extra["residual"], extra["norm_weight"],
@@ -131,9 +141,11 @@ def main() -> None:
             row["cublas_bf16_us"] = replay_us(lambda i: torch.nn.functional.linear(x, bf16[i]), copies)
             del bf16
             tiles = GEMV_TILES if args.weights == "int8" else BF16_TABLE_TILES
-            for tile in tiles:  # every tile in the new form and the one before it
+            for tile in tiles:  # every tile in the new form, the one before it, and with its loads issued early
                 time_tile(tile, new)
                 time_tile(tile, before)
+                time_tile(tile, "sum_after+fast_int8+early_epilogue")
+                time_tile(tile, "sum_after+fast_int8+early_epilogue+loads_ahead")
             timed = [(v["us"], t) for t, vs in row["tiles"].items() for var, v in vs.items()
                      if var == new and isinstance(v, dict)]
             if timed and args.weights == "int8":  # each change on its own, at the new form's best tile

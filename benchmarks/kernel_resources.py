@@ -7,15 +7,18 @@ on the H200 compiles. Writes JSON and prints a table.
     python benchmarks/kernel_resources.py --out kernel_resources.json
     python benchmarks/kernel_resources.py --tile 32,256,2,4,4 --flags norm,bias   # another tile, qkv's fusions
     python benchmarks/kernel_resources.py --fused-step default,loads_ahead --shape seed   # the draft's fused step
+    python benchmarks/kernel_resources.py --gemv "8,1024,1,4,2;16,256,1,4,4" --flags "bias;glu"   # GEMV forms
 
-For the fused step, `FusedStep` builds its launch on a CPU copy of the draft (one layer: the layer count is
-not compiled in) and the JIT's own specialisation of those arguments is compiled for the GPU target.
+For the fused step, `FusedStep` builds its launch on a CPU copy of the draft with two of its layers (the JIT
+compiles a count of one in as a constant; other counts give the same code) and the JIT's own specialisation of
+those arguments is compiled for the GPU target.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import itertools
 import json
 import re
 import subprocess
@@ -28,10 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # How the norm runs in each variant: inside the loop, after `norm_prepass` (1/rms in the epilogue), or absent.
 VARIANTS = {"norm inside": dict(NORM=True, NORM_INSIDE=True), "norm prepass": dict(NORM=True, NORM_INSIDE=False),
             "no norm": dict(NORM=False, NORM_INSIDE=True)}
-# --gemv: the one-row form (sums after its loop, int8 by integer ops), its epilogue's loads after or before the loop.
-GEMV = dict(DOT=False, BLOCK_M=1, SUM_AFTER=True, FAST_INT8=True)
-GEMV_VARIANTS = {"epilogue after the loop": dict(NORM=True, EARLY_EPILOGUE=False),
-                 "epilogue before the loop": dict(NORM=True, EARLY_EPILOGUE=True)}
+# --gemv: the one-row form (sums after its loop, int8 by integer ops): its epilogue's loads after or before the
+# loop, each round's loads in the round or a round ahead.
+GEMV = dict(DOT=False, BLOCK_M=1, SUM_AFTER=True, FAST_INT8=True, NORM=True)
+GEMV_VARIANTS = {"as before": dict(EARLY_EPILOGUE=False, LOADS_AHEAD=False),
+                 "epilogue early": dict(EARLY_EPILOGUE=True, LOADS_AHEAD=False),
+                 "loads ahead": dict(EARLY_EPILOGUE=False, LOADS_AHEAD=True),
+                 "both (the tuner's candidate)": dict(EARLY_EPILOGUE=True, LOADS_AHEAD=True)}
 POINTERS = {"x_ptr": "*bf16", "w_ptr": "*i8", "s_ptr": "*bf16", "b_ptr": "*bf16", "r_ptr": "*bf16", "nw_ptr": "*bf16",
             "sq_ptr": "*fp32", "o_ptr": "*bf16", "ws_ptr": "*fp32", "ss_ptr": "*fp32", "cnt_ptr": "*i32"}
 DIVISIBLE = ("N", "K", "K_PER_SPLIT", "M_PAD", "stride_xm", "stride_wn", "stride_rm", "stride_om")  # by 16
@@ -52,7 +58,7 @@ def compile_variant(tile: tuple[int, ...], flags: set[str], variant: dict, arch:
     constants = dict(HAS_SCALE=True, HAS_BIAS="bias" in flags, HAS_RESIDUAL="residual" in flags, GLU="glu" in flags,
                      SPLIT_K=split_k, INT4=False, GROUP=128, IEEE=False, DOT=True, BLOCK_M=16, BLOCK_N=block_n,
                      BLOCK_K=block_k, SWAP=False, PDL=False, PREFETCH_LINES=1, LINE_ELEMS=128, SUM_AFTER=False,
-                     FAST_INT8=False, NORM_INSIDE=True, EARLY_EPILOGUE=False)
+                     FAST_INT8=False, NORM_INSIDE=True, EARLY_EPILOGUE=False, LOADS_AHEAD=False)
     constants.update(variant)
     signature = {n: POINTERS.get(n, "fp32" if n == "eps" else "constexpr" if n in constants else "i32") for n in names}
     source = ASTSource(fn, signature, constexprs={(names.index(n),): v for n, v in constants.items()},
@@ -103,7 +109,7 @@ def fused_step_variants(shape_name: str, weights: str, names: list[str], arch: i
     from fused_step import candidate_configs
     from specdraft.engine import Engine, fused_step, triton_fused_step
 
-    shape = dict(SHAPES[shape_name]["draft"], num_hidden_layers=1)
+    shape = dict(SHAPES[shape_name]["draft"], num_hidden_layers=2)
     engine = Engine.from_hf(build(shape, torch.bfloat16, torch.device("cpu"), 0), max_seq_len=256,
                             use_cuda_graphs=False, weights=weights)
     zero, out = torch.zeros(1, dtype=torch.long), {}
@@ -125,8 +131,9 @@ def main() -> None:
                         help="block_n,block_k,split_k,num_warps,num_stages (a tensor-core tile of 16 rows)")
     parser.add_argument("--flags", default="norm,glu", help="what the matmul folds in besides its norm: glu, bias, "
                         "residual (comma-separated; 'norm' is ignored: the variants place it)")
-    parser.add_argument("--gemv", action="store_true", help="the one-row GEMV form of --tile (split_k 1), its "
-                        "epilogue's loads after and before its loop (norm inside)")
+    parser.add_argument("--gemv", default="", help="instead: one-row GEMV tiles (block_n,block_k,1,num_warps,"
+                        "num_stages, ';'-separated), norm inside, for each of --flags (';'-separated sets): its "
+                        "epilogue's loads after or before its loop, its rounds' loads ahead or not")
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100 / H200)")
     parser.add_argument("--fused-step", default="", help="instead: the fused step's kernel under these comma-"
                         "separated configurations of benchmarks/fused_step.py (a 128-token context, 132 programs)")
@@ -149,22 +156,30 @@ def main() -> None:
 
     import triton
 
-    tile = tuple(int(v) for v in args.tile.split(","))
-    flags = set(args.flags.split(",")) - {"norm", ""}
-    results = {"command": "python " + " ".join(sys.argv), "triton": triton.__version__, "arch": f"sm_{args.arch}",
-               "tile": dict(zip(("block_n", "block_k", "split_k", "num_warps", "num_stages"), tile)),
-               "fusions": sorted(flags), "conditions": "bf16 activations, int8 weights, 16-row tensor-core tile, "
-               "compiled on a CPU (no GPU involved)", "variants": {}}
-    variants = {name: {**GEMV, **v} for name, v in GEMV_VARIANTS.items()} if args.gemv else VARIANTS
+    results = {"command": "python " + " ".join(sys.argv), "triton": triton.__version__, "arch": f"sm_{args.arch}"}
     if args.gemv:
         results["conditions"] = "bf16 activations, int8 weights, one-row GEMV, compiled on a CPU (no GPU involved)"
-    for name, variant in variants.items():
-        row = results["variants"][name] = compile_variant(tile, flags, variant, args.arch)
-        print(f"{name:13} registers {row['registers']:4}  spills {row['spill_stack_bytes']:4} B  shared "
-              f"{row['dynamic_shared_bytes']:6} B  " + "  ".join(f"{k} {v}" for k, v in row["ptx"].items()), flush=True)
+        results["tiles"] = {}
+        for text, fusions in itertools.product(args.gemv.split(";"), args.flags.split(";")):
+            tile, flags = tuple(int(v) for v in text.split(",")), set(fusions.split(",")) - {"norm", ""}
+            for name, variant in GEMV_VARIANTS.items():
+                row = compile_variant(tile, flags, {**GEMV, **variant}, args.arch)
+                results["tiles"].setdefault(text, {}).setdefault("norm," + ",".join(sorted(flags)), {})[name] = row
+                print(f"{text:13} norm,{','.join(sorted(flags)):9} {name:28} registers {row['registers']:4}  spills "
+                      f"{row['spill_stack_bytes']:4} B  ld.global {row['ptx']['ld.global']}", flush=True)
+    else:
+        tile = tuple(int(v) for v in args.tile.split(","))
+        flags = set(args.flags.split(",")) - {"norm", ""}
+        results.update(tile=dict(zip(("block_n", "block_k", "split_k", "num_warps", "num_stages"), tile)),
+                       fusions=sorted(flags), conditions="bf16 activations, int8 weights, 16-row tensor-core tile, "
+                       "compiled on a CPU (no GPU involved)", variants={})
+        for name, variant in VARIANTS.items():
+            row = results["variants"][name] = compile_variant(tile, flags, variant, args.arch)
+            print(f"{name:13} registers {row['registers']:4}  spills {row['spill_stack_bytes']:4} B  shared "
+                  f"{row['dynamic_shared_bytes']:6} B  " + "  ".join(f"{k} {v}" for k, v in row["ptx"].items()),
+                  flush=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
-
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,10 @@
-"""A kernel that runs `triton_linear.int8_to_float32` on 256 values (a module of its own: Triton resolves a
+"""A kernel that runs `triton_gemv.int8_to_float32` on 256 values (a module of its own: Triton resolves a
 kernel's helpers among its module's globals, and the test modules import without Triton)."""
 
 import triton
 import triton.language as tl
 
-from specdraft.engine.triton_linear import int8_to_float32
+from specdraft.engine.triton_gemv import int8_to_float32
 
 
 @triton.jit

@@ -19,9 +19,9 @@ NORM_PLACEMENTS = {"norm-inside": dict(fuse_norm=True), "norm-before": dict(fuse
 def forced_candidate(config: int, placement: str, fusion: str, rows: int, dtype: torch.dtype, int4: bool = False,
                      wide: bool = False, **fields):
     """`linear_kernel.CANDIDATES[config]` (wide: WIDE_CANDIDATES') with the norm at `placement` (a key of
-    NORM_PLACEMENTS) and `fields` set, or a skip where that case does not exist (no norm to place, a one-row form for several
-    rows, a tile of more rows than the case has, a prepass above 16 rows, int4 groups split) or adds nothing
-    (bf16 under the interpreter)."""
+    NORM_PLACEMENTS) and `fields` set, or a skip where that case does not exist (no norm to place, a one-row
+    form for several rows, a tile of more rows than the case has, a prepass above 16 rows, int4 groups split)
+    or adds nothing (bf16 under the interpreter)."""
     pytest.importorskip("triton")
     if placement != "norm-inside" and "norm" not in fusion:
         pytest.skip("no norm to place")

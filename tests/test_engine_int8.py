@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from specdraft.engine import Engine
+from specdraft.engine import Engine, linear_kernel
 from specdraft.engine.quant import GROUP, dequantize, dequantized_copy, quantize_int4, quantize_int8
 from tests.linear_kernel_cases import (CANDIDATE_INDEXES, NORM_PLACEMENTS, WIDE_CANDIDATE_INDEXES, WIDE_ROWS,
                                        assert_fused_linear_equals_reference, forced_candidate)
@@ -108,22 +108,40 @@ def test_fused_linear_kernel_equals_the_reference(rows, fusion, weights, dtype, 
     assert_fused_linear_equals_reference(candidate, fusion, rows, q, scale, x, g, dtype, monkeypatch)
 
 
+def test_the_tuner_is_offered_every_gemv_tile_with_its_loads_early():
+    """One row: each GEMV tile also with its epilogue read early and (but for int4) its rounds loaded ahead,
+    in every norm placement; tensor-core tiles and more rows never."""
+    gemv = [c for c in linear_kernel.CANDIDATES if not c.dot]
+    for norm, int4 in [(False, False), (True, False), (True, True)]:
+        offered = linear_kernel.candidates_for(1, norm=norm, int4=int4)
+        early = [c for c in offered if c.early_epilogue]
+        assert all(not c.dot and c.loads_ahead == (not int4) for c in early)
+        tiles = [c for c in gemv if not (int4 and c.block_k % GROUP)]
+        assert len(early) == len(tiles) * (2 if norm else 1)
+    assert not any(c.early_epilogue or c.loads_ahead for c in linear_kernel.candidates_for(6, norm=True))
+
+
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
                     reason="the Triton kernel needs a CUDA device or TRITON_INTERPRET=1 with triton installed")
 @pytest.mark.parametrize("fusion", ["plain", "bias", "residual+bias", "norm+bias", "norm+residual", "norm+glu",
                                     "glu+bias"])
 @pytest.mark.parametrize("weights", ["int8", "float", "int4"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("config", CANDIDATE_INDEXES)
+@pytest.mark.parametrize("config", [i for i, c in enumerate(linear_kernel.CANDIDATES) if not c.dot])
 @pytest.mark.parametrize("placement", ["norm-inside", "norm-before"])
-def test_gemv_reading_its_epilogue_early_equals_the_reference(fusion, weights, dtype, config, placement,
-                                                              monkeypatch):
-    """Each one-row GEMV tile with scale, bias and residual read before its loop (`early_epilogue`) against
-    the reference path in float64, on masked edges, every fusion; int4 on K of three groups."""
+def test_gemv_issuing_its_loads_early_equals_the_reference(fusion, weights, dtype, config, placement, monkeypatch):
+    """Each one-row GEMV tile with scale, bias and residual read before its loop (`early_epilogue`) and, but
+    for int4, each round's tiles a round ahead (`loads_ahead`), against the reference path in float64, on
+    masked edges, every fusion: K of 4,396, three rounds or more for every tile, the last part-filled; int4 on
+    K of three groups."""
     int4 = weights == "int4"
-    candidate = forced_candidate(config, placement, fusion, 1, dtype, int4=int4, early_epilogue=True)
+    early = linear_kernel.CANDIDATES[config]._replace(**NORM_PLACEMENTS[placement], early_epilogue=True,
+                                                      loads_ahead=not int4)
+    assert early in linear_kernel.candidates_for(1, norm=True, int4=int4)  # the tuner offers it
+    candidate = forced_candidate(config, placement, fusion, 1, dtype, int4=int4, early_epilogue=True,
+                                 loads_ahead=not int4)
     g = torch.Generator().manual_seed(5)
-    n, k = 203, 3 * GROUP if int4 else 300
+    n, k = 203, 3 * GROUP if int4 else 2 * 2048 + 300
     w = torch.randn(2 * n if "glu" in fusion else n, k, generator=g)
     q, scale = (quantize_int4(w, torch.float32) if int4 else quantize_int8(w, torch.float32) if weights == "int8"
                 else (w, None))

@@ -57,18 +57,28 @@ def test_fused_step_equals_the_layer_by_layer_decoder(make, weights, kv_len, pro
     torch.testing.assert_close(fused[3], reference[3], atol=1e-6, rtol=1e-5)
 
 
+# Several column blocks a program, of several K chunks (the last part-filled for hidden size 40) or of one.
+SMALL_TILES = {"k-chunks": dict(programs=3, tile_elems=64, max_block_k=16, block_s=16),
+               "one-chunk": dict(programs=3, tile_elems=128, max_block_k=64, block_s=16)}
+LOADS_AHEAD_MODELS = {"qwen2": lambda: tiny_qwen2(0), "qwen2-hidden-40": lambda: tiny_qwen2(0, hidden_size=40),
+                      "qwen3": lambda: tiny_qwen3(0)}
+
+
 @pytest.mark.parametrize("weights", ["model_dtype", "int8"])
-@pytest.mark.parametrize("make", [lambda: tiny_qwen2(0), lambda: tiny_qwen3(0)], ids=["qwen2", "qwen3"])
-@pytest.mark.parametrize("tiles", [dict(), dict(tile_elems=128, max_block_k=64)], ids=["k-chunks", "one-chunk"])
-def test_loads_a_round_ahead_equal_the_layer_by_layer_decoder(make, weights, tiles):
+@pytest.mark.parametrize("model", LOADS_AHEAD_MODELS)
+@pytest.mark.parametrize("tiles", SMALL_TILES)
+def test_loads_a_round_ahead_equal_the_layer_by_layer_decoder(model, weights, tiles):
     """The form that loads each round's tiles (and the epilogue's scale, bias and residual) a round early
-    computes what the layer-by-layer decoder does. Under the interpreter each program has several column
-    blocks, of several K chunks ("k-chunks") or of one ("one-chunk": a block's epilogue is loaded with the
-    previous block's round)."""
-    config = fused_step.INTERPRETER_CONFIG._replace(loads_ahead=True, **tiles)
+    computes what the layer-by-layer decoder does ("one-chunk": a block's epilogue is loaded with the previous
+    block's round). On a GPU under the grid barrier, and bit for bit what the other form computes."""
+    base = (fused_step.GPU_CONFIG if torch.cuda.is_available() else fused_step.INTERPRETER_CONFIG)._replace(
+        **SMALL_TILES[tiles])
+    fused, reference = fused_against_layers(LOADS_AHEAD_MODELS[model](), weights, 128, 40,
+                                            base._replace(loads_ahead=True))
     if torch.cuda.is_available():
-        config = fused_step.GPU_CONFIG._replace(loads_ahead=True)
-    fused, reference = fused_against_layers(make(), weights, 128, 40, config)
+        in_turn, _ = fused_against_layers(LOADS_AHEAD_MODELS[model](), weights, 128, 40, base)
+        for a, b in zip(fused, in_turn):
+            assert torch.equal(a, b)
     torch.testing.assert_close(fused[0], reference[0], atol=1e-5, rtol=1e-5)
     assert torch.equal(fused[1], reference[1])
     torch.testing.assert_close(fused[2], reference[2], atol=1e-6, rtol=1e-5)

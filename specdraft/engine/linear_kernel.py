@@ -38,6 +38,8 @@ class Config(NamedTuple):
     norm_prepass: bool = False
     # GEMV only: scale, bias and residual read before the loop, off the path from the last sum to the store.
     early_epilogue: bool = False
+    # GEMV of int8 or floating weights only: each round's tiles loaded a round early (two rounds in flight).
+    loads_ahead: bool = False
 
 
 # Tensor-core tiles from `benchmarks/linear_kernels.py --sweep`, GEMV forms for one row from
@@ -76,7 +78,8 @@ def candidates_for(rows: int, norm: bool = False, dtype: torch.dtype | None = No
         wide = rows > MAX_FAST_ROWS
         candidates = tuple(c for c in WIDE_CANDIDATES if c.block_m <= tuned_rows(rows)) if wide else CANDIDATES
     configs = [c for c in candidates if (c.dot or rows == 1) and not (int4 and c.block_k % GROUP)]
-    configs += [c._replace(early_epilogue=True) for c in configs if not c.dot]
+    # The GEMV tiles also with their loads issued early: the epilogue's before the loop, each round's a round ahead.
+    configs += [c._replace(early_epilogue=True, loads_ahead=not int4) for c in configs if not c.dot]
     if not norm:
         return configs
     before = [c._replace(fuse_norm=False) for c in configs]
@@ -96,7 +99,7 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
                   launch_options: dict | None = None, sum_after: bool | None = None, fast_int8: bool = True,
                   squares: Tensor | None = None) -> None:
     """Launch the kernel with `config` into out [M, N], untuned; x [M, K], the rest as `fused_linear`.
-    sum_after, fast_int8: the GEMV form's (`triton_linear.multiply_add`); sum_after None: after the loop for int8
+    sum_after, fast_int8: the GEMV form's (`triton_gemv.multiply_add`); sum_after None: after the loop for int8
     weights, every round for the others (docs/performance.md says why; benchmarks/gemv_forms.py sets both).
     squares [M] (float32): x comes scaled by the norm weight (`norm_prepass`); these sums give 1/rms."""
     import triton
@@ -111,6 +114,8 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
         raise ValueError(f"{config}: int4 weights need BLOCK_K a multiple of the group size {GROUP}")
     if not (config.dot or M == 1):
         raise ValueError(f"{config} is the one-row GEMV form; got {M} rows")
+    if config.loads_ahead and (config.dot or int4):
+        raise ValueError(f"{config}: loads_ahead is a form of the GEMV of int8 or floating weights")
     block_m = config.block_m if config.dot else 1
     grid_m = triton.cdiv(M, block_m)
     m_pad = grid_m * block_m
@@ -143,6 +148,7 @@ def launch_linear(config: Config, x: Tensor, w: Tensor, scale: Tensor | None, bi
         INT4=int4, GROUP=GROUP, IEEE=x.dtype == torch.float32,
         DOT=config.dot, SWAP=config.swap and config.dot, BLOCK_M=block_m, BLOCK_N=config.block_n,
         BLOCK_K=config.block_k, EARLY_EPILOGUE=config.early_epilogue and not config.dot,
+        LOADS_AHEAD=config.loads_ahead and not config.dot,
         PREFETCH_LINES=max(1, PREFETCH_TILES * stored_block_k // line_elems), LINE_ELEMS=line_elems,
         num_warps=config.num_warps, num_stages=config.num_stages, **options)
 

@@ -4,37 +4,8 @@ a kernel's helpers among its module's globals, hence a module per family)."""
 import triton
 import triton.language as tl
 
-from specdraft.engine.triton_common import dot, let_next_kernel_launch, prefetch_to_l2, wait_for_previous_kernel
-
-
-@triton.jit
-def multiply_add(acc, a, w, DOT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.constexpr, SUM_AFTER: tl.constexpr,
-                 FAST_INT8: tl.constexpr):
-    """acc [BLOCK_M, BLOCK_N] + a [BLOCK_M, BLOCK_K] @ w [BLOCK_N, BLOCK_K].T: tensor cores (DOT), or a GEMV.
-    SWAP: acc is [BLOCK_N, BLOCK_M], w @ a.T, so that the weight converted in registers is the MMA's first
-    operand, which Hopper's wgmma may take from registers (its second comes from shared memory).
-    SUM_AFTER (GEMV, BLOCK_M = 1): acc is [BLOCK_N, BLOCK_K] of products, summed over K after the loop, not
-    across threads every round. FAST_INT8: see `int8_to_float32`."""
-    if DOT and SWAP:
-        acc = dot(w.to(a.dtype), tl.trans(a), acc, IEEE)
-    elif DOT:
-        acc = dot(a, tl.trans(w.to(a.dtype)), acc, IEEE)
-    elif SUM_AFTER:
-        acc += a.to(tl.float32) * int8_to_float32(w, FAST_INT8)
-    else:
-        acc += tl.sum(a.to(tl.float32)[:, None, :] * int8_to_float32(w, FAST_INT8)[None, :, :], axis=2)
-    return acc
-
-
-@triton.jit
-def int8_to_float32(w, FAST_INT8: tl.constexpr):
-    """w as float32. FAST_INT8: int8 through integer ops and one float add (2**23 + (w + 128) built in the
-    mantissa) instead of the conversion instruction."""
-    if FAST_INT8 and w.dtype == tl.int8:
-        biased = (w.to(tl.uint8, bitcast=True).to(tl.int32) ^ 0x80) | 0x4B000000
-        return biased.to(tl.float32, bitcast=True) - 8388736.0  # exact: 2**23 + 128
-    else:
-        return w.to(tl.float32)
+from specdraft.engine.triton_common import let_next_kernel_launch, prefetch_to_l2, wait_for_previous_kernel
+from specdraft.engine.triton_gemv import gemv_loop_ahead, multiply_add
 
 
 @triton.jit
@@ -79,10 +50,10 @@ def epilogue_loads(rows, cols, row_ok, col_ok, N, s_ptr, b_ptr, r_ptr, stride_rm
 
 @triton.jit
 def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
-           stride_om, loaded, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+           stride_om, epilogue_inputs, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
            NORM: tl.constexpr, GLU: tl.constexpr, EARLY_EPILOGUE: tl.constexpr):
     """The epilogue: 1/rms, scale, bias, SiLU(gate) * up (rounded first, as the reference's matmul output
-    is), residual add, store. EARLY_EPILOGUE: `loaded` holds what `epilogue_loads` read before the loop;
+    is), residual add, store. EARLY_EPILOGUE: `epilogue_inputs` holds what `epilogue_loads` read before the loop;
     otherwise they are read here, after the norm."""
     out_mask = row_ok[:, None] & col_ok[None, :]
     if NORM:
@@ -91,9 +62,9 @@ def finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b
         if GLU:
             acc_up = acc_up * rstd[:, None]
     if not EARLY_EPILOGUE:
-        loaded = epilogue_loads(rows, cols, row_ok, col_ok, N, s_ptr, b_ptr, r_ptr, stride_rm, HAS_SCALE, HAS_BIAS,
-                                HAS_RESIDUAL, GLU)
-    scale, scale_up, bias, bias_up, residual = loaded
+        epilogue_inputs = epilogue_loads(rows, cols, row_ok, col_ok, N, s_ptr, b_ptr, r_ptr, stride_rm, HAS_SCALE,
+                                         HAS_BIAS, HAS_RESIDUAL, GLU)
+    scale, scale_up, bias, bias_up, residual = epilogue_inputs
     if HAS_SCALE:
         acc = acc * scale[None, :]
         if GLU:
@@ -119,13 +90,15 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, sq_ptr, o_ptr, ws_p
                   DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   SWAP: tl.constexpr = False, PDL: tl.constexpr = False, PREFETCH_LINES: tl.constexpr = 1,
                   LINE_ELEMS: tl.constexpr = 64, SUM_AFTER: tl.constexpr = False, FAST_INT8: tl.constexpr = False,
-                  NORM_INSIDE: tl.constexpr = True, EARLY_EPILOGUE: tl.constexpr = False):
+                  NORM_INSIDE: tl.constexpr = True, EARLY_EPILOGUE: tl.constexpr = False,
+                  LOADS_AHEAD: tl.constexpr = False):
     """Program (n, k, m): output columns n * BLOCK_N.. of rows m * BLOCK_M.. over the k-th of SPLIT_K slices
     of K (M_PAD: the rows of all row blocks, the partials' stride). NORM: 1/rms in the epilogue; NORM_INSIDE
     scales x by the norm weight and gathers the sum of squares from the same tiles, so no pass over the row
     precedes the weight loads; otherwise x comes scaled and its sums of squares in sq_ptr (`norm_prepass_kernel`).
     Under PDL the start of the weight rows is prefetched into L2 before waiting for the previous kernel.
-    EARLY_EPILOGUE: scale, bias and residual read before the loop, not after it on the way to the store."""
+    EARLY_EPILOGUE: scale, bias and residual read before the loop, not after it on the way to the store.
+    LOADS_AHEAD (GEMV of int8 or floating weights): each round's tiles loaded a round early (`gemv_loop_ahead`)."""
     pid_n, pid_k, pid_m = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -139,10 +112,10 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, sq_ptr, o_ptr, ws_p
         if GLU:
             prefetch_to_l2(w_ptr + (N + cols)[:, None] * stride_wn + first[None, :], line_ok, PDL)
     wait_for_previous_kernel(PDL)
-    loaded = 0  # what the epilogue reads: before the loop (EARLY_EPILOGUE), or in `finish`
+    epilogue_inputs = 0  # what the epilogue reads: read here (EARLY_EPILOGUE), else `finish` reads it
     if EARLY_EPILOGUE:
-        loaded = epilogue_loads(rows, cols, row_ok, col_ok, N, s_ptr, b_ptr, r_ptr, stride_rm, HAS_SCALE, HAS_BIAS,
-                                HAS_RESIDUAL, GLU)
+        epilogue_inputs = epilogue_loads(rows, cols, row_ok, col_ok, N, s_ptr, b_ptr, r_ptr, stride_rm, HAS_SCALE,
+                                         HAS_BIAS, HAS_RESIDUAL, GLU)
     if not DOT and SUM_AFTER:  # BLOCK_M = 1: products kept per column of K, reduced once after the loop
         acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
         acc_up = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
@@ -154,28 +127,35 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, sq_ptr, o_ptr, ws_p
         acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     squares_tile = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)  # summed over K once, after the loop
     k_start = pid_k * K_PER_SPLIT
-    for k0 in range(k_start, k_start + K_PER_SPLIT, BLOCK_K):
-        ks = k0 + offs
-        k_ok = ks < K
-        a = tl.load(x_ptr + rows[:, None] * stride_xm + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-        if NORM and NORM_INSIDE:
-            af = a.to(tl.float32)
-            squares_tile += af * af  # element-wise: no reduction across threads inside the loop
-            a = (a * tl.load(nw_ptr + ks, mask=k_ok, other=0.0)[None, :]).to(a.dtype)
-        if INT4:
-            w = load_int4(w_ptr, s_ptr, cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N, BLOCK_K, GROUP)
-        else:
-            w = tl.load(w_ptr + cols[:, None] * stride_wn + ks[None, :], mask=col_ok[:, None] & k_ok[None, :],
-                        other=0)
-        acc = multiply_add(acc, a, w, DOT, IEEE, SWAP, SUM_AFTER, FAST_INT8)
-        if GLU:
+    if LOADS_AHEAD:
+        acc, acc_up, squares_tile = gemv_loop_ahead(x_ptr, w_ptr, nw_ptr, rows, cols, row_ok, col_ok, offs, k_start,
+                                                    K_PER_SPLIT, K, N, stride_xm, stride_wn, acc, acc_up,
+                                                    squares_tile, NORM and NORM_INSIDE, GLU, IEEE, SUM_AFTER,
+                                                    FAST_INT8, BLOCK_K)
+    else:
+        for k0 in range(k_start, k_start + K_PER_SPLIT, BLOCK_K):
+            ks = k0 + offs
+            k_ok = ks < K
+            a = tl.load(x_ptr + rows[:, None] * stride_xm + ks[None, :], mask=row_ok[:, None] & k_ok[None, :],
+                        other=0.0)
+            if NORM and NORM_INSIDE:
+                af = a.to(tl.float32)
+                squares_tile += af * af  # element-wise: no reduction across threads inside the loop
+                a = (a * tl.load(nw_ptr + ks, mask=k_ok, other=0.0)[None, :]).to(a.dtype)
             if INT4:
-                w_up = load_int4(w_ptr, s_ptr, N + cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N,
-                                 BLOCK_K, GROUP)
+                w = load_int4(w_ptr, s_ptr, cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N, BLOCK_K, GROUP)
             else:
-                w_up = tl.load(w_ptr + (N + cols)[:, None] * stride_wn + ks[None, :],
-                               mask=col_ok[:, None] & k_ok[None, :], other=0)
-            acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE, SWAP, SUM_AFTER, FAST_INT8)
+                w = tl.load(w_ptr + cols[:, None] * stride_wn + ks[None, :], mask=col_ok[:, None] & k_ok[None, :],
+                            other=0)
+            acc = multiply_add(acc, a, w, DOT, IEEE, SWAP, SUM_AFTER, FAST_INT8)
+            if GLU:
+                if INT4:
+                    w_up = load_int4(w_ptr, s_ptr, N + cols, col_ok, k0, K, stride_wn, stride_sn, a.dtype, BLOCK_N,
+                                     BLOCK_K, GROUP)
+                else:
+                    w_up = tl.load(w_ptr + (N + cols)[:, None] * stride_wn + ks[None, :],
+                                   mask=col_ok[:, None] & k_ok[None, :], other=0)
+                acc_up = multiply_add(acc_up, a, w_up, DOT, IEEE, SWAP, SUM_AFTER, FAST_INT8)
     let_next_kernel_launch(PDL)
     if not DOT and SUM_AFTER:
         acc = tl.sum(acc, axis=1)[None, :]
@@ -203,11 +183,11 @@ def linear_kernel(x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, nw_ptr, sq_ptr, o_ptr, ws_p
             if NORM_INSIDE:
                 squares = summed
             finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr,
-                   stride_rm, stride_om, loaded, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU, EARLY_EPILOGUE)
+                   stride_rm, stride_om, epilogue_inputs, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU, EARLY_EPILOGUE)
             tl.atomic_xchg(count, 0)  # ready for the next launch (a graph replays the same buffer)
     else:
         finish(acc, acc_up, squares, rows, cols, row_ok, col_ok, N, K, eps, s_ptr, b_ptr, r_ptr, o_ptr, stride_rm,
-               stride_om, loaded, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU, EARLY_EPILOGUE)
+               stride_om, epilogue_inputs, HAS_SCALE, HAS_BIAS, HAS_RESIDUAL, NORM, GLU, EARLY_EPILOGUE)
 
 
 @triton.jit
