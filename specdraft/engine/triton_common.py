@@ -1,5 +1,5 @@
-"""Triton helpers every kernel family uses: the float32-exact dot, programmatic dependent launch (PDL) and L2
-prefetch. Imported only where Triton is (a CUDA device, or the interpreter in tests)."""
+"""Triton helpers every kernel family uses: the float32-exact dot, programmatic dependent launch (PDL), L2
+prefetch and a matmul epilogue's scale and bias. Imported only where Triton is (a CUDA device, or the interpreter in tests)."""
 
 import triton
 import triton.language as tl
@@ -44,3 +44,21 @@ def prefetch_to_l2(ptrs, mask, PDL: tl.constexpr):
     if PDL:
         tl.inline_asm_elementwise("{ .reg .pred p; setp.ne.b32 p, $2, 0; @p prefetch.global.L2 [$1]; mov.u32 $0, 0; }",
                                   "=r,l,r", [ptrs, mask.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
+def scale_and_bias(cols, col_ok, s_ptr, b_ptr, N, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   GLU: tl.constexpr):
+    """A matmul epilogue's per-column scale and bias of columns `cols` (under GLU up's too, N rows on), in
+    float32; zeros where absent."""
+    zero = tl.zeros(cols.shape, dtype=tl.float32)
+    scale, scale_up, bias, bias_up = zero, zero, zero, zero
+    if HAS_SCALE:
+        scale = tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        if GLU:
+            scale_up = tl.load(s_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        if GLU:
+            bias_up = tl.load(b_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)
+    return scale, scale_up, bias, bias_up

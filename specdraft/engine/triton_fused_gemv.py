@@ -4,7 +4,7 @@ matrix (norm, scale, bias, SiLU-gated pair, residual and argmax fused), and L2 p
 import triton
 import triton.language as tl
 
-from specdraft.engine.triton_common import prefetch_to_l2
+from specdraft.engine.triton_common import prefetch_to_l2, scale_and_bias
 
 BIG = tl.constexpr(2**30)
 
@@ -98,16 +98,10 @@ def gemv_columns_in_turn(x_ptr, nw_ptr, w_ptr, s_ptr, b_ptr, r_ptr, o_ptr, lo, h
 @triton.jit
 def column_loads(cols, col_ok, s_ptr, b_ptr, r_ptr, N, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
                  HAS_RESIDUAL: tl.constexpr, GLU: tl.constexpr):
-    """What the epilogue reads of columns `cols`, in float32: scale (and up's under GLU), bias, residual
-    (.cg: this launch wrote it); zeros where absent."""
-    zero = tl.zeros(cols.shape, dtype=tl.float32)
-    scale, scale_up, bias, residual = zero, zero, zero, zero
-    if HAS_SCALE:
-        scale = tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-        if GLU:
-            scale_up = tl.load(s_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    """What the epilogue reads of columns `cols`, in float32: scale (and up's under GLU) and bias
+    (`scale_and_bias`), residual (.cg: this launch wrote it); zeros where absent."""
+    scale, scale_up, bias, _ = scale_and_bias(cols, col_ok, s_ptr, b_ptr, N, HAS_SCALE, HAS_BIAS, GLU)
+    residual = tl.zeros(cols.shape, dtype=tl.float32)
     if HAS_RESIDUAL:
         residual = tl.load(r_ptr + cols, mask=col_ok, other=0.0, cache_modifier=".cg").to(tl.float32)
     return scale, scale_up, bias, residual

@@ -4,7 +4,8 @@ a kernel's helpers among its module's globals, hence a module per family)."""
 import triton
 import triton.language as tl
 
-from specdraft.engine.triton_common import let_next_kernel_launch, prefetch_to_l2, wait_for_previous_kernel
+from specdraft.engine.triton_common import (let_next_kernel_launch, prefetch_to_l2, scale_and_bias,
+                                            wait_for_previous_kernel)
 from specdraft.engine.triton_gemv import gemv_loop_ahead, multiply_add
 
 
@@ -29,19 +30,10 @@ def load_int4(w_ptr, s_ptr, n, n_ok, k0, K, stride_wn, stride_sn, dtype: tl.cons
 @triton.jit
 def epilogue_loads(rows, cols, row_ok, col_ok, N, s_ptr, b_ptr, r_ptr, stride_rm, HAS_SCALE: tl.constexpr,
                    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, GLU: tl.constexpr):
-    """What the epilogue reads: scale and bias (float32 [BLOCK_N], up's too under GLU) and the residual tile
-    [BLOCK_M, BLOCK_N] as stored; zeros where absent."""
-    zero = tl.zeros(cols.shape, dtype=tl.float32)
-    scale, scale_up, bias, bias_up = zero, zero, zero, zero
+    """What the epilogue reads: scale and bias (`scale_and_bias`) and the residual tile [BLOCK_M, BLOCK_N] as
+    stored (zeros where absent)."""
+    scale, scale_up, bias, bias_up = scale_and_bias(cols, col_ok, s_ptr, b_ptr, N, HAS_SCALE, HAS_BIAS, GLU)
     residual = tl.zeros((rows.shape[0], cols.shape[0]), dtype=r_ptr.dtype.element_ty)
-    if HAS_SCALE:
-        scale = tl.load(s_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-        if GLU:
-            scale_up = tl.load(s_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-        if GLU:
-            bias_up = tl.load(b_ptr + N + cols, mask=col_ok, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
         residual = tl.load(r_ptr + rows[:, None] * stride_rm + cols[None, :], mask=row_ok[:, None] & col_ok[None, :],
                            other=0.0)
