@@ -7,6 +7,7 @@ on the H200 compiles. Writes JSON and prints a table.
     python benchmarks/kernel_resources.py --out kernel_resources.json
     python benchmarks/kernel_resources.py --tile 32,256,2,4,4 --flags norm,bias   # another tile, qkv's fusions
     python benchmarks/kernel_resources.py --fused-step default,loads_ahead --shape seed   # the draft's fused step
+    python benchmarks/kernel_resources.py --fused-step default --loads-ahead "qkv;gate_up,down"  # ahead in some
     python benchmarks/kernel_resources.py --gemv "8,1024,1,4,2;16,256,1,4,4" --flags "bias;glu"   # GEMV forms
 
 For the fused step, `FusedStep` builds its launch on a CPU copy of the draft with two of its layers (the JIT
@@ -85,24 +86,44 @@ def compile_launch(fn, args: tuple, kwargs: dict, arch: int):
 
 
 def resources(kernel, name: str) -> dict:
-    """Registers, spills and shared memory (cuobjdump) and the PTX's instruction mix of a compiled kernel."""
+    """Registers, spills and shared memory (cuobjdump), the PTX's instruction mix, and each spill store or
+    reload of the SASS (nvdisasm) with the source line the compiler's line table gives it."""
     import triton
 
-    cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     with tempfile.TemporaryDirectory() as folder:
         cubin = Path(folder) / f"{name}.cubin"
         cubin.write_bytes(kernel.asm["cubin"])
-        usage = subprocess.run([str(cuobjdump), "-res-usage", str(cubin)], capture_output=True, text=True,
+        usage = subprocess.run([str(tools / "cuobjdump"), "-res-usage", str(cubin)], capture_output=True, text=True,
                                check=True).stdout
+        sass = subprocess.run([str(tools / "nvdisasm"), "-c", "-g", str(cubin)], capture_output=True, text=True,
+                              check=True).stdout
     found = {key.lower(): int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", usage)}
     ptx = kernel.asm["ptx"]
     return {"registers": found["reg"], "spill_stack_bytes": found["stack"], "local_bytes": found["local"],
             "dynamic_shared_bytes": kernel.metadata.shared,
-            "ptx": {name: len(re.findall(pattern, ptx)) for name, pattern in PTX_COUNTS.items()}}
+            "ptx": {name: len(re.findall(pattern, ptx)) for name, pattern in PTX_COUNTS.items()},
+            "sass_instructions": len(re.findall(r"^\s+/\*[0-9a-f]+\*/", sass, re.M)), "spill_accesses": spills(sass)}
 
 
-def fused_step_variants(shape_name: str, weights: str, names: list[str], arch: int) -> dict:
-    """`resources` of the fused step's kernel for each named configuration of benchmarks/fused_step.py."""
+def spills(sass: str) -> list[str]:
+    """'<STL or LDL form> <file>:<line>: <source>' for each local-memory access of nvdisasm -g output."""
+    out, where = [], "?"
+    for text in sass.splitlines():
+        line = re.search(r'//## File "([^"]+)", line (\d+)', text)
+        if line:
+            path, number = Path(line.group(1)), int(line.group(2))
+            source = path.read_text().splitlines()[number - 1].strip() if path.exists() else ""
+            where = f"{path.name}:{number}: {source}"
+        elif op := re.search(r"\b(?:STL|LDL)[.A-Z0-9]*", text):
+            out.append(f"{op.group(0)} {where}")
+    return out
+
+
+def fused_step_variants(shape_name: str, weights: str, names: list[str], arch: int,
+                        ahead_sets: list[str] | None = None) -> dict:
+    """`resources` of the fused step's kernel for each named configuration of benchmarks/fused_step.py, or
+    for the first of them with each of `ahead_sets` (comma-separated matrices) as its loads_ahead."""
     import torch
 
     from engine_speed import SHAPES, build
@@ -113,8 +134,12 @@ def fused_step_variants(shape_name: str, weights: str, names: list[str], arch: i
     engine = Engine.from_hf(build(shape, torch.bfloat16, torch.device("cpu"), 0), max_seq_len=256,
                             use_cuda_graphs=False, weights=weights)
     zero, out = torch.zeros(1, dtype=torch.long), {}
-    for name in names:
-        step = fused_step.FusedStep(engine.decoder, candidate_configs()[name]._replace(programs=132))  # H200's SMs
+    configs = {name: candidate_configs()[name]._replace(programs=132) for name in names}  # H200's SMs
+    if ahead_sets is not None:
+        configs = {f"{names[0]}, loads ahead: {text or 'none'}": configs[names[0]]._replace(
+            loads_ahead=tuple(m for m in text.split(",") if m)) for text in ahead_sets}
+    for name, config in configs.items():
+        step = fused_step.FusedStep(engine.decoder, config)
         (_, args, kwargs), = step.launches(torch.tensor([3]), torch.tensor([128]), zero,
                                            engine.session_runner().cache, 5, 32, 0,
                                            torch.empty(shape["vocab_size"], dtype=torch.bfloat16),
@@ -139,13 +164,16 @@ def main() -> None:
                         "separated configurations of benchmarks/fused_step.py (a 128-token context, 132 programs)")
     parser.add_argument("--shape", default="seed", help="the fused step's draft shape (engine_speed.SHAPES)")
     parser.add_argument("--weights", default="int8", help="the fused step's weights: int8 or model_dtype")
+    parser.add_argument("--loads-ahead", default=None, help="with --fused-step: its first configuration with each "
+                        "';'-separated set of fused_step.MATRICES (comma-separated) loaded a round ahead")
     args = parser.parse_args()
     if args.fused_step:
         import triton
 
-        variants = fused_step_variants(args.shape, args.weights, args.fused_step.split(","), args.arch)
+        variants = fused_step_variants(args.shape, args.weights, args.fused_step.split(","), args.arch,
+                                       None if args.loads_ahead is None else args.loads_ahead.split(";"))
         for name, row in variants.items():
-            print(f"{name:32} registers {row['registers']:4}  spills {row['spill_stack_bytes']:4} B  "
+            print(f"{name:40} registers {row['registers']:4}  spills {row['spill_stack_bytes']:4} B  "
                   + "  ".join(f"{k} {v}" for k, v in row["ptx"].items()), flush=True)
         with open(args.out, "w") as f:
             json.dump({"command": "python " + " ".join(sys.argv), "triton": triton.__version__,

@@ -74,7 +74,7 @@ def test_loads_a_round_ahead_equal_the_layer_by_layer_decoder(model, weights, ti
     base = (fused_step.GPU_CONFIG if torch.cuda.is_available() else fused_step.INTERPRETER_CONFIG)._replace(
         **SMALL_TILES[tiles])
     fused, reference = fused_against_layers(LOADS_AHEAD_MODELS[model](), weights, 128, 40,
-                                            base._replace(loads_ahead=True))
+                                            base._replace(loads_ahead=fused_step.MATRICES))
     if torch.cuda.is_available():
         in_turn, _ = fused_against_layers(LOADS_AHEAD_MODELS[model](), weights, 128, 40, base)
         for a, b in zip(fused, in_turn):
@@ -83,6 +83,23 @@ def test_loads_a_round_ahead_equal_the_layer_by_layer_decoder(model, weights, ti
     assert torch.equal(fused[1], reference[1])
     torch.testing.assert_close(fused[2], reference[2], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fused[3], reference[3], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ahead", [("gate_up",), ("qkv", "down", "lm_head")])
+def test_loads_ahead_in_some_matrices_equal_the_layer_by_layer_decoder(ahead):
+    """Loads a round ahead in some phases and in turn in the others: each phase reads its own form."""
+    base = fused_step.GPU_CONFIG if torch.cuda.is_available() else fused_step.INTERPRETER_CONFIG
+    config = base._replace(**SMALL_TILES["k-chunks"], loads_ahead=ahead)
+    fused, reference = fused_against_layers(tiny_qwen2(0, hidden_size=40), "int8", 128, 40, config)
+    torch.testing.assert_close(fused[0], reference[0], atol=1e-5, rtol=1e-5)
+    assert torch.equal(fused[1], reference[1])
+    torch.testing.assert_close(fused[2], reference[2], atol=1e-6, rtol=1e-5)
+
+
+def test_loads_ahead_names_only_the_fused_matrices():
+    engine = Engine.from_hf(tiny_qwen2(0), max_seq_len=64, use_cuda_graphs=False)
+    with pytest.raises(ValueError, match=r"loads_ahead: \['gate'\] not among \('qkv', 'o', 'gate_up'"):
+        fused_step.FusedStep(engine.decoder, fused_step.GPU_CONFIG._replace(loads_ahead=("qkv", "gate")))
 
 
 def test_fused_argmax_breaks_ties_as_torch_does():
@@ -148,8 +165,8 @@ def test_one_launch_with_grid_barriers_equals_one_launch_a_phase(weights):
     """On the GPU the persistent kernel (programs meeting at grid barriers, L2 prefetch on) computes what
     launching each phase on its own computes, bit for bit, and both equal the layer-by-layer decoder."""
     makes = (lambda: tiny_qwen2(0, hidden_size=64, num_hidden_layers=3), lambda: tiny_qwen3(0))
-    for make, config in itertools.product(makes, (fused_step.GPU_CONFIG,
-                                                  fused_step.GPU_CONFIG._replace(loads_ahead=True))):
+    ahead = [fused_step.GPU_CONFIG._replace(loads_ahead=m) for m in (fused_step.MATRICES, ("qkv", "o", "lm_head"))]
+    for make, config in itertools.product(makes, [fused_step.GPU_CONFIG, *ahead]):
         barrier, reference = fused_against_layers(make(), weights, 256, 70, config)
         phases, _ = fused_against_layers(make(), weights, 256, 70, config._replace(barrier=False))
         for a, b in zip(barrier, phases):

@@ -17,6 +17,7 @@ from specdraft.engine.quant import fast_kernels
 
 MAX_SPLITS = 16  # key splits per KV head; a step's count depends on its kv_len
 PHASES = 5  # per layer, as the kernel's
+MATRICES = ("qkv", "o", "gate_up", "down", "lm_head")  # bit i of the kernel's LOADS_AHEAD: MATRICES[i]
 
 
 class FusedConfig(NamedTuple):
@@ -29,7 +30,7 @@ class FusedConfig(NamedTuple):
     prefetch: bool = True  # later phases' weights asked for in L2 (a GPU instruction: off under the interpreter)
     prefetch_lines: int = 1024  # cache lines of one matrix each program asks for at most, a phase ahead
     head_ahead: int = 4  # lm-head tiles asked for in L2 ahead of the one loaded
-    loads_ahead: bool = False  # each round's weight tile loaded a round early: two in flight a program, not one
+    loads_ahead: tuple[str, ...] = ()  # MATRICES whose rounds' tiles load a round early: two in flight, not one
 
 
 GPU_CONFIG = FusedConfig(programs=0, tile_elems=16384, max_block_k=4096, block_s=32, num_warps=8)
@@ -73,6 +74,9 @@ class FusedStep:
             raise ValueError(f"no fused step for this decoder: {reason}")
         self.decoder = decoder
         self.config = config or (INTERPRETER_CONFIG if interpreting() else GPU_CONFIG)
+        unknown = set(self.config.loads_ahead) - set(MATRICES)
+        if unknown:
+            raise ValueError(f"FusedConfig.loads_ahead: {sorted(unknown)} not among {MATRICES}")
         self._work: dict[str, Tensor] = {}
         self._rope: tuple[Tensor, Tensor] | None = None
 
@@ -163,6 +167,7 @@ class FusedStep:
         scale = (lambda name: st[name]) if quantized else (lambda name: dummy)
         k_all, v_all = cache.k_all, cache.v_all
         stop = PHASES * s.num_layers + (1 if head else 0)
+        ahead = sum(1 << i for i, m in enumerate(MATRICES) if m in c.loads_ahead)
         launches = []
         for first_step, stop_step in [(0, stop)] if c.barrier else [(i, i + 1) for i in range(stop)]:
             launches.append(((programs,), (
@@ -180,7 +185,7 @@ class FusedStep:
                 PREFETCH=c.prefetch, IEEE=dtype == torch.float32, NSPLIT=splits,
                 SPLITS_P2=triton.next_power_of_2(splits), **self._tiles(programs), BLOCK_G=block_g, BLOCK_D=block_d,
                 BLOCK_S=c.block_s, LINE_ELEMS=128 // st["qkv.weight"].element_size(), PREFETCH_CAP=c.prefetch_lines,
-                HEAD_AHEAD=c.head_ahead if c.prefetch else 0, PHASES=PHASES, LOADS_AHEAD=c.loads_ahead,
+                HEAD_AHEAD=c.head_ahead if c.prefetch else 0, PHASES=PHASES, LOADS_AHEAD=ahead,
                 num_warps=c.num_warps)))
         return launches
 

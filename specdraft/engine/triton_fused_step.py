@@ -43,7 +43,7 @@ def fused_step_kernel(ids_ptr, col_ptr, pad_ptr, embed_ptr, cos_ptr, sin_ptr, qk
     """Steps start_step..stop_step-1 (layer step // PHASES, phase step % PHASES) of the token ids[0] at column
     col[0] + col_offset (row start pad[0]); step PHASES * NUM_LAYERS, the lm-head, writes logits [V] and their
     argmax into next[0]. x [H]: the residual. Matrices are contiguous rows, [NUM_LAYERS, N, K] with layer
-    strides stride_layer_*."""
+    strides stride_layer_*. LOADS_AHEAD: bit i set, the GEMV of fused_step.MATRICES[i] loads a round ahead."""
     pid = tl.program_id(0)
     P = tl.num_programs(0)
     start = tl.load(col_ptr) + col_offset
@@ -62,7 +62,7 @@ def fused_step_kernel(ids_ptr, col_ptr, pad_ptr, embed_ptr, cos_ptr, sin_ptr, qk
             lo, hi = split_range(pid, V, P)
             best, best_col = gemv_columns(x_ptr, final_norm, lm_w, lm_s, qkv_b, x_ptr, logits_ptr, lo, hi, V, H, H,
                                           eps, True, HAS_SCALE, False, False, False, True, BN_LM, BK_H, HEAD_AHEAD,
-                                          LINE_ELEMS, PREFETCH, LOADS_AHEAD)
+                                          LINE_ELEMS, PREFETCH, (LOADS_AHEAD & 16) != 0)
             tl.store(best_ws + pid, best)
             tl.store(best_ws + P + pid, best_col.to(tl.float32))  # < 2**24 (the host checks V): exact
             tl.debug_barrier()
@@ -89,7 +89,7 @@ def fused_step_kernel(ids_ptr, col_ptr, pad_ptr, embed_ptr, cos_ptr, sin_ptr, qk
             lo, hi = split_range(pid, NQKV, P)
             gemv_columns(x_in, in_norm + layer * H, qkv_w + lw * stride_layer_qkv, qkv_s + layer * NQKV,
                          qkv_b + layer * NQKV, x_ptr, qkv_ptr, lo, hi, NQKV, H, H, eps, True, HAS_SCALE, HAS_BIAS,
-                         False, False, False, BN_QKV, BK_H, 0, LINE_ELEMS, PREFETCH, LOADS_AHEAD)
+                         False, False, False, BN_QKV, BK_H, 0, LINE_ELEMS, PREFETCH, (LOADS_AHEAD & 1) != 0)
         elif phase == 1:  # B: RoPE, cache write and split-KV attention; down's weights asked for
             prefetch_rows(dn_w + lw * stride_layer_dn, o_lo, o_hi, I, tl.cdiv(I, LINE_ELEMS), LINE_ELEMS,
                           PREFETCH_CAP, PREFETCH)
@@ -101,7 +101,7 @@ def fused_step_kernel(ids_ptr, col_ptr, pad_ptr, embed_ptr, cos_ptr, sin_ptr, qk
         elif phase == 2:  # C: o + residual
             gemv_columns(attn_ptr, in_norm, o_w + lw * stride_layer_o, o_s + layer * H, qkv_b, x_ptr, x_ptr, o_lo,
                          o_hi, H, NH * HD, NH * HD, eps, False, HAS_SCALE, False, True, False, False, BN_O, BK_O, 0,
-                         LINE_ELEMS, PREFETCH, LOADS_AHEAD)
+                         LINE_ELEMS, PREFETCH, (LOADS_AHEAD & 2) != 0)
         elif phase == 3:  # D: norm + gate/up, SiLU(gate) * up; the next layer's qkv (or the lm-head) asked for
             if layer + 1 < NUM_LAYERS:
                 q_lo, q_hi = split_range(pid, NQKV, P)
@@ -113,11 +113,11 @@ def fused_step_kernel(ids_ptr, col_ptr, pad_ptr, embed_ptr, cos_ptr, sin_ptr, qk
             lo, hi = split_range(pid, I, P)
             gemv_columns(x_ptr, post_norm + layer * H, gu_w + lw * stride_layer_gu, gu_s + layer * 2 * I, qkv_b,
                          x_ptr, act_ptr, lo, hi, I, H, H, eps, True, HAS_SCALE, False, False, True, False, BN_GU, BK_H,
-                         0, LINE_ELEMS, PREFETCH, LOADS_AHEAD)
+                         0, LINE_ELEMS, PREFETCH, (LOADS_AHEAD & 4) != 0)
         else:  # E: down + residual
             gemv_columns(act_ptr, in_norm, dn_w + lw * stride_layer_dn, dn_s + layer * H, qkv_b, x_ptr, x_ptr, o_lo,
                          o_hi, H, I, I, eps, False, HAS_SCALE, False, True, False, False, BN_DN, BK_I, 0, LINE_ELEMS,
-                         PREFETCH, LOADS_AHEAD)
+                         PREFETCH, (LOADS_AHEAD & 8) != 0)
         if BARRIER:
             if step + 1 < stop_step:
                 grid_barrier(cnt_ptr, (step - start_step + 1) * P)
