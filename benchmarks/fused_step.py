@@ -31,7 +31,7 @@ PHASE_NAMES = ("A_norm_qkv", "B_rope_cache_attention", "C_o_residual", "D_norm_g
 def candidate_configs():
     from specdraft.engine.fused_step import GPU_CONFIG, MATRICES
 
-    BUT_DOWN = tuple(m for m in MATRICES if m != "down")  # compiles without a spill for int8 and bf16 (sm_90)
+    but_down = tuple(m for m in MATRICES if m != "down")
 
     return {"default": GPU_CONFIG, "tile_8192": GPU_CONFIG._replace(tile_elems=8192),
             "tile_32768": GPU_CONFIG._replace(tile_elems=32768),
@@ -41,7 +41,7 @@ def candidate_configs():
             "no_prefetch": GPU_CONFIG._replace(prefetch=False),
             "one_launch_a_phase": GPU_CONFIG._replace(barrier=False),
             "loads_ahead": GPU_CONFIG._replace(loads_ahead=MATRICES),
-            "loads_ahead_but_down": GPU_CONFIG._replace(loads_ahead=BUT_DOWN),
+            "loads_ahead_but_down": GPU_CONFIG._replace(loads_ahead=but_down),
             "loads_ahead_tile_8192": GPU_CONFIG._replace(loads_ahead=MATRICES, tile_elems=8192),
             "loads_ahead_one_launch_a_phase": GPU_CONFIG._replace(loads_ahead=MATRICES, barrier=False)}
 

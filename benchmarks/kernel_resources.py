@@ -18,10 +18,12 @@ those arguments is compiled for the GPU target.
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import itertools
 import json
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -106,6 +108,16 @@ def resources(kernel, name: str) -> dict:
             "sass_instructions": len(re.findall(r"^\s+/\*[0-9a-f]+\*/", sass, re.M)), "spill_accesses": spills(sass)}
 
 
+@functools.lru_cache(maxsize=None)
+def source_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def source_line(path: Path, number: int) -> str:
+    lines = source_lines(path)
+    return lines[number - 1].strip() if number <= len(lines) else ""
+
+
 def spills(sass: str) -> list[str]:
     """'<STL or LDL form> <file>:<line>: <source>' for each local-memory access of nvdisasm -g output."""
     out, where = [], "?"
@@ -113,8 +125,7 @@ def spills(sass: str) -> list[str]:
         line = re.search(r'//## File "([^"]+)", line (\d+)', text)
         if line:
             path, number = Path(line.group(1)), int(line.group(2))
-            source = path.read_text().splitlines()[number - 1].strip() if path.exists() else ""
-            where = f"{path.name}:{number}: {source}"
+            where = f"{path.name}:{number}: {source_line(path, number)}"
         elif op := re.search(r"\b(?:STL|LDL)[.A-Z0-9]*", text):
             out.append(f"{op.group(0)} {where}")
     return out
@@ -176,7 +187,7 @@ def main() -> None:
             print(f"{name:40} registers {row['registers']:4}  spills {row['spill_stack_bytes']:4} B  "
                   + "  ".join(f"{k} {v}" for k, v in row["ptx"].items()), flush=True)
         with open(args.out, "w") as f:
-            json.dump({"command": "python " + " ".join(sys.argv), "triton": triton.__version__,
+            json.dump({"command": "python " + shlex.join(sys.argv), "triton": triton.__version__,
                        "arch": f"sm_{args.arch}", "conditions": f"{args.shape} draft, {args.weights} weights, bf16 "
                        "activations, 132 programs, 5 key splits of 32 columns (a 128-token context), compiled on a "
                        "CPU (no GPU involved)", "variants": variants}, f, indent=1)
@@ -184,7 +195,7 @@ def main() -> None:
 
     import triton
 
-    results = {"command": "python " + " ".join(sys.argv), "triton": triton.__version__, "arch": f"sm_{args.arch}"}
+    results = {"command": "python " + shlex.join(sys.argv), "triton": triton.__version__, "arch": f"sm_{args.arch}"}
     if args.gemv:
         results["conditions"] = "bf16 activations, int8 weights, one-row GEMV, compiled on a CPU (no GPU involved)"
         results["tiles"] = {}

@@ -73,10 +73,11 @@ class FusedStep:
         if reason is not None:
             raise ValueError(f"no fused step for this decoder: {reason}")
         self.decoder = decoder
-        self.config = config or (INTERPRETER_CONFIG if interpreting() else GPU_CONFIG)
-        unknown = set(self.config.loads_ahead) - set(MATRICES)
-        if unknown:
-            raise ValueError(f"FusedConfig.loads_ahead: {sorted(unknown)} not among {MATRICES}")
+        config = config or (INTERPRETER_CONFIG if interpreting() else GPU_CONFIG)
+        ahead = config.loads_ahead
+        if not isinstance(ahead, (tuple, frozenset)) or not set(ahead) <= set(MATRICES):
+            raise ValueError(f"FusedConfig.loads_ahead: {ahead!r}; a tuple of names among {MATRICES}")
+        self.config = config._replace(loads_ahead=tuple(m for m in MATRICES if m in ahead))  # one tuner key a set
         self._work: dict[str, Tensor] = {}
         self._rope: tuple[Tensor, Tensor] | None = None
 
